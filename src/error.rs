@@ -1,0 +1,126 @@
+//! The crate's one error type. Every variant is something a user can act on; foreign
+//! errors are converted at module edges with context that says what misql was doing.
+
+use std::fmt;
+
+/// A position in SQL text, 1-based, as the user sees it in their file or shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Location {
+    /// Line, starting at 1.
+    pub line: u64,
+    /// Column, starting at 1.
+    pub column: u64,
+}
+
+impl Location {
+    /// A location at `line`, `column` (both 1-based).
+    pub fn new(line: u64, column: u64) -> Self {
+        Self { line, column }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// Everything that can go wrong in misql.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQL that does not parse, or a statement whose clauses are wrong (unknown option, repeated
+    /// clause, unset environment variable, ...).
+    #[error("{message} at {location}")]
+    Sql {
+        /// What is wrong.
+        message: String,
+        /// Where in the SQL text.
+        location: Location,
+        /// What would be right, if we can tell.
+        hint: Option<String>,
+    },
+    /// A statement that parsed but cannot be carried out as written (unknown catalog, a
+    /// table that does not exist, a feature not supported yet).
+    #[error("{message}")]
+    Plan {
+        /// What is wrong.
+        message: String,
+        /// What would be right, if we can tell.
+        hint: Option<String>,
+    },
+    /// A BSON value that does not fit the Arrow column it is read into.
+    #[error("document _id={id}: field `{field}`: {reason}")]
+    Convert {
+        /// The document's `_id` as relaxed Extended JSON (or `<missing>`).
+        id: String,
+        /// The dotted path of the field.
+        field: String,
+        /// What did not fit.
+        reason: String,
+    },
+    /// The MongoDB server or driver failed.
+    #[error("MongoDB: {context}: {source}")]
+    Mongo {
+        /// What misql was doing.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: mongodb::error::Error,
+    },
+    /// DataFusion failed while planning or running a query.
+    #[error("{0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// Arrow failed (formatting output, building arrays).
+    #[error("{0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Reading or writing a local file failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What misql was doing.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A SQL error at `location`.
+    pub fn sql(message: impl Into<String>, location: Location) -> Self {
+        Error::Sql { message: message.into(), location, hint: None }
+    }
+
+    /// A planning error without a location.
+    pub fn plan(message: impl Into<String>) -> Self {
+        Error::Plan { message: message.into(), hint: None }
+    }
+
+    /// Adds a hint ("what would be right") to errors that carry one.
+    pub fn with_hint(mut self, text: impl Into<String>) -> Self {
+        if let Error::Sql { hint, .. } | Error::Plan { hint, .. } = &mut self {
+            *hint = Some(text.into());
+        }
+        self
+    }
+
+    /// The hint, if any.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Sql { hint, .. } | Error::Plan { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A MongoDB error with what misql was doing.
+    pub fn mongo(context: impl Into<String>, source: mongodb::error::Error) -> Self {
+        Error::Mongo { context: context.into(), source }
+    }
+
+    /// An I/O error with what misql was doing.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+/// Result with the crate's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
