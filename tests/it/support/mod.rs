@@ -1,0 +1,1 @@
+//! Test fixtures: the SecantusDB server and generated documents.
