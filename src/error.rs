@@ -111,6 +111,23 @@ impl Error {
         }
     }
 
+    /// The error a user should see: a misql error carried through DataFusion is unwrapped.
+    pub fn user_facing(&self) -> &Error {
+        if let Error::DataFusion(df) = self {
+            let mut current: &(dyn std::error::Error + 'static) = df;
+            loop {
+                if let Some(inner) = current.downcast_ref::<Error>() {
+                    return inner.user_facing();
+                }
+                match current.source() {
+                    Some(next) => current = next,
+                    None => break,
+                }
+            }
+        }
+        self
+    }
+
     /// A MongoDB error with what misql was doing.
     pub fn mongo(context: impl Into<String>, source: mongodb::error::Error) -> Self {
         Error::Mongo { context: context.into(), source }

@@ -1,1 +1,67 @@
-//! Test fixtures: the SecantusDB server and generated documents.
+//! Test fixtures: the SecantusDB server, generated order documents, and running the `misql`
+//! binary against them.
+
+pub mod data;
+pub mod server;
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use server::server;
+
+/// A database name no other test uses.
+pub fn unique_db(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A driver client for the test server.
+pub async fn client() -> mongodb::Client {
+    mongodb::Client::with_uri_str(&server().uri).await.expect("connect to the test server")
+}
+
+/// What a `misql` run printed.
+pub struct Run {
+    /// Exit status was 0.
+    pub success: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs the `misql` binary with `args`, `MONGODB_URI` pointing at the test server.
+pub fn misql(args: &[&str]) -> Run {
+    misql_with_stdin(args, None)
+}
+
+/// Runs the `misql` binary with `args` and `stdin` piped in.
+pub fn misql_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_misql"));
+    command.args(args).env("MONGODB_URI", &server().uri).env_remove("RUST_LOG");
+    command.stdin(std::process::Stdio::piped());
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run misql");
+    let mut pipe = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(pipe);
+    let Output { status, stdout, stderr } = child.wait_with_output().expect("wait for misql");
+    Run {
+        success: status.success(),
+        stdout: String::from_utf8(stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(stderr).expect("utf-8 stderr"),
+    }
+}
+
+/// Parses CSV output (header row first) into rows of fields.
+pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.expect("valid CSV").iter().map(str::to_string).collect())
+        .collect()
+}

@@ -1,0 +1,90 @@
+//! A SecantusDB server (a MongoDB-wire-compatible server from PyPI) started once per test run on
+//! a free loopback port, reached through the official `mongodb` driver.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The version the tests are written against.
+pub const SECANTUS_VERSION: &str = "0.7.0b3";
+
+/// A running server.
+pub struct Server {
+    /// `mongodb://127.0.0.1:PORT/?directConnection=true`
+    pub uri: String,
+    /// Kept so the child's stdin stays open while the tests run (see secantus_child.py).
+    _child: Mutex<Child>,
+}
+
+/// The shared server, started on first use.
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(start)
+}
+
+fn start() -> Server {
+    let exe = secantusd();
+    let port = free_port();
+    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/secantus_child.py");
+    let child = Command::new(python())
+        .arg(wrapper)
+        .arg(&exe)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path", ":memory:"])
+        .args(["--log-level", "WARNING", "--noop-heartbeat-seconds", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+    wait_for_port(port);
+    Server {
+        uri: format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
+        _child: Mutex::new(child),
+    }
+}
+
+/// `secantusd-py`: `$SECANTUSD`, the project's `.venv`, or `PATH`.
+fn secantusd() -> PathBuf {
+    if let Some(path) = std::env::var_os("SECANTUSD") {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/secantusd-py");
+    if venv.exists() {
+        return venv;
+    }
+    if let Some(found) = which("secantusd-py") {
+        return found;
+    }
+    panic!(
+        "SecantusDB is not installed: the tests need its MongoDB-compatible server.\n\
+         Install it with: scripts/setup-test-env.sh\n\
+         (or: python3 -m venv .venv && .venv/bin/pip install SecantusDB=={SECANTUS_VERSION}),\n\
+         or point SECANTUSD at a secantusd-py executable."
+    );
+}
+
+fn python() -> PathBuf {
+    which("python3").unwrap_or_else(|| panic!("python3 is needed to run the test server"))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("SecantusDB did not listen on port {port} within 60 s");
+}
