@@ -2,3 +2,5 @@
 
 #[allow(dead_code)] // until every fixture has a user
 mod support;
+
+mod parser;

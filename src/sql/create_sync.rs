@@ -1,0 +1,260 @@
+//! `CREATE [OR REPLACE] SYNC [IF NOT EXISTS] name FROM src INTO dst [SELECT ...] [WHERE ...]
+//! [PARTITION BY ...] [WITH (...)]`: the clauses after `INTO` come in any order, each at most once.
+
+use sqlparser::ast::{ObjectName, SelectItem};
+use sqlparser::tokenizer::Token;
+
+use super::options::{OptionValue, RawOption, SyncOptions, closest};
+use super::parser::StatementParser;
+use super::statement::{CreateSync, PartitionField, Transform};
+use crate::{Error, Result};
+
+const SOURCE_HINT: &str = "source must be catalog.database.collection, e.g. mongo.shop.orders";
+const TARGET_HINT: &str = "target must be catalog.namespace.table, e.g. lake.shop.orders";
+const BUCKET_COUNT: &str = "the number of buckets in bucket(n, column)";
+const TRUNCATE_WIDTH: &str = "the width in truncate(w, column)";
+
+/// Words that start a part of `CREATE SYNC`, never a name.
+const CLAUSE_WORDS: [&str; 6] = ["FROM", "INTO", "SELECT", "WHERE", "PARTITION", "WITH"];
+const TRANSFORMS: &str = "identity(c) or c, year(c), month(c), day(c), hour(c), bucket(n, c), \
+                          truncate(w, c)";
+
+impl StatementParser<'_> {
+    /// Parses a `CREATE SYNC` from just after `CREATE`.
+    pub(crate) fn parse_create_sync(&mut self) -> Result<CreateSync> {
+        let or_replace = self.parse_words(&["OR", "REPLACE"]);
+        self.expect_word("SYNC", "after CREATE")?;
+        let if_not_exists = self.parse_words(&["IF", "NOT", "EXISTS"]);
+        if CLAUSE_WORDS.contains(&self.peek_words::<1>()[0].as_str()) {
+            return Err(self.expected("a sync name after CREATE SYNC"));
+        }
+        let name = self.parse_ident("a sync name after CREATE SYNC")?;
+        self.expect_word("FROM", &format!("after the sync name {name}"))?;
+        let source = self.parse_three_part_name("source", &name.value, SOURCE_HINT)?;
+        self.expect_word("INTO", &format!("after the source of SYNC {name}"))?;
+        let target = self.parse_three_part_name("target", &name.value, TARGET_HINT)?;
+        let mut sync = CreateSync {
+            or_replace,
+            if_not_exists,
+            name,
+            source,
+            target,
+            projection: None,
+            projection_text: None,
+            selection: None,
+            partition_by: Vec::new(),
+            options: SyncOptions::default(),
+        };
+        self.parse_sync_clauses(&mut sync)?;
+        Ok(sync)
+    }
+
+    fn parse_three_part_name(&mut self, role: &str, sync: &str, hint: &str) -> Result<ObjectName> {
+        let at = self.peek_location();
+        let what = format!("the {role} of SYNC {sync}");
+        if CLAUSE_WORDS.contains(&self.peek_words::<1>()[0].as_str()) {
+            return Err(self.expected(&what).with_hint(hint.to_string()));
+        }
+        let name = self.parse_object_name(&what).map_err(|error| error.with_hint(hint))?;
+        if name.0.len() != 3 {
+            let parts = match name.0.len() {
+                1 => "1 part".to_string(),
+                n => format!("{n} parts"),
+            };
+            let message = format!("{what} has {parts} ({name}), expected 3");
+            return Err(Error::sql(message, at).with_hint(hint));
+        }
+        Ok(name)
+    }
+
+    /// `SELECT`, `WHERE`, `PARTITION BY` and `WITH`, in any order, each at most once.
+    fn parse_sync_clauses(&mut self, sync: &mut CreateSync) -> Result<()> {
+        let mut seen: Vec<&str> = Vec::new();
+        loop {
+            let at = self.peek_location();
+            let clause = match self.peek_words::<1>()[0].as_str() {
+                "SELECT" => "SELECT",
+                "WHERE" => "WHERE",
+                "PARTITION" => "PARTITION BY",
+                "WITH" => "WITH",
+                _ => break,
+            };
+            if seen.contains(&clause) {
+                let message = format!("{clause} given twice in SYNC {}", sync.name);
+                return Err(
+                    Error::sql(message, at).with_hint("each clause of CREATE SYNC may appear once")
+                );
+            }
+            seen.push(clause);
+            self.parser.advance_token();
+            match clause {
+                "SELECT" => self.parse_sync_projection(sync)?,
+                "WHERE" => {
+                    let expr = self.parser.parse_expr().map_err(|error| self.convert(error))?;
+                    sync.selection = Some(expr);
+                }
+                "PARTITION BY" => sync.partition_by = self.parse_partition_by()?,
+                _ => sync.options = SyncOptions::from_raw(self.parse_sync_options()?)?,
+            }
+        }
+        match self.parser.peek_token_ref().token {
+            Token::SemiColon | Token::EOF => Ok(()),
+            _ => Err(self.expected(&format!(
+                "SELECT, WHERE, PARTITION BY, WITH or the end of SYNC {}",
+                sync.name
+            ))),
+        }
+    }
+
+    /// The `SELECT` list (no `FROM`), and its text as written.
+    fn parse_sync_projection(&mut self, sync: &mut CreateSync) -> Result<()> {
+        let start = self.parser.peek_token_ref().span.start;
+        let mut items = self.parser.parse_projection().map_err(|error| self.convert(error))?;
+        self.unalias_partition(&mut items);
+        if self.peek_words::<1>()[0] == "FROM" {
+            let message = format!("unexpected FROM in the SELECT of SYNC {}", sync.name);
+            return Err(Error::sql(message, self.peek_location()).with_hint(
+                "the source is given before INTO: CREATE SYNC name FROM src INTO dst SELECT ...",
+            ));
+        }
+        sync.projection_text = Some(self.text_from(start));
+        sync.projection = Some(items);
+        Ok(())
+    }
+
+    /// sqlparser reads `SELECT a PARTITION BY ...` as `a AS PARTITION`: give the word back.
+    fn unalias_partition(&mut self, items: &mut [SelectItem]) {
+        let Some(SelectItem::ExprWithAlias { expr, alias }) = items.last() else { return };
+        let implicit = !matches!(self.token_before_current(), Token::Word(word)
+            if word.quote_style.is_none() && word.value.eq_ignore_ascii_case("AS"));
+        if alias.quote_style.is_none()
+            && alias.value.eq_ignore_ascii_case("PARTITION")
+            && self.peek_words::<1>()[0] == "BY"
+            && implicit
+        {
+            let expr = expr.clone();
+            self.parser.prev_token();
+            if let Some(last) = items.last_mut() {
+                *last = SelectItem::UnnamedExpr(expr);
+            }
+        }
+    }
+
+    /// `PARTITION BY field, ...` from just after `PARTITION`.
+    fn parse_partition_by(&mut self) -> Result<Vec<PartitionField>> {
+        self.expect_word("BY", "after PARTITION")?;
+        let mut fields = vec![self.parse_partition_field()?];
+        while self.parser.consume_token(&Token::Comma) {
+            fields.push(self.parse_partition_field()?);
+        }
+        Ok(fields)
+    }
+
+    /// `c`, `identity(c)`, `year(c)`, `month(c)`, `day(c)`, `hour(c)`, `bucket(n, c)` or
+    /// `truncate(w, c)`.
+    fn parse_partition_field(&mut self) -> Result<PartitionField> {
+        let at = self.peek_location();
+        let word = self.parse_ident("a column or a transform like day(column) in PARTITION BY")?;
+        if !self.parser.consume_token(&Token::LParen) {
+            return Ok(PartitionField { transform: Transform::Identity, column: word });
+        }
+        let name = word.value.to_ascii_lowercase();
+        let transform = match name.as_str() {
+            "identity" => Transform::Identity,
+            "year" => Transform::Year,
+            "month" => Transform::Month,
+            "day" => Transform::Day,
+            "hour" => Transform::Hour,
+            "bucket" => Transform::Bucket(self.parse_transform_width(BUCKET_COUNT)?),
+            "truncate" => Transform::Truncate(self.parse_transform_width(TRUNCATE_WIDTH)?),
+            _ => {
+                let error = Error::sql(format!("unknown partition transform `{name}`"), at);
+                return Err(match closest(&name, &Transform::NAMES) {
+                    Some(close) => {
+                        error.with_hint(format!("did you mean `{close}`? ({TRANSFORMS})"))
+                    }
+                    None => error.with_hint(format!("valid transforms: {TRANSFORMS}")),
+                });
+            }
+        };
+        let column = self.parse_ident(&format!("a column in {name}(...)"))?;
+        self.expect_token(&Token::RParen, &format!(") after the column of {name}(...)"))?;
+        Ok(PartitionField { transform, column })
+    }
+
+    /// The `n, ` of `bucket(n, c)` or the `w, ` of `truncate(w, c)`.
+    fn parse_transform_width(&mut self, what: &str) -> Result<u32> {
+        let example = if what == TRUNCATE_WIDTH { "truncate(10, name)" } else { "bucket(16, id)" };
+        let at = self.peek_location();
+        let Token::Number(text, _) = &self.parser.peek_token_ref().token else {
+            return Err(self.expected(what).with_hint(format!("e.g. {example}")));
+        };
+        let width = match text.parse::<u32>() {
+            Ok(width) if width > 0 => width,
+            _ => {
+                let message = format!("{what} must be a positive integer, found {text}");
+                return Err(Error::sql(message, at).with_hint(format!("e.g. {example}")));
+            }
+        };
+        self.parser.advance_token();
+        self.expect_token(&Token::Comma, &format!(", and a column after {width}"))?;
+        Ok(width)
+    }
+
+    /// `(key = value, ...)` from just after `WITH`.
+    fn parse_sync_options(&mut self) -> Result<Vec<RawOption>> {
+        self.expect_token(&Token::LParen, "( after WITH")?;
+        let mut options = Vec::new();
+        if self.parser.consume_token(&Token::RParen) {
+            return Ok(options);
+        }
+        loop {
+            let key_at = self.peek_location();
+            let key = self.parse_option_key()?;
+            self.expect_token(&Token::Eq, &format!("= after the option {key}"))?;
+            options.push(self.parse_option_value(key, key_at)?);
+            if self.parser.consume_token(&Token::RParen) {
+                return Ok(options);
+            }
+            self.expect_token(&Token::Comma, ", or ) after an option")?;
+        }
+    }
+
+    /// An option key: `name`, `"any text"`, or names joined by `.` or `-` (`s3.endpoint`);
+    /// lower-cased.
+    pub(crate) fn parse_option_key(&mut self) -> Result<String> {
+        let mut key = self.parse_ident("an option name")?.value;
+        loop {
+            let separator = match self.parser.peek_token_ref().token {
+                Token::Period => '.',
+                Token::Minus => '-',
+                _ => return Ok(key.to_lowercase()),
+            };
+            self.parser.advance_token();
+            key.push(separator);
+            key.push_str(&self.parse_ident(&format!("the rest of the option name {key}"))?.value);
+        }
+    }
+
+    /// An option value (a string literal or a number) for `key` at `key_at`.
+    pub(crate) fn parse_option_value(
+        &mut self,
+        key: String,
+        key_at: crate::Location,
+    ) -> Result<RawOption> {
+        let value_at = self.peek_location();
+        let value = match &self.parser.peek_token_ref().token {
+            Token::SingleQuotedString(text) => OptionValue::String(text.clone()),
+            Token::Number(text, _) => OptionValue::Number(text.clone()),
+            token => {
+                let error = self.expected(&format!("a string or a number as the value of {key}"));
+                return Err(match token {
+                    Token::Word(word) => error.with_hint(format!("quote it: '{}'", word.value)),
+                    _ => error,
+                });
+            }
+        };
+        self.parser.advance_token();
+        Ok(RawOption { key, key_at, value, value_at })
+    }
+}

@@ -1,0 +1,1 @@
+ATTACH 'mongodb://localhost' AS mongo (TYPE mongodb, sample_size 'lots');

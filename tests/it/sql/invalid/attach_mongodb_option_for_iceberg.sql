@@ -1,0 +1,1 @@
+ATTACH './w' AS lake (TYPE iceberg, sample_size 10);

@@ -1,0 +1,1 @@
+ATTACH './w' AS lake (TYPE iceberg, warehouse 'a', WAREHOUSE 'b');

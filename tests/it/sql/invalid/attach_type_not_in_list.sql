@@ -1,0 +1,1 @@
+ATTACH './warehouse' AS lake (warehouse '/tmp/w');

@@ -1,0 +1,1 @@
+ATTACH './w' AS lake (TYPE iceberg, TYPE mongodb);

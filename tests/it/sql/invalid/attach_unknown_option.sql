@@ -1,0 +1,1 @@
+ATTACH 'http://localhost:8181' AS lake (TYPE iceberg, catalog 'rest', warehose 's3://w');

@@ -1,0 +1,1 @@
+ATTACH 'postgres://localhost' AS pg (TYPE postgres);

@@ -1,0 +1,1 @@
+ATTACH mongodb AS mongo (TYPE mongodb);

@@ -1,0 +1,1 @@
+ATTACH 'mongodb://localhost' AS mongo;

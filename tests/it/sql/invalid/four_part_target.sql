@@ -1,0 +1,1 @@
+CREATE SYNC x FROM mongo.shop.orders INTO lake.a.b.orders;

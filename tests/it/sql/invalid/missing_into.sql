@@ -1,0 +1,1 @@
+CREATE SYNC orders FROM mongo.shop.orders SELECT _id, total;

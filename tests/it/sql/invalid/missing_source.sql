@@ -1,0 +1,1 @@
+CREATE SYNC x FROM INTO lake.shop.orders;

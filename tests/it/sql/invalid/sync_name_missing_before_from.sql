@@ -1,0 +1,1 @@
+CREATE SYNC FROM mongo.shop.orders INTO lake.shop.orders;

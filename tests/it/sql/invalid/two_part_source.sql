@@ -1,0 +1,1 @@
+CREATE SYNC x FROM mongo.shop INTO lake.shop.orders;

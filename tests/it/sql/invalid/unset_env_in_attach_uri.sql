@@ -1,0 +1,1 @@
+ATTACH 'mongodb://app:${MONGO_PASSWORD}@localhost' AS mongo (TYPE mongodb);

@@ -1,0 +1,2 @@
+SHOW SYNCS;
+SELECT * FROM mongo.shop.users WHERE password = '${MONGO_PASSWORD}';

@@ -1,0 +1,1 @@
+CREATE SYNC x FROM m.d.c INTO l.n.t WHERE;

@@ -1,0 +1,9 @@
+SHOW DATABASES;
+SHOW DATABASES FROM mongo;
+SHOW COLLECTIONS;
+SHOW COLLECTIONS FROM mongo.shop;
+SHOW TABLES;
+SHOW TABLES FROM lake.shop;
+DESCRIBE mongo.shop.orders;
+DESC lake.shop."Orders";
+OPTIMIZE lake.shop.orders;
