@@ -3,4 +3,6 @@
 #[allow(dead_code)] // until every fixture has a user
 mod support;
 
+mod bson_arrow;
+mod infer;
 mod parser;
