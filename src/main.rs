@@ -1,1 +1,110 @@
-fn main() {}
+//! The `misql` command: the REPL, `-f FILE`, `-e SQL`, or statements piped on stdin.
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use clap::Parser;
+use misql::exec::{DEFAULT_MONGODB_URI, Session};
+use misql::output::Format;
+use misql::script::{self, Origin};
+
+/// Keep Apache Iceberg tables in sync with MongoDB collections, one SQL statement per sync.
+///
+/// With no -f or -e, misql opens an interactive shell on a terminal, or runs the statements
+/// piped on standard input. Errors go to stderr as `error: <what> at line L, column C`; the
+/// exit status is non-zero when any statement fails.
+#[derive(Debug, Parser)]
+#[command(name = "misql", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Run the statements in FILE (repeatable; files run in order).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    files: Vec<String>,
+
+    /// Run the SQL statement(s) given inline (repeatable; after the files).
+    #[arg(short = 'e', long = "execute", value_name = "SQL")]
+    statements: Vec<String>,
+
+    /// Output format for result rows.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+
+    /// MongoDB deployment attached as `mongo` unless an ATTACH names it.
+    #[arg(long, env = "MONGODB_URI", default_value = DEFAULT_MONGODB_URI, value_name = "URI")]
+    mongodb_uri: String,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  misql -e \"SHOW COLLECTIONS FROM mongo.shop\"
+  misql -e \"SELECT _id, total FROM mongo.shop.orders LIMIT 5\" --format csv
+  misql -f syncs.sql
+  echo \"DESCRIBE mongo.shop.orders;\" | misql
+
+Environment:
+  MONGODB_URI   the deployment attached as `mongo` (default mongodb://localhost:27017)
+  RUST_LOG      log filter, e.g. misql=debug";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "misql=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut session = Session::new(&args.mongodb_uri);
+    if args.files.is_empty() && args.statements.is_empty() {
+        if std::io::stdin().is_terminal() {
+            return match misql::repl::run(&runtime, &mut session, args.format) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: the shell failed: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        let mut text = String::new();
+        if let Err(err) = std::io::stdin().read_to_string(&mut text) {
+            eprintln!("error: reading standard input: {err}");
+            return ExitCode::FAILURE;
+        }
+        return run_all(&runtime, &mut session, [(Origin::Stdin, text)], args.format);
+    }
+    let mut sources = Vec::new();
+    for path in &args.files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push((Origin::File(path.clone()), text)),
+            Err(err) => {
+                eprintln!("error: cannot read {path}: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    sources.extend(args.statements.iter().map(|s| (Origin::Inline, s.clone())));
+    run_all(&runtime, &mut session, sources, args.format)
+}
+
+/// Runs each source in order; stops at the first failure.
+fn run_all(
+    runtime: &tokio::runtime::Runtime,
+    session: &mut Session,
+    sources: impl IntoIterator<Item = (Origin, String)>,
+    format: Format,
+) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    for (origin, text) in sources {
+        if let Err(failure) = runtime.block_on(script::run(session, &text, format, &mut stdout)) {
+            eprintln!("{}", script::render(&failure, &origin));
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

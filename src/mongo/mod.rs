@@ -1,7 +1,11 @@
 //! MongoDB as a source: schema inference, BSON → Arrow conversion, the table provider and scan.
 
 pub mod bson_arrow;
+pub mod client;
 pub mod decimal;
 pub mod ext_json;
+pub mod filter;
 pub mod infer;
 pub mod kind;
+pub mod provider;
+pub mod scan;

@@ -44,7 +44,8 @@ pub fn order(i: u64, rng: &mut Rng) -> Document {
         })
         .collect();
     let cents = 100 + rng.below(100_000);
-    let total = Decimal128::from_str(&format!("{}.{:02}", cents / 100, cents % 100)).expect("decimal");
+    let total =
+        Decimal128::from_str(&format!("{}.{:02}", cents / 100, cents % 100)).expect("decimal");
     let city = CITIES[rng.below(CITIES.len() as u64) as usize];
     doc! {
         "_id": ObjectId::from_bytes(id),

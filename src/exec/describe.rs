@@ -1,0 +1,85 @@
+//! DESCRIBE of a MongoDB collection: the inferred columns with their types and nullability,
+//! and what the sample showed for each field (BSON types with counts, presence).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
+
+use super::Output;
+use super::show::rows;
+use crate::mongo::client::MongoSource;
+use crate::mongo::infer::FieldReport;
+use crate::mongo::provider::MongoTable;
+use crate::{Error, Result};
+
+/// Samples `database.collection` and lists its fields.
+pub async fn collection(
+    source: Arc<MongoSource>,
+    database: &str,
+    collection: &str,
+) -> Result<Output> {
+    let sample_size = source.sample_size();
+    let table =
+        MongoTable::open(source, database, collection, sample_size).await?.ok_or_else(|| {
+            Error::plan(format!("collection {database}.{collection} does not exist"))
+                .with_hint(format!("SHOW COLLECTIONS FROM mongo.{database} lists the collections"))
+        })?;
+    rows(report(table.fields(), table.sampled())?)
+}
+
+/// One row per field: name, type, nullability, BSON types seen, presence in the sample.
+pub fn report(fields: &[FieldReport], sampled: u64) -> Result<RecordBatch> {
+    let column = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
+    let names = fields.iter().map(|f| f.path.clone()).collect();
+    let types = fields.iter().map(|f| type_name(&f.data_type)).collect();
+    let nullable =
+        fields.iter().map(|f| if f.nullable { "YES" } else { "NO" }.to_string()).collect();
+    let seen = fields.iter().map(types_seen).collect();
+    let present = fields.iter().map(|f| presence(f.present, sampled)).collect();
+    Ok(RecordBatch::try_from_iter([
+        ("column_name", column(names)),
+        ("data_type", column(types)),
+        ("is_nullable", column(nullable)),
+        ("bson_types", column(seen)),
+        ("present", column(present)),
+    ])?)
+}
+
+/// `int: 990, string: 10`, most frequent first; a conflict is marked so it stands out.
+fn types_seen(field: &FieldReport) -> String {
+    let list: Vec<String> =
+        field.types_seen.iter().map(|(kind, count)| format!("{kind}: {count}")).collect();
+    let list = list.join(", ");
+    if field.conflict { format!("CONFLICT {list}") } else { list }
+}
+
+fn presence(present: u64, sampled: u64) -> String {
+    if sampled == 0 {
+        return "-".to_string();
+    }
+    format!("{:.1}%", present as f64 * 100.0 / sampled as f64)
+}
+
+/// A compact type name: nested struct and list element types are listed on their own rows.
+pub fn type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Struct(fields) => format!("Struct({} fields)", fields.len()),
+        DataType::List(item) | DataType::LargeList(item) => {
+            format!("List({})", type_name(item.data_type()))
+        }
+        DataType::Timestamp(unit, tz) => {
+            let unit = match unit {
+                arrow::datatypes::TimeUnit::Second => "s",
+                arrow::datatypes::TimeUnit::Millisecond => "ms",
+                arrow::datatypes::TimeUnit::Microsecond => "µs",
+                arrow::datatypes::TimeUnit::Nanosecond => "ns",
+            };
+            match tz {
+                Some(tz) => format!("Timestamp({unit}, {tz})"),
+                None => format!("Timestamp({unit})"),
+            }
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,171 @@
+//! Runs parsed statements against a DataFusion session: misql's own statements here, plain SQL
+//! through DataFusion's planner.
+
+mod describe;
+mod show;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use sqlparser::ast::ObjectName;
+
+use crate::catalog::MongoCatalog;
+use crate::mongo::client::{DEFAULT_SAMPLE_SIZE, MongoSource};
+use crate::sql::{Attach, AttachKind, Parsed, Statement};
+use crate::{Error, Result};
+
+/// The name MongoDB is attached under when no ATTACH names it.
+pub const DEFAULT_MONGO: &str = "mongo";
+
+/// The default MongoDB connection string when `MONGODB_URI` is not set.
+pub const DEFAULT_MONGODB_URI: &str = "mongodb://localhost:27017";
+
+/// What a statement produced.
+pub enum Output {
+    /// Rows, streamed.
+    Rows(SendableRecordBatchStream),
+    /// A one-line confirmation (`ATTACH` and other statements without rows).
+    Done(String),
+}
+
+/// A session: the attached systems and the DataFusion context that queries them.
+pub struct Session {
+    ctx: SessionContext,
+    mongo: BTreeMap<String, Arc<MongoSource>>,
+}
+
+impl Session {
+    /// A session with `mongo` attached from `mongodb_uri` (connected on first use).
+    pub fn new(mongodb_uri: &str) -> Self {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "public");
+        let mut session =
+            Self { ctx: SessionContext::new_with_config(config), mongo: BTreeMap::new() };
+        session.attach_mongo(DEFAULT_MONGO, MongoSource::new(mongodb_uri, DEFAULT_SAMPLE_SIZE));
+        session
+    }
+
+    /// A session configured from the environment (`MONGODB_URI`).
+    pub fn from_env() -> Self {
+        let uri = std::env::var("MONGODB_URI").unwrap_or_else(|_| DEFAULT_MONGODB_URI.to_string());
+        Self::new(&uri)
+    }
+
+    /// The DataFusion context, for embedding and tests.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&mut self, parsed: &Parsed) -> Result<Output> {
+        match &parsed.statement {
+            Statement::Attach(attach) => self.attach(attach),
+            Statement::ShowDatabases { from } => {
+                let source = self.mongo_source(from.as_ref().map(|i| i.value.as_str()))?;
+                show::databases(source).await
+            }
+            Statement::ShowCollections { from } => {
+                let (source, database) = self.mongo_database(from.as_ref())?;
+                show::collections(source, &database).await
+            }
+            Statement::Describe { name } => match self.mongo_collection(name)? {
+                Some((source, db, coll)) => describe::collection(source, &db, &coll).await,
+                None => self.sql(&format!("DESCRIBE {name}")).await,
+            },
+            Statement::Sql(statement) => {
+                let plan = self
+                    .ctx
+                    .state()
+                    .statement_to_plan(DfStatement::Statement(statement.clone()))
+                    .await?;
+                Ok(Output::Rows(self.ctx.execute_logical_plan(plan).await?.execute_stream().await?))
+            }
+            other => Err(not_yet(other)),
+        }
+    }
+
+    /// Plans and runs SQL text through DataFusion.
+    async fn sql(&self, sql: &str) -> Result<Output> {
+        Ok(Output::Rows(self.ctx.sql(sql).await?.execute_stream().await?))
+    }
+
+    fn attach(&mut self, attach: &Attach) -> Result<Output> {
+        let name = attach.name.value.clone();
+        match attach.kind {
+            AttachKind::Mongodb => {
+                let sample_size = attach
+                    .options
+                    .iter()
+                    .find(|(k, _)| k == "sample_size")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(DEFAULT_SAMPLE_SIZE);
+                self.attach_mongo(&name, MongoSource::new(attach.uri.clone(), sample_size));
+                Ok(Output::Done(format!("attached MongoDB as {name}")))
+            }
+            AttachKind::Iceberg => Err(Error::plan(
+                "ATTACH ... (TYPE iceberg) is not supported yet: Iceberg catalogs arrive with CREATE SYNC",
+            )),
+        }
+    }
+
+    fn attach_mongo(&mut self, name: &str, source: MongoSource) {
+        let source = Arc::new(source);
+        self.ctx.register_catalog(name, Arc::new(MongoCatalog::new(source.clone())));
+        self.mongo.insert(name.to_string(), source);
+    }
+
+    /// The MongoDB deployment attached as `name` (or the only/default one).
+    fn mongo_source(&self, name: Option<&str>) -> Result<&Arc<MongoSource>> {
+        let name = name.unwrap_or(DEFAULT_MONGO);
+        self.mongo.get(name).ok_or_else(|| {
+            Error::plan(format!("no MongoDB deployment is attached as `{name}`")).with_hint(
+                format!(
+                    "attached: {}; ATTACH 'mongodb://host:port' AS {name} (TYPE mongodb)",
+                    self.mongo.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// `catalog.database` of SHOW COLLECTIONS FROM.
+    fn mongo_database(&self, from: Option<&ObjectName>) -> Result<(&Arc<MongoSource>, String)> {
+        let parts = from.map(name_parts).unwrap_or_default();
+        match parts.as_slice() {
+            [catalog, database] => Ok((self.mongo_source(Some(catalog))?, database.clone())),
+            [database] => Ok((self.mongo_source(None)?, database.clone())),
+            _ => Err(Error::plan("SHOW COLLECTIONS needs a database")
+                .with_hint("SHOW COLLECTIONS FROM mongo.<database>; SHOW DATABASES lists them")),
+        }
+    }
+
+    /// `catalog.database.collection` when `name` is in an attached MongoDB catalog.
+    fn mongo_collection(
+        &self,
+        name: &ObjectName,
+    ) -> Result<Option<(Arc<MongoSource>, String, String)>> {
+        match name_parts(name).as_slice() {
+            [catalog, database, collection] if self.mongo.contains_key(catalog) => {
+                Ok(Some((self.mongo[catalog].clone(), database.clone(), collection.clone())))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The identifiers of a dotted name.
+fn name_parts(name: &ObjectName) -> Vec<String> {
+    name.0.iter().filter_map(|p| p.as_ident()).map(|i| i.value.clone()).collect()
+}
+
+/// The error for statements this version parses but does not run yet.
+fn not_yet(statement: &Statement) -> Error {
+    let text = statement.to_string();
+    let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    Error::plan(format!("{head} is not supported yet in this version of misql")).with_hint(
+        "SELECT, EXPLAIN, DESCRIBE, SHOW DATABASES/COLLECTIONS and ATTACH (TYPE mongodb) work now",
+    )
+}

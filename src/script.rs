@@ -1,0 +1,68 @@
+//! Runs SQL text (a file, `-e` statements, piped stdin): parses all of it first, so a syntax
+//! error anywhere runs nothing, then executes the statements in order, stopping at the first
+//! error.
+
+use std::io::Write;
+
+use crate::exec::Session;
+use crate::output::{self, Format};
+use crate::{Error, Location, Result, sql};
+
+/// Where SQL text came from, for error messages.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A file given with `-f`.
+    File(String),
+    /// A statement given with `-e`.
+    Inline,
+    /// Standard input.
+    Stdin,
+}
+
+/// A failed statement: the error and where the statement starts.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: Error,
+    /// Where the failing statement starts, when the error has no position of its own.
+    pub statement_at: Option<Location>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure { error, statement_at: None }
+    }
+}
+
+/// Parses and runs `text`, writing results to `out`.
+pub async fn run(
+    session: &mut Session,
+    text: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    for parsed in sql::parse(text)? {
+        let result = async { output::write(session.execute(&parsed).await?, format, out).await };
+        if let Err(error) = result.await {
+            return Err(Failure { error, statement_at: Some(parsed.location) });
+        }
+    }
+    Ok(())
+}
+
+/// The text printed on stderr for a failure: `error: <what> at line L, column C`, the origin
+/// for files, and a `hint:` line when the error knows what would be right.
+pub fn render(failure: &Failure, origin: &Origin) -> String {
+    let error = failure.error.user_facing();
+    let mut text = format!("error: {error}");
+    if let (false, Some(at)) = (matches!(error, Error::Sql { .. }), failure.statement_at) {
+        text.push_str(&format!(" at {at}"));
+    }
+    if let Origin::File(path) = origin {
+        text.push_str(&format!("\n  in {path}"));
+    }
+    if let Some(hint) = error.hint() {
+        text.push_str(&format!("\nhint: {hint}"));
+    }
+    text
+}
