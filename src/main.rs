@@ -102,7 +102,7 @@ fn run_all(
     let mut stdout = std::io::stdout().lock();
     for (origin, text) in sources {
         if let Err(failure) = runtime.block_on(script::run(session, &text, format, &mut stdout)) {
-            eprintln!("{}", script::render(&failure, &origin));
+            eprintln!("{}", script::render(&failure, &origin, &text));
             return ExitCode::FAILURE;
         }
     }

@@ -51,18 +51,31 @@ pub async fn run(
 }
 
 /// The text printed on stderr for a failure: `error: <what> at line L, column C`, the origin
-/// for files, and a `hint:` line when the error knows what would be right.
-pub fn render(failure: &Failure, origin: &Origin) -> String {
+/// for files, the offending source line with a caret for syntax errors, and a `hint:` line when
+/// the error knows what would be right.
+pub fn render(failure: &Failure, origin: &Origin, text: &str) -> String {
     let error = failure.error.user_facing();
-    let mut text = format!("error: {error}");
+    let mut out = format!("error: {error}");
     if let (false, Some(at)) = (matches!(error, Error::Sql { .. }), failure.statement_at) {
-        text.push_str(&format!(" at {at}"));
+        out.push_str(&format!(" at {at}"));
     }
     if let Origin::File(path) = origin {
-        text.push_str(&format!("\n  in {path}"));
+        out.push_str(&format!("\n  in {path}"));
+    }
+    if let Error::Sql { location, .. } = error {
+        out.push_str(&excerpt(text, *location));
     }
     if let Some(hint) = error.hint() {
-        text.push_str(&format!("\nhint: {hint}"));
+        out.push_str(&format!("\nhint: {hint}"));
     }
-    text
+    out
+}
+
+/// The source line at `location` with a caret under the column.
+fn excerpt(text: &str, location: Location) -> String {
+    let Some(line) = text.lines().nth(location.line.saturating_sub(1) as usize) else {
+        return String::new();
+    };
+    let caret = " ".repeat(location.column.saturating_sub(1) as usize);
+    format!("\n{:>4} | {line}\n     | {caret}^", location.line)
 }

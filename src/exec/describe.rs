@@ -9,7 +9,7 @@ use arrow::datatypes::DataType;
 use super::Output;
 use super::show::rows;
 use crate::mongo::client::MongoSource;
-use crate::mongo::infer::FieldReport;
+use crate::mongo::infer::{BsonKind, FieldReport};
 use crate::mongo::provider::MongoTable;
 use crate::{Error, Result};
 
@@ -36,7 +36,7 @@ pub fn report(fields: &[FieldReport], sampled: u64) -> Result<RecordBatch> {
     let nullable =
         fields.iter().map(|f| if f.nullable { "YES" } else { "NO" }.to_string()).collect();
     let seen = fields.iter().map(types_seen).collect();
-    let present = fields.iter().map(|f| presence(f.present, sampled)).collect();
+    let present = fields.iter().map(|f| presence(f, fields, sampled)).collect();
     Ok(RecordBatch::try_from_iter([
         ("column_name", column(names)),
         ("data_type", column(types)),
@@ -54,11 +54,28 @@ fn types_seen(field: &FieldReport) -> String {
     if field.conflict { format!("CONFLICT {list}") } else { list }
 }
 
-fn presence(present: u64, sampled: u64) -> String {
-    if sampled == 0 {
+/// How often the field is present: among sampled documents for a top-level field, among its
+/// parent's non-null values for a nested one; list elements show their count instead.
+fn presence(field: &FieldReport, fields: &[FieldReport], sampled: u64) -> String {
+    if field.path.ends_with("[]") {
+        return format!("{} elements", field.present);
+    }
+    let parent = fields
+        .iter()
+        .filter(|p| field.path.strip_prefix(p.path.as_str()).is_some_and(|r| r.starts_with('.')))
+        .max_by_key(|p| p.path.len());
+    let of = match parent {
+        Some(parent) => parent.present - null_count(parent),
+        None => sampled,
+    };
+    if of == 0 {
         return "-".to_string();
     }
-    format!("{:.1}%", present as f64 * 100.0 / sampled as f64)
+    format!("{:.1}%", field.present as f64 * 100.0 / of as f64)
+}
+
+fn null_count(field: &FieldReport) -> u64 {
+    field.types_seen.iter().filter(|(k, _)| *k == BsonKind::Null).map(|(_, n)| n).sum()
 }
 
 /// A compact type name: nested struct and list element types are listed on their own rows.

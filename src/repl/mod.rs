@@ -78,7 +78,7 @@ fn run_statement(runtime: &Runtime, session: &mut Session, input: &str, format: 
     });
     match outcome {
         Some(Ok(())) => eprintln!("({:.3}s)", started.elapsed().as_secs_f64()),
-        Some(Err(failure)) => eprintln!("{}", script::render(&failure, &Origin::Stdin)),
+        Some(Err(failure)) => eprintln!("{}", script::render(&failure, &Origin::Stdin, input)),
         None => eprintln!("cancelled"),
     }
 }
