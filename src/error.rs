@@ -67,6 +67,15 @@ pub enum Error {
         #[source]
         source: mongodb::error::Error,
     },
+    /// An Iceberg catalog, table or file operation failed.
+    #[error("Iceberg: {context}: {source}")]
+    Iceberg {
+        /// What misql was doing.
+        context: String,
+        /// The library's error.
+        #[source]
+        source: iceberg::Error,
+    },
     /// DataFusion failed while planning or running a query.
     #[error("{0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
@@ -131,6 +140,11 @@ impl Error {
     /// A MongoDB error with what misql was doing.
     pub fn mongo(context: impl Into<String>, source: mongodb::error::Error) -> Self {
         Error::Mongo { context: context.into(), source }
+    }
+
+    /// An Iceberg error with what misql was doing.
+    pub fn iceberg(context: impl Into<String>, source: iceberg::Error) -> Self {
+        Error::Iceberg { context: context.into(), source }
     }
 
     /// An I/O error with what misql was doing.

@@ -1,0 +1,6 @@
+//! Iceberg as the target: catalogs (embedded SQL on SQLite, REST), data-file writing, commits
+//! that carry a sync's checkpoint in the snapshot summary.
+
+pub mod catalog;
+pub mod commit;
+pub mod writer;

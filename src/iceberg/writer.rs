@@ -1,0 +1,1 @@
+//! Writing Arrow record batches into Parquet data files of an Iceberg table, split by partition.
