@@ -13,5 +13,6 @@ pub mod output;
 pub mod repl;
 pub mod script;
 pub mod sql;
+pub mod sync;
 
 pub use error::{Error, Location, Result};

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::Parser;
-use misql::exec::{DEFAULT_MONGODB_URI, Session};
+use misql::exec::{DEFAULT_MONGODB_URI, DEFAULT_WAREHOUSE, Mode, Session};
 use misql::output::Format;
 use misql::script::{self, Origin};
 
@@ -28,6 +28,15 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 
+    /// Run every CREATE SYNC until its snapshot is committed, then exit (instead of running as a
+    /// daemon).
+    #[arg(long)]
+    once: bool,
+
+    /// Warehouse directory of the embedded Iceberg catalog attached as `iceberg`.
+    #[arg(long, env = "MISQL_WAREHOUSE", default_value = DEFAULT_WAREHOUSE, value_name = "DIR")]
+    warehouse: String,
+
     /// MongoDB deployment attached as `mongo` unless an ATTACH names it.
     #[arg(long, env = "MONGODB_URI", default_value = DEFAULT_MONGODB_URI, value_name = "URI")]
     mongodb_uri: String,
@@ -37,12 +46,14 @@ const AFTER_HELP: &str = "\
 Examples:
   misql -e \"SHOW COLLECTIONS FROM mongo.shop\"
   misql -e \"SELECT _id, total FROM mongo.shop.orders LIMIT 5\" --format csv
-  misql -f syncs.sql
+  misql -f syncs.sql              run syncs as a daemon
+  misql --once -f syncs.sql       copy each sync's snapshot, then exit
   echo \"DESCRIBE mongo.shop.orders;\" | misql
 
 Environment:
-  MONGODB_URI   the deployment attached as `mongo` (default mongodb://localhost:27017)
-  RUST_LOG      log filter, e.g. misql=debug";
+  MONGODB_URI      the deployment attached as `mongo` (default mongodb://localhost:27017)
+  MISQL_WAREHOUSE  the embedded Iceberg catalog attached as `iceberg` (default ./warehouse)
+  RUST_LOG         log filter, e.g. misql=debug";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -52,6 +63,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "misql=info,warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -60,7 +72,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut session = Session::new(&args.mongodb_uri);
+    let mut session = Session::new(&args.mongodb_uri, &args.warehouse);
+    session.set_mode(if args.once { Mode::Once } else { Mode::Background });
     if args.files.is_empty() && args.statements.is_empty() {
         if std::io::stdin().is_terminal() {
             return match misql::repl::run(&runtime, &mut session, args.format) {
@@ -89,7 +102,31 @@ fn main() -> ExitCode {
         }
     }
     sources.extend(args.statements.iter().map(|s| (Origin::Inline, s.clone())));
-    run_all(&runtime, &mut session, sources, args.format)
+    let code = run_all(&runtime, &mut session, sources, args.format);
+    if code != ExitCode::SUCCESS || args.once || !session.has_syncs() {
+        return code;
+    }
+    run_daemon(&runtime, &mut session)
+}
+
+/// Keeps the syncs running until Ctrl-C; a sync that fails ends the run with an error.
+fn run_daemon(runtime: &tokio::runtime::Runtime, session: &mut Session) -> ExitCode {
+    runtime.block_on(async {
+        tokio::select! {
+            result = session.wait_for_syncs() => match result {
+                Ok(()) => {
+                    tracing::info!("snapshots complete; waiting for Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("error: {}", err.user_facing());
+                    ExitCode::FAILURE
+                }
+            },
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        }
+    })
 }
 
 /// Runs each source in order; stops at the first failure.

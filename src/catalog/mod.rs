@@ -1,5 +1,7 @@
 //! ATTACH: the systems a session can read from and write to, registered as DataFusion catalogs.
 
+pub mod iceberg;
 pub mod mongo;
 
+pub use iceberg::IcebergCatalog;
 pub use mongo::MongoCatalog;

@@ -3,6 +3,9 @@
 
 mod describe;
 mod show;
+mod sync;
+
+pub use sync::Mode;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,16 +15,25 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::ObjectName;
 
-use crate::catalog::MongoCatalog;
+use crate::catalog::iceberg::LazyIceberg;
+use crate::catalog::{IcebergCatalog, MongoCatalog};
 use crate::mongo::client::{DEFAULT_SAMPLE_SIZE, MongoSource};
 use crate::sql::{Attach, AttachKind, Parsed, Statement};
+use crate::sync::status::Registry;
 use crate::{Error, Result};
+use sync::SyncEntry;
 
 /// The name MongoDB is attached under when no ATTACH names it.
 pub const DEFAULT_MONGO: &str = "mongo";
 
 /// The default MongoDB connection string when `MONGODB_URI` is not set.
 pub const DEFAULT_MONGODB_URI: &str = "mongodb://localhost:27017";
+
+/// The name the embedded Iceberg catalog is attached under when no ATTACH names it.
+pub const DEFAULT_ICEBERG: &str = "iceberg";
+
+/// The warehouse of the default embedded Iceberg catalog.
+pub const DEFAULT_WAREHOUSE: &str = "./warehouse";
 
 /// What a statement produced.
 pub enum Output {
@@ -35,24 +47,36 @@ pub enum Output {
 pub struct Session {
     ctx: SessionContext,
     mongo: BTreeMap<String, Arc<MongoSource>>,
+    iceberg: BTreeMap<String, Arc<LazyIceberg>>,
+    registry: Registry,
+    syncs: BTreeMap<String, SyncEntry>,
+    mode: Mode,
 }
 
 impl Session {
-    /// A session with `mongo` attached from `mongodb_uri` (connected on first use).
-    pub fn new(mongodb_uri: &str) -> Self {
+    /// A session with `mongo` attached from `mongodb_uri` and `iceberg` as the embedded catalog
+    /// at `warehouse` (both connected on first use).
+    pub fn new(mongodb_uri: &str, warehouse: &str) -> Self {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "public");
-        let mut session =
-            Self { ctx: SessionContext::new_with_config(config), mongo: BTreeMap::new() };
+        let mut session = Self {
+            ctx: SessionContext::new_with_config(config),
+            mongo: BTreeMap::new(),
+            iceberg: BTreeMap::new(),
+            registry: Registry::default(),
+            syncs: BTreeMap::new(),
+            mode: Mode::default(),
+        };
         session.attach_mongo(DEFAULT_MONGO, MongoSource::new(mongodb_uri, DEFAULT_SAMPLE_SIZE));
+        session.attach_iceberg(DEFAULT_ICEBERG, LazyIceberg::new(warehouse, vec![]));
         session
     }
 
     /// A session configured from the environment (`MONGODB_URI`).
     pub fn from_env() -> Self {
         let uri = std::env::var("MONGODB_URI").unwrap_or_else(|_| DEFAULT_MONGODB_URI.to_string());
-        Self::new(&uri)
+        Self::new(&uri, DEFAULT_WAREHOUSE)
     }
 
     /// The DataFusion context, for embedding and tests.
@@ -63,7 +87,11 @@ impl Session {
     /// Runs one statement.
     pub async fn execute(&mut self, parsed: &Parsed) -> Result<Output> {
         match &parsed.statement {
-            Statement::Attach(attach) => self.attach(attach),
+            Statement::Attach(attach) => self.attach(attach).await,
+            Statement::ShowTables { from } => {
+                let (catalog, namespace) = self.iceberg_namespace(from.as_ref())?;
+                show::tables(catalog, namespace).await
+            }
             Statement::ShowDatabases { from } => {
                 let source = self.mongo_source(from.as_ref().map(|i| i.value.as_str()))?;
                 show::databases(source).await
@@ -84,6 +112,15 @@ impl Session {
                     .await?;
                 Ok(Output::Rows(self.ctx.execute_logical_plan(plan).await?.execute_stream().await?))
             }
+            Statement::CreateSync(create) => self.create_sync(create).await,
+            Statement::ExplainSync(explain) => self.explain_sync(explain).await,
+            Statement::ShowSyncs => self.show_syncs(None),
+            Statement::ShowSyncStatus { name } => {
+                self.show_syncs(name.as_ref().map(|n| n.value.as_str()))
+            }
+            Statement::DropSync { name, purge, if_exists } => {
+                self.drop_sync(&name.value, *purge, *if_exists).await
+            }
             other => Err(not_yet(other)),
         }
     }
@@ -93,7 +130,7 @@ impl Session {
         Ok(Output::Rows(self.ctx.sql(sql).await?.execute_stream().await?))
     }
 
-    fn attach(&mut self, attach: &Attach) -> Result<Output> {
+    async fn attach(&mut self, attach: &Attach) -> Result<Output> {
         let name = attach.name.value.clone();
         match attach.kind {
             AttachKind::Mongodb => {
@@ -106,15 +143,54 @@ impl Session {
                 self.attach_mongo(&name, MongoSource::new(attach.uri.clone(), sample_size));
                 Ok(Output::Done(format!("attached MongoDB as {name}")))
             }
-            AttachKind::Iceberg => Err(Error::plan(
-                "ATTACH ... (TYPE iceberg) is not supported yet: Iceberg catalogs arrive with CREATE SYNC",
-            )),
+            AttachKind::Iceberg => {
+                let catalog = LazyIceberg::new(attach.uri.clone(), attach.options.clone());
+                catalog.get().await?; // an unreachable catalog fails here, not at first use
+                self.attach_iceberg(&name, catalog);
+                Ok(Output::Done(format!("attached Iceberg catalog as {name}")))
+            }
+        }
+    }
+
+    fn attach_iceberg(&mut self, name: &str, catalog: LazyIceberg) {
+        let catalog = Arc::new(catalog);
+        self.ctx.register_catalog(name, Arc::new(IcebergCatalog::new(catalog.clone())));
+        self.mongo.remove(name);
+        self.iceberg.insert(name.to_string(), catalog);
+    }
+
+    /// The Iceberg catalog attached as `name` (or the default one).
+    pub fn iceberg_catalog(&self, name: Option<&str>) -> Result<&Arc<LazyIceberg>> {
+        let name = name.unwrap_or(DEFAULT_ICEBERG);
+        self.iceberg.get(name).ok_or_else(|| {
+            Error::plan(format!("no Iceberg catalog is attached as `{name}`")).with_hint(format!(
+                "attached: {}; ATTACH './warehouse' AS {name} (TYPE iceberg)",
+                self.iceberg.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// `catalog[.namespace]` of SHOW TABLES FROM.
+    fn iceberg_namespace(
+        &self,
+        from: Option<&ObjectName>,
+    ) -> Result<(&Arc<LazyIceberg>, Option<String>)> {
+        let parts = from.map(name_parts).unwrap_or_default();
+        match parts.as_slice() {
+            [] => Ok((self.iceberg_catalog(None)?, None)),
+            [catalog] => Ok((self.iceberg_catalog(Some(catalog))?, None)),
+            [catalog, namespace] => {
+                Ok((self.iceberg_catalog(Some(catalog))?, Some(namespace.clone())))
+            }
+            _ => Err(Error::plan("SHOW TABLES FROM takes a catalog or catalog.namespace")
+                .with_hint("SHOW TABLES FROM lake.shop")),
         }
     }
 
     fn attach_mongo(&mut self, name: &str, source: MongoSource) {
         let source = Arc::new(source);
         self.ctx.register_catalog(name, Arc::new(MongoCatalog::new(source.clone())));
+        self.iceberg.remove(name);
         self.mongo.insert(name.to_string(), source);
     }
 
@@ -129,6 +205,11 @@ impl Session {
                 ),
             )
         })
+    }
+
+    /// The names MongoDB deployments are attached under, for hints.
+    fn mongo_names(&self) -> String {
+        self.mongo.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
     /// `catalog.database` of SHOW COLLECTIONS FROM.

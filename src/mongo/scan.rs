@@ -57,7 +57,7 @@ impl fmt::Display for FindRequest {
 }
 
 /// A document as compact relaxed Extended JSON.
-fn json(doc: &Document) -> String {
+pub fn json(doc: &Document) -> String {
     match RawDocumentBuf::try_from(doc) {
         Ok(raw) => super::ext_json::to_string(bson::RawBsonRef::Document(&raw)),
         Err(err) => format!("<unprintable: {err}>"),

@@ -1,0 +1,124 @@
+//! An attached Iceberg catalog as a DataFusion catalog: `name.<namespace>.<table>` resolves to the
+//! table's current snapshot each time a statement refers to it, so tables created or changed by a
+//! sync are visible at once (iceberg-datafusion's own catalog provider lists tables only once).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::TableProvider;
+use iceberg::{NamespaceIdent, TableIdent};
+use iceberg_datafusion::IcebergStaticTableProvider;
+use tokio::sync::OnceCell;
+
+use crate::iceberg::catalog::{IcebergConnection, connect};
+use crate::mongo::scan::external;
+use crate::{Error, Result};
+
+/// An attached Iceberg catalog, connected on first use (the default `iceberg` catalog must not
+/// create `./warehouse` for a statement that never touches it).
+#[derive(Debug)]
+pub struct LazyIceberg {
+    uri: String,
+    options: Vec<(String, String)>,
+    connection: OnceCell<IcebergConnection>,
+}
+
+impl LazyIceberg {
+    /// A catalog at `uri` with ATTACH options; nothing is contacted yet.
+    pub fn new(uri: impl Into<String>, options: Vec<(String, String)>) -> Self {
+        Self { uri: uri.into(), options, connection: OnceCell::new() }
+    }
+
+    /// The connection, made on first call.
+    pub async fn get(&self) -> Result<&IcebergConnection> {
+        self.connection.get_or_try_init(|| connect(&self.uri, &self.options)).await
+    }
+
+    /// The URI as attached.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+}
+
+/// The catalog of one Iceberg catalog; every namespace name resolves, and a missing table is
+/// reported as a missing table.
+#[derive(Debug)]
+pub struct IcebergCatalog {
+    catalog: Arc<LazyIceberg>,
+}
+
+impl IcebergCatalog {
+    /// A DataFusion catalog over `catalog`.
+    pub fn new(catalog: Arc<LazyIceberg>) -> Self {
+        Self { catalog }
+    }
+}
+
+impl CatalogProvider for IcebergCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    /// Namespaces are listed by `SHOW TABLES`, which may ask the catalog; this synchronous call
+    /// must not.
+    fn schema_names(&self) -> Vec<String> {
+        vec![]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        Some(Arc::new(IcebergNamespace {
+            catalog: self.catalog.clone(),
+            namespace: NamespaceIdent::new(name.to_string()),
+        }))
+    }
+}
+
+/// One namespace of an Iceberg catalog as a DataFusion schema.
+#[derive(Debug)]
+pub struct IcebergNamespace {
+    catalog: Arc<LazyIceberg>,
+    namespace: NamespaceIdent,
+}
+
+#[async_trait]
+impl SchemaProvider for IcebergNamespace {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        vec![]
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let ident = TableIdent::new(self.namespace.clone(), name.to_string());
+        let catalog = &self.catalog.get().await.map_err(external)?.catalog;
+        let exists = catalog
+            .table_exists(&ident)
+            .await
+            .map_err(|e| external(Error::iceberg(format!("looking up {}", display(&ident)), e)))?;
+        if !exists {
+            return Ok(None);
+        }
+        let table = catalog
+            .load_table(&ident)
+            .await
+            .map_err(|e| external(Error::iceberg(format!("loading {}", display(&ident)), e)))?;
+        let provider = IcebergStaticTableProvider::try_new_from_table(table)
+            .await
+            .map_err(|e| external(Error::iceberg(format!("reading {}", display(&ident)), e)))?;
+        Ok(Some(Arc::new(provider)))
+    }
+
+    fn table_exist(&self, _name: &str) -> bool {
+        false
+    }
+}
+
+/// `namespace.table`.
+pub fn display(ident: &TableIdent) -> String {
+    format!("{}.{}", ident.namespace().join("."), ident.name())
+}

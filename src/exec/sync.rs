@@ -1,0 +1,291 @@
+//! The sync statements: CREATE SYNC (planned, target prepared, snapshot run inline with `--once`
+//! or in the background otherwise), EXPLAIN SYNC, SHOW SYNCS, SHOW SYNC STATUS, DROP SYNC.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+
+use super::show::rows;
+use super::{Output, Session};
+use crate::iceberg::schema::iceberg_schema;
+use crate::sql::{CreateSync, ExplainSync};
+use crate::sync::plan::SyncPlan;
+use crate::sync::target::table_ident;
+use crate::sync::{Sync, dead_letter};
+use crate::{Error, Result};
+
+/// How syncs run in this session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// `--once`: each CREATE SYNC copies its snapshot before the next statement runs.
+    Once,
+    /// Syncs run in the background; the statement returns at once.
+    #[default]
+    Background,
+}
+
+/// A sync created in this session.
+pub struct SyncEntry {
+    /// Its definition.
+    pub create: CreateSync,
+    /// The task running it (background mode).
+    pub task: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Session {
+    /// Plans a sync and prepares everything it needs, without running it.
+    pub(super) async fn build_sync(&self, create: &CreateSync) -> Result<Sync> {
+        let (source, database, collection) =
+            self.mongo_collection(&create.source)?.ok_or_else(|| {
+                Error::plan(format!(
+                    "the source of sync {} must be a MongoDB collection",
+                    create.name
+                ))
+                .with_hint(format!("attached MongoDB deployments: {}", self.mongo_names()))
+            })?;
+        let parts = super::name_parts(&create.target);
+        let catalog =
+            self.iceberg_catalog(parts.first().map(String::as_str))?.get().await?.catalog.clone();
+        let plan = SyncPlan::new(&self.ctx, create).await?;
+        Ok(Sync {
+            name: create.name.value.clone(),
+            create: create.clone(),
+            plan,
+            source,
+            database,
+            collection,
+            catalog,
+            target: table_ident(create),
+            registry: self.registry.clone(),
+        })
+    }
+
+    /// CREATE SYNC.
+    pub(super) async fn create_sync(&mut self, create: &CreateSync) -> Result<Output> {
+        let name = create.name.value.clone();
+        if self.syncs.contains_key(&name) && !create.or_replace {
+            if create.if_not_exists {
+                return Ok(Output::Done(format!("sync {name} already exists")));
+            }
+            return Err(Error::plan(format!("sync {name} already exists")).with_hint(format!(
+                "CREATE OR REPLACE SYNC {name} ... redefines it; DROP SYNC {name} removes it"
+            )));
+        }
+        if let Some(old) = self.syncs.remove(&name).and_then(|e| e.task) {
+            old.abort();
+        }
+        let sync = self.build_sync(create).await?;
+        self.registry.update(&name, |s| {
+            *s = Default::default();
+            s.phase = "starting".into();
+            s.source = create.source.to_string();
+            s.target = create.target.to_string();
+        });
+        let task = match self.mode {
+            Mode::Once => {
+                let result = sync.run_snapshot().await;
+                self.record_failure(&name, &result);
+                result?;
+                None
+            }
+            Mode::Background => {
+                let registry = self.registry.clone();
+                Some(tokio::spawn(async move {
+                    let result = sync.run_snapshot().await;
+                    if let Err(err) = &result {
+                        tracing::error!("sync {}: {}", sync.name, err.user_facing());
+                        registry.update(&sync.name, |s| {
+                            s.phase = "failed".into();
+                            s.last_error = Some(err.user_facing().to_string());
+                        });
+                    }
+                    result
+                }))
+            }
+        };
+        self.syncs.insert(name.clone(), super::sync::SyncEntry { create: create.clone(), task });
+        let status = &self.registry.all()[&name];
+        Ok(Output::Done(match self.mode {
+            Mode::Once => format!(
+                "sync {name}: snapshot complete, {} rows in {}",
+                status.rows_copied, create.target
+            ),
+            Mode::Background => format!("sync {name} started"),
+        }))
+    }
+
+    fn record_failure(&self, name: &str, result: &Result<()>) {
+        if let Err(err) = result {
+            let message = err.user_facing().to_string();
+            self.registry.update(name, |s| {
+                s.phase = "failed".into();
+                s.last_error = Some(message);
+            });
+        }
+    }
+
+    /// EXPLAIN SYNC name / EXPLAIN CREATE SYNC ...
+    pub(super) async fn explain_sync(&self, explain: &ExplainSync) -> Result<Output> {
+        let create = match explain {
+            ExplainSync::Create(create) => create.as_ref().clone(),
+            ExplainSync::Named(name) => self
+                .syncs
+                .get(&name.value)
+                .map(|e| e.create.clone())
+                .ok_or_else(|| unknown_sync(&name.value))?,
+        };
+        let sync = self.build_sync(&create).await?;
+        let schema = iceberg_schema(&sync.plan.output_schema, &sync.plan.key)?;
+        let partition: Vec<String> = create.partition_by.iter().map(|p| p.to_string()).collect();
+        let mongo = format!(
+            "find {}.{} filter={} projection={} sort={{\"_id\":1}}",
+            sync.database,
+            sync.collection,
+            json(&sync.plan.mongo_filter),
+            sync.plan.mongo_projection.as_ref().map_or("(all fields)".to_string(), json),
+        );
+        let fields: Vec<String> = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| {
+                let required = if f.required { " NOT NULL" } else { "" };
+                let key = if f.name == sync.plan.key { " (key)" } else { "" };
+                format!("{}: {}{required}{key}", f.name, f.field_type)
+            })
+            .collect();
+        let sections = [
+            ("sync", create.to_string()),
+            ("logical_plan", format!("{}", sync.plan.logical_plan.display_indent())),
+            ("mongodb_query", mongo),
+            ("target_table", create.target.to_string()),
+            ("target_schema", fields.join("\n")),
+            (
+                "partition_spec",
+                if partition.is_empty() { "unpartitioned".into() } else { partition.join(", ") },
+            ),
+            ("dead_letters", dead_letter::table_ident(&sync.target).to_string()),
+        ];
+        let column = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
+        rows(RecordBatch::try_from_iter([
+            ("item", column(sections.iter().map(|(k, _)| k.to_string()).collect())),
+            ("value", column(sections.iter().map(|(_, v)| v.clone()).collect())),
+        ])?)
+    }
+
+    /// SHOW SYNCS / SHOW SYNC STATUS [name].
+    pub(super) fn show_syncs(&self, name: Option<&str>) -> Result<Output> {
+        let all = self.registry.all();
+        if let Some(name) = name {
+            if !all.contains_key(name) {
+                return Err(unknown_sync(name));
+            }
+        }
+        let selected: Vec<_> =
+            all.iter().filter(|(n, _)| name.is_none_or(|w| w == n.as_str())).collect();
+        let text = |f: &dyn Fn(&crate::sync::status::SyncStatus) -> String| {
+            Arc::new(StringArray::from(selected.iter().map(|(_, s)| f(s)).collect::<Vec<_>>()))
+                as ArrayRef
+        };
+        let count = |f: &dyn Fn(&crate::sync::status::SyncStatus) -> u64| {
+            Arc::new(UInt64Array::from(selected.iter().map(|(_, s)| f(s)).collect::<Vec<_>>()))
+                as ArrayRef
+        };
+        let names = Arc::new(StringArray::from(
+            selected.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(),
+        )) as ArrayRef;
+        rows(RecordBatch::try_from_iter([
+            ("name", names),
+            ("phase", text(&|s| s.phase.clone())),
+            ("source", text(&|s| s.source.clone())),
+            ("target", text(&|s| s.target.clone())),
+            ("rows_copied", count(&|s| s.rows_copied)),
+            ("rows_skipped", count(&|s| s.rows_skipped)),
+            ("dead_letters", count(&|s| s.dead_letters)),
+            ("commits", count(&|s| s.commits)),
+            ("last_commit", text(&|s| s.last_commit.map(format_time).unwrap_or_default())),
+            ("last_error", text(&|s| s.last_error.clone().unwrap_or_default())),
+        ])?)
+    }
+
+    /// DROP SYNC name [PURGE]: stops it; PURGE also drops the target table.
+    pub(super) async fn drop_sync(
+        &mut self,
+        name: &str,
+        purge: bool,
+        if_exists: bool,
+    ) -> Result<Output> {
+        let Some(entry) = self.syncs.remove(name) else {
+            if if_exists {
+                return Ok(Output::Done(format!("sync {name} does not exist")));
+            }
+            return Err(unknown_sync(name));
+        };
+        if let Some(task) = entry.task {
+            task.abort();
+        }
+        self.registry.remove(name);
+        if purge {
+            let parts = super::name_parts(&entry.create.target);
+            let catalog = self
+                .iceberg_catalog(parts.first().map(String::as_str))?
+                .get()
+                .await?
+                .catalog
+                .clone();
+            let ident = table_ident(&entry.create);
+            catalog
+                .drop_table(&ident)
+                .await
+                .map_err(|e| Error::iceberg(format!("dropping {}", entry.create.target), e))?;
+            return Ok(Output::Done(format!(
+                "sync {name} dropped, table {} dropped",
+                entry.create.target
+            )));
+        }
+        Ok(Output::Done(format!("sync {name} dropped; table {} kept", entry.create.target)))
+    }
+
+    /// Waits for every background sync task; the first error is returned.
+    pub async fn wait_for_syncs(&mut self) -> Result<()> {
+        let mut first_error = None;
+        for entry in self.syncs.values_mut() {
+            if let Some(task) = entry.task.take() {
+                match task.await {
+                    Ok(Err(err)) if first_error.is_none() => first_error = Some(err),
+                    Err(join) if first_error.is_none() && !join.is_cancelled() => {
+                        first_error = Some(Error::plan(format!("a sync task failed: {join}")));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Whether any sync was created.
+    pub fn has_syncs(&self) -> bool {
+        !self.syncs.is_empty()
+    }
+
+    /// Sets how syncs run.
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+}
+
+fn unknown_sync(name: &str) -> Error {
+    Error::plan(format!("no sync named {name}"))
+        .with_hint("SHOW SYNCS lists the syncs of this session")
+}
+
+fn json(doc: &bson::Document) -> String {
+    crate::mongo::scan::json(doc)
+}
+
+fn format_time(time: std::time::SystemTime) -> String {
+    let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    arrow::temporal_conversions::timestamp_s_to_datetime(secs)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,128 @@
+//! The checkpoint of a sync, kept in the Iceberg snapshot summary of the same commit as the data
+//! it describes: after a crash, the table itself says where to resume.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use bson::{RawBson, RawDocumentBuf};
+
+use crate::mongo::ext_json;
+use crate::{Error, Result};
+
+/// Summary key: the sync's name.
+pub const SYNC: &str = "misql.sync";
+/// Summary key: hash of the sync definition.
+pub const DEFINITION: &str = "misql.definition-hash";
+/// Summary key: phase, `snapshot` or `streaming`.
+pub const PHASE: &str = "misql.phase";
+/// Summary key: the last `_id` committed by the snapshot, as relaxed Extended JSON (for people).
+pub const HIGH_WATER: &str = "misql.snapshot-high-water";
+/// Summary key: the same `_id` as hex-encoded BSON (exact, for resuming).
+pub const HIGH_WATER_BSON: &str = "misql.snapshot-high-water-bson";
+/// Summary key: the change-stream resume token as hex-encoded BSON.
+pub const RESUME_TOKEN: &str = "misql.resume-token";
+/// Summary key: rows copied by the snapshot so far.
+pub const ROWS: &str = "misql.snapshot-rows";
+
+/// Where a sync stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Copying the collection; `high_water` says how far.
+    Snapshot,
+    /// The snapshot is complete; changes are followed from the resume token.
+    Streaming,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Snapshot => "snapshot",
+            Phase::Streaming => "streaming",
+        })
+    }
+}
+
+/// A sync's progress as committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The sync's name.
+    pub sync: String,
+    /// Hash of the definition that wrote it.
+    pub definition_hash: String,
+    /// The phase.
+    pub phase: Phase,
+    /// The last `_id` copied by the snapshot (documents are read in `_id` order).
+    pub high_water: Option<RawBson>,
+    /// The change-stream resume token taken before the snapshot started, as a BSON document.
+    pub resume_token: Option<RawDocumentBuf>,
+    /// Rows copied by the snapshot so far.
+    pub rows: u64,
+}
+
+impl Checkpoint {
+    /// The snapshot-summary properties for this checkpoint.
+    pub fn to_properties(&self) -> HashMap<String, String> {
+        let mut props = HashMap::from([
+            (SYNC.to_string(), self.sync.clone()),
+            (DEFINITION.to_string(), self.definition_hash.clone()),
+            (PHASE.to_string(), self.phase.to_string()),
+            (ROWS.to_string(), self.rows.to_string()),
+        ]);
+        if let Some(id) = &self.high_water {
+            props.insert(HIGH_WATER.to_string(), ext_json::to_string(id.as_raw_bson_ref()));
+            props.insert(HIGH_WATER_BSON.to_string(), hex::encode(wrap(id).as_bytes()));
+        }
+        if let Some(token) = &self.resume_token {
+            props.insert(RESUME_TOKEN.to_string(), hex::encode(token.as_bytes()));
+        }
+        props
+    }
+
+    /// Reads a checkpoint back from snapshot-summary properties; `None` when the snapshot was not
+    /// written by a sync.
+    pub fn from_properties(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        let Some(sync) = get(SYNC) else { return Ok(None) };
+        let phase = match get(PHASE).as_deref() {
+            Some("snapshot") => Phase::Snapshot,
+            Some("streaming") => Phase::Streaming,
+            other => return Err(corrupt(&format!("unknown phase {other:?}"))),
+        };
+        let high_water = match get(HIGH_WATER_BSON) {
+            Some(text) => Some(unwrap(&document(&text)?)?),
+            None => None,
+        };
+        let resume_token = get(RESUME_TOKEN).map(|t| document(&t)).transpose()?;
+        Ok(Some(Self {
+            sync,
+            definition_hash: get(DEFINITION).unwrap_or_default(),
+            phase,
+            high_water,
+            resume_token,
+            rows: get(ROWS).and_then(|r| r.parse().ok()).unwrap_or(0),
+        }))
+    }
+}
+
+/// `{v: value}`: BSON values are stored inside a document.
+fn wrap(value: &RawBson) -> RawDocumentBuf {
+    let mut doc = RawDocumentBuf::new();
+    doc.append(bson::raw::cstr!("v"), value.clone());
+    doc
+}
+
+fn unwrap(doc: &RawDocumentBuf) -> Result<RawBson> {
+    match doc.get("v") {
+        Ok(Some(value)) => Ok(RawBson::from(value)),
+        _ => Err(corrupt("the high-water mark holds no value")),
+    }
+}
+
+fn document(text: &str) -> Result<RawDocumentBuf> {
+    let bytes = hex::decode(text).map_err(|e| corrupt(&e.to_string()))?;
+    RawDocumentBuf::from_bytes(bytes).map_err(|e| corrupt(&e.to_string()))
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::plan(format!("the table's sync checkpoint is unreadable: {what}"))
+        .with_hint("CREATE OR REPLACE SYNC rebuilds the table from scratch")
+}

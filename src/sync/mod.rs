@@ -1,0 +1,110 @@
+//! A sync: its plan (SELECT → compiled projection, key, target schema), its target table, and
+//! the phases that fill it. The snapshot phase is here; the change-stream phase builds on the
+//! checkpoint it leaves.
+
+pub mod checkpoint;
+pub mod dead_letter;
+pub mod plan;
+pub mod progress;
+pub mod snapshot;
+pub mod status;
+pub mod target;
+
+use std::sync::Arc;
+
+use bson::{RawBson, RawDocumentBuf, doc};
+use iceberg::{Catalog, TableIdent};
+
+use crate::mongo::client::MongoSource;
+use crate::mongo::ext_json;
+use crate::sql::CreateSync;
+use crate::{Error, Result};
+use checkpoint::Phase;
+use plan::SyncPlan;
+use status::{Registry, SyncStatus};
+
+/// Everything a running sync needs.
+pub struct Sync {
+    /// The sync's name.
+    pub name: String,
+    /// The statement that defined it.
+    pub create: CreateSync,
+    /// The compiled plan.
+    pub plan: SyncPlan,
+    /// The MongoDB deployment of the source.
+    pub source: Arc<MongoSource>,
+    /// Source database.
+    pub database: String,
+    /// Source collection.
+    pub collection: String,
+    /// The Iceberg catalog of the target.
+    pub catalog: Arc<dyn Catalog>,
+    /// The target table.
+    pub target: TableIdent,
+    /// Where progress is reported.
+    pub registry: Registry,
+}
+
+impl Sync {
+    /// Updates this sync's status.
+    pub fn status(&self, change: impl FnOnce(&mut SyncStatus)) {
+        self.registry.update(&self.name, change);
+    }
+
+    /// Opens (or creates) the target and copies what its checkpoint says is missing. A table
+    /// whose snapshot is complete is left as it is.
+    pub async fn run_snapshot(&self) -> Result<()> {
+        self.status(|s| s.phase = "starting".into());
+        let (table, checkpoint) =
+            target::prepare(self.catalog.as_ref(), &self.create, &self.plan).await?;
+        if checkpoint.as_ref().is_some_and(|c| c.phase == Phase::Streaming) {
+            self.status(|s| {
+                s.phase = "streaming".into();
+                s.rows_copied = checkpoint.as_ref().map_or(0, |c| c.rows);
+            });
+            tracing::info!("sync {}: snapshot already complete", self.name);
+            return Ok(());
+        }
+        self.status(|s| s.phase = "snapshot".into());
+        snapshot::run(self, table, checkpoint).await?;
+        self.status(|s| s.phase = "streaming".into());
+        Ok(())
+    }
+
+    /// The change stream's resume token at this moment, taken before the snapshot starts so no
+    /// change made during the snapshot is missed later. `None` (with a warning) when the
+    /// deployment has no change streams.
+    pub async fn resume_token(&self) -> Result<Option<RawDocumentBuf>> {
+        let client = self.source.client().await?;
+        let coll = client.database(&self.database).collection::<bson::Document>(&self.collection);
+        let mut stream = match coll.watch().await {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(
+                    "sync {}: no change stream ({err}); only the snapshot is copied",
+                    self.name
+                );
+                return Ok(None);
+            }
+        };
+        if stream.resume_token().is_none() {
+            let _ = stream.next_if_any().await;
+        }
+        let Some(token) = stream.resume_token() else { return Ok(None) };
+        let token = bson::serialize_to_raw_document_buf(&token)
+            .map_err(|e| Error::plan(format!("cannot store the resume token: {e}")))?;
+        Ok(Some(token))
+    }
+
+    /// A document by `_id`, as relaxed Extended JSON (for dead letters).
+    pub async fn fetch_document(&self, id: &RawBson) -> Result<String> {
+        let client = self.source.client().await?;
+        let coll = client.database(&self.database).collection::<RawDocumentBuf>(&self.collection);
+        let id = bson::Bson::try_from(id.clone()).map_err(|e| Error::plan(e.to_string()))?;
+        let found = coll
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(|e| Error::mongo("reading a rejected document", e))?;
+        Ok(found.map(|d| ext_json::to_string(bson::RawBsonRef::Document(&d))).unwrap_or_default())
+    }
+}

@@ -1,0 +1,58 @@
+//! What `SHOW SYNCS` and `SHOW SYNC STATUS` report: each sync's phase and counters, shared
+//! between the task running the sync and the session.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// The state of one sync.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus {
+    /// `starting`, `snapshot`, `streaming`, `stopped` or `failed`.
+    pub phase: String,
+    /// Source collection, `catalog.db.collection`.
+    pub source: String,
+    /// Target table, `catalog.namespace.table`.
+    pub target: String,
+    /// Rows copied by the snapshot.
+    pub rows_copied: u64,
+    /// Documents left out under `on_error = 'skip'`.
+    pub rows_skipped: u64,
+    /// Documents written to the dead-letter table.
+    pub dead_letters: u64,
+    /// Commits made by this run.
+    pub commits: u64,
+    /// When the last commit was made.
+    pub last_commit: Option<SystemTime>,
+    /// The last error or warning.
+    pub last_error: Option<String>,
+}
+
+/// All syncs of a session, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    syncs: Arc<Mutex<BTreeMap<String, SyncStatus>>>,
+}
+
+impl Registry {
+    /// Updates (or creates) the status of `name`.
+    pub fn update(&self, name: &str, change: impl FnOnce(&mut SyncStatus)) {
+        let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
+        change(syncs.entry(name.to_string()).or_default());
+    }
+
+    /// A copy of every status, by name.
+    pub fn all(&self) -> BTreeMap<String, SyncStatus> {
+        self.syncs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forgets `name`.
+    pub fn remove(&self, name: &str) {
+        self.syncs.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+
+    /// Whether a sync called `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.syncs.lock().unwrap_or_else(|e| e.into_inner()).contains_key(name)
+    }
+}

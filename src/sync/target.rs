@@ -1,0 +1,122 @@
+//! The target table of a sync: created if absent (format v2, partition spec from PARTITION BY,
+//! file size and compression from WITH), or checked against the plan and its checkpoint.
+
+use std::collections::HashMap;
+
+use iceberg::spec::Transform as IcebergTransform;
+use iceberg::table::Table;
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
+
+use super::checkpoint::Checkpoint;
+use super::plan::SyncPlan;
+use crate::iceberg::commit::{create_table, snapshot_property};
+use crate::iceberg::schema::{check_compatible, iceberg_schema};
+use crate::sql::{CreateSync, Transform};
+use crate::{Error, Result};
+
+/// The table `catalog.namespace.table` of a sync's INTO, as an Iceberg identifier.
+pub fn table_ident(create: &CreateSync) -> TableIdent {
+    let parts: Vec<String> =
+        create.target.0.iter().filter_map(|p| p.as_ident()).map(|i| i.value.clone()).collect();
+    TableIdent::new(NamespaceIdent::new(parts[1].clone()), parts[2].clone())
+}
+
+/// Opens or creates the target; returns it with its checkpoint (if the table was written by
+/// this sync before).
+pub async fn prepare(
+    catalog: &dyn Catalog,
+    create: &CreateSync,
+    plan: &SyncPlan,
+) -> Result<(Table, Option<Checkpoint>)> {
+    let ident = table_ident(create);
+    let name = format!("{}", create.target);
+    let wanted = iceberg_schema(&plan.output_schema, &plan.key)?;
+    let partition = partition_spec(create, plan)?;
+    let exists = catalog
+        .table_exists(&ident)
+        .await
+        .map_err(|e| Error::iceberg(format!("looking up {name}"), e))?;
+    if exists && create.or_replace {
+        catalog
+            .drop_table(&ident)
+            .await
+            .map_err(|e| Error::iceberg(format!("dropping {name} to replace it"), e))?;
+    } else if exists {
+        let table = catalog
+            .load_table(&ident)
+            .await
+            .map_err(|e| Error::iceberg(format!("loading {name}"), e))?;
+        check_compatible(&name, table.metadata().current_schema(), &wanted)
+            .map_err(|e| with_replace_hint(e, create))?;
+        let checkpoint = Checkpoint::from_properties(|key| snapshot_property(&table, key))?;
+        check_checkpoint(create, plan, &name, checkpoint.as_ref())?;
+        return Ok((table, checkpoint));
+    }
+    let properties = HashMap::from([
+        ("write.target-file-size-bytes".to_string(), create.options.target_file_size.to_string()),
+        ("write.parquet.compression-codec".to_string(), create.options.compression.clone()),
+    ]);
+    let table = create_table(catalog, &ident, wanted, &partition, properties).await?;
+    Ok((table, None))
+}
+
+/// A table written by another sync, or by this one with another definition, is not resumed.
+fn check_checkpoint(
+    create: &CreateSync,
+    plan: &SyncPlan,
+    table: &str,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<()> {
+    let Some(checkpoint) = checkpoint else { return Ok(()) };
+    let sync = &create.name.value;
+    if &checkpoint.sync != sync {
+        return Err(Error::plan(format!(
+            "{table} is written by sync {}, not {sync}",
+            checkpoint.sync
+        ))
+        .with_hint(format!(
+            "sync into another table, or CREATE OR REPLACE SYNC {sync} to take it over"
+        )));
+    }
+    if checkpoint.definition_hash != plan.definition_hash {
+        return Err(Error::plan(format!(
+            "sync {sync} changed since {table} was written (its SELECT, WHERE, PARTITION BY, source or target differ)"
+        ))
+        .with_hint(format!("CREATE OR REPLACE SYNC {sync} ... rebuilds {table} with the new definition")));
+    }
+    Ok(())
+}
+
+fn with_replace_hint(err: Error, create: &CreateSync) -> Error {
+    err.with_hint(format!("CREATE OR REPLACE SYNC {} ... replaces the table", create.name))
+}
+
+/// `PARTITION BY` as (column, transform); a column that is not in the output is an error.
+fn partition_spec(create: &CreateSync, plan: &SyncPlan) -> Result<Vec<(String, IcebergTransform)>> {
+    create
+        .partition_by
+        .iter()
+        .map(|field| {
+            let column = field.column.value.clone();
+            if plan.output_schema.field_with_name(&column).is_err() {
+                let columns: Vec<&str> =
+                    plan.output_schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(Error::plan(format!(
+                    "PARTITION BY column `{column}` is not in the output of sync {}",
+                    create.name
+                ))
+                .with_hint(format!("output columns: {}", columns.join(", "))));
+            }
+            let transform = match field.transform {
+                Transform::Identity => IcebergTransform::Identity,
+                Transform::Year => IcebergTransform::Year,
+                Transform::Month => IcebergTransform::Month,
+                Transform::Day => IcebergTransform::Day,
+                Transform::Hour => IcebergTransform::Hour,
+                Transform::Bucket(n) => IcebergTransform::Bucket(n),
+                Transform::Truncate(w) => IcebergTransform::Truncate(w),
+            };
+            Ok((column, transform))
+        })
+        .collect()
+}
