@@ -1,1 +1,402 @@
-//! Connecting to an Iceberg catalog from an ATTACH statement: the embedded SQL catalog on SQLite, or a REST catalog with S3 storage.
+//! Connecting to an Iceberg catalog from an ATTACH statement: the embedded SQL catalog on SQLite,
+//! or a REST catalog with S3 storage.
+//!
+//! - No `catalog` option, or `catalog 'sql'`: the URI names a local directory (a path, relative to
+//!   the current directory, or `file:///abs/dir`), or the SQLite file itself
+//!   (`sqlite:///abs/dir/catalog.db`). The directory is the warehouse and is created if missing;
+//!   the catalog is `<warehouse>/catalog.db`, kept in WAL mode so readers such as pyiceberg do not
+//!   block misql's commits. Its rows carry the catalog name [`SQL_CATALOG_NAME`], so
+//!   `pyiceberg.catalog.sql.SqlCatalog("misql", uri="sqlite:///<warehouse>/catalog.db",
+//!   warehouse="file://<warehouse>")` sees the same tables.
+//! - `catalog 'rest'`: the URI is the catalog's `http(s)://` endpoint; `warehouse`, `credential`,
+//!   `token`, `prefix`, `oauth2-server-uri`, `s3.*` and `client.*` are passed on to the REST client
+//!   and to the FileIO. The catalog is contacted at once, so a wrong address fails at ATTACH.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use iceberg::{Catalog, CatalogBuilder};
+use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
+use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+
+use crate::{Error, Result};
+
+/// Fixed catalog name stored in the SQL catalog's rows, so pyiceberg's `SqlCatalog("misql", ...)`
+/// sees the same tables.
+pub const SQL_CATALOG_NAME: &str = "misql";
+
+/// The file name of the SQLite catalog inside the warehouse directory.
+pub const SQLITE_FILE_NAME: &str = "catalog.db";
+
+/// How long ATTACH waits for a REST catalog to answer before giving up.
+const REST_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options that only a REST catalog understands.
+const REST_ONLY_OPTIONS: [&str; 4] = ["credential", "token", "prefix", "oauth2-server-uri"];
+
+/// Which kind of catalog a connection talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogKind {
+    /// The embedded SQL catalog: `<warehouse>/catalog.db` plus data under `warehouse`.
+    Sql {
+        /// The warehouse directory, absolute.
+        warehouse: PathBuf,
+    },
+    /// A REST catalog.
+    Rest {
+        /// The catalog's base URI, e.g. `http://127.0.0.1:8181` (no trailing slash).
+        uri: String,
+    },
+}
+
+/// A connected Iceberg catalog.
+#[derive(Debug, Clone)]
+pub struct IcebergConnection {
+    /// The catalog, ready to use.
+    pub catalog: Arc<dyn Catalog>,
+    /// What kind of catalog it is, and where.
+    pub kind: CatalogKind,
+}
+
+/// Connects to the Iceberg catalog an `ATTACH 'uri' AS name (TYPE iceberg, ...)` names.
+///
+/// `options` are the ATTACH options other than TYPE, keys lower-cased (as the parser gives them).
+pub async fn connect(uri: &str, options: &[(String, String)]) -> Result<IcebergConnection> {
+    match option(options, "catalog").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("sql") => connect_sql(uri, options).await,
+        Some("rest") => connect_rest(uri, options).await,
+        Some(other) => Err(Error::plan(format!("unknown Iceberg catalog type `{other}`"))
+            .with_hint("CATALOG must be 'sql' (the default, an embedded catalog) or 'rest'")),
+    }
+}
+
+fn option<'a>(options: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    options.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedded SQL catalog
+// ---------------------------------------------------------------------------------------------
+
+/// Where the embedded catalog keeps its SQLite file and its data.
+#[derive(Debug, PartialEq, Eq)]
+struct SqlLocation {
+    warehouse: PathBuf,
+    database: PathBuf,
+}
+
+async fn connect_sql(uri: &str, options: &[(String, String)]) -> Result<IcebergConnection> {
+    if let Some((key, _)) = options.iter().find(|(k, _)| REST_ONLY_OPTIONS.contains(&k.as_str())) {
+        return Err(Error::plan(format!(
+            "option `{key}` applies to a REST catalog, but ATTACH '{uri}' opens an embedded SQL catalog"
+        ))
+        .with_hint(format!(
+            "for a REST catalog add CATALOG 'rest' (ATTACH 'http://host:8181' AS lake (TYPE iceberg, CATALOG 'rest', {key} '...')); otherwise remove {key}"
+        )));
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::io("cannot read the current directory to resolve the warehouse", e))?;
+    let location = sql_location(uri, option(options, "warehouse"), &cwd)?;
+    let warehouse = prepare_directory(&location.warehouse)?;
+    // The catalog file's directory, canonical like the warehouse (it is usually the warehouse).
+    let file_name = location.database.file_name().unwrap_or(SQLITE_FILE_NAME.as_ref());
+    let database = match location.database.parent() {
+        Some(parent) if parent == location.warehouse => warehouse.join(file_name),
+        Some(parent) => prepare_directory(parent)?.join(file_name),
+        None => location.database.clone(),
+    };
+    if database.is_dir() {
+        return Err(Error::plan(format!(
+            "the SQLite catalog `{}` is a directory, not a file",
+            database.display()
+        ))
+        .with_hint("give the warehouse directory, or sqlite:///path/to/catalog.db"));
+    }
+    enable_wal(&database).await?;
+
+    let warehouse_uri = file_uri(&warehouse);
+    let mut props: HashMap<String, String> = options
+        .iter()
+        .filter(|(k, _)| k.starts_with("s3.") || k.starts_with("client."))
+        .cloned()
+        .collect();
+    props.insert("uri".into(), format!("sqlite://{}?mode=rwc", percent_encode_path(&database)));
+    props.insert("warehouse".into(), warehouse_uri);
+    props.insert("sql_bind_style".into(), SqlBindStyle::QMark.to_string());
+    let catalog = SqlCatalogBuilder::default()
+        .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
+        .load(SQL_CATALOG_NAME, props)
+        .await
+        .map_err(|e| {
+            Error::iceberg(format!("cannot open the SQLite catalog `{}`", database.display()), e)
+        })?;
+    Ok(IcebergConnection { catalog: Arc::new(catalog), kind: CatalogKind::Sql { warehouse } })
+}
+
+/// Resolves the ATTACH URI (and `warehouse` option) of an embedded catalog to paths; touches
+/// nothing on disk.
+fn sql_location(uri: &str, warehouse_option: Option<&str>, cwd: &Path) -> Result<SqlLocation> {
+    let trimmed = uri.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Err(Error::plan(format!(
+            "`{trimmed}` looks like a REST catalog, but ATTACH ... (TYPE iceberg) without CATALOG 'rest' opens an embedded SQL catalog in a local directory"
+        ))
+        .with_hint(format!("add CATALOG 'rest': ATTACH '{trimmed}' AS lake (TYPE iceberg, CATALOG 'rest')")));
+    }
+    if trimmed.is_empty() {
+        return Err(Error::plan("ATTACH ... (TYPE iceberg) needs a warehouse directory, got ''")
+            .with_hint("e.g. ATTACH './warehouse' AS lake (TYPE iceberg)"));
+    }
+    let warehouse_option =
+        warehouse_option.map(|w| local_path(w, "the `warehouse` option", cwd)).transpose()?;
+    if let Some(rest) = strip_prefix_ignore_case(trimmed, "sqlite:") {
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let rest = rest.split_once('?').map_or(rest, |(path, _query)| path);
+        if rest.is_empty() || rest == ":memory:" {
+            return Err(Error::plan(format!("`{trimmed}` names no SQLite file")).with_hint(
+                "e.g. sqlite:///abs/dir/catalog.db (an in-memory catalog is not supported)",
+            ));
+        }
+        let database = cwd.join(percent_decode(rest, trimmed)?);
+        let warehouse = match warehouse_option {
+            Some(warehouse) => warehouse,
+            None if database.is_dir() => database.clone(),
+            None => database.parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.to_path_buf()),
+        };
+        let database = if database.is_dir() { database.join(SQLITE_FILE_NAME) } else { database };
+        return Ok(SqlLocation { warehouse, database });
+    }
+    let directory = local_path(trimmed, "the ATTACH URI", cwd)?;
+    let warehouse = warehouse_option.unwrap_or_else(|| directory.clone());
+    Ok(SqlLocation { warehouse, database: directory.join(SQLITE_FILE_NAME) })
+}
+
+/// A local path from a plain path or a `file:///abs` URI; relative paths against `cwd`.
+fn local_path(text: &str, what: &str, cwd: &Path) -> Result<PathBuf> {
+    let text = text.trim();
+    if let Some(rest) = strip_prefix_ignore_case(text, "file:") {
+        let path = match rest.strip_prefix("//") {
+            Some(after) if after.starts_with('/') => after,
+            Some(_) => {
+                return Err(Error::plan(format!("{what} `{text}` is not an absolute file URI"))
+                    .with_hint("write file:///absolute/dir (three slashes), or a plain path"));
+            }
+            None => rest,
+        };
+        if !path.starts_with('/') {
+            return Err(Error::plan(format!("{what} `{text}` is not an absolute file URI"))
+                .with_hint("write file:///absolute/dir (three slashes), or a plain path"));
+        }
+        return Ok(PathBuf::from(percent_decode(path, text)?));
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        if scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+            let hint = match scheme.to_ascii_lowercase().as_str() {
+                "mongodb" | "mongodb+srv" => "a MongoDB deployment is attached with (TYPE mongodb)".to_string(),
+                "s3" | "s3a" | "gs" | "abfss" => format!(
+                    "an embedded catalog keeps its files in a local directory; for tables in object storage use a REST catalog: ATTACH 'http://host:8181' AS lake (TYPE iceberg, CATALOG 'rest', warehouse '{text}')"
+                ),
+                _ => "use a directory path, file:///abs/dir or sqlite:///abs/dir/catalog.db, or CATALOG 'rest' with an http:// URI".to_string(),
+            };
+            return Err(Error::plan(format!(
+                "{what} `{text}` has the scheme `{scheme}://`, which an embedded Iceberg catalog cannot use"
+            ))
+            .with_hint(hint));
+        }
+    }
+    Ok(cwd.join(text))
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+}
+
+/// Creates `dir` if missing and returns its canonical absolute path.
+fn prepare_directory(dir: &Path) -> Result<PathBuf> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::plan(format!(
+            "the Iceberg warehouse `{}` is a file, not a directory",
+            dir.display()
+        ))
+        .with_hint("ATTACH a directory (it is created if missing), e.g. ATTACH './warehouse' AS lake (TYPE iceberg)"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::io(format!("cannot create the Iceberg warehouse directory `{}`", dir.display()), e)
+    })?;
+    std::fs::canonicalize(dir).map_err(|e| {
+        Error::io(format!("cannot resolve the Iceberg warehouse directory `{}`", dir.display()), e)
+    })
+}
+
+/// Opens the SQLite file once (creating it) and switches it to WAL mode, which persists in the
+/// file: readers (pyiceberg, a second misql) then no longer block commits.
+async fn enable_wal(database: &Path) -> Result<()> {
+    let fail = |e: sqlx::Error| {
+        Error::io(
+            format!("cannot open the SQLite catalog `{}`", database.display()),
+            std::io::Error::other(e),
+        )
+    };
+    let connection = SqliteConnectOptions::new()
+        .filename(database)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .map_err(fail)?;
+    sqlx::Connection::close(connection).await.map_err(fail)
+}
+
+/// `file:///abs/path` without a trailing slash.
+fn file_uri(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let text = text.trim_end_matches('/');
+    format!("file://{}", if text.is_empty() { "/" } else { text })
+}
+
+/// Percent-encodes what a URL path cannot hold literally (sqlx decodes it again).
+fn percent_encode_path(path: &Path) -> String {
+    let mut out = String::new();
+    for byte in path.to_string_lossy().bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(text: &str, whole: &str) -> Result<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(byte) = hex else {
+                return Err(Error::plan(format!("`{whole}` has a bad %-escape"))
+                    .with_hint("write a literal % as %25"));
+            };
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| {
+        Error::plan(format!("`{whole}` decodes to a path that is not UTF-8"))
+            .with_hint("use a plain path instead of a URI")
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// REST catalog
+// ---------------------------------------------------------------------------------------------
+
+async fn connect_rest(uri: &str, options: &[(String, String)]) -> Result<IcebergConnection> {
+    let uri = uri.trim().trim_end_matches('/').to_string();
+    let lower = uri.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(Error::plan(format!(
+            "CATALOG 'rest' needs the catalog's http:// or https:// address, got `{uri}`"
+        ))
+        .with_hint("e.g. ATTACH 'http://localhost:8181' AS lake (TYPE iceberg, CATALOG 'rest', warehouse 's3://warehouse'); for a local directory drop CATALOG 'rest'"));
+    }
+    let props = rest_props(&uri, options);
+    let catalog = RestCatalogBuilder::default()
+        .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
+        .load(SQL_CATALOG_NAME, props)
+        .await
+        .map_err(|e| {
+            Error::iceberg(format!("cannot set up the Iceberg REST catalog at {uri}"), e)
+        })?;
+    match tokio::time::timeout(REST_CONNECT_TIMEOUT, catalog.list_namespaces(None)).await {
+        Err(_) => {
+            return Err(Error::plan(format!(
+                "cannot reach the Iceberg REST catalog at {uri}: no answer within {} s",
+                REST_CONNECT_TIMEOUT.as_secs()
+            ))
+            .with_hint(unreachable_hint()));
+        }
+        Ok(Err(e)) => return Err(rest_error(&uri, &e)),
+        Ok(Ok(_)) => {}
+    }
+    Ok(IcebergConnection { catalog: Arc::new(catalog), kind: CatalogKind::Rest { uri } })
+}
+
+/// The REST client's and FileIO's properties: everything the user gave, plus path-style S3 in
+/// us-east-1 unless told otherwise (what S3-compatible stores such as MinIO and SeaweedFS need).
+fn rest_props(uri: &str, options: &[(String, String)]) -> HashMap<String, String> {
+    let mut props: HashMap<String, String> = options
+        .iter()
+        .filter(|(k, _)| k != "catalog")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    props.insert("uri".into(), uri.to_string());
+    props.entry("s3.path-style-access".into()).or_insert_with(|| "true".into());
+    props.entry("s3.region".into()).or_insert_with(|| "us-east-1".into());
+    props
+}
+
+fn unreachable_hint() -> String {
+    "check that the catalog server is running and that the URI (scheme, host and port) is right, e.g. ATTACH 'http://localhost:8181' AS lake (TYPE iceberg, CATALOG 'rest', ...)".to_string()
+}
+
+/// Turns the error of the first request to a REST catalog into what the user should fix.
+fn rest_error(uri: &str, error: &iceberg::Error) -> Error {
+    if is_transport_error(error) {
+        return Error::plan(format!(
+            "cannot reach the Iceberg REST catalog at {uri}: {}",
+            innermost_cause(error)
+        ))
+        .with_hint(unreachable_hint());
+    }
+    let text = error.to_string();
+    let hint = if text.contains("401") || text.contains("403") || text.contains("auth") {
+        "check the credential ('<client id>:<secret>') or token options"
+    } else if text.contains("404") || text.to_ascii_lowercase().contains("warehouse") {
+        "check the warehouse option (e.g. warehouse 's3://warehouse') and the URI's path"
+    } else {
+        "check the URI and the warehouse, credential and token options"
+    };
+    Error::plan(format!("the Iceberg REST catalog at {uri} refused to list namespaces: {text}"))
+        .with_hint(hint)
+}
+
+/// The REST client failed before getting any HTTP answer (connection refused, DNS, TLS).
+fn is_transport_error(error: &iceberg::Error) -> bool {
+    if error.message().contains("Failed to execute http request") {
+        return true;
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = current {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        current = cause.source();
+    }
+    false
+}
+
+/// The deepest cause, which for a network error is the OS's words ("Connection refused").
+fn innermost_cause(error: &iceberg::Error) -> String {
+    let mut last: Option<&(dyn std::error::Error + 'static)> = None;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = current {
+        last = Some(cause);
+        current = cause.source();
+    }
+    match last {
+        Some(cause) => cause.to_string(),
+        None => error.message().to_string(),
+    }
+}

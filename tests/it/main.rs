@@ -4,5 +4,6 @@ mod support;
 
 mod bson_arrow;
 mod explore;
+mod iceberg_catalog;
 mod infer;
 mod parser;

@@ -1,7 +1,9 @@
-//! Test fixtures: the SecantusDB server, generated order documents, and running the `misql`
-//! binary against them.
+//! Test fixtures: the SecantusDB server, seaweedfs (S3 + Iceberg REST catalog), pyiceberg as an
+//! independent reader, generated order documents, and running the `misql` binary against them.
 
 pub mod data;
+pub mod pyiceberg;
+pub mod seaweed;
 pub mod server;
 
 use std::process::{Command, Output};

@@ -1,0 +1,150 @@
+//! pyiceberg (PyPI) as an independent reader of the tables misql writes: `read_iceberg.py` opens
+//! a catalog, scans a table to Arrow and prints its rows as JSON lines.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::seaweed::Seaweed;
+
+/// The version the tests are written against.
+pub const PYICEBERG_VERSION: &str = "0.12.0";
+
+/// A catalog as pyiceberg opens it.
+#[derive(Debug, Clone)]
+pub enum PyCatalog {
+    /// The embedded SQL catalog misql keeps in `<warehouse>/catalog.db`.
+    Sql {
+        /// The warehouse directory, absolute.
+        warehouse: PathBuf,
+    },
+    /// A REST catalog with S3 storage.
+    Rest {
+        /// `http://host:port`
+        uri: String,
+        /// e.g. `s3://warehouse`
+        warehouse: String,
+        /// `client_id:secret`
+        credential: String,
+        /// `http://host:port`
+        s3_endpoint: String,
+        /// S3 access key id.
+        access_key: String,
+        /// S3 secret key.
+        secret_key: String,
+    },
+}
+
+impl PyCatalog {
+    /// misql's embedded catalog in `warehouse` (an absolute directory).
+    pub fn sql(warehouse: &Path) -> Self {
+        PyCatalog::Sql { warehouse: warehouse.to_path_buf() }
+    }
+
+    /// The REST catalog of a running seaweedfs.
+    pub fn seaweed(server: &Seaweed) -> Self {
+        PyCatalog::Rest {
+            uri: server.rest_uri.clone(),
+            warehouse: server.warehouse.clone(),
+            credential: server.credential(),
+            s3_endpoint: server.s3_endpoint.clone(),
+            access_key: server.access_key.clone(),
+            secret_key: server.secret_key.clone(),
+        }
+    }
+
+    /// The properties `pyiceberg.catalog.load_catalog` gets.
+    fn properties(&self) -> serde_json::Value {
+        match self {
+            PyCatalog::Sql { warehouse } => serde_json::json!({
+                "name": misql::iceberg::catalog::SQL_CATALOG_NAME,
+                "type": "sql",
+                "uri": format!("sqlite:///{}", warehouse.join("catalog.db").display()),
+                "warehouse": format!("file://{}", warehouse.display()),
+            }),
+            PyCatalog::Rest { uri, warehouse, credential, s3_endpoint, access_key, secret_key } => {
+                serde_json::json!({
+                    "name": "rest",
+                    "type": "rest",
+                    "uri": uri,
+                    "warehouse": warehouse,
+                    "credential": credential,
+                    "s3.endpoint": s3_endpoint,
+                    "s3.access-key-id": access_key,
+                    "s3.secret-access-key": secret_key,
+                    "s3.region": "us-east-1",
+                    "s3.path-style-access": "true",
+                })
+            }
+        }
+    }
+}
+
+/// Every row of `table` (`namespace.table`) as pyiceberg reads it, sorted by column `key`; one
+/// JSON object per row (decimals as strings, timestamps as ISO-8601 strings). Panics with the
+/// script's stderr if pyiceberg fails.
+pub fn pyiceberg_rows(catalog: &PyCatalog, table: &str, key: &str) -> Vec<serde_json::Value> {
+    pyiceberg_rows_timed(catalog, table, key).0
+}
+
+/// [`pyiceberg_rows`], and how long the Python process took.
+pub fn pyiceberg_rows_timed(
+    catalog: &PyCatalog,
+    table: &str,
+    key: &str,
+) -> (Vec<serde_json::Value>, Duration) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/read_iceberg.py");
+    let started = Instant::now();
+    let output = Command::new(python())
+        .arg(&script)
+        .arg(catalog.properties().to_string())
+        .arg(table)
+        .arg(key)
+        .env("PYICEBERG_HOME", std::env::temp_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "pyiceberg could not read {table} ({}):\n{stderr}\n{stdout}",
+        output.status
+    );
+    let rows = stdout
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("bad JSON from pyiceberg: {line}: {e}"))
+        })
+        .collect();
+    (rows, elapsed)
+}
+
+/// The project's `.venv` python, where scripts/setup-test-env.sh installs pyiceberg.
+fn python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(find_python).clone()
+}
+
+fn find_python() -> PathBuf {
+    if let Some(path) = std::env::var_os("PYICEBERG_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let has_pyiceberg = venv.exists()
+        && Command::new(&venv)
+            .args(["-c", "import pyiceberg.catalog.sql, pyarrow"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if has_pyiceberg {
+        return venv;
+    }
+    panic!(
+        "pyiceberg is not installed in .venv: the tests read Iceberg tables back with it.\n\
+         Install it with: scripts/setup-test-env.sh\n\
+         (or: python3 -m venv .venv && .venv/bin/pip install 'pyiceberg[sql-sqlite,pyarrow]=={PYICEBERG_VERSION}'),\n\
+         or point PYICEBERG_PYTHON at a python that has it."
+    );
+}
