@@ -131,7 +131,9 @@ impl Copy<'_> {
     fn reject(&mut self, doc: &RawDocument, err: Error) -> Result<()> {
         let message = err.to_string();
         match self.sync.create.options.on_error {
-            OnError::Fail => Err(err.with_hint("WITH (on_error = 'skip') leaves such documents out; 'dead_letter' keeps them in <table>__errors")),
+            OnError::Fail => Err(Error::plan(message).with_hint(
+                "WITH (on_error = 'skip') leaves such documents out; 'dead_letter' keeps them in <table>__errors",
+            )),
             OnError::Skip => {
                 tracing::warn!(sync = %self.sync.name, "skipped: {message}");
                 self.sync.status(|s| s.rows_skipped += 1);
@@ -163,7 +165,7 @@ impl Copy<'_> {
             };
             match self.sync.create.options.on_error {
                 OnError::Fail => {
-                    return Err(err.with_hint(
+                    return Err(Error::plan(err.to_string()).with_hint(
                         "cast it differently, or WITH (on_error = 'skip' | 'dead_letter')",
                     ));
                 }

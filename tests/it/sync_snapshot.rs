@@ -1,0 +1,304 @@
+//! CREATE SYNC, snapshot phase: a collection copied into an Iceberg table through the sync's
+//! SELECT, checked value by value against a preview of the same SELECT, read back by misql and
+//! by pyiceberg; resumable after SIGKILL; idempotent when nothing changed; errors named.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::data::{Rng, load, orders};
+use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
+use crate::support::{Run, misql, server, unique_db};
+
+const ORDERS: u64 = 2000;
+
+/// A new, empty warehouse directory.
+fn warehouse(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_db(&format!("misql_wh_{prefix}")));
+    std::fs::create_dir_all(&dir).expect("create warehouse");
+    dir
+}
+
+/// `misql --warehouse DIR args...`
+fn misql_in(dir: &PathBuf, args: &[&str]) -> Run {
+    let mut all = vec!["--warehouse", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    misql(&all)
+}
+
+/// Rows of a query as JSON objects.
+fn json_rows(dir: &PathBuf, sql: &str) -> Vec<Value> {
+    let run = misql_in(dir, &["--format", "json", "-e", sql]);
+    assert!(run.success, "{sql} failed: {}", run.stderr);
+    run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+const SELECT: &str = "_id, customer.name AS customer, customer.address.city AS city, items, \
+    total::DECIMAL(18,2) AS total, created_at, priority";
+
+fn create_sync(db: &str, extra: &str) -> String {
+    format!(
+        "CREATE SYNC orders FROM mongo.{db}.orders INTO iceberg.{db}.orders SELECT {SELECT} \
+         WHERE status <> 'test' {extra}"
+    )
+}
+
+/// What a preview of the sync's SELECT returns, in key order.
+fn preview(dir: &PathBuf, db: &str) -> Vec<Value> {
+    json_rows(
+        dir,
+        &format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"),
+    )
+}
+
+fn synced(dir: &PathBuf, db: &str) -> Vec<Value> {
+    json_rows(dir, &format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_copies_the_select_of_every_matching_document() {
+    let db = unique_db("snap");
+    let docs = orders(ORDERS, 11);
+    load(&db, "orders", &docs).await;
+    let dir = warehouse("snap");
+    let sync = create_sync(
+        &db,
+        "PARTITION BY day(created_at), bucket(8, _id) WITH (max_batch_rows = 500)",
+    );
+    let run = misql_in(&dir, &["--once", "-e", &sync]);
+    assert!(run.success, "{}", run.stderr);
+    let expected = preview(&dir, &db);
+    let matching = docs.iter().filter(|d| d.get_str("status").unwrap() != "test").count();
+    assert_eq!(expected.len(), matching);
+    assert_eq!(
+        run.stdout.trim(),
+        format!("sync orders: snapshot complete, {matching} rows in iceberg.{db}.orders")
+    );
+    assert_eq!(synced(&dir, &db), expected);
+
+    let data = dir.join(&db).join("orders").join("data");
+    let mut partitions = std::collections::BTreeSet::new();
+    for day in std::fs::read_dir(&data).unwrap() {
+        let day = day.unwrap();
+        assert!(day.file_name().to_str().unwrap().starts_with("created_at_day="), "{day:?}");
+        for bucket in std::fs::read_dir(day.path()).unwrap() {
+            partitions.insert(bucket.unwrap().file_name().into_string().unwrap());
+        }
+    }
+    let buckets: Vec<String> = (0..8).map(|b| format!("_id_bucket={b}")).collect();
+    assert_eq!(partitions.into_iter().collect::<Vec<_>>(), buckets, "under {}", data.display());
+
+    let py = pyiceberg_rows(&PyCatalog::sql(&dir), &format!("{db}.orders"), "_id");
+    assert_eq!(py.len(), expected.len());
+    for (p, e) in py.iter().zip(&expected) {
+        assert_eq!(p["_id"], e["_id"]);
+        assert_eq!(p["customer"], e["customer"]);
+        assert_eq!(p["city"], e["city"]);
+        assert_eq!(p["priority"], e["priority"]);
+        assert_eq!(
+            p["total"].as_str().unwrap().parse::<f64>().unwrap(),
+            e["total"].as_f64().unwrap()
+        );
+        assert_eq!(p["items"].as_array().unwrap().len(), e["items"].as_array().unwrap().len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rerunning_a_complete_snapshot_commits_nothing() {
+    let db = unique_db("rerun");
+    load(&db, "orders", &orders(300, 3)).await;
+    let dir = warehouse("rerun");
+    let sync = create_sync(&db, "WITH (max_batch_rows = 100)");
+    assert!(misql_in(&dir, &["--once", "-e", &sync]).success);
+    let metadata = dir.join(&db).join("orders").join("metadata");
+    let before = std::fs::read_dir(&metadata).unwrap().count();
+    let run = misql_in(&dir, &["--once", "-e", &sync]);
+    assert!(run.success, "{}", run.stderr);
+    assert_eq!(std::fs::read_dir(&metadata).unwrap().count(), before, "no new metadata files");
+    assert_eq!(synced(&dir, &db), preview(&dir, &db));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_killed_at_random_points_resumes_without_loss_or_duplicates() {
+    let db = unique_db("kill");
+    load(&db, "orders", &orders(ORDERS, 5)).await;
+    let dir = warehouse("kill");
+    let sync = create_sync(&db, "WITH (max_batch_rows = 50)");
+    let mut rng = Rng::new(99);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut kills = 0;
+    while kills < 6 && Instant::now() < deadline {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_misql"))
+            .args(["--warehouse", dir.to_str().unwrap(), "--once", "-e", &sync])
+            .env("MONGODB_URI", &server().uri)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start misql");
+        std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before the kill: the snapshot is complete
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        kills += 1;
+    }
+    let run = misql_in(&dir, &["--once", "-e", &sync]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(kills >= 1, "the snapshot was never interrupted; the test proves nothing");
+    let rows = synced(&dir, &db);
+    let mut keys: Vec<&str> = rows.iter().map(|r| r["_id"].as_str().unwrap()).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), rows.len(), "duplicates after {kills} kills");
+    assert_eq!(rows, preview(&dir, &db), "rows differ after {kills} kills");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uncastable_values_follow_on_error() {
+    let db = unique_db("onerror");
+    let mut docs = orders(50, 8);
+    for doc in &mut docs {
+        doc.insert("amount", "12.50");
+    }
+    docs[10].insert("amount", "twelve");
+    docs[30].insert("total", "123456789012.50".parse::<bson::Decimal128>().unwrap());
+    load(&db, "orders", &docs).await;
+    let bad = docs[10].get_object_id("_id").unwrap().to_hex();
+    let too_big = docs[30].get_object_id("_id").unwrap().to_hex();
+    let sync = |mode: &str| {
+        format!(
+            "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.t_{mode} \
+             SELECT _id, amount::DECIMAL(10,2) AS amount, total::DECIMAL(10,2) AS total \
+             WITH (on_error = '{mode}')"
+        )
+    };
+
+    let dir = warehouse("onerror");
+    let run = misql_in(&dir, &["--once", "-e", &sync("fail")]);
+    assert!(!run.success);
+    let named = format!("document _id={{\"$oid\":\"{bad}\"}}: field `amount`");
+    assert!(run.stderr.contains(&named), "{}", run.stderr);
+    assert!(run.stderr.contains("on_error"), "{}", run.stderr);
+
+    let run = misql_in(&dir, &["--once", "-e", &sync("skip")]);
+    assert!(run.success, "{}", run.stderr);
+    let kept = json_rows(&dir, &format!("SELECT _id FROM iceberg.{db}.t_skip"));
+    assert_eq!(kept.len(), 48);
+    assert!(!kept.iter().any(|r| r["_id"] == bad.as_str() || r["_id"] == too_big.as_str()));
+
+    let run = misql_in(&dir, &["--once", "-e", &sync("dead_letter")]);
+    assert!(run.success, "{}", run.stderr);
+    assert_eq!(json_rows(&dir, &format!("SELECT _id FROM iceberg.{db}.t_dead_letter")).len(), 48);
+    let letters = json_rows(
+        &dir,
+        &format!(
+            "SELECT _id, document, error FROM iceberg.{db}.t_dead_letter__errors ORDER BY _id"
+        ),
+    );
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters[0]["_id"], format!("{{\"$oid\":\"{bad}\"}}"));
+    assert!(letters[0]["document"].as_str().unwrap().contains("\"amount\":\"twelve\""));
+    assert!(letters[1]["error"].as_str().unwrap().contains("total"), "{letters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_definition_errors_name_what_to_fix() {
+    let db = unique_db("errors");
+    load(&db, "orders", &orders(20, 1)).await;
+    let dir = warehouse("errors");
+    let fails = |sql: &str| -> String {
+        let run = misql_in(&dir, &["--once", "-e", sql]);
+        assert!(!run.success, "{sql} should fail");
+        run.stderr
+    };
+    let err = fails(&format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a SELECT status, total"
+    ));
+    assert!(err.contains("the SELECT of sync s must include the key `_id`"), "{err}");
+    let err = fails(&format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a SELECT _id PARTITION BY dya(created_at)"
+    ));
+    assert!(err.contains("unknown partition transform") || err.contains("dya"), "{err}");
+    assert!(err.contains("day"), "{err}");
+    let err = fails(&format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a SELECT _id PARTITION BY day(created_at)"
+    ));
+    assert!(
+        err.contains("PARTITION BY column `created_at` is not in the output of sync s"),
+        "{err}"
+    );
+    let err = fails(&format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a SELECT count(*) AS n"
+    ));
+    assert!(err.contains("may only compute columns"), "{err}");
+
+    assert!(
+        misql_in(
+            &dir,
+            &[
+                "--once",
+                "-e",
+                &format!(
+                    "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.b SELECT _id, priority"
+                )
+            ]
+        )
+        .success
+    );
+    let err = fails(&format!(
+        "CREATE SYNC t FROM mongo.{db}.orders INTO iceberg.{db}.b SELECT _id, status AS priority"
+    ));
+    assert!(err.contains("priority"), "incompatible column named: {err}");
+    let err = fails(&format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.b SELECT _id, priority WHERE priority > 0"
+    ));
+    assert!(err.contains("sync s changed since"), "{err}");
+    assert!(err.contains("CREATE OR REPLACE SYNC s"), "{err}");
+    let run = misql_in(
+        &dir,
+        &[
+            "--once",
+            "-e",
+            &format!(
+                "CREATE OR REPLACE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.b SELECT _id, priority WHERE priority > 0"
+            ),
+        ],
+    );
+    assert!(run.success, "{}", run.stderr);
+
+    let err = fails("ATTACH 'http://127.0.0.1:9' AS lake (TYPE iceberg, CATALOG 'rest')");
+    assert!(err.contains("127.0.0.1:9"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_create_sync_shows_plan_query_schema_and_partitioning() {
+    let db = unique_db("explain_sync");
+    load(&db, "orders", &orders(20, 1)).await;
+    let dir = warehouse("explain_sync");
+    let sql = format!(
+        "EXPLAIN CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.o \
+         SELECT _id, total::DECIMAL(18,2) AS total, created_at WHERE status = 'paid' PARTITION BY day(created_at)"
+    );
+    let run = misql_in(&dir, &["--format", "json", "-e", &sql]);
+    assert!(run.success, "{}", run.stderr);
+    let items: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let item = |name: &str| {
+        items.iter().find(|i| i["item"] == name).unwrap()["value"].as_str().unwrap().to_string()
+    };
+    assert!(
+        item("mongodb_query").contains(r#"filter={"status":{"$eq":"paid"}}"#),
+        "{}",
+        item("mongodb_query")
+    );
+    assert!(item("mongodb_query").contains(r#""total":1"#));
+    assert!(
+        item("target_schema").contains("_id: string NOT NULL (key)"),
+        "{}",
+        item("target_schema")
+    );
+    assert!(item("target_schema").contains("total: decimal(18, 2)"), "{}", item("target_schema"));
+    assert_eq!(item("partition_spec"), "day(created_at)");
+    assert!(!dir.join(&db).exists(), "EXPLAIN must not create the table");
+}
