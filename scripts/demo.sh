@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The misql demo: uses the MongoDB at $MONGODB_URI, or starts a local MongoDB-compatible server
-# (SecantusDB) when it is not set, loads sample orders, and runs sql/demo.sql.
+# (SecantusDB) when it is not set, loads sample orders, and runs sql/demo.sql: explore the
+# collection, then sync it into an Iceberg table under target/demo-warehouse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +19,4 @@ if [ -z "${MONGODB_URI:-}" ]; then
   echo "started a local SecantusDB at $MONGODB_URI"
 fi
 .venv/bin/python examples/load_orders.py "$MONGODB_URI" 2000
-cargo run --quiet -- -f sql/demo.sql
+cargo run --quiet -- --once --warehouse target/demo-warehouse -f sql/demo.sql

@@ -3,4 +3,6 @@
 
 pub mod catalog;
 pub mod commit;
+mod conform;
+pub mod schema;
 pub mod writer;

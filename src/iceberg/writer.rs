@@ -1,1 +1,214 @@
 //! Writing Arrow record batches into Parquet data files of an Iceberg table, split by partition.
+//!
+//! Batches are matched to the table's columns by name and conformed to its exact Arrow shape
+//! first (see `conform`), so callers can hand over whatever their projection produced.
+
+use std::sync::Arc;
+
+use ::iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
+use ::iceberg::spec::{DataFile, DataFileFormat};
+use ::iceberg::table::Table;
+use ::iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use ::iceberg::writer::file_writer::ParquetWriterBuilder;
+use ::iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use ::iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use ::iceberg::writer::partitioning::PartitioningWriter;
+use ::iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use ::iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
+use arrow::array::RecordBatch;
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::conform::Conformer;
+use crate::{Error, Result};
+
+/// Table property holding the target size of data files, in bytes.
+pub const TARGET_FILE_SIZE_PROPERTY: &str = "write.target-file-size-bytes";
+/// Table property holding the Parquet compression codec.
+pub const COMPRESSION_PROPERTY: &str = "write.parquet.compression-codec";
+/// Target data-file size when the table does not set one: 128 MiB.
+pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+/// Compression codec when the table does not set one.
+pub const DEFAULT_COMPRESSION: &str = "zstd";
+/// The codecs misql writes.
+pub const COMPRESSION_CODECS: [&str; 5] = ["zstd", "snappy", "gzip", "lz4", "uncompressed"];
+
+/// How data files are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// A data file is closed and a new one started once it exceeds this many bytes (files can
+    /// exceed it by up to one batch).
+    pub target_file_size: u64,
+    /// Parquet compression: `zstd`, `snappy`, `gzip`, `lz4` or `uncompressed`.
+    pub compression: String,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            target_file_size: DEFAULT_TARGET_FILE_SIZE,
+            compression: DEFAULT_COMPRESSION.to_string(),
+        }
+    }
+}
+
+impl WriteOptions {
+    /// The options a table asks for in its `write.target-file-size-bytes` and
+    /// `write.parquet.compression-codec` properties; 128 MiB and zstd where they are unset or
+    /// unreadable.
+    pub fn from_table(table: &Table) -> Self {
+        let properties = table.metadata().properties();
+        let target_file_size = properties
+            .get(TARGET_FILE_SIZE_PROPERTY)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(DEFAULT_TARGET_FILE_SIZE);
+        let compression = properties
+            .get(COMPRESSION_PROPERTY)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| COMPRESSION_CODECS.contains(&v.as_str()))
+            .unwrap_or_else(|| DEFAULT_COMPRESSION.to_string());
+        Self { target_file_size, compression }
+    }
+
+    /// The Parquet codec for [`Self::compression`], or an error naming the accepted ones.
+    pub fn parquet_compression(&self) -> Result<Compression> {
+        Ok(match self.compression.to_ascii_lowercase().as_str() {
+            "zstd" => Compression::ZSTD(ZstdLevel::default()),
+            "snappy" => Compression::SNAPPY,
+            "gzip" => Compression::GZIP(GzipLevel::default()),
+            "lz4" => Compression::LZ4_RAW,
+            "uncompressed" | "none" => Compression::UNCOMPRESSED,
+            other => {
+                return Err(Error::plan(format!("unknown compression codec '{other}'"))
+                    .with_hint(format!("use one of {}", COMPRESSION_CODECS.join(", "))));
+            }
+        })
+    }
+}
+
+type DataWriterBuilder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// The partitioning writer underneath.
+enum Sink {
+    Unpartitioned(Box<UnpartitionedWriter<DataWriterBuilder>>),
+    Partitioned(Box<(RecordBatchPartitionSplitter, FanoutWriter<DataWriterBuilder>)>),
+}
+
+/// Writes batches into new data files of a table: one open writer per partition, each rolling
+/// to a new file at the target file size. Nothing is visible in the table until the returned
+/// files are committed (see `commit::append`).
+pub struct TableWriter {
+    table_name: String,
+    conformer: Conformer,
+    sink: Sink,
+    rows: u64,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("table", &self.table_name)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableWriter {
+    /// A writer for new data files of `table`, in its current schema and default partition
+    /// spec.
+    pub fn new(table: &Table, options: &WriteOptions) -> Result<Self> {
+        let table_name = table.identifier().to_string();
+        let context = || format!("preparing to write data files of {table_name}");
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let spec = metadata.default_partition_spec().clone();
+        let target =
+            Arc::new(schema_to_arrow_schema(&schema).map_err(|e| Error::iceberg(context(), e))?);
+        let key = schema
+            .identifier_field_ids()
+            .next()
+            .and_then(|id| schema.name_by_field_id(id))
+            .map(str::to_string);
+        let conformer = Conformer::new(target, table_name.clone(), key);
+
+        let properties = WriterProperties::builder()
+            .set_compression(options.parquet_compression()?)
+            .set_created_by(concat!("misql ", env!("CARGO_PKG_VERSION")).to_string())
+            .build();
+        let parquet = ParquetWriterBuilder::new(properties, schema.clone());
+        let locations =
+            DefaultLocationGenerator::new(metadata).map_err(|e| Error::iceberg(context(), e))?;
+        let names = DefaultFileNameGenerator::new(
+            uuid::Uuid::now_v7().to_string(),
+            None,
+            DataFileFormat::Parquet,
+        );
+        let target_file_size = usize::try_from(options.target_file_size).unwrap_or(usize::MAX);
+        let rolling = RollingFileWriterBuilder::new(
+            parquet,
+            target_file_size.max(1),
+            table.file_io().clone(),
+            locations,
+            names,
+        );
+        let builder = DataFileWriterBuilder::new(rolling);
+        let sink = if spec.is_unpartitioned() {
+            Sink::Unpartitioned(Box::new(UnpartitionedWriter::new(builder)))
+        } else {
+            let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
+                .map_err(|e| Error::iceberg(context(), e))?;
+            Sink::Partitioned(Box::new((splitter, FanoutWriter::new(builder))))
+        };
+        Ok(Self { table_name, conformer, sink, rows: 0 })
+    }
+
+    /// Writes `batch`. Its columns are matched to the table's columns by name (order and exact
+    /// Arrow types may differ and are conformed, recursively into structs and lists); a table
+    /// column the batch lacks is written as nulls, unless it is required. A batch column the
+    /// table lacks, a null in a required column and a value that does not fit its column are
+    /// errors naming the column.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = self.conformer.conform(batch)?;
+        let rows = batch.num_rows() as u64;
+        let context = || format!("writing data files of {}", self.table_name);
+        match &mut self.sink {
+            Sink::Unpartitioned(writer) => {
+                writer.write(batch).await.map_err(|e| Error::iceberg(context(), e))?
+            }
+            Sink::Partitioned(partitioned) => {
+                let (splitter, writer) = partitioned.as_mut();
+                let parts = splitter.split(&batch).map_err(|e| {
+                    Error::iceberg(format!("partitioning rows of {}", self.table_name), e)
+                })?;
+                for (key, part) in parts {
+                    writer.write(key, part).await.map_err(|e| Error::iceberg(context(), e))?;
+                }
+            }
+        }
+        self.rows += rows;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Closes every open file and returns the data files written, ready to commit. No file is
+    /// returned (and none is left behind) when nothing was written.
+    pub async fn finish(self) -> Result<Vec<DataFile>> {
+        let context = || format!("closing data files of {}", self.table_name);
+        match self.sink {
+            Sink::Unpartitioned(writer) => writer.close().await,
+            Sink::Partitioned(partitioned) => partitioned.1.close().await,
+        }
+        .map_err(|e| Error::iceberg(context(), e))
+    }
+}

@@ -5,5 +5,6 @@ mod support;
 mod bson_arrow;
 mod explore;
 mod iceberg_catalog;
+mod iceberg_write;
 mod infer;
 mod parser;

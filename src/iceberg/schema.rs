@@ -1,0 +1,253 @@
+//! The Iceberg schema of a sync's output, derived from the Arrow schema of its projection, and
+//! the check that an existing table can take that output.
+
+use std::sync::Arc;
+
+use ::iceberg::spec::{
+    ListType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type,
+};
+use arrow::datatypes::{DataType, Schema as ArrowSchema};
+
+use crate::{Error, Result};
+
+/// The Iceberg schema for a sync's output.
+///
+/// Every Arrow field is mapped: Utf8/LargeUtf8/Utf8View → string, Int32 (and the smaller
+/// integers) → int, UInt32/Int64 → long, Float32 → float, Float64 → double, Boolean → boolean,
+/// Decimal128(p,s) → decimal(p,s), Timestamp(any unit, tz) → timestamptz (no tz → timestamp),
+/// Date32/Date64 → date, Binary/LargeBinary/BinaryView → binary, FixedSizeBinary(16) → uuid,
+/// other FixedSizeBinary(n) → fixed(n), List/LargeList/FixedSizeList → list, Struct → struct,
+/// Dictionary → its value type. Anything else is an [`Error::Plan`] naming the column and type.
+///
+/// The `key` column is required and the identifier field; everything else is optional. Field
+/// ids are assigned 1..n, top-level fields first (`create_table` renumbers them anyway).
+pub fn iceberg_schema(arrow: &ArrowSchema, key: &str) -> Result<Schema> {
+    if arrow.column_with_name(key).is_none() {
+        return Err(Error::plan(format!("the key column `{key}` is not in the sync's output"))
+            .with_hint(format!("include `{key}` in the SELECT list")));
+    }
+    let mut ids = IdAssigner::default();
+    let top_ids: Vec<i32> = arrow.fields().iter().map(|_| ids.next()).collect();
+    let mut fields = Vec::with_capacity(arrow.fields().len());
+    for (field, id) in arrow.fields().iter().zip(top_ids) {
+        let field_type = map_type(field.name(), field.data_type(), &mut ids)?;
+        let required = field.name() == key;
+        fields.push(Arc::new(NestedField::new(id, field.name(), field_type, required)));
+    }
+    let key_field = fields.iter().find(|f| f.name == key).expect("the key column exists");
+    let (key_id, key_type) = (key_field.id, key_field.field_type.as_ref());
+    let valid_key = match key_type {
+        Type::Primitive(p) => !matches!(p, PrimitiveType::Float | PrimitiveType::Double),
+        _ => false,
+    };
+    if !valid_key {
+        return Err(Error::plan(format!(
+            "the key column `{key}` is {}; a key must be a string, number (not floating point), \
+             decimal, date, timestamp, uuid or binary value",
+            type_name(key_type)
+        ))
+        .with_hint(format!("cast it, e.g. `CAST({key} AS VARCHAR) AS {key}`")));
+    }
+    Schema::builder()
+        .with_fields(fields)
+        .with_identifier_field_ids([key_id])
+        .build()
+        .map_err(|e| Error::iceberg("building the Iceberg schema of the sync's output", e))
+}
+
+/// Ids handed out in order, starting at 1.
+#[derive(Default)]
+struct IdAssigner(i32);
+
+impl IdAssigner {
+    fn next(&mut self) -> i32 {
+        self.0 += 1;
+        self.0
+    }
+}
+
+/// Maps one Arrow type; `path` is the dotted column path, for messages.
+fn map_type(path: &str, data_type: &DataType, ids: &mut IdAssigner) -> Result<Type> {
+    let primitive = |p: PrimitiveType| Ok(Type::Primitive(p));
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            primitive(PrimitiveType::String)
+        }
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => primitive(PrimitiveType::Int),
+        DataType::UInt8 | DataType::UInt16 => primitive(PrimitiveType::Int),
+        DataType::Int64 | DataType::UInt32 => primitive(PrimitiveType::Long),
+        DataType::Float32 => primitive(PrimitiveType::Float),
+        DataType::Float64 => primitive(PrimitiveType::Double),
+        DataType::Boolean => primitive(PrimitiveType::Boolean),
+        DataType::Decimal128(precision, scale) if *scale >= 0 && *precision >= 1 => {
+            primitive(PrimitiveType::Decimal { precision: *precision as u32, scale: *scale as u32 })
+        }
+        DataType::Timestamp(_, Some(_)) => primitive(PrimitiveType::Timestamptz),
+        DataType::Timestamp(_, None) => primitive(PrimitiveType::Timestamp),
+        DataType::Date32 | DataType::Date64 => primitive(PrimitiveType::Date),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            primitive(PrimitiveType::Binary)
+        }
+        DataType::FixedSizeBinary(16) => primitive(PrimitiveType::Uuid),
+        DataType::FixedSizeBinary(n) if *n > 0 => primitive(PrimitiveType::Fixed(*n as u64)),
+        DataType::Dictionary(_, value) => map_type(path, value, ids),
+        DataType::List(element)
+        | DataType::LargeList(element)
+        | DataType::FixedSizeList(element, _) => {
+            let id = ids.next();
+            let element_type = map_type(&format!("{path}.element"), element.data_type(), ids)?;
+            Ok(Type::List(ListType::new(Arc::new(NestedField::list_element(
+                id,
+                element_type,
+                false,
+            )))))
+        }
+        DataType::Struct(children) => {
+            let child_ids: Vec<i32> = children.iter().map(|_| ids.next()).collect();
+            let mut fields: Vec<NestedFieldRef> = Vec::with_capacity(children.len());
+            for (child, id) in children.iter().zip(child_ids) {
+                let child_type =
+                    map_type(&format!("{path}.{}", child.name()), child.data_type(), ids)?;
+                fields.push(Arc::new(NestedField::optional(id, child.name(), child_type)));
+            }
+            Ok(Type::Struct(StructType::new(fields)))
+        }
+        other => Err(Error::plan(format!(
+            "column `{path}` has type {other}, which has no Iceberg equivalent"
+        ))
+        .with_hint(unsupported_hint(path, other))),
+    }
+}
+
+/// What to do instead of an unsupported type.
+fn unsupported_hint(path: &str, data_type: &DataType) -> String {
+    match data_type {
+        DataType::UInt64 => {
+            format!("cast it: `CAST({path} AS BIGINT)` or `CAST({path} AS DECIMAL(20, 0))`")
+        }
+        DataType::Null => format!(
+            "the column is null in every sampled document: give it a type, e.g. `CAST({path} AS VARCHAR)`"
+        ),
+        DataType::Decimal256(..) => "cast it to a DECIMAL of precision 38 or less".to_string(),
+        _ => format!(
+            "cast `{path}` to a supported type (VARCHAR, BIGINT, DOUBLE, DECIMAL, TIMESTAMP, ...)"
+        ),
+    }
+}
+
+/// A type as users read it: `decimal(18,2)`, `list<string>`, `struct<name: string, age: int>`.
+pub fn type_name(t: &Type) -> String {
+    match t {
+        Type::Primitive(PrimitiveType::Decimal { precision, scale }) => {
+            format!("decimal({precision},{scale})")
+        }
+        Type::Primitive(p) => p.to_string(),
+        Type::List(list) => format!("list<{}>", type_name(&list.element_field.field_type)),
+        Type::Map(map) => format!(
+            "map<{}, {}>",
+            type_name(&map.key_field.field_type),
+            type_name(&map.value_field.field_type)
+        ),
+        Type::Struct(s) => {
+            let fields: Vec<String> = s
+                .fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name, type_name(&f.field_type)))
+                .collect();
+            format!("struct<{}>", fields.join(", "))
+        }
+    }
+}
+
+/// Compares an existing table's schema with the wanted one by name and type, ignoring field ids,
+/// column order and optional/required — except that the wanted schema's key (identifier) columns
+/// must be required in the existing table.
+///
+/// Returns an [`Error::Plan`] naming the first differing column (nested columns by dotted path),
+/// e.g. "column `total` is decimal(18,2) in lake.shop.orders but the sync produces
+/// decimal(38,2)", and columns that only one side has.
+pub fn check_compatible(table_name: &str, existing: &Schema, wanted: &Schema) -> Result<()> {
+    compare_fields(table_name, "", existing.as_struct(), wanted.as_struct())?;
+    for id in wanted.identifier_field_ids() {
+        let Some(name) = wanted.name_by_field_id(id) else { continue };
+        match existing.field_by_name(name) {
+            Some(field) if !field.required => {
+                return Err(Error::plan(format!(
+                    "column `{name}` is optional in {table_name} but the sync needs it required, \
+                     as its key"
+                ))
+                .with_hint(format!(
+                    "sync into a new table, or drop {table_name} so that the sync creates it"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn compare_fields(
+    table: &str,
+    prefix: &str,
+    existing: &StructType,
+    wanted: &StructType,
+) -> Result<()> {
+    for want in wanted.fields() {
+        let path = format!("{prefix}{}", want.name);
+        let Some(have) = existing.field_by_name(&want.name) else {
+            return Err(Error::plan(format!(
+                "the sync produces column `{path}` ({}) but {table} has no such column",
+                type_name(&want.field_type)
+            ))
+            .with_hint(format!("leave `{path}` out of the SELECT, or sync into a new table")));
+        };
+        compare_types(table, &path, &have.field_type, &want.field_type)?;
+    }
+    for have in existing.fields() {
+        if wanted.field_by_name(&have.name).is_none() {
+            let path = format!("{prefix}{}", have.name);
+            return Err(Error::plan(format!(
+                "column `{path}` ({}) is in {table} but the sync does not produce it",
+                type_name(&have.field_type)
+            ))
+            .with_hint(format!("add `{path}` to the SELECT, or sync into a new table")));
+        }
+    }
+    Ok(())
+}
+
+fn compare_types(table: &str, path: &str, have: &Type, want: &Type) -> Result<()> {
+    match (have, want) {
+        (Type::Struct(h), Type::Struct(w)) => compare_fields(table, &format!("{path}."), h, w),
+        (Type::List(h), Type::List(w)) => compare_types(
+            table,
+            &format!("{path}.element"),
+            &h.element_field.field_type,
+            &w.element_field.field_type,
+        ),
+        (Type::Map(h), Type::Map(w)) => {
+            compare_types(
+                table,
+                &format!("{path}.key"),
+                &h.key_field.field_type,
+                &w.key_field.field_type,
+            )?;
+            compare_types(
+                table,
+                &format!("{path}.value"),
+                &h.value_field.field_type,
+                &w.value_field.field_type,
+            )
+        }
+        (Type::Primitive(h), Type::Primitive(w)) if h == w => Ok(()),
+        _ => {
+            let (have, want) = (type_name(have), type_name(want));
+            Err(Error::plan(format!(
+                "column `{path}` is {have} in {table} but the sync produces {want}"
+            ))
+            .with_hint(format!(
+                "cast it in the SELECT to the table's type ({have}), or sync into a new table"
+            )))
+        }
+    }
+}
