@@ -329,7 +329,7 @@ async fn connect_rest(uri: &str, options: &[(String, String)]) -> Result<Iceberg
             ))
             .with_hint(unreachable_hint()));
         }
-        Ok(Err(e)) => return Err(rest_error(&uri, &e)),
+        Ok(Err(e)) => return Err(rest_error(&uri, option(options, "warehouse"), &e)),
         Ok(Ok(_)) => {}
     }
     Ok(IcebergConnection { catalog: Arc::new(catalog), kind: CatalogKind::Rest { uri } })
@@ -354,7 +354,7 @@ fn unreachable_hint() -> String {
 }
 
 /// Turns the error of the first request to a REST catalog into what the user should fix.
-fn rest_error(uri: &str, error: &iceberg::Error) -> Error {
+fn rest_error(uri: &str, warehouse: Option<&str>, error: &iceberg::Error) -> Error {
     if is_transport_error(error) {
         return Error::plan(format!(
             "cannot reach the Iceberg REST catalog at {uri}: {}",
@@ -362,7 +362,27 @@ fn rest_error(uri: &str, error: &iceberg::Error) -> Error {
         ))
         .with_hint(unreachable_hint());
     }
+    let at = match warehouse {
+        Some(warehouse) => format!("{uri} (warehouse '{warehouse}')"),
+        None => uri.to_string(),
+    };
+    if error.kind() == iceberg::ErrorKind::NamespaceNotFound {
+        // iceberg-rust's words for a 404 on GET .../namespaces.
+        return Error::plan(format!(
+            "the Iceberg REST catalog at {at} answered 404 Not Found to listing namespaces: no such warehouse or prefix"
+        ))
+        .with_hint("check the warehouse option (e.g. warehouse 's3://warehouse') and the prefix option, if any");
+    }
     let text = error.to_string();
+    if text.contains("operation: auth") {
+        return Error::plan(format!(
+            "the Iceberg REST catalog at {at} refused the credential: {}",
+            auth_failure(&text)
+        ))
+        .with_hint(
+            "check the credential option ('<client id>:<secret>'), or give a token instead",
+        );
+    }
     let hint = if text.contains("401") || text.contains("403") || text.contains("auth") {
         "check the credential ('<client id>:<secret>') or token options"
     } else if text.contains("404") || text.to_ascii_lowercase().contains("warehouse") {
@@ -370,8 +390,30 @@ fn rest_error(uri: &str, error: &iceberg::Error) -> Error {
     } else {
         "check the URI and the warehouse, credential and token options"
     };
-    Error::plan(format!("the Iceberg REST catalog at {uri} refused to list namespaces: {text}"))
+    Error::plan(format!("the Iceberg REST catalog at {at} refused to list namespaces: {text}"))
         .with_hint(hint)
+}
+
+/// "401 Unauthorized (Invalid client credentials)" out of the REST client's words for a failed
+/// OAuth token request (its error exposes them only through Display).
+fn auth_failure(text: &str) -> String {
+    let between = |start: &str, end: &str| {
+        let from = text.find(start)? + start.len();
+        let to = text[from..].find(end)? + from;
+        Some(&text[from..to])
+    };
+    let code = between("code: ", ", ").unwrap_or("an error");
+    let reason = between("json: ", " } =>")
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        .and_then(|json| {
+            ["error_description", "error"]
+                .iter()
+                .find_map(|key| json.get(key).and_then(|v| v.as_str()).map(str::to_string))
+        });
+    match reason {
+        Some(reason) => format!("{code} ({reason})"),
+        None => code.to_string(),
+    }
 }
 
 /// The REST client failed before getting any HTTP answer (connection refused, DNS, TLS).

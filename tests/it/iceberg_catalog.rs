@@ -328,6 +328,46 @@ async fn rest_only_options_on_an_embedded_catalog_are_refused() {
     assert!(!dir.exists(), "nothing was created");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn uris_an_embedded_catalog_cannot_use_are_refused_with_what_to_write_instead() {
+    let cases = [
+        ("file://relative/dir", "file:///absolute/dir"),
+        ("s3://bucket/warehouse", "CATALOG 'rest'"),
+        ("mongodb://localhost:27017", "TYPE mongodb"),
+        ("", "ATTACH './warehouse'"),
+    ];
+    for (uri, hint) in cases {
+        let error = connect(uri, &[]).await.expect_err(uri);
+        assert!(
+            error.hint().is_some_and(|h| h.contains(hint)),
+            "{uri}: {error} / hint {:?} should mention {hint}",
+            error.hint()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rest_catalog_that_refuses_the_credential_or_warehouse_says_what_to_check() {
+    let server = seaweed();
+    let with = |key: &str, value: &str| {
+        let mut options = server.options();
+        options.iter_mut().filter(|(k, _)| k == key).for_each(|(_, v)| *v = value.to_string());
+        options
+    };
+    let error = connect(&server.rest_uri, &with("credential", "misqltest:wrong"))
+        .await
+        .expect_err("a wrong secret");
+    assert!(error.to_string().starts_with("the Iceberg REST catalog at http://"), "{error}");
+    assert!(error.to_string().contains("refused the credential: 401"), "{error}");
+    assert!(error.hint().is_some_and(|h| h.contains("credential")), "{error} / {:?}", error.hint());
+
+    let error = connect(&server.rest_uri, &with("warehouse", "s3://no-such-bucket"))
+        .await
+        .expect_err("an unknown table bucket");
+    assert!(error.to_string().contains("no-such-bucket"), "{error}");
+    assert!(error.hint().is_some_and(|h| h.contains("warehouse")), "{error} / {:?}", error.hint());
+}
+
 /// SQLite's header bytes 18 and 19 are 2 in WAL mode, 1 in rollback-journal mode.
 fn journal_mode(db: &Path) -> u8 {
     let bytes = std::fs::read(db).expect("read catalog.db");
