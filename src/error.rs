@@ -72,9 +72,9 @@ pub enum Error {
     Iceberg {
         /// What misql was doing.
         context: String,
-        /// The library's error.
+        /// The library's error (boxed: it is large, and errors travel in every `Result`).
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     /// DataFusion failed while planning or running a query.
     #[error("{0}")]
@@ -144,7 +144,7 @@ impl Error {
 
     /// An Iceberg error with what misql was doing.
     pub fn iceberg(context: impl Into<String>, source: iceberg::Error) -> Self {
-        Error::Iceberg { context: context.into(), source }
+        Error::Iceberg { context: context.into(), source: Box::new(source) }
     }
 
     /// An I/O error with what misql was doing.

@@ -21,11 +21,13 @@ pub enum Format {
     Json,
 }
 
-/// Writes a statement's output to `out`; returns the number of rows written.
+/// Writes a statement's rows to `out` (confirmations go to stderr); returns the number of rows
+/// written.
 pub async fn write(output: Output, format: Format, out: &mut dyn Write) -> Result<usize> {
     let stream = match output {
         Output::Done(message) => {
-            writeln!(out, "{message}").map_err(stdout_error)?;
+            // Confirmations are status, not results: stdout stays parseable in CSV and JSON.
+            eprintln!("{message}");
             return Ok(0);
         }
         Output::Rows(stream) => stream,

@@ -176,10 +176,8 @@ impl Session {
     /// SHOW SYNCS / SHOW SYNC STATUS [name].
     pub(super) fn show_syncs(&self, name: Option<&str>) -> Result<Output> {
         let all = self.registry.all();
-        if let Some(name) = name {
-            if !all.contains_key(name) {
-                return Err(unknown_sync(name));
-            }
+        if let Some(name) = name.filter(|n| !all.contains_key(*n)) {
+            return Err(unknown_sync(name));
         }
         let selected: Vec<_> =
             all.iter().filter(|(n, _)| name.is_none_or(|w| w == n.as_str())).collect();

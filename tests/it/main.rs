@@ -8,3 +8,4 @@ mod iceberg_catalog;
 mod iceberg_write;
 mod infer;
 mod parser;
+mod sync_snapshot;
