@@ -4,5 +4,7 @@
 pub mod catalog;
 pub mod commit;
 mod conform;
+pub mod position_delete;
+pub mod row_delta;
 pub mod schema;
 pub mod writer;

@@ -8,4 +8,5 @@ mod iceberg_catalog;
 mod iceberg_write;
 mod infer;
 mod parser;
+mod row_delta;
 mod sync_snapshot;
