@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod commit;
 mod conform;
+pub mod key_index;
 pub mod position_delete;
 pub mod row_delta;
 pub mod schema;

@@ -7,6 +7,7 @@ mod explore;
 mod iceberg_catalog;
 mod iceberg_write;
 mod infer;
+mod key_index;
 mod parser;
 mod row_delta;
 mod sync_snapshot;
