@@ -615,6 +615,17 @@ impl SqlCommitter {
     }
 
     async fn connect(&self) -> Result<sqlx::SqliteConnection> {
+        if !self.database.is_file() {
+            return Err(Error::plan(format!(
+                "row-level commits go through the catalog file `{}`, which does not exist",
+                self.database.display()
+            ))
+            .with_hint(format!(
+                "attach the warehouse directory that holds {SQLITE_FILE_NAME} (a catalog file \
+                 with another name, or outside the warehouse, is not supported for row-level \
+                 commits yet)"
+            )));
+        }
         SqliteConnectOptions::new()
             .filename(&self.database)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)

@@ -197,6 +197,46 @@ async fn manifests(table: &Table) -> (Vec<(ManifestContentType, i64, i64, i64)>,
     (files, entries)
 }
 
+/// Asserts that the current snapshot's `total-*` counts are what its live manifest entries add
+/// up to.
+async fn assert_totals_match_manifests(table: &Table) {
+    let snapshot = table.metadata().current_snapshot().unwrap().clone();
+    let (_, entries) = manifests(table).await;
+    let live = entries.iter().filter(|e| e.1 != ManifestStatus::Deleted);
+    let (mut data_files, mut records, mut delete_files, mut pos, mut eq) = (0, 0, 0, 0, 0);
+    for entry in live {
+        match entry.5 {
+            DataContentType::Data => {
+                data_files += 1;
+                records += entry.7;
+            }
+            DataContentType::PositionDeletes => {
+                delete_files += 1;
+                pos += entry.7;
+            }
+            DataContentType::EqualityDeletes => {
+                delete_files += 1;
+                eq += entry.7;
+            }
+        }
+    }
+    let want = [
+        ("total-data-files", data_files),
+        ("total-records", records),
+        ("total-delete-files", delete_files),
+        ("total-position-deletes", pos),
+        ("total-equality-deletes", eq),
+    ];
+    for (key, value) in want {
+        assert_eq!(
+            summary(&snapshot, key),
+            Some(value.to_string()),
+            "{key} of {:?}",
+            snapshot.summary()
+        );
+    }
+}
+
 fn local(path: &str) -> PathBuf {
     PathBuf::from(path.strip_prefix("file://").unwrap())
 }
@@ -391,6 +431,8 @@ async fn position_deletes_and_new_rows_commit_in_one_snapshot() {
         ]
     );
 
+    assert_totals_match_manifests(&committed).await;
+
     // An independent reader applies the position deletes too.
     let py = PyCatalog::sql(&warehouse.0);
     assert_eq!(py_rows(&py, "shop.orders"), expected(&want));
@@ -464,6 +506,7 @@ async fn position_deletes_carry_the_partition_of_the_data_files_they_target() {
             ("changed-partition-count", Some("2")),
         ],
     );
+    assert_totals_match_manifests(&committed).await;
     assert_eq!(py_rows(&PyCatalog::sql(&warehouse.0), "shop.orders"), expected(&want));
 }
 
@@ -542,6 +585,7 @@ async fn equality_deletes_replace_older_rows_but_not_the_new_rows_of_the_same_co
     let delete_entry = entries.iter().find(|e| e.5 == DataContentType::EqualityDeletes).unwrap();
     assert_eq!(delete_entry.0, ManifestContentType::Deletes);
     assert_eq!(delete_entry.3, Some(snapshot.sequence_number()));
+    assert_totals_match_manifests(&committed).await;
 
     // Deletes only: operation `delete`, and the totals keep adding up.
     let deletes = equality_deletes(&committed, &["a0"]).await;
@@ -561,6 +605,7 @@ async fn equality_deletes_replace_older_rows_but_not_the_new_rows_of_the_same_co
             ("total-equality-deletes", Some("4")),
         ],
     );
+    assert_totals_match_manifests(&committed).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,6 +740,7 @@ async fn a_lost_compare_and_swap_is_retried_on_top_of_the_other_commit() {
     let last = commit_row_delta(&conn, &base, two, vec![], HashMap::new()).await.unwrap();
     assert_eq!(scan(&last).await.len(), want.len() + 2);
     assert_summary(last.metadata().current_snapshot().unwrap(), &[("total-records", Some("15"))]);
+    assert_totals_match_manifests(&last).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -753,4 +799,90 @@ async fn the_rest_catalog_takes_row_deltas_too() {
     let top = last.metadata().current_snapshot().unwrap();
     assert_eq!(top.parent_snapshot_id(), Some(snapshot.snapshot_id()));
     assert_summary(top, &[("total-records", Some("12")), ("total-delete-files", Some("1"))]);
+    assert_totals_match_manifests(&last).await;
+}
+
+/// Runs `code` with pyiceberg, `catalog` bound to misql's embedded catalog in `warehouse`.
+fn pyiceberg_run(warehouse: &std::path::Path, code: &str) {
+    let python = std::env::var_os("PYICEBERG_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+    });
+    let script = format!(
+        "from pyiceberg.catalog.sql import SqlCatalog\n\
+         catalog = SqlCatalog({name:?}, uri={uri:?}, warehouse={wh:?})\n{code}",
+        name = misql::iceberg::catalog::SQL_CATALOG_NAME,
+        uri = format!("sqlite:///{}", warehouse.join("catalog.db").display()),
+        wh = format!("file://{}", warehouse.display()),
+    );
+    let output = std::process::Command::new(&python)
+        .args(["-c", &script])
+        .env("PYICEBERG_HOME", std::env::temp_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        output.status.success(),
+        "pyiceberg failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pyiceberg_commits_in_between_keep_the_totals_and_a_rewrite_stops_stale_position_deletes() {
+    let warehouse = Warehouse::new();
+    let (conn, table, first_files) = seeded(&warehouse, false, &FIRST).await;
+    let deletes = write_position_deletes(&table, [(&first_files[0], 2)]).await.unwrap();
+    let mine = [("b0", "us", 100)];
+    let mine_files = write(&table, &rows(&mine)).await;
+    let ours = commit_row_delta(&conn, &table, mine_files, deletes, HashMap::new()).await.unwrap();
+
+    // pyiceberg deletes a5 by rewriting the first file (copy-on-write): a commit that removes a
+    // data file, on top of our summary's totals.
+    pyiceberg_run(
+        &warehouse.0,
+        "table = catalog.load_table('shop.orders')\ntable.delete(\"_id == 'a5'\")",
+    );
+    let after_py = conn.catalog.load_table(ours.identifier()).await.unwrap();
+    let py_snapshot = after_py.metadata().current_snapshot().unwrap().clone();
+    assert_ne!(py_snapshot.snapshot_id(), ours.metadata().current_snapshot_id().unwrap());
+    assert_summary(&py_snapshot, &[("deleted-data-files", Some("1"))]);
+    let mut want: Vec<(&str, &str, i64)> =
+        FIRST.iter().copied().filter(|r| !["a2", "a5"].contains(&r.0)).collect();
+    want.extend(mine);
+    assert_eq!(scan(&after_py).await, expected(&want));
+
+    // Position deletes written against the old file, committed from the stale table: refused.
+    let stale_deletes = write_position_deletes(&ours, [(&first_files[0], 3)]).await.unwrap();
+    let error =
+        commit_row_delta(&conn, &ours, vec![], stale_deletes, HashMap::new()).await.unwrap_err();
+    assert!(error.to_string().contains("removed 1 data files"), "{error}");
+    let reloaded = conn.catalog.load_table(ours.identifier()).await.unwrap();
+    assert_eq!(reloaded.metadata_location(), after_py.metadata_location());
+
+    // New rows from the stale table are fine, and the totals go on from pyiceberg's.
+    let more = [("c0", "eu", 200)];
+    let files = write(&ours, &rows(&more)).await;
+    let last = commit_row_delta(&conn, &ours, files, vec![], HashMap::new()).await.unwrap();
+    want.extend(more);
+    assert_eq!(scan(&last).await, expected(&want));
+    let snapshot = last.metadata().current_snapshot().unwrap();
+    assert_eq!(snapshot.parent_snapshot_id(), Some(py_snapshot.snapshot_id()));
+    let py_records: u64 = summary(&py_snapshot, "total-records").unwrap().parse().unwrap();
+    assert_summary(snapshot, &[("total-records", Some(&(py_records + 1).to_string()))]);
+    assert_totals_match_manifests(&last).await;
+    assert_eq!(py_rows(&PyCatalog::sql(&warehouse.0), "shop.orders"), expected(&want));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalog_file_other_than_the_warehouse_catalog_db_is_refused_with_a_hint() {
+    let warehouse = Warehouse::new();
+    let uri = format!("sqlite://{}/lake.db", warehouse.0.display());
+    let conn = connect(&uri, &[]).await.unwrap();
+    let table = create_orders(&conn, "shop", false).await;
+    let files = write(&table, &rows(&FIRST[..1])).await;
+    let error = commit_row_delta(&conn, &table, files, vec![], HashMap::new()).await.unwrap_err();
+    assert!(error.to_string().contains("catalog.db`, which does not exist"), "{error}");
+    assert!(error.hint().is_some_and(|h| h.contains("warehouse directory")), "{:?}", error.hint());
+    let reloaded = conn.catalog.load_table(table.identifier()).await.unwrap();
+    assert!(reloaded.metadata().current_snapshot().is_none());
 }
