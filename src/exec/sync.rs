@@ -44,8 +44,8 @@ impl Session {
                 .with_hint(format!("attached MongoDB deployments: {}", self.mongo_names()))
             })?;
         let parts = super::name_parts(&create.target);
-        let catalog =
-            self.iceberg_catalog(parts.first().map(String::as_str))?.get().await?.catalog.clone();
+        let connection =
+            self.iceberg_catalog(parts.first().map(String::as_str))?.get().await?.clone();
         let plan = SyncPlan::new(&self.ctx, create).await?;
         Ok(Sync {
             name: create.name.value.clone(),
@@ -54,7 +54,8 @@ impl Session {
             source,
             database,
             collection,
-            catalog,
+            catalog: connection.catalog.clone(),
+            connection,
             target: table_ident(create),
             registry: self.registry.clone(),
         })
@@ -83,7 +84,7 @@ impl Session {
         });
         let task = match self.mode {
             Mode::Once => {
-                let result = sync.run_snapshot().await;
+                let result = sync.run(true).await;
                 self.record_failure(&name, &result);
                 result?;
                 None
@@ -91,7 +92,7 @@ impl Session {
             Mode::Background => {
                 let registry = self.registry.clone();
                 Some(tokio::spawn(async move {
-                    let result = sync.run_snapshot().await;
+                    let result = sync.run(false).await;
                     if let Err(err) = &result {
                         tracing::error!("sync {}: {}", sync.name, err.user_facing());
                         registry.update(&sync.name, |s| {
@@ -107,8 +108,8 @@ impl Session {
         let status = &self.registry.all()[&name];
         Ok(Output::Done(match self.mode {
             Mode::Once => format!(
-                "sync {name}: snapshot complete, {} rows in {}",
-                status.rows_copied, create.target
+                "sync {name}: snapshot complete, {} rows in {}; {} change events applied",
+                status.rows_copied, create.target, status.events_applied
             ),
             Mode::Background => format!("sync {name} started"),
         }))

@@ -1,6 +1,7 @@
 //! MongoDB as a source: schema inference, BSON → Arrow conversion, the table provider and scan.
 
 pub mod bson_arrow;
+pub mod change_stream;
 pub mod client;
 pub mod decimal;
 pub mod ext_json;

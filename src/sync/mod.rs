@@ -8,6 +8,7 @@ pub mod plan;
 pub mod progress;
 pub mod snapshot;
 pub mod status;
+pub mod stream;
 pub mod target;
 
 use std::sync::Arc;
@@ -15,11 +16,13 @@ use std::sync::Arc;
 use bson::{RawBson, RawDocumentBuf, doc};
 use iceberg::{Catalog, TableIdent};
 
+use crate::iceberg::catalog::IcebergConnection;
+
 use crate::mongo::client::MongoSource;
 use crate::mongo::ext_json;
 use crate::sql::CreateSync;
 use crate::{Error, Result};
-use checkpoint::Phase;
+use checkpoint::{Checkpoint, Phase};
 use plan::SyncPlan;
 use status::{Registry, SyncStatus};
 
@@ -39,6 +42,8 @@ pub struct Sync {
     pub collection: String,
     /// The Iceberg catalog of the target.
     pub catalog: Arc<dyn Catalog>,
+    /// The same catalog with what its own commit path needs.
+    pub connection: IcebergConnection,
     /// The target table.
     pub target: TableIdent,
     /// Where progress is reported.
@@ -51,24 +56,28 @@ impl Sync {
         self.registry.update(&self.name, change);
     }
 
-    /// Opens (or creates) the target and copies what its checkpoint says is missing. A table
-    /// whose snapshot is complete is left as it is.
-    pub async fn run_snapshot(&self) -> Result<()> {
+    /// Runs the sync: opens (or creates) the target, copies what its checkpoint says is
+    /// missing, then follows the change stream — until it has no more events with `drain`
+    /// (`--once`), or until an error otherwise.
+    pub async fn run(&self, drain: bool) -> Result<()> {
         self.status(|s| s.phase = "starting".into());
-        let (table, checkpoint) =
+        let (mut table, mut checkpoint) =
             target::prepare(self.catalog.as_ref(), &self.create, &self.plan).await?;
-        if checkpoint.as_ref().is_some_and(|c| c.phase == Phase::Streaming) {
-            self.status(|s| {
-                s.phase = "streaming".into();
-                s.rows_copied = checkpoint.as_ref().map_or(0, |c| c.rows);
-            });
+        if checkpoint.as_ref().is_none_or(|c| c.phase == Phase::Snapshot) {
+            self.status(|s| s.phase = "snapshot".into());
+            table = snapshot::run(self, table, checkpoint.take()).await?;
+            checkpoint = Checkpoint::from_properties(|k| {
+                crate::iceberg::commit::snapshot_property(&table, k)
+            })?;
+        } else {
+            let rows = checkpoint.as_ref().map_or(0, |c| c.rows);
+            self.status(|s| s.rows_copied = rows);
             tracing::info!("sync {}: snapshot already complete", self.name);
-            return Ok(());
         }
-        self.status(|s| s.phase = "snapshot".into());
-        snapshot::run(self, table, checkpoint).await?;
-        self.status(|s| s.phase = "streaming".into());
-        Ok(())
+        let checkpoint = checkpoint.ok_or_else(|| {
+            Error::plan(format!("sync {}: the snapshot left no checkpoint", self.name))
+        })?;
+        stream::run(self, table, checkpoint, drain).await
     }
 
     /// The change stream's resume token at this moment, taken before the snapshot starts so no

@@ -117,6 +117,14 @@ impl SyncPlan {
         }
     }
 
+    /// The key column of each row of `batch` (with [`Self::input_schema`]), computed by the
+    /// same expression as the output's key; the WHERE filter is not applied. Used for deletes,
+    /// where only `_id` is known.
+    pub fn keys(&self, batch: &RecordBatch) -> Result<arrow::array::ArrayRef> {
+        let index = self.output_schema.index_of(&self.key)?;
+        Ok(self.projection[index].evaluate(batch)?.into_array(batch.num_rows())?)
+    }
+
     /// The rows that pass the WHERE filter, with their indices in `batch`.
     fn filter(&self, batch: &RecordBatch) -> Result<(RecordBatch, Vec<usize>)> {
         let Some(filter) = &self.filter else {

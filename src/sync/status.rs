@@ -16,6 +16,8 @@ pub struct SyncStatus {
     pub target: String,
     /// Rows copied by the snapshot.
     pub rows_copied: u64,
+    /// Change events applied by the stream phase.
+    pub events_applied: u64,
     /// Documents left out under `on_error = 'skip'`.
     pub rows_skipped: u64,
     /// Documents written to the dead-letter table.

@@ -11,3 +11,4 @@ mod key_index;
 mod parser;
 mod row_delta;
 mod sync_snapshot;
+mod sync_stream;

@@ -1,0 +1,40 @@
+//! The change stream of one collection: opened with `fullDocument: updateLookup`, resumed after a
+//! stored token; resume tokens travel as raw BSON documents (that is how checkpoints keep them).
+
+use bson::RawDocumentBuf;
+use mongodb::change_stream::ChangeStream;
+use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
+use mongodb::options::FullDocumentType;
+
+use super::client::MongoSource;
+use crate::{Error, Result};
+
+/// One change event, the document as raw BSON.
+pub type Event = ChangeStreamEvent<RawDocumentBuf>;
+
+/// Opens the change stream of `database.collection`, after `resume_after` when given.
+pub async fn watch(
+    source: &MongoSource,
+    database: &str,
+    collection: &str,
+    resume_after: Option<&RawDocumentBuf>,
+) -> Result<ChangeStream<Event>> {
+    let client = source.client().await?;
+    let coll = client.database(database).collection::<RawDocumentBuf>(collection);
+    let token = resume_after.map(token_from_raw).transpose()?;
+    coll.watch().full_document(FullDocumentType::UpdateLookup).resume_after(token).await.map_err(
+        |e| source.unreachable(&format!("opening the change stream of {database}.{collection}"), e),
+    )
+}
+
+/// A resume token as a raw BSON document, for the checkpoint.
+pub fn token_to_raw(token: &ResumeToken) -> Result<RawDocumentBuf> {
+    bson::serialize_to_raw_document_buf(token)
+        .map_err(|e| Error::plan(format!("cannot store the resume token: {e}")))
+}
+
+/// A resume token back from its raw BSON document.
+pub fn token_from_raw(raw: &RawDocumentBuf) -> Result<ResumeToken> {
+    bson::deserialize_from_slice(raw.as_bytes())
+        .map_err(|e| Error::plan(format!("the stored resume token is unreadable: {e}")))
+}

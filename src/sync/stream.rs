@@ -1,0 +1,239 @@
+//! The stream phase: change events after the checkpoint's resume token are batched (last change
+//! per key wins), run through the sync's compiled plan, and committed as new data files plus
+//! position deletes for the rows they replace, in one snapshot with the new resume token.
+//! Nothing is applied twice and nothing is lost: the token moves only with the data it covers.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef};
+use bson::{RawBson, RawDocumentBuf, rawdoc};
+use iceberg::table::Table;
+use mongodb::change_stream::event::OperationType;
+
+use super::Sync;
+use super::checkpoint::{Checkpoint, Phase};
+use crate::iceberg::commit::append;
+use crate::iceberg::key_index::KeyIndex;
+use crate::iceberg::position_delete::write_position_deletes;
+use crate::iceberg::row_delta::commit_row_delta;
+use crate::iceberg::writer::{TableWriter, WriteOptions};
+use crate::mongo::bson_arrow::BatchBuilder;
+use crate::mongo::change_stream::{Event, token_to_raw, watch};
+use crate::sql::OnError;
+use crate::{Error, Result};
+
+/// The changes of one batch: per `_id`, the document after the last change, or `None` when
+/// the document is gone. Order of first appearance is kept.
+#[derive(Default)]
+struct Changes {
+    order: Vec<(RawBson, Option<RawDocumentBuf>)>,
+    by_id: HashMap<Vec<u8>, usize>,
+}
+
+impl Changes {
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn set(&mut self, id: RawBson, document: Option<RawDocumentBuf>) {
+        let key = rawdoc! { "_id": id.clone() }.into_bytes();
+        match self.by_id.get(&key) {
+            Some(&i) => self.order[i].1 = document,
+            None => {
+                self.by_id.insert(key, self.order.len());
+                self.order.push((id, document));
+            }
+        }
+    }
+}
+
+/// Follows the change stream from `checkpoint`. With `drain`, returns once the stream has no
+/// more events (everything up to now is applied); otherwise runs until an error.
+pub async fn run(sync: &Sync, mut table: Table, checkpoint: Checkpoint, drain: bool) -> Result<()> {
+    let Some(token) = checkpoint.resume_token.clone() else {
+        tracing::warn!("sync {}: no resume token; changes are not followed", sync.name);
+        return Ok(());
+    };
+    let mut index = KeyIndex::build(&table, &sync.plan.key).await?;
+    let mut stream = watch(&sync.source, &sync.database, &sync.collection, Some(&token)).await?;
+    let mut saved_token = token;
+    let mut last_commit = Instant::now();
+    let options = &sync.create.options;
+    sync.status(|s| s.phase = "streaming".into());
+    loop {
+        let mut changes = Changes::default();
+        let started = Instant::now();
+        let mut caught_up = false;
+        while changes.len() < options.max_batch_rows {
+            let Some(left) = options.flush_interval.checked_sub(started.elapsed()) else { break };
+            match tokio::time::timeout(left, stream.next_if_any()).await {
+                Err(_elapsed) => break,
+                Ok(Err(err)) => return Err(Error::mongo("reading the change stream", err)),
+                Ok(Ok(Some(event))) => add(sync, &mut changes, event)?,
+                Ok(Ok(None)) => {
+                    caught_up = true;
+                    if drain || !changes.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        let token = match stream.resume_token() {
+            Some(token) => token_to_raw(&token)?,
+            None => saved_token.clone(),
+        };
+        let progress = token != saved_token;
+        if !changes.is_empty() {
+            table = apply(sync, &table, &mut index, changes, &token).await?;
+            saved_token = token;
+            last_commit = Instant::now();
+        } else if progress && !drain && last_commit.elapsed() >= options.flush_interval {
+            // An idle stream still moves its token; save it, but not more often than
+            // flush_interval (and not in a --once run, which must commit nothing when nothing
+            // changed).
+            table = append(
+                sync.catalog.as_ref(),
+                &table,
+                vec![],
+                checkpoint_at(sync, &token).to_properties(),
+            )
+            .await?;
+            saved_token = token;
+            last_commit = Instant::now();
+        }
+        if drain && caught_up {
+            return Ok(());
+        }
+    }
+}
+
+/// Adds one event to the batch.
+fn add(sync: &Sync, changes: &mut Changes, event: Event) -> Result<()> {
+    let id = || -> Result<RawBson> {
+        let key =
+            event.document_key.as_ref().and_then(|k| k.get("_id")).cloned().ok_or_else(|| {
+                Error::plan(format!(
+                    "a change event of {}.{} has no documentKey._id",
+                    sync.database, sync.collection
+                ))
+            })?;
+        RawBson::try_from(key)
+            .map_err(|e| Error::plan(format!("unreadable _id in a change event: {e}")))
+    };
+    match event.operation_type {
+        OperationType::Insert | OperationType::Update | OperationType::Replace => {
+            changes.set(id()?, event.full_document.clone());
+        }
+        OperationType::Delete => changes.set(id()?, None),
+        OperationType::Invalidate
+        | OperationType::Drop
+        | OperationType::Rename
+        | OperationType::DropDatabase => {
+            return Err(Error::plan(format!(
+                "the change stream of {}.{} ended: the collection was dropped or renamed",
+                sync.database, sync.collection
+            ))
+            .with_hint(format!(
+                "CREATE OR REPLACE SYNC {} ... copies the collection again",
+                sync.name
+            )));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The checkpoint of a streaming sync at `token`.
+fn checkpoint_at(sync: &Sync, token: &RawDocumentBuf) -> Checkpoint {
+    Checkpoint {
+        sync: sync.name.clone(),
+        definition_hash: sync.plan.definition_hash.clone(),
+        phase: Phase::Streaming,
+        high_water: None,
+        resume_token: Some(token.clone()),
+        rows: sync.registry.all().get(&sync.name).map_or(0, |s| s.rows_copied),
+    }
+}
+
+/// Writes one batch: position deletes for every changed key's current row, new rows for the
+/// documents that exist and pass WHERE, and the token — in one commit.
+async fn apply(
+    sync: &Sync,
+    table: &Table,
+    index: &mut KeyIndex,
+    changes: Changes,
+    token: &RawDocumentBuf,
+) -> Result<Table> {
+    let keys = keys(sync, &changes)?;
+    let mut deletes = Vec::new();
+    for key in &keys {
+        if let Some(location) = index.remove(key) {
+            deletes.push(location);
+        }
+    }
+    let mut builder = BatchBuilder::new(sync.plan.input_schema.clone());
+    let mut skipped = 0;
+    for (_, document) in &changes.order {
+        let Some(document) = document else { continue };
+        if let Err(err) = builder.append(document) {
+            match sync.create.options.on_error {
+                OnError::Fail => return Err(err),
+                _ => {
+                    tracing::warn!("sync {}: left out: {err}", sync.name);
+                    skipped += 1;
+                }
+            }
+        }
+    }
+    let (rows, errors) = sync.plan.apply(&builder.finish()?)?;
+    if let (Some(error), OnError::Fail) = (errors.first(), sync.create.options.on_error) {
+        return Err(Error::plan(format!("field `{}`: {}", error.column, error.reason))
+            .with_hint("cast it differently, or WITH (on_error = 'skip')"));
+    }
+    let mut writer = TableWriter::new(table, &WriteOptions::from_table(table))?;
+    writer.write(&rows).await?;
+    let files = writer.finish().await?;
+    let delete_files =
+        write_position_deletes(table, deletes.iter().map(|l| (l.file.as_ref(), l.position as i64)))
+            .await?;
+    let checkpoint = checkpoint_at(sync, token);
+    let table = commit_row_delta(
+        &sync.connection,
+        table,
+        files.clone(),
+        delete_files,
+        checkpoint.to_properties(),
+    )
+    .await?;
+    for file in &files {
+        index.add_written_file(&table, file, &sync.plan.key).await?;
+    }
+    let applied = changes.len() as u64;
+    sync.status(|s| {
+        s.events_applied += applied;
+        s.rows_skipped += skipped + errors.len() as u64;
+        s.commits += 1;
+        s.last_commit = Some(std::time::SystemTime::now());
+    });
+    Ok(table)
+}
+
+/// The output key of each changed `_id`, computed by the sync's key expression.
+fn keys(sync: &Sync, changes: &Changes) -> Result<Vec<String>> {
+    let mut builder = BatchBuilder::new(sync.plan.input_schema.clone());
+    for (id, _) in &changes.order {
+        builder.append(&rawdoc! { "_id": id.clone() })?;
+    }
+    let keys: ArrayRef = sync.plan.keys(&builder.finish()?)?;
+    (0..keys.len())
+        .map(|i| {
+            arrow::util::display::array_value_to_string(&keys, i)
+                .map_err(|e| Error::plan(format!("cannot read key {i}: {e}")))
+        })
+        .collect()
+}

@@ -1,0 +1,178 @@
+//! CREATE SYNC, stream phase: after the snapshot, inserts, updates, replaces and deletes reach
+//! the Iceberg table as new rows plus position deletes, one commit per batch with the resume
+//! token; the table equals the collection's projection afterwards — through misql and pyiceberg
+//! — also when misql is killed at random moments while the workload runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bson::{DateTime, Document, doc};
+use mongodb::Collection;
+use serde_json::Value;
+
+use crate::support::data::{Rng, load, order, orders};
+use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
+use crate::support::{Run, client, misql, server, unique_db};
+
+fn warehouse(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_db(&format!("misql_wh_{prefix}")));
+    std::fs::create_dir_all(&dir).expect("create warehouse");
+    dir
+}
+
+fn misql_in(dir: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["--warehouse", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    misql(&all)
+}
+
+fn json_rows(dir: &Path, sql: &str) -> Vec<Value> {
+    let run = misql_in(dir, &["--format", "json", "-e", sql]);
+    assert!(run.success, "{sql} failed: {}", run.stderr);
+    run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+const SELECT: &str =
+    "_id, customer.name AS customer, total::DECIMAL(18,2) AS total, created_at, status";
+
+fn sync_sql(db: &str) -> String {
+    format!(
+        "CREATE SYNC orders FROM mongo.{db}.orders INTO iceberg.{db}.orders SELECT {SELECT} \
+         WHERE status <> 'test' PARTITION BY day(created_at) \
+         WITH (flush_interval = '1s', max_batch_rows = 200)"
+    )
+}
+
+fn preview(dir: &Path, db: &str) -> Vec<Value> {
+    json_rows(
+        dir,
+        &format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"),
+    )
+}
+
+fn synced(dir: &Path, db: &str) -> Vec<Value> {
+    json_rows(dir, &format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id"))
+}
+
+/// One random change: insert, `$set` (total, status in/out of WHERE, a partition move), replace,
+/// delete, or a burst of updates to one key.
+async fn change(coll: &Collection<Document>, rng: &mut Rng, next_id: &mut u64) {
+    let existing = coll.find_one(doc! {}).skip(rng.below(200)).await.unwrap();
+    let Some(target) = existing else {
+        coll.insert_one(order(*next_id, rng)).await.unwrap();
+        *next_id += 1;
+        return;
+    };
+    let id = target.get("_id").unwrap().clone();
+    match rng.below(7) {
+        0 | 1 => {
+            coll.insert_one(order(*next_id, rng)).await.unwrap();
+            *next_id += 1;
+        }
+        2 => {
+            let total: bson::Decimal128 = format!("{}.25", rng.below(900)).parse().unwrap();
+            coll.update_one(doc! { "_id": &id }, doc! { "$set": { "total": total } })
+                .await
+                .unwrap();
+        }
+        3 => {
+            let status = ["paid", "test", "shipped"][rng.below(3) as usize];
+            coll.update_one(doc! { "_id": &id }, doc! { "$set": { "status": status } })
+                .await
+                .unwrap();
+        }
+        4 => {
+            let moved =
+                DateTime::from_millis(1_700_000_000_000 + rng.below(30) as i64 * 86_400_000);
+            coll.update_one(doc! { "_id": &id }, doc! { "$set": { "created_at": moved } })
+                .await
+                .unwrap();
+        }
+        5 => {
+            let mut replacement = order(*next_id + 1_000_000, rng);
+            replacement.insert("_id", id.clone());
+            coll.replace_one(doc! { "_id": &id }, replacement).await.unwrap();
+        }
+        _ => {
+            if rng.below(2) == 0 {
+                coll.delete_one(doc! { "_id": &id }).await.unwrap();
+            } else {
+                for k in 0..5 {
+                    let name = format!("burst {k}");
+                    coll.update_one(
+                        doc! { "_id": &id },
+                        doc! { "$set": { "customer.name": name } },
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_after_the_snapshot_reach_the_table_exactly() {
+    let db = unique_db("stream");
+    load(&db, "orders", &orders(300, 31)).await;
+    let dir = warehouse("stream");
+    let run = misql_in(&dir, &["--once", "-e", &sync_sql(&db)]);
+    assert!(run.success, "{}", run.stderr);
+    assert_eq!(synced(&dir, &db), preview(&dir, &db));
+
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let mut rng = Rng::new(5);
+    let mut next_id = 10_000;
+    for _ in 0..150 {
+        change(&coll, &mut rng, &mut next_id).await;
+    }
+    let run = misql_in(&dir, &["--once", "-e", &sync_sql(&db)]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("change events applied"), "{}", run.stderr);
+    let expected = preview(&dir, &db);
+    assert_eq!(synced(&dir, &db), expected);
+
+    let py = pyiceberg_rows(&PyCatalog::sql(&dir), &format!("{db}.orders"), "_id");
+    let pick =
+        |rows: &[Value], field: &str| rows.iter().map(|r| r[field].clone()).collect::<Vec<_>>();
+    assert_eq!(pick(&py, "_id"), pick(&expected, "_id"), "pyiceberg applies the position deletes");
+    assert_eq!(pick(&py, "customer"), pick(&expected, "customer"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streaming_sync_killed_at_random_moments_loses_and_duplicates_nothing() {
+    let db = unique_db("crash");
+    load(&db, "orders", &orders(200, 41)).await;
+    let dir = warehouse("crash");
+    let file = dir.join("syncs.sql");
+    std::fs::write(&file, sync_sql(&db)).unwrap();
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let mut rng = Rng::new(77);
+    let mut next_id = 50_000;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut kills = 0;
+    while kills < 20 && Instant::now() < deadline {
+        let mut daemon = Command::new(env!("CARGO_BIN_EXE_misql"))
+            .args(["--warehouse", dir.to_str().unwrap(), "-f", file.to_str().unwrap()])
+            .env("MONGODB_URI", &server().uri)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start misql");
+        let until = Instant::now() + Duration::from_millis(300 + rng.below(1500));
+        while Instant::now() < until {
+            change(&coll, &mut rng, &mut next_id).await;
+        }
+        daemon.kill().expect("SIGKILL");
+        daemon.wait().unwrap();
+        kills += 1;
+    }
+    let run = misql_in(&dir, &["--once", "-f", file.to_str().unwrap()]);
+    assert!(run.success, "{}", run.stderr);
+    let rows = synced(&dir, &db);
+    let mut keys: Vec<&str> = rows.iter().map(|r| r["_id"].as_str().unwrap()).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), rows.len(), "duplicates after {kills} kills");
+    assert_eq!(rows, preview(&dir, &db), "rows differ after {kills} kills");
+}
