@@ -48,6 +48,14 @@ pub enum Error {
         /// What would be right, if we can tell.
         hint: Option<String>,
     },
+    /// A server or catalog that cannot be reached right now; a running sync retries.
+    #[error("{message}")]
+    Unavailable {
+        /// What could not be reached, and why.
+        message: String,
+        /// What would help.
+        hint: Option<String>,
+    },
     /// A BSON value that does not fit the Arrow column it is read into.
     #[error("document _id={id}: field `{field}`: {reason}")]
     Convert {
@@ -106,7 +114,10 @@ impl Error {
 
     /// Adds a hint ("what would be right") to errors that carry one.
     pub fn with_hint(mut self, text: impl Into<String>) -> Self {
-        if let Error::Sql { hint, .. } | Error::Plan { hint, .. } = &mut self {
+        if let Error::Sql { hint, .. }
+        | Error::Plan { hint, .. }
+        | Error::Unavailable { hint, .. } = &mut self
+        {
             *hint = Some(text.into());
         }
         self
@@ -115,7 +126,9 @@ impl Error {
     /// The hint, if any.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            Error::Sql { hint, .. } | Error::Plan { hint, .. } => hint.as_deref(),
+            Error::Sql { hint, .. }
+            | Error::Plan { hint, .. }
+            | Error::Unavailable { hint, .. } => hint.as_deref(),
             _ => None,
         }
     }
@@ -135,6 +148,34 @@ impl Error {
             }
         }
         self
+    }
+
+    /// Whether retrying later may succeed: an unreachable server or catalog, a dropped
+    /// connection, a catalog conflict or outage.
+    pub fn is_transient(&self) -> bool {
+        use mongodb::error::ErrorKind;
+        match self.user_facing() {
+            Error::Unavailable { .. } => true,
+            Error::Mongo { source, .. } => {
+                matches!(
+                    *source.kind,
+                    ErrorKind::Io(_)
+                        | ErrorKind::ServerSelection { .. }
+                        | ErrorKind::ConnectionPoolCleared { .. }
+                ) || source.contains_label("RetryableError")
+                    || source.contains_label("ResumableChangeStreamError")
+            }
+            Error::Iceberg { source, .. } => {
+                source.retryable() || {
+                    let text = source.to_string().to_lowercase();
+                    text.contains("connect")
+                        || text.contains("sending request")
+                        || text.contains("timed out")
+                }
+            }
+            Error::Io { .. } => true,
+            _ => false,
+        }
     }
 
     /// A MongoDB error with what misql was doing.

@@ -14,6 +14,9 @@ use crate::sync::target::table_ident;
 use crate::sync::{Sync, dead_letter};
 use crate::{Error, Result};
 
+/// Attempts of a `--once` sync when the server or catalog is unavailable (backoff 1, 2, 4, 8 s).
+const ONCE_ATTEMPTS: u32 = 5;
+
 /// How syncs run in this session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -84,7 +87,7 @@ impl Session {
         });
         let task = match self.mode {
             Mode::Once => {
-                let result = sync.run(true).await;
+                let result = sync.run_with_retries(true, ONCE_ATTEMPTS).await;
                 self.record_failure(&name, &result);
                 result?;
                 None
@@ -92,7 +95,7 @@ impl Session {
             Mode::Background => {
                 let registry = self.registry.clone();
                 Some(tokio::spawn(async move {
-                    let result = sync.run(false).await;
+                    let result = sync.run_with_retries(false, u32::MAX).await;
                     if let Err(err) = &result {
                         tracing::error!("sync {}: {}", sync.name, err.user_facing());
                         registry.update(&sync.name, |s| {

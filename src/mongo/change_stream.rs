@@ -12,19 +12,22 @@ use crate::{Error, Result};
 /// One change event, the document as raw BSON.
 pub type Event = ChangeStreamEvent<RawDocumentBuf>;
 
-/// Opens the change stream of `database.collection`, after `resume_after` when given.
+/// Opens the change stream of `database.collection` with `fullDocument: updateLookup`, after
+/// `resume_after` when given. The driver's error is returned as is, so the caller can tell a
+/// lost resume point from an unreachable server.
 pub async fn watch(
     source: &MongoSource,
     database: &str,
     collection: &str,
     resume_after: Option<&RawDocumentBuf>,
-) -> Result<ChangeStream<Event>> {
-    let client = source.client().await?;
+) -> Result<ChangeStream<Event>, mongodb::error::Error> {
+    let client = source.client().await.map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
     let coll = client.database(database).collection::<RawDocumentBuf>(collection);
-    let token = resume_after.map(token_from_raw).transpose()?;
-    coll.watch().full_document(FullDocumentType::UpdateLookup).resume_after(token).await.map_err(
-        |e| source.unreachable(&format!("opening the change stream of {database}.{collection}"), e),
-    )
+    let token = match resume_after.map(token_from_raw).transpose() {
+        Ok(token) => token,
+        Err(e) => return Err(mongodb::error::Error::custom(e.to_string())),
+    };
+    coll.watch().full_document(FullDocumentType::UpdateLookup).resume_after(token).await
 }
 
 /// A resume token as a raw BSON document, for the checkpoint.

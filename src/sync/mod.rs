@@ -12,6 +12,7 @@ pub mod stream;
 pub mod target;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bson::{RawBson, RawDocumentBuf, doc};
 use iceberg::{Catalog, TableIdent};
@@ -25,6 +26,9 @@ use crate::{Error, Result};
 use checkpoint::{Checkpoint, Phase};
 use plan::SyncPlan;
 use status::{Registry, SyncStatus};
+
+/// The longest wait between two attempts of a sync whose server or catalog is unavailable.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Everything a running sync needs.
 pub struct Sync {
@@ -74,10 +78,73 @@ impl Sync {
             self.status(|s| s.rows_copied = rows);
             tracing::info!("sync {}: snapshot already complete", self.name);
         }
-        let checkpoint = checkpoint.ok_or_else(|| {
+        let mut checkpoint = checkpoint.ok_or_else(|| {
             Error::plan(format!("sync {}: the snapshot left no checkpoint", self.name))
         })?;
-        stream::run(self, table, checkpoint, drain).await
+        loop {
+            match stream::run(self, table, checkpoint, drain).await? {
+                stream::StreamEnd::Drained => return Ok(()),
+                stream::StreamEnd::Resnapshot(reason) => {
+                    tracing::warn!("sync {}: {reason}; copying the collection again", self.name);
+                    self.status(|s| {
+                        s.phase = "snapshot".into();
+                        s.last_error = Some(format!("{reason}; copied the collection again"));
+                    });
+                    let current = self.load_table().await?;
+                    table = snapshot::replace(self, current).await?;
+                    checkpoint = Checkpoint::from_properties(|k| {
+                        crate::iceberg::commit::snapshot_property(&table, k)
+                    })?
+                    .ok_or_else(|| {
+                        Error::plan(format!(
+                            "sync {}: no checkpoint after copying again",
+                            self.name
+                        ))
+                    })?;
+                    self.status(|s| s.phase = "streaming".into());
+                }
+            }
+        }
+    }
+
+    /// [`Self::run`], retried with exponential backoff (1 s doubling to 60 s) while the error is
+    /// transient (an unreachable server or catalog), at most `attempts` times. Each attempt
+    /// resumes from the table's checkpoint, so nothing is lost or applied twice.
+    pub async fn run_with_retries(&self, drain: bool, attempts: u32) -> Result<()> {
+        let mut backoff = Duration::from_secs(1);
+        let mut attempt = 1;
+        loop {
+            let started = Instant::now();
+            match self.run(drain).await {
+                Err(err) if err.is_transient() && attempt < attempts => {
+                    if started.elapsed() > MAX_BACKOFF {
+                        backoff = Duration::from_secs(1); // it ran a while: a new outage
+                    }
+                    let message = err.user_facing().to_string();
+                    tracing::warn!(
+                        "sync {}: {message}; retrying in {}s",
+                        self.name,
+                        backoff.as_secs()
+                    );
+                    self.status(|s| {
+                        s.phase = "retrying".into();
+                        s.last_error = Some(message);
+                    });
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// The target table as the catalog has it now.
+    async fn load_table(&self) -> Result<iceberg::table::Table> {
+        self.catalog
+            .load_table(&self.target)
+            .await
+            .map_err(|e| Error::iceberg(format!("loading {}", self.create.target), e))
     }
 
     /// The change stream's resume token at this moment, taken before the snapshot starts so no

@@ -16,6 +16,9 @@ use super::checkpoint::{Checkpoint, Phase};
 use super::dead_letter::{self, DeadLetter};
 use super::progress::Progress;
 use crate::iceberg::commit::append;
+use crate::iceberg::key_index::{KeyIndex, RowLocation};
+use crate::iceberg::position_delete::write_position_deletes;
+use crate::iceberg::row_delta::commit_row_delta;
 use crate::iceberg::writer::{TableWriter, WriteOptions};
 use crate::mongo::bson_arrow::{BatchBuilder, document_id};
 use crate::mongo::ext_json;
@@ -41,6 +44,9 @@ struct Copy<'a> {
     dead: Vec<DeadLetter>,
     last_commit: Instant,
     progress: Progress,
+    /// When copying again over existing contents: every live row of the table, deleted by the
+    /// one commit at the end (so readers never see the table half replaced).
+    replacing: Option<Vec<RowLocation>>,
 }
 
 /// Copies the collection into `table`, starting after `checkpoint`'s high-water mark; the last
@@ -50,6 +56,45 @@ pub async fn run(sync: &Sync, table: Table, checkpoint: Option<Checkpoint>) -> R
         Some(cp) => (cp.high_water, cp.resume_token, cp.rows),
         None => (None, sync.resume_token().await?, 0),
     };
+    copy(sync, table, high_water, resume_token, rows, None).await
+}
+
+/// Copies the whole collection again and replaces the table's contents with it in one commit at
+/// the end: new data files, position deletes for every row that was live, and a checkpoint
+/// whose resume token was taken before the copy began.
+pub async fn replace(sync: &Sync, table: Table) -> Result<Table> {
+    let resume_token = sync.resume_token().await?;
+    let mut index = KeyIndex::build(&table, &sync.plan.key).await?;
+    let mut live = Vec::with_capacity(index.len());
+    let keys = table
+        .scan()
+        .select([sync.plan.key.as_str()])
+        .build()
+        .map_err(|e| Error::iceberg("reading the keys to replace", e))?
+        .to_arrow()
+        .await
+        .map_err(|e| Error::iceberg("reading the keys to replace", e))?;
+    let batches: Vec<arrow::array::RecordBatch> =
+        keys.try_collect().await.map_err(|e| Error::iceberg("reading the keys to replace", e))?;
+    for batch in batches {
+        let column = batch.column(0);
+        for i in 0..column.len() {
+            let key = arrow::util::display::array_value_to_string(column, i)?;
+            live.extend(index.remove(&key));
+        }
+    }
+    copy(sync, table, None, resume_token, 0, Some(live)).await
+}
+
+/// The copy itself: see [`run`] and [`replace`].
+async fn copy(
+    sync: &Sync,
+    table: Table,
+    high_water: Option<RawBson>,
+    resume_token: Option<RawDocumentBuf>,
+    rows: u64,
+    replacing: Option<Vec<RowLocation>>,
+) -> Result<Table> {
     let client = sync.source.client().await?;
     let coll = client.database(&sync.database).collection::<RawDocumentBuf>(&sync.collection);
     let total = coll.estimated_document_count().await.unwrap_or(0);
@@ -79,6 +124,7 @@ pub async fn run(sync: &Sync, table: Table, checkpoint: Option<Checkpoint>) -> R
         last_commit: Instant::now(),
         progress: Progress::new(&sync.name, total, rows),
         table,
+        replacing,
     };
     while let Some(batch) = cursor.try_next().await.map_err(|e| Error::mongo(context.clone(), e))? {
         let docs = batch.doc_slices().map_err(|e| Error::mongo(context.clone(), e))?;
@@ -193,6 +239,9 @@ impl Copy<'_> {
 
     /// Whether the rows written since the last commit should be committed now.
     fn due(&self) -> bool {
+        if self.replacing.is_some() {
+            return false;
+        }
         let options = &self.sync.create.options;
         self.pending_rows + self.builder.len() as u64 >= options.max_batch_rows as u64
             || self.pending_bytes + self.builder.byte_size() as u64 >= options.max_batch_bytes
@@ -218,7 +267,16 @@ impl Copy<'_> {
             resume_token: self.resume_token.clone(),
             rows: self.rows,
         };
-        self.table = append(catalog, &self.table, files, checkpoint.to_properties()).await?;
+        self.table = match self.replacing.take() {
+            None => append(catalog, &self.table, files, checkpoint.to_properties()).await?,
+            Some(live) => {
+                let deletes = live.iter().map(|l| (l.file.as_ref(), l.position as i64));
+                let delete_files = write_position_deletes(&self.table, deletes).await?;
+                let props = checkpoint.to_properties();
+                commit_row_delta(&self.sync.connection, &self.table, files, delete_files, props)
+                    .await?
+            }
+        };
         self.writer = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
         let rows = self.rows;
         self.sync.status(|s| {

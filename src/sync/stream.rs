@@ -52,15 +52,48 @@ impl Changes {
     }
 }
 
+/// Why the stream phase ended.
+#[derive(Debug)]
+pub enum StreamEnd {
+    /// Every change up to now is applied (`--once`).
+    Drained,
+    /// The stream cannot continue (collection dropped or renamed, resume point gone): the
+    /// collection must be copied again.
+    Resnapshot(String),
+}
+
+/// Server error codes meaning the resume point is gone: ChangeStreamHistoryLost,
+/// ChangeStreamFatalError, InvalidResumeToken.
+const HISTORY_LOST: [i32; 3] = [286, 280, 260];
+
+/// Whether `err` says the change stream cannot be resumed from its token.
+fn history_lost(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(command) => HISTORY_LOST.contains(&command.code),
+        _ => false,
+    }
+}
+
 /// Follows the change stream from `checkpoint`. With `drain`, returns once the stream has no
-/// more events (everything up to now is applied); otherwise runs until an error.
-pub async fn run(sync: &Sync, mut table: Table, checkpoint: Checkpoint, drain: bool) -> Result<()> {
+/// more events (everything up to now is applied); otherwise runs until an error or until the
+/// stream cannot continue.
+pub async fn run(
+    sync: &Sync,
+    mut table: Table,
+    checkpoint: Checkpoint,
+    drain: bool,
+) -> Result<StreamEnd> {
     let Some(token) = checkpoint.resume_token.clone() else {
         tracing::warn!("sync {}: no resume token; changes are not followed", sync.name);
-        return Ok(());
+        return Ok(StreamEnd::Drained);
     };
     let mut index = KeyIndex::build(&table, &sync.plan.key).await?;
-    let mut stream = watch(&sync.source, &sync.database, &sync.collection, Some(&token)).await?;
+    let stream = watch(&sync.source, &sync.database, &sync.collection, Some(&token)).await;
+    let mut stream = match stream {
+        Ok(stream) => stream,
+        Err(err) if history_lost(&err) => return Ok(StreamEnd::Resnapshot(lost(&err))),
+        Err(err) => return Err(sync.source.unreachable("opening the change stream", err)),
+    };
     let mut saved_token = token;
     let mut last_commit = Instant::now();
     let options = &sync.create.options;
@@ -73,8 +106,18 @@ pub async fn run(sync: &Sync, mut table: Table, checkpoint: Checkpoint, drain: b
             let Some(left) = options.flush_interval.checked_sub(started.elapsed()) else { break };
             match tokio::time::timeout(left, stream.next_if_any()).await {
                 Err(_elapsed) => break,
+                Ok(Err(err)) if history_lost(&err) => return Ok(StreamEnd::Resnapshot(lost(&err))),
                 Ok(Err(err)) => return Err(Error::mongo("reading the change stream", err)),
-                Ok(Ok(Some(event))) => add(sync, &mut changes, event)?,
+                Ok(Ok(Some(event))) => {
+                    if let Some(reason) = add(sync, &mut changes, event)? {
+                        // Apply what came before the end of the stream, then copy again.
+                        if !changes.is_empty() {
+                            let token = saved_token.clone();
+                            apply(sync, &table, &mut index, changes, &token).await?;
+                        }
+                        return Ok(StreamEnd::Resnapshot(reason));
+                    }
+                }
                 Ok(Ok(None)) => {
                     caught_up = true;
                     if drain || !changes.is_empty() {
@@ -107,13 +150,18 @@ pub async fn run(sync: &Sync, mut table: Table, checkpoint: Checkpoint, drain: b
             last_commit = Instant::now();
         }
         if drain && caught_up {
-            return Ok(());
+            return Ok(StreamEnd::Drained);
         }
     }
 }
 
-/// Adds one event to the batch.
-fn add(sync: &Sync, changes: &mut Changes, event: Event) -> Result<()> {
+/// Why the resume point is gone, for the log and the status.
+fn lost(err: &mongodb::error::Error) -> String {
+    format!("the change stream cannot resume from the saved token ({err})")
+}
+
+/// Adds one event to the batch; returns why the stream ended when the event ends it.
+fn add(sync: &Sync, changes: &mut Changes, event: Event) -> Result<Option<String>> {
     let id = || -> Result<RawBson> {
         let key =
             event.document_key.as_ref().and_then(|k| k.get("_id")).cloned().ok_or_else(|| {
@@ -134,18 +182,14 @@ fn add(sync: &Sync, changes: &mut Changes, event: Event) -> Result<()> {
         | OperationType::Drop
         | OperationType::Rename
         | OperationType::DropDatabase => {
-            return Err(Error::plan(format!(
-                "the change stream of {}.{} ended: the collection was dropped or renamed",
-                sync.database, sync.collection
-            ))
-            .with_hint(format!(
-                "CREATE OR REPLACE SYNC {} ... copies the collection again",
-                sync.name
+            return Ok(Some(format!(
+                "the change stream of {}.{} ended ({:?}): the collection was dropped or renamed",
+                sync.database, sync.collection, event.operation_type
             )));
         }
         _ => {}
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The checkpoint of a streaming sync at `token`.

@@ -176,3 +176,54 @@ async fn a_streaming_sync_killed_at_random_moments_loses_and_duplicates_nothing(
     assert_eq!(keys.len(), rows.len(), "duplicates after {kills} kills");
     assert_eq!(rows, preview(&dir, &db), "rows differ after {kills} kills");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_and_recreated_collection_is_copied_again() {
+    let db = unique_db("dropped");
+    load(&db, "orders", &orders(120, 51)).await;
+    let dir = warehouse("dropped");
+    assert!(misql_in(&dir, &["--once", "-e", &sync_sql(&db)]).success);
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    coll.drop().await.unwrap();
+    load(&db, "orders", &orders(40, 52)[..]).await;
+    let run = misql_in(&dir, &["--once", "-e", &sync_sql(&db)]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("dropped or renamed"), "{}", run.stderr);
+    assert!(run.stderr.contains("copying the collection again"), "{}", run.stderr);
+    assert_eq!(synced(&dir, &db), preview(&dir, &db));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_resume_point_leads_to_a_fresh_copy_not_to_lost_changes() {
+    let private = crate::support::server::start_private(&["--enable-test-commands"]);
+    let db = unique_db("lost");
+    let client = mongodb::Client::with_uri_str(&private.uri).await.unwrap();
+    let coll = client.database(&db).collection::<Document>("orders");
+    coll.insert_many(orders(60, 61)).await.unwrap();
+    let dir = warehouse("lost");
+    let once = |dir: &Path| {
+        misql_in(dir, &["--mongodb-uri", &private.uri, "--once", "-e", &sync_sql(&db)])
+    };
+    assert!(once(&dir).success);
+    coll.delete_many(doc! { "priority": 0 }).await.unwrap();
+    let mut rng = Rng::new(3);
+    coll.insert_many((0..7).map(|i| order(900 + i, &mut rng))).await.unwrap();
+    let failpoint = doc! {
+        "configureFailPoint": "failCommand",
+        "mode": { "times": 1 },
+        "data": { "failCommands": ["getMore"], "errorCode": 286 },
+    };
+    client.database("admin").run_command(failpoint).await.unwrap();
+    let run = once(&dir);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot resume from the saved token"), "{}", run.stderr);
+    let uri = ["--mongodb-uri", private.uri.as_str()];
+    let rows = |sql: String| {
+        let run = misql_in(&dir, &[&uri[..], &["--format", "json", "-e", &sql]].concat());
+        assert!(run.success, "{}", run.stderr);
+        run.stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let expected =
+        rows(format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"));
+    assert_eq!(rows(format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id")), expected);
+}

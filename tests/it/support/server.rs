@@ -25,6 +25,16 @@ pub fn server() -> &'static Server {
 }
 
 fn start() -> Server {
+    start_with(&[])
+}
+
+/// A server of the test's own (stopped when dropped), with extra flags such as
+/// `--enable-test-commands` for failpoints, which act server-wide.
+pub fn start_private(extra: &[&str]) -> Server {
+    start_with(extra)
+}
+
+fn start_with(extra: &[&str]) -> Server {
     let exe = secantusd();
     let port = free_port();
     let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/secantus_child.py");
@@ -33,6 +43,7 @@ fn start() -> Server {
         .arg(&exe)
         .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path", ":memory:"])
         .args(["--log-level", "WARNING", "--noop-heartbeat-seconds", "1"])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
