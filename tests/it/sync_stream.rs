@@ -150,7 +150,7 @@ async fn a_streaming_sync_killed_at_random_moments_loses_and_duplicates_nothing(
     let coll = client().await.database(&db).collection::<Document>("orders");
     let mut rng = Rng::new(77);
     let mut next_id = 50_000;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut kills = 0;
     while kills < 20 && Instant::now() < deadline {
         let mut daemon = Command::new(env!("CARGO_BIN_EXE_misql"))
@@ -168,6 +168,7 @@ async fn a_streaming_sync_killed_at_random_moments_loses_and_duplicates_nothing(
         daemon.wait().unwrap();
         kills += 1;
     }
+    assert_eq!(kills, 20, "only {kills} kills in the time allowed");
     let run = misql_in(&dir, &["--once", "-f", file.to_str().unwrap()]);
     assert!(run.success, "{}", run.stderr);
     let rows = synced(&dir, &db);
@@ -226,4 +227,29 @@ async fn a_lost_resume_point_leads_to_a_fresh_copy_not_to_lost_changes() {
     let expected =
         rows(format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"));
     assert_eq!(rows(format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id")), expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_reach_a_rest_catalog_table_exactly() {
+    let db = unique_db("stream_rest");
+    load(&db, "orders", &orders(150, 71)).await;
+    let dir = warehouse("stream_rest");
+    let weed = crate::support::seaweed::seaweed();
+    let attach = weed.attach_sql("lake");
+    let sync = sync_sql(&db).replace(&format!("INTO iceberg.{db}"), &format!("INTO lake.{db}"));
+    assert!(misql_in(&dir, &["--once", "-e", &attach, "-e", &sync]).success);
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let mut rng = Rng::new(17);
+    let mut next_id = 20_000;
+    for _ in 0..80 {
+        change(&coll, &mut rng, &mut next_id).await;
+    }
+    let run = misql_in(&dir, &["--once", "-e", &attach, "-e", &sync]);
+    assert!(run.success, "{}", run.stderr);
+    let synced = json_rows(&dir, &format!("{attach}; SELECT * FROM lake.{db}.orders ORDER BY _id"));
+    let expected = preview(&dir, &db);
+    assert_eq!(synced, expected);
+    let py = pyiceberg_rows(&PyCatalog::seaweed(weed), &format!("{db}.orders"), "_id");
+    let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&py), ids(&expected));
 }
