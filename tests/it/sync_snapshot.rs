@@ -2,7 +2,7 @@
 //! SELECT, checked value by value against a preview of the same SELECT, read back by misql and
 //! by pyiceberg; resumable after SIGKILL; idempotent when nothing changed; errors named.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,30 +10,9 @@ use serde_json::Value;
 
 use crate::support::data::{Rng, load, orders};
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
-use crate::support::{Run, misql, server, unique_db};
+use crate::support::{json_rows, misql_in, server, unique_db, warehouse};
 
 const ORDERS: u64 = 2000;
-
-/// A new, empty warehouse directory.
-fn warehouse(prefix: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique_db(&format!("misql_wh_{prefix}")));
-    std::fs::create_dir_all(&dir).expect("create warehouse");
-    dir
-}
-
-/// `misql --warehouse DIR args...`
-fn misql_in(dir: &Path, args: &[&str]) -> Run {
-    let mut all = vec!["--warehouse", dir.to_str().unwrap()];
-    all.extend_from_slice(args);
-    misql(&all)
-}
-
-/// Rows of a query as JSON objects.
-fn json_rows(dir: &Path, sql: &str) -> Vec<Value> {
-    let run = misql_in(dir, &["--format", "json", "-e", sql]);
-    assert!(run.success, "{sql} failed: {}", run.stderr);
-    run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
-}
 
 const SELECT: &str = "_id, customer.name AS customer, customer.address.city AS city, items, \
     total::DECIMAL(18,2) AS total, created_at, priority";

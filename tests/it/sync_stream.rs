@@ -3,7 +3,7 @@
 //! token; the table equals the collection's projection afterwards — through misql and pyiceberg
 //! — also when misql is killed at random moments while the workload runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,25 +13,7 @@ use serde_json::Value;
 
 use crate::support::data::{Rng, load, order, orders};
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
-use crate::support::{Run, client, misql, server, unique_db};
-
-fn warehouse(prefix: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique_db(&format!("misql_wh_{prefix}")));
-    std::fs::create_dir_all(&dir).expect("create warehouse");
-    dir
-}
-
-fn misql_in(dir: &Path, args: &[&str]) -> Run {
-    let mut all = vec!["--warehouse", dir.to_str().unwrap()];
-    all.extend_from_slice(args);
-    misql(&all)
-}
-
-fn json_rows(dir: &Path, sql: &str) -> Vec<Value> {
-    let run = misql_in(dir, &["--format", "json", "-e", sql]);
-    assert!(run.success, "{sql} failed: {}", run.stderr);
-    run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
-}
+use crate::support::{client, json_rows, misql_in, server, unique_db, warehouse};
 
 const SELECT: &str =
     "_id, customer.name AS customer, total::DECIMAL(18,2) AS total, created_at, status";

@@ -58,6 +58,27 @@ pub fn misql_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
     }
 }
 
+/// A new, empty warehouse directory for the embedded Iceberg catalog.
+pub fn warehouse(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique_db(&format!("misql_wh_{prefix}")));
+    std::fs::create_dir_all(&dir).expect("create warehouse");
+    dir
+}
+
+/// `misql --warehouse DIR args...` against the test server.
+pub fn misql_in(dir: &std::path::Path, args: &[&str]) -> Run {
+    let mut all = vec!["--warehouse", dir.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    misql(&all)
+}
+
+/// The rows of `sql` (run with `--format json` in warehouse `dir`) as JSON objects.
+pub fn json_rows(dir: &std::path::Path, sql: &str) -> Vec<serde_json::Value> {
+    let run = misql_in(dir, &["--format", "json", "-e", sql]);
+    assert!(run.success, "{sql} failed: {}", run.stderr);
+    run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
 /// Parses CSV output (header row first) into rows of fields.
 pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
     csv::ReaderBuilder::new()
