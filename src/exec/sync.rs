@@ -202,6 +202,7 @@ impl Session {
             ("source", text(&|s| s.source.clone())),
             ("target", text(&|s| s.target.clone())),
             ("rows_copied", count(&|s| s.rows_copied)),
+            ("events_applied", count(&|s| s.events_applied)),
             ("rows_skipped", count(&|s| s.rows_skipped)),
             ("dead_letters", count(&|s| s.dead_letters)),
             ("commits", count(&|s| s.commits)),
