@@ -1,9 +1,10 @@
 //! DESCRIBE of a MongoDB collection: the inferred columns with their types and nullability,
-//! and what the sample showed for each field (BSON types with counts, presence).
+//! and what the sample showed for each field (BSON types with counts, presence, the longest
+//! array, how deep values nest, and for a type conflict the cast that reads it typed).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::DataType;
 
 use super::Output;
@@ -28,7 +29,9 @@ pub async fn collection(
     rows(report(table.fields(), table.sampled())?)
 }
 
-/// One row per field: name, type, nullability, BSON types seen, presence in the sample.
+/// One row per field: name, type, nullability, BSON types seen, presence in the sample, the
+/// longest array (null if no array was seen), the nesting depth below the field, and the
+/// suggested cast (null unless the kinds conflict and the field is text).
 pub fn report(fields: &[FieldReport], sampled: u64) -> Result<RecordBatch> {
     let column = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
     let names = fields.iter().map(|f| f.path.clone()).collect();
@@ -37,12 +40,18 @@ pub fn report(fields: &[FieldReport], sampled: u64) -> Result<RecordBatch> {
         fields.iter().map(|f| if f.nullable { "YES" } else { "NO" }.to_string()).collect();
     let seen = fields.iter().map(types_seen).collect();
     let present = fields.iter().map(|f| presence(f, fields, sampled)).collect();
+    let max_array_len: UInt64Array = fields.iter().map(|f| f.max_array_len).collect();
+    let max_depth: UInt64Array = fields.iter().map(|f| Some(u64::from(f.max_depth))).collect();
+    let casts: StringArray = fields.iter().map(|f| f.suggested_cast.as_deref()).collect();
     Ok(RecordBatch::try_from_iter([
         ("column_name", column(names)),
         ("data_type", column(types)),
         ("is_nullable", column(nullable)),
         ("bson_types", column(seen)),
         ("present", column(present)),
+        ("max_array_len", Arc::new(max_array_len) as ArrayRef),
+        ("max_depth", Arc::new(max_depth) as ArrayRef),
+        ("suggested_cast", Arc::new(casts) as ArrayRef),
     ])?)
 }
 

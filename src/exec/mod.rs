@@ -1,6 +1,7 @@
 //! Runs parsed statements against a DataFusion session: misql's own statements here, plain SQL
 //! through DataFusion's planner.
 
+mod blame;
 mod describe;
 mod show;
 mod sync;
@@ -17,7 +18,7 @@ use sqlparser::ast::ObjectName;
 
 use crate::catalog::iceberg::LazyIceberg;
 use crate::catalog::{IcebergCatalog, MongoCatalog};
-use crate::mongo::client::{DEFAULT_SAMPLE_SIZE, MongoSource};
+use crate::mongo::client::{DEFAULT_SAMPLE_SIZE, MongoSource, SampleSizeOverride};
 use crate::sql::{Attach, AttachKind, Parsed, Statement};
 use crate::sync::status::Registry;
 use crate::{Error, Result};
@@ -51,6 +52,8 @@ pub struct Session {
     registry: Registry,
     syncs: BTreeMap<String, SyncEntry>,
     mode: Mode,
+    /// `SET misql.sample_size`: replaces the sample size of every attached deployment.
+    sample_override: SampleSizeOverride,
 }
 
 impl Session {
@@ -67,6 +70,7 @@ impl Session {
             registry: Registry::default(),
             syncs: BTreeMap::new(),
             mode: Mode::default(),
+            sample_override: SampleSizeOverride::default(),
         };
         session.attach_mongo(DEFAULT_MONGO, MongoSource::new(mongodb_uri, DEFAULT_SAMPLE_SIZE));
         session.attach_iceberg(DEFAULT_ICEBERG, LazyIceberg::new(warehouse, vec![]));
@@ -105,12 +109,18 @@ impl Session {
                 None => self.sql(&format!("DESCRIBE {name}")).await,
             },
             Statement::Sql(statement) => {
+                if let Some(setting) = session_setting(statement)? {
+                    return self.apply_setting(setting);
+                }
                 let plan = self
                     .ctx
                     .state()
                     .statement_to_plan(DfStatement::Statement(statement.clone()))
                     .await?;
-                Ok(Output::Rows(self.ctx.execute_logical_plan(plan).await?.execute_stream().await?))
+                let frame = self.ctx.execute_logical_plan(plan).await?;
+                let task = Arc::new(frame.task_ctx());
+                let physical = blame::wrap(frame.create_physical_plan().await?)?;
+                Ok(Output::Rows(datafusion::physical_plan::execute_stream(physical, task)?))
             }
             Statement::CreateSync(create) => self.create_sync(create).await,
             Statement::ExplainSync(explain) => self.explain_sync(explain).await,
@@ -187,8 +197,33 @@ impl Session {
         }
     }
 
+    /// Carries out `SET`/`RESET`/`SHOW` of a misql session setting.
+    fn apply_setting(&mut self, setting: Setting) -> Result<Output> {
+        match setting {
+            Setting::SampleSize(size) => {
+                self.sample_override.set(size);
+                Ok(Output::Done(match size {
+                    Some(n) => format!("sample size set to {n} documents"),
+                    None => "sample size reset to each ATTACH's (default 1000)".to_string(),
+                }))
+            }
+            Setting::ShowSampleSize => {
+                let value = match self.sample_override.get() {
+                    Some(n) => n.to_string(),
+                    None => format!("default (per ATTACH; {DEFAULT_SAMPLE_SIZE} unless set)"),
+                };
+                let batch = arrow::array::RecordBatch::try_from_iter([(
+                    SAMPLE_SIZE_SETTING,
+                    Arc::new(arrow::array::StringArray::from(vec![value]))
+                        as arrow::array::ArrayRef,
+                )])?;
+                show::rows(batch)
+            }
+        }
+    }
+
     fn attach_mongo(&mut self, name: &str, source: MongoSource) {
-        let source = Arc::new(source);
+        let source = Arc::new(source.with_sample_override(self.sample_override.clone()));
         self.ctx.register_catalog(name, Arc::new(MongoCatalog::new(source.clone())));
         self.iceberg.remove(name);
         self.mongo.insert(name.to_string(), source);
@@ -234,6 +269,78 @@ impl Session {
             }
             _ => Ok(None),
         }
+    }
+}
+
+/// The session setting for the schema sample size.
+const SAMPLE_SIZE_SETTING: &str = "misql.sample_size";
+
+/// A misql session setting statement.
+enum Setting {
+    /// `SET misql.sample_size = N` (`Some(N)`), `= DEFAULT` or `RESET misql.sample_size` (`None`).
+    SampleSize(Option<usize>),
+    /// `SHOW misql.sample_size`
+    ShowSampleSize,
+}
+
+/// Whether `name` is the sample size setting: `misql.sample_size`, or `sample_size` alone.
+fn is_sample_size(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == SAMPLE_SIZE_SETTING || name == "sample_size"
+}
+
+/// The misql setting a `SET`, `RESET` or `SHOW` statement is about; `None` for other statements
+/// (DataFusion's own settings such as `SET datafusion.execution.batch_size` go to DataFusion).
+fn session_setting(statement: &sqlparser::ast::Statement) -> Result<Option<Setting>> {
+    use sqlparser::ast::{Expr, Reset, Set, Statement as Sql, Value};
+    let hint = "SET misql.sample_size = 500 (documents sampled to infer a collection's schema), \
+                or = DEFAULT for each ATTACH's own";
+    match statement {
+        Sql::Set(Set::SingleAssignment { variable, values, .. })
+            if is_sample_size(&variable.to_string()) =>
+        {
+            let size = match values.as_slice() {
+                [Expr::Identifier(ident)] if ident.value.eq_ignore_ascii_case("default") => None,
+                [Expr::Value(value)] => match &value.value {
+                    Value::Number(n, _) | Value::SingleQuotedString(n) => {
+                        match n.parse::<usize>() {
+                            Ok(n) if n > 0 => Some(n),
+                            _ => {
+                                return Err(Error::plan(format!(
+                                    "{SAMPLE_SIZE_SETTING} must be a positive whole number of \
+                                     documents, not {n}"
+                                ))
+                                .with_hint(hint));
+                            }
+                        }
+                    }
+                    other => {
+                        return Err(Error::plan(format!(
+                            "{SAMPLE_SIZE_SETTING} must be a number of documents, not {other}"
+                        ))
+                        .with_hint(hint));
+                    }
+                },
+                _ => {
+                    return Err(Error::plan(format!(
+                        "{SAMPLE_SIZE_SETTING} takes one number of documents"
+                    ))
+                    .with_hint(hint));
+                }
+            };
+            Ok(Some(Setting::SampleSize(size)))
+        }
+        Sql::Reset(reset) => match &reset.reset {
+            Reset::ConfigurationParameter(name) if is_sample_size(&name.to_string()) => {
+                Ok(Some(Setting::SampleSize(None)))
+            }
+            _ => Ok(None),
+        },
+        Sql::ShowVariable { variable } => {
+            let name: Vec<&str> = variable.iter().map(|i| i.value.as_str()).collect();
+            Ok(is_sample_size(&name.join(".")).then_some(Setting::ShowSampleSize))
+        }
+        _ => Ok(None),
     }
 }
 

@@ -3,10 +3,13 @@
 //!
 //! The conversion reads `RawDocument`s in place: no `bson::Document` is built, fields outside the
 //! schema are skipped without parsing their values, strings are copied once into the column.
-//! Widening on read: Int64 ← int32; Float64 ← int32, int64; Int32 ← int64 that fits;
-//! Decimal128(p, s) ← int32, int64, decimal (exactly rescaled, never rounded); Timestamp ← date;
-//! Utf8 ← anything (strings as they are, ObjectIds as 24 hex digits, everything else as relaxed
-//! Extended JSON); Binary ← any binary; FixedSizeBinary(16) ← 16-byte binary. Anything else is
+//! Widening on read: Int64 ← int32; Float64 ← int32, int64 that a double holds exactly (every
+//! int up to 2^53 in magnitude); Int32 ← int64 that fits; Decimal128(p, s) ← int32, int64,
+//! decimal (exactly rescaled, never rounded); Timestamp ← date (in the unit's range);
+//! Utf8 ← anything (strings as they are, ObjectIds as 24 hex digits, decimals as their decimal
+//! text such as `12.50` or `NaN`, everything else as relaxed Extended JSON; a Utf8 field whose
+//! metadata has [`ENCODING_KEY`] = [`EXTJSON`] holds every value as relaxed Extended JSON,
+//! strings quoted); Binary ← any binary; FixedSizeBinary(16) ← 16-byte binary. Anything else is
 //! an [`Error::Convert`] naming the document's `_id`, the field path and both types.
 //!
 //! All-or-nothing appends: every column buffer can be truncated back to a row count, and a
@@ -16,6 +19,7 @@
 //! happy path.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::mem;
 use std::sync::Arc;
 
@@ -26,7 +30,7 @@ use arrow::array::{
     TimestampNanosecondArray, TimestampSecondArray, new_null_array,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer};
-use arrow::datatypes::{DataType, FieldRef, Fields, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use bson::{RawBsonRef, RawDocument};
@@ -35,6 +39,14 @@ use super::decimal::{self, RescaleError};
 use super::ext_json::{self, Malformed};
 use super::kind::BsonKind;
 use crate::{Error, Result};
+
+/// Field metadata key saying how a Utf8 column writes its values (see [`EXTJSON`]).
+pub const ENCODING_KEY: &str = "misql.encoding";
+
+/// [`ENCODING_KEY`] value: every value is written as relaxed Extended JSON, strings quoted and
+/// ObjectIds as `{"$oid":"..."}`, so that values of different kinds never share a text. The
+/// inference gives it to an `_id` of mixed kinds, whose text is a key.
+pub const EXTJSON: &str = "extjson";
 
 /// `_id` of a document as relaxed Extended JSON, for error messages: `{"$oid":"..."}`, `42`,
 /// `"abc"`; `<missing>` if the document has none, `<malformed>` if it cannot be read.
@@ -135,11 +147,11 @@ impl Failure {
         self
     }
 
-    /// MongoDB-style dotted path: `items.2.qty`.
+    /// MongoDB-style dotted path: `items.2.qty` (`.a` for the field `a` of a field named ``).
     fn path(&self) -> String {
         let mut out = String::new();
-        for segment in self.path.iter().rev() {
-            if !out.is_empty() {
+        for (i, segment) in self.path.iter().rev().enumerate() {
+            if i > 0 {
                 out.push('.');
             }
             match segment {
@@ -217,7 +229,7 @@ const LINEAR_LOOKUP_MAX: usize = 12;
 
 impl Record {
     fn new(fields: Fields) -> Self {
-        let columns = fields.iter().map(|f| Column::new(f.data_type(), f.is_nullable())).collect();
+        let columns = fields.iter().map(|f| Column::for_field(f)).collect();
         let index = (fields.len() > LINEAR_LOOKUP_MAX).then(|| {
             let mut index = HashMap::with_capacity(fields.len());
             for (i, field) in fields.iter().enumerate() {
@@ -306,6 +318,8 @@ enum Values {
     Utf8 {
         offsets: Vec<i32>,
         bytes: Vec<u8>,
+        /// Every value as relaxed Extended JSON ([`EXTJSON`]).
+        extjson: bool,
     },
     Binary {
         offsets: Vec<i32>,
@@ -323,7 +337,12 @@ enum Values {
 }
 
 impl Column {
-    fn new(data_type: &DataType, nullable: bool) -> Self {
+    fn for_field(field: &Field) -> Self {
+        let extjson = field.metadata().get(ENCODING_KEY).is_some_and(|v| v == EXTJSON);
+        Self::new(field.data_type(), field.is_nullable(), extjson)
+    }
+
+    fn new(data_type: &DataType, nullable: bool, extjson: bool) -> Self {
         let values = match data_type {
             DataType::Int32 => Values::Int32(Vec::new()),
             DataType::Int64 => Values::Int64(Vec::new()),
@@ -335,14 +354,14 @@ impl Column {
             DataType::Decimal128(precision, scale) => {
                 Values::Decimal { values: Vec::new(), precision: *precision, scale: *scale }
             }
-            DataType::Utf8 => Values::Utf8 { offsets: vec![0], bytes: Vec::new() },
+            DataType::Utf8 => Values::Utf8 { offsets: vec![0], bytes: Vec::new(), extjson },
             DataType::Binary => Values::Binary { offsets: vec![0], bytes: Vec::new() },
             DataType::FixedSizeBinary(16) => Values::Fixed16(Vec::new()),
             DataType::Struct(fields) => Values::Struct(Box::new(Record::new(fields.clone()))),
             DataType::List(field) => Values::List {
                 field: field.clone(),
                 offsets: vec![0],
-                child: Box::new(Column::new(field.data_type(), field.is_nullable())),
+                child: Box::new(Column::for_field(field)),
             },
             _ => Values::Unsupported,
         };
@@ -369,7 +388,7 @@ impl Column {
             Values::Boolean(v) => v.append(false),
             Values::Timestamp { values, .. } => values.push(0),
             Values::Decimal { values, .. } => values.push(0),
-            Values::Utf8 { offsets, bytes } | Values::Binary { offsets, bytes } => {
+            Values::Utf8 { offsets, bytes, .. } | Values::Binary { offsets, bytes } => {
                 offsets.push(bytes.len() as i32)
             }
             Values::Fixed16(v) => v.extend_from_slice(&[0; 16]),
@@ -392,10 +411,15 @@ impl Column {
         }
         let wrong = |why: Option<&str>| mismatch(&self.data_type, value, why);
         match (&mut self.values, value) {
-            (Values::Utf8 { offsets, bytes }, value) => {
+            (Values::Utf8 { offsets, bytes, extjson }, value) => {
                 match value {
+                    _ if *extjson => ext_json::write_value(bytes, value)?,
                     RawBsonRef::String(s) => bytes.extend_from_slice(s.as_bytes()),
                     RawBsonRef::ObjectId(oid) => ext_json::write_hex(bytes, &oid.bytes()),
+                    // The decimal's own text, like the other numbers (and castable like them).
+                    RawBsonRef::Decimal128(d) => {
+                        let _ = write!(bytes, "{d}");
+                    }
                     other => ext_json::write_value(bytes, other)?,
                 }
                 offsets.push(offset(bytes.len())?);
@@ -409,7 +433,10 @@ impl Column {
             (Values::Int64(v), RawBsonRef::Int32(x)) => v.push(i64::from(x)),
             (Values::Float64(v), RawBsonRef::Double(x)) => v.push(x),
             (Values::Float64(v), RawBsonRef::Int32(x)) => v.push(f64::from(x)),
-            (Values::Float64(v), RawBsonRef::Int64(x)) => v.push(x as f64),
+            (Values::Float64(v), RawBsonRef::Int64(x)) => match exact_double(x) {
+                Some(x) => v.push(x),
+                None => return Err(wrong(Some("a double would round it"))),
+            },
             (Values::Boolean(v), RawBsonRef::Boolean(x)) => v.append(x),
             (Values::Timestamp { values, unit, .. }, RawBsonRef::DateTime(dt)) => {
                 match from_millis(dt.timestamp_millis(), *unit) {
@@ -470,7 +497,7 @@ impl Column {
             Values::Boolean(v) => v.truncate(len),
             Values::Timestamp { values, .. } => values.truncate(len),
             Values::Decimal { values, .. } => values.truncate(len),
-            Values::Utf8 { offsets, bytes } | Values::Binary { offsets, bytes } => {
+            Values::Utf8 { offsets, bytes, .. } | Values::Binary { offsets, bytes } => {
                 offsets.truncate(len + 1);
                 bytes.truncate(offsets[len] as usize);
             }
@@ -492,7 +519,7 @@ impl Column {
             Values::Boolean(v) => v.len() / 8,
             Values::Timestamp { values, .. } => values.len() * 8,
             Values::Decimal { values, .. } => values.len() * 16,
-            Values::Utf8 { offsets, bytes } | Values::Binary { offsets, bytes } => {
+            Values::Utf8 { offsets, bytes, .. } | Values::Binary { offsets, bytes } => {
                 offsets.len() * 4 + bytes.len()
             }
             Values::Fixed16(v) => v.len(),
@@ -519,7 +546,7 @@ impl Column {
                 Decimal128Array::new(take(values).into(), nulls)
                     .with_precision_and_scale(*precision, *scale)?,
             ),
-            Values::Utf8 { offsets, bytes } => {
+            Values::Utf8 { offsets, bytes, .. } => {
                 let (offsets, bytes) = take_offsets(offsets, bytes);
                 Arc::new(StringArray::try_new(offsets, bytes, nulls)?)
             }
@@ -572,6 +599,13 @@ fn offset(len: usize) -> Result<i32, Failure> {
     i32::try_from(len).map_err(|_| {
         Failure::new("more than 2 GiB of values in one batch; lower the batch size".to_owned())
     })
+}
+
+/// `x` as a double, if the double is exactly `x` (always for |x| ≤ 2^53).
+fn exact_double(x: i64) -> Option<f64> {
+    let d = x as f64;
+    // 2^63 (what i64::MAX rounds to) is out of i64 range: compare in i128.
+    (d as i128 == i128::from(x)).then_some(d)
 }
 
 fn from_millis(millis: i64, unit: TimeUnit) -> Option<i64> {

@@ -1,6 +1,8 @@
 //! A MongoDB deployment attached under a name. The driver client is created on first use, so a
 //! statement that never touches MongoDB never needs the server.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bson::{RawDocumentBuf, doc};
@@ -19,18 +21,50 @@ pub const DEFAULT_SAMPLE_SIZE: usize = 1000;
 /// (`serverSelectionTimeoutMS`). The driver's own default of 30 s is long for a shell.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A sample size shared by the sources of one session that, when set, replaces each source's
+/// own (`SET misql.sample_size = N`). Clones share the setting.
+#[derive(Debug, Clone, Default)]
+pub struct SampleSizeOverride(Arc<AtomicUsize>);
+
+impl SampleSizeOverride {
+    /// The overriding sample size, if one is set.
+    pub fn get(&self) -> Option<usize> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Sets (`Some`, at least 1) or clears (`None`) the override.
+    pub fn set(&self, sample_size: Option<usize>) {
+        self.0.store(sample_size.map_or(0, |n| n.max(1)), Ordering::Relaxed);
+    }
+}
+
 /// An attached MongoDB deployment.
 #[derive(Debug)]
 pub struct MongoSource {
     uri: String,
     sample_size: usize,
+    sample_override: SampleSizeOverride,
     client: OnceCell<Client>,
 }
 
 impl MongoSource {
     /// A deployment at `uri`; nothing is contacted yet.
     pub fn new(uri: impl Into<String>, sample_size: usize) -> Self {
-        Self { uri: uri.into(), sample_size, client: OnceCell::new() }
+        Self {
+            uri: uri.into(),
+            sample_size,
+            sample_override: SampleSizeOverride::default(),
+            client: OnceCell::new(),
+        }
+    }
+
+    /// The same source, its sample size replaced by `sample_override` whenever that is set.
+    pub fn with_sample_override(mut self, sample_override: SampleSizeOverride) -> Self {
+        self.sample_override = sample_override;
+        self
     }
 
     /// The connection string, as attached.
@@ -38,9 +72,10 @@ impl MongoSource {
         &self.uri
     }
 
-    /// Number of documents sampled to infer a schema.
+    /// Number of documents sampled to infer a schema: the session's override if set, else the
+    /// size given at ATTACH.
     pub fn sample_size(&self) -> usize {
-        self.sample_size
+        self.sample_override.get().unwrap_or(self.sample_size)
     }
 
     /// The driver client, created on first call.

@@ -110,6 +110,18 @@ impl Decimal {
         }
     }
 
+    /// Whether MongoDB writes the value with an exponent (`1.5E+10`, `1E-7`): a positive
+    /// exponent, or more than six zeros after the point. NaN and infinities are not numbers.
+    pub fn is_scientific(&self) -> bool {
+        match *self {
+            Decimal::Finite { coefficient, exponent, .. } => {
+                let adjusted = i64::from(exponent) + i64::from(digits(coefficient)) - 1;
+                exponent > 0 || adjusted < -6
+            }
+            _ => false,
+        }
+    }
+
     /// The digits before the decimal point (0 for `0.05`, 3 for `123.4`, 4 for `1E+3`).
     /// `None` for NaN and infinities.
     pub fn integer_digits(&self) -> Option<u32> {

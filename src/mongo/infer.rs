@@ -3,7 +3,8 @@
 //! `DESCRIBE` and filter pushdown.
 //!
 //! Unification rules, per field, over the non-null kinds seen (null never conflicts):
-//! - int32 only → Int32; int32 + int64 → Int64; any ints + double → Float64;
+//! - int32 only → Int32; int32 + int64 → Int64; ints + double → Float64 when every int seen is
+//!   exactly a double (|v| ≤ 2^53), otherwise Utf8 (a double would round the large ints);
 //! - decimal (+ ints) → Decimal128(38, s), s = the largest scale seen; the integer digits of the
 //!   decimals and of the ints seen must fit in 38 - s digits, otherwise (and when NaN or
 //!   ±Infinity was seen) Utf8. Decimal + double → Utf8 (a double has no exact decimal value);
@@ -15,15 +16,23 @@
 //!   dbPointer, undefined) and every other mix → Utf8 holding relaxed Extended JSON.
 //!
 //! `_id` is always the first column and not nullable (Utf8 if the sample is empty); every other
-//! column and nested field is nullable.
+//! column and nested field is nullable. An `_id` seen with more than one kind (ObjectId and string,
+//! say) is a Utf8 column with the field metadata [`ENCODING_KEY`] = [`EXTJSON`]: every value is written as relaxed Extended
+//! JSON, strings quoted, so that different keys never become the same text (`"5"` and `5`,
+//! an ObjectId and the string of its hex digits).
+//!
+//! Each [`FieldReport`] also says how deep values nest below the field and, for a field whose
+//! kinds conflict and that ends up as text, the cast a user would write to get a typed column
+//! ([`FieldReport::suggested_cast`]).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bson::{RawBsonRef, RawDocument};
 
-use super::bson_arrow::document_id;
+use super::bson_arrow::{ENCODING_KEY, EXTJSON, document_id};
 use super::decimal::{self, MAX_PRECISION};
 use super::ext_json::Malformed;
 pub use super::kind::BsonKind;
@@ -40,6 +49,12 @@ struct Node {
     integer_digits: u32,
     /// A NaN or ±Infinity decimal was seen.
     decimal_special: bool,
+    /// The largest magnitude of the ints seen (to tell whether a double holds them exactly).
+    max_int_magnitude: u64,
+    /// The deepest nesting of documents and arrays in the values seen (0 for scalars).
+    max_depth: u32,
+    /// How the numbers and strings seen would read as numeric text, for suggested casts.
+    text: NumericText,
     /// Fields of the documents seen here.
     children: Children,
     /// Statistics of the elements of the arrays seen here.
@@ -78,11 +93,13 @@ impl Children {
         self.index.get(name).map(|&i| &self.nodes[i])
     }
 
-    /// Statistics of the fields of one document value.
-    fn observe(&mut self, doc: &RawDocument, clock: &mut u64) -> Result<(), Malformed> {
+    /// Statistics of the fields of one document value; returns the deepest nesting of its
+    /// field values.
+    fn observe(&mut self, doc: &RawDocument, clock: &mut u64) -> Result<u32, Malformed> {
         *clock += 1;
         let stamp = *clock;
         let mut hint = 0;
+        let mut depth = 0;
         for element in doc.iter_elements() {
             let element = element?;
             let i = self.position(element.key().as_str(), hint);
@@ -92,9 +109,9 @@ impl Children {
                 continue; // a repeated key: the first occurrence wins, as in the conversion
             }
             node.stamp = stamp;
-            node.observe(element.value()?, clock)?;
+            depth = depth.max(node.observe(element.value()?, clock)?);
         }
-        Ok(())
+        Ok(depth)
     }
 }
 
@@ -105,43 +122,132 @@ const fn bit(kind: BsonKind) -> u32 {
 const INTS: u32 = bit(BsonKind::Int32) | bit(BsonKind::Int64);
 const NUMBERS: u32 = INTS | bit(BsonKind::Double);
 const BINARIES: u32 = bit(BsonKind::Binary) | bit(BsonKind::Uuid);
+const NUMERIC_TEXT: u32 = NUMBERS | bit(BsonKind::Decimal128) | bit(BsonKind::String);
+
+/// The largest integer magnitude a double holds exactly: 2^53.
+const EXACT_DOUBLE_INT: u64 = 1 << 53;
+
+/// What the numbers and strings of a field look like as text (the way a Utf8 column writes
+/// them), to suggest a cast that would parse every one of them.
+#[derive(Debug, Default)]
+struct NumericText {
+    /// Strings that are not an integer fitting int64.
+    non_integer_strings: u64,
+    /// Strings that are not a number at all.
+    non_numeric_strings: u64,
+    /// A number written with an exponent (`1e300`, `1.5E+10`) was seen.
+    exponent: bool,
+    /// A NaN or infinite double or decimal was seen.
+    non_finite: bool,
+    /// A double was seen (never integer text: `1.0`).
+    double: bool,
+    /// Largest number of fractional digits of the doubles and numeric strings seen.
+    scale: u32,
+    /// Largest number of integer digits of the doubles and numeric strings seen.
+    integer_digits: u32,
+}
+
+impl NumericText {
+    fn double(&mut self, v: f64) {
+        self.double = true;
+        if !v.is_finite() {
+            self.non_finite = true;
+            return;
+        }
+        // The text a Utf8 column holds for a double (see `ext_json`).
+        let text = format!("{v:?}");
+        self.number_text(&text);
+    }
+
+    fn string(&mut self, s: &str) {
+        let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+        let is_integer = !unsigned.is_empty()
+            && unsigned.bytes().all(|b| b.is_ascii_digit())
+            && s.parse::<i64>().is_ok();
+        if !is_integer {
+            self.non_integer_strings += 1;
+        }
+        if !self.number_text(s) {
+            self.non_numeric_strings += 1;
+        }
+    }
+
+    /// Records the digits of numeric text (`12.50`, `-3`, `1e300`); false if it is not a number.
+    fn number_text(&mut self, text: &str) -> bool {
+        let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+            None => (unsigned, None),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if int.len() + frac.len() == 0 || !digits(int) || !digits(frac) {
+            return false;
+        }
+        if let Some(exponent) = exponent {
+            let e = exponent.strip_prefix(['-', '+']).unwrap_or(exponent);
+            if e.is_empty() || !digits(e) {
+                return false;
+            }
+            self.exponent = true;
+            return true;
+        }
+        let significant = int.trim_start_matches('0').len() as u32;
+        self.integer_digits = self.integer_digits.max(significant);
+        self.scale = self.scale.max(frac.len() as u32);
+        true
+    }
+}
 
 impl Node {
-    fn observe(&mut self, value: RawBsonRef<'_>, clock: &mut u64) -> Result<(), Malformed> {
+    /// Adds one value; returns how deep it nests (0 for a scalar, 1 for `{a: 1}` or `[1]`).
+    fn observe(&mut self, value: RawBsonRef<'_>, clock: &mut u64) -> Result<u32, Malformed> {
         let kind = BsonKind::of(value);
         self.present += 1;
         self.counts[kind.index()] += 1;
         match value {
             RawBsonRef::Int32(v) => self.integer(u64::from(v.unsigned_abs())),
             RawBsonRef::Int64(v) => self.integer(v.unsigned_abs()),
+            RawBsonRef::Double(v) => self.text.double(v),
+            RawBsonRef::String(s) => self.text.string(s),
             RawBsonRef::Decimal128(d) => {
                 let d = decimal::decode(d.bytes());
                 match (d.scale(), d.integer_digits()) {
                     (Some(scale), Some(digits)) => {
                         self.decimal_scale = self.decimal_scale.max(scale);
                         self.integer_digits = self.integer_digits.max(digits);
+                        if d.is_scientific() {
+                            self.text.exponent = true; // written like `1.5E+10`
+                        }
                     }
                     _ => self.decimal_special = true,
                 }
             }
-            RawBsonRef::Document(doc) => self.children.observe(doc, clock)?,
+            _ => {}
+        }
+        let depth = match value {
+            RawBsonRef::Document(doc) => 1 + self.children.observe(doc, clock)?,
             RawBsonRef::Array(array) => {
                 let items = self.items.get_or_insert_default();
                 let mut len = 0;
+                let mut depth = 0;
                 for item in array {
-                    items.observe(item?, clock)?;
+                    depth = depth.max(items.observe(item?, clock)?);
                     len += 1;
                 }
                 self.max_array_len = Some(self.max_array_len.unwrap_or(0).max(len));
+                1 + depth
             }
-            _ => {}
-        }
-        Ok(())
+            _ => 0,
+        };
+        self.max_depth = self.max_depth.max(depth);
+        Ok(depth)
     }
 
     fn integer(&mut self, magnitude: u64) {
         let digits = if magnitude == 0 { 0 } else { decimal::digits(u128::from(magnitude)) };
         self.integer_digits = self.integer_digits.max(digits);
+        self.max_int_magnitude = self.max_int_magnitude.max(magnitude);
     }
 
     /// The non-null kinds seen, as a bit mask.
@@ -172,7 +278,7 @@ impl Node {
             DataType::Utf8
         } else if mask & !INTS == 0 {
             if mask & bit(BsonKind::Int64) != 0 { DataType::Int64 } else { DataType::Int32 }
-        } else if mask & !NUMBERS == 0 {
+        } else if mask & !NUMBERS == 0 && self.max_int_magnitude <= EXACT_DOUBLE_INT {
             DataType::Float64
         } else if mask & !(INTS | bit(BsonKind::Decimal128)) == 0 {
             self.decimal_type()
@@ -214,9 +320,41 @@ impl Node {
             DataType::Utf8
         };
         if let (Some(r), Some(slot)) = (reporter, slot) {
+            r.out[slot].suggested_cast = self.suggest(&data_type, &r.path, &r.sql);
             r.out[slot].data_type = data_type.clone();
         }
         data_type
+    }
+
+    /// For a field whose kinds conflict and that is therefore text: the cast that reads every
+    /// sampled value back as one type — `BIGINT` for ints and integer strings, `DECIMAL(38,s)`
+    /// when decimals (or ints too large for a double) are among the numbers, `DOUBLE` for other
+    /// numbers; `VARCHAR` (keep the text) when some value is no number. Nothing for list
+    /// elements, which a plain cast does not reach.
+    fn suggest(&self, data_type: &DataType, path: &str, sql: &str) -> Option<String> {
+        let mask = self.mask();
+        if mask.count_ones() < 2 || *data_type != DataType::Utf8 || path.contains("[]") {
+            return None;
+        }
+        let text = &self.text;
+        let numeric = mask & !NUMERIC_TEXT == 0
+            && text.non_numeric_strings == 0
+            && !text.non_finite
+            && !self.decimal_special;
+        let decimal = mask & bit(BsonKind::Decimal128) != 0;
+        let scale = self.decimal_scale.max(text.scale);
+        let fits_decimal =
+            !text.exponent && scale + self.integer_digits.max(text.integer_digits) <= 38;
+        let target = if !numeric {
+            "VARCHAR".to_owned()
+        } else if mask & !(INTS | bit(BsonKind::String)) == 0 && text.non_integer_strings == 0 {
+            "BIGINT".to_owned()
+        } else if (decimal || self.max_int_magnitude > EXACT_DOUBLE_INT) && fits_decimal {
+            format!("DECIMAL(38,{scale})")
+        } else {
+            "DOUBLE".to_owned()
+        };
+        Some(format!("{sql}::{target}"))
     }
 
     fn decimal_type(&self) -> DataType {
@@ -229,13 +367,23 @@ impl Node {
     }
 }
 
-/// Collects [`FieldReport`]s during [`Node::resolve`], with the current dotted path.
+/// Collects [`FieldReport`]s during [`Node::resolve`], with the current dotted path and the same
+/// path as a SQL expression (identifiers quoted where needed).
 struct Reporter {
     out: Vec<FieldReport>,
     path: String,
+    sql: String,
 }
 
 impl Reporter {
+    /// Starts at a top-level column.
+    fn start(&mut self, name: &str) {
+        self.path.clear();
+        self.path.push_str(name);
+        self.sql.clear();
+        push_sql_ident(&mut self.sql, name);
+    }
+
     /// Pushes a report for the field at the current path (its type filled in later).
     fn open(&mut self, node: &Node, nullable: bool) -> usize {
         let kinds = node.kinds();
@@ -247,24 +395,46 @@ impl Reporter {
             present: node.present,
             types_seen: kinds,
             max_array_len: node.max_array_len,
+            max_depth: node.max_depth,
             conflict,
+            suggested_cast: None,
         });
         self.out.len() - 1
     }
 
-    /// Extends the path by a field name (or `[]` for list elements); returns the length to
+    /// Extends the path by a field name (or `[]` for list elements); returns the lengths to
     /// restore with [`Reporter::leave`].
-    fn enter(&mut self, segment: &str) -> usize {
-        let len = self.path.len();
-        if segment != "[]" && !self.path.is_empty() {
+    fn enter(&mut self, segment: &str) -> (usize, usize) {
+        let len = (self.path.len(), self.sql.len());
+        if segment == "[]" {
+            self.sql.push_str("[]");
+        } else {
             self.path.push('.');
+            self.sql.push('.');
+            push_sql_ident(&mut self.sql, segment);
         }
         self.path.push_str(segment);
         len
     }
 
-    fn leave(&mut self, len: usize) {
-        self.path.truncate(len);
+    fn leave(&mut self, (path, sql): (usize, usize)) {
+        self.path.truncate(path);
+        self.sql.truncate(sql);
+    }
+}
+
+/// Appends `name` as a SQL identifier: as it is when it is a plain lower-case name that is no
+/// keyword (DataFusion folds unquoted names to lower case), double-quoted otherwise.
+fn push_sql_ident(out: &mut String, name: &str) {
+    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && sqlparser::keywords::ALL_KEYWORDS
+            .binary_search(&name.to_ascii_uppercase().as_str())
+            .is_err();
+    if plain {
+        out.push_str(name);
+    } else {
+        let _ = write!(out, "\"{}\"", name.replace('"', "\"\""));
     }
 }
 
@@ -283,8 +453,15 @@ pub struct FieldReport {
     pub types_seen: Vec<(BsonKind, u64)>,
     /// The longest array seen, if arrays were seen.
     pub max_array_len: Option<u64>,
+    /// How deep the values seen nest below the field: 0 for scalars, 1 for a document of
+    /// scalars or an array of scalars, 2 for an array of such documents, and so on.
+    pub max_depth: u32,
     /// More than one non-null kind was seen.
     pub conflict: bool,
+    /// For a conflict that leaves the field as text, the cast a user would write in a SELECT
+    /// to read it typed (`v::BIGINT`, `v::DOUBLE`, `v::DECIMAL(38,2)`, or `v::VARCHAR` when
+    /// some values are no numbers). Only the sampled values are known to cast.
+    pub suggested_cast: Option<String>,
 }
 
 /// Accumulates statistics over sampled documents and infers an Arrow schema from them.
@@ -311,7 +488,8 @@ impl Inference {
             id: document_id(doc),
             field: String::new(),
             reason: e.to_string(),
-        })
+        })?;
+        Ok(())
     }
 
     /// The number of documents observed.
@@ -332,13 +510,20 @@ impl Inference {
     }
 
     /// The inferred schema: `_id` first and not nullable, then the other top-level fields in
-    /// first-seen order, nullable, nested fields nullable too.
+    /// first-seen order, nullable, nested fields nullable too. An `_id` of mixed kinds is Utf8
+    /// with the [`EXTJSON`] encoding (see the module documentation).
     pub fn schema(&self) -> SchemaRef {
         let fields: Vec<Field> = self
             .top_level()
             .map(|(name, node)| {
                 let data_type = node.map_or(DataType::Utf8, |n| n.resolve(None, name != ID));
-                Field::new(name, data_type, name != ID)
+                let mixed = node.is_some_and(|n| n.mask().count_ones() > 1);
+                let field = Field::new(name, data_type, name != ID);
+                if name == ID && mixed && field.data_type() == &DataType::Utf8 {
+                    let metadata = [(ENCODING_KEY.to_owned(), EXTJSON.to_owned())];
+                    return field.with_metadata(metadata.into());
+                }
+                field
             })
             .collect();
         Arc::new(Schema::new(fields))
@@ -348,11 +533,10 @@ impl Inference {
     /// list's elements (`path[]`) follow it. Fields that end up as Utf8 because of conflicting
     /// kinds have no reports below them.
     pub fn fields(&self) -> Vec<FieldReport> {
-        let mut reporter = Reporter { out: Vec::new(), path: String::new() };
+        let mut reporter = Reporter { out: Vec::new(), path: String::new(), sql: String::new() };
         for (name, node) in self.top_level() {
             let Some(node) = node else { continue };
-            reporter.path.clear();
-            reporter.path.push_str(name);
+            reporter.start(name);
             node.resolve(Some(&mut reporter), name != ID);
         }
         reporter.out

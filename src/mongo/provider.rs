@@ -94,7 +94,8 @@ impl MongoTable {
     }
 
     /// `{field: 1, ...}` for the projected columns, or `None` to fetch whole documents (when a
-    /// name cannot be used in a MongoDB projection).
+    /// name cannot be used in a MongoDB projection). `_id` always comes along (MongoDB's
+    /// default), so that a value that does not convert is reported with its document's `_id`.
     fn projection_document(&self, projection: &[usize]) -> Option<Document> {
         let names: Vec<&str> =
             projection.iter().map(|&i| self.schema.field(i).name().as_str()).collect();
@@ -104,11 +105,7 @@ impl MongoTable {
         if names.is_empty() {
             return Some(doc! { "_id": 1 });
         }
-        let mut doc: Document = names.iter().map(|n| (n.to_string(), 1.into())).collect();
-        if !names.contains(&"_id") {
-            doc.insert("_id", 0);
-        }
-        Some(doc)
+        Some(names.iter().map(|n| (n.to_string(), 1.into())).collect())
     }
 }
 
@@ -177,6 +174,9 @@ impl TableProvider for MongoTable {
             None => self.schema.clone(),
         };
         let request = self.find_request(projection, filters, limit);
-        Ok(Arc::new(MongoScanExec::new(self.source.clone(), request, schema)))
+        let id_field = Arc::new(self.schema.field(0).clone());
+        Ok(Arc::new(
+            MongoScanExec::new(self.source.clone(), request, schema).with_id_field(id_field),
+        ))
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, RecordBatchOptions};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use bson::{Document, RawDocumentBuf};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -71,6 +71,8 @@ pub struct MongoScanExec {
     request: FindRequest,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    /// The table's `_id` column, for [`MongoScanExec::with_id`].
+    id_field: Option<FieldRef>,
 }
 
 impl MongoScanExec {
@@ -82,12 +84,37 @@ impl MongoScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Self { source, request, schema, properties }
+        Self { source, request, schema, properties, id_field: None }
+    }
+
+    /// The same scan, knowing the table's `_id` column (see [`MongoScanExec::with_id`]).
+    pub fn with_id_field(mut self, id_field: FieldRef) -> Self {
+        self.id_field = Some(id_field);
+        self
     }
 
     /// What this scan asks MongoDB for.
     pub fn request(&self) -> &FindRequest {
         &self.request
+    }
+
+    /// The same scan with `_id` as an extra last column, when its output lacks `_id` and the
+    /// table's `_id` column is known: lets an error in an expression over the scan name the
+    /// document (columns before it keep their positions). `_id` is always fetched.
+    pub fn with_id(&self) -> Option<MongoScanExec> {
+        let id_field = self.id_field.as_ref()?;
+        if self.schema.index_of(id_field.name()).is_ok() {
+            return None;
+        }
+        let mut fields: Vec<FieldRef> = self.schema.fields().iter().cloned().collect();
+        fields.push(id_field.clone());
+        let schema = Arc::new(Schema::new_with_metadata(fields, self.schema.metadata().clone()));
+        let mut request = self.request.clone();
+        if let Some(projection) = &mut request.projection {
+            projection.insert(id_field.name().as_str(), 1);
+        }
+        let scan = MongoScanExec::new(self.source.clone(), request, schema);
+        Some(scan.with_id_field(id_field.clone()))
     }
 }
 

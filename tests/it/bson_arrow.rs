@@ -111,13 +111,27 @@ fn doubles_become_float64_and_ints_widen_into_them() {
             Some((-0.0).into()),
             Some(f64::INFINITY.into()),
             Some(3.into()),
-            Some(i64::MAX.into()),
+            Some((1i64 << 53).into()),
+            Some(i64::MIN.into()),
         ],
     );
     let values: Vec<_> = array.as_primitive::<Float64Type>().values().to_vec();
     assert_eq!(values[..3], [1.5, -0.0, f64::INFINITY]);
-    assert_eq!(values[3..], [3.0, i64::MAX as f64]);
+    assert_eq!(values[3..], [3.0, 9_007_199_254_740_992.0, -9_223_372_036_854_775_808.0]);
     assert!(values[1].is_sign_negative());
+}
+
+#[test]
+fn an_int_a_double_would_round_is_an_error_not_a_nearby_double() {
+    for value in [i64::MAX, (1i64 << 53) + 1, -(1i64 << 53) - 1] {
+        let err = column_error(DataType::Float64, value.into());
+        assert_eq!(
+            err,
+            format!(
+                "document _id=7: field `v`: expected float64, found long {value} (a double would round it)"
+            )
+        );
+    }
 }
 
 #[test]
@@ -346,7 +360,7 @@ fn db_pointers_become_relaxed_extended_json_in_string_columns() {
 }
 
 #[test]
-fn string_columns_accept_every_other_kind_as_extended_json() {
+fn string_columns_accept_every_other_kind_as_extended_json_and_decimals_as_their_text() {
     let array = column(
         DataType::Utf8,
         vec![
@@ -370,7 +384,7 @@ fn string_columns_accept_every_other_kind_as_extended_json() {
             Some("true".into()),
             Some(r#"{"a":[1,"x"]}"#.into()),
             Some(r#"{"$date":"2024-05-01T12:00:00Z"}"#.into()),
-            Some(r#"{"$numberDecimal":"9.99"}"#.into()),
+            Some("9.99".into()),
             Some(r#"{"$binary":{"base64":"aGkh","subType":"00"}}"#.into()),
             None,
         ]

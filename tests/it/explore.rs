@@ -2,6 +2,7 @@
 //! output formats, checked value by value against the generated documents.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 
 use bson::Document;
 
@@ -118,7 +119,8 @@ async fn describe_lists_inferred_columns_types_and_nullability() {
             .unwrap_or_else(|| panic!("no row {name} in {rows:?}"))
             .clone()
     };
-    assert_eq!(rows[0], ["column_name", "data_type", "is_nullable", "bson_types", "present"]);
+    assert_eq!(rows[0][..5], ["column_name", "data_type", "is_nullable", "bson_types", "present"]);
+    assert_eq!(rows[0][5..], ["max_array_len", "max_depth", "suggested_cast"]);
     assert_eq!(row("_id")[1..4], ["Utf8", "NO", "objectId: 1000"]);
     assert_eq!(row("status")[1..3], ["Utf8", "YES"]);
     assert_eq!(row("total")[1], "Decimal128(38, 2)");
@@ -128,6 +130,142 @@ async fn describe_lists_inferred_columns_types_and_nullability() {
     assert_eq!(row("customer.address.city")[1], "Utf8");
     assert!(row("items")[1].starts_with("List(Struct"), "{:?}", row("items"));
     assert_eq!(row("_id")[4], "100.0%");
+    assert_eq!(row("items")[5..], ["4", "2", ""], "longest array, depth, no cast");
+    assert_eq!(row("customer")[5..], ["", "2", ""]);
+    assert_eq!(row("total")[5..], ["", "0", ""]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_sample_size_changes_the_sample_of_the_statements_that_follow() {
+    let (db, _) = orders_db("sample").await;
+    // The `bson_types` of the `_id` rows of each DESCRIBE in the output: `objectId: <sampled>`.
+    let samples = |statements: &[String]| -> Vec<String> {
+        let mut args = vec!["--format", "csv"];
+        for s in statements {
+            args.extend(["-e", s.as_str()]);
+        }
+        let run = misql(&args);
+        assert!(run.success, "{}", run.stderr);
+        let lines = run.stdout.lines().filter(|l| l.starts_with("_id,") || l.starts_with("misql."));
+        let text = lines.collect::<Vec<_>>().join("\n");
+        csv_rows(&text).into_iter().map(|r| r.get(3).cloned().unwrap_or_default()).collect()
+    };
+    let describe = format!("DESCRIBE mongo.{db}.orders");
+    let set = |sql: &str| sql.to_string();
+    assert_eq!(
+        samples(&[describe.clone(), set("SET misql.sample_size = 50"), describe.clone()]),
+        ["objectId: 1000", "objectId: 50"]
+    );
+    // `SET sample_size` works too; `= DEFAULT` goes back to the ATTACH's size.
+    assert_eq!(
+        samples(&[
+            set("SET sample_size = 20"),
+            describe.clone(),
+            set("SET misql.sample_size = DEFAULT"),
+            describe.clone()
+        ]),
+        ["objectId: 20", "objectId: 1000"]
+    );
+    let show =
+        misql(&["--format", "csv", "-e", "SET sample_size = 20", "-e", "SHOW misql.sample_size"]);
+    assert_eq!(show.stdout, "misql.sample_size\n20\n", "{}", show.stderr);
+    // The override applies to every attached deployment; RESET restores each one's own size.
+    let uri = &crate::support::server().uri;
+    let small = format!("DESCRIBE small.{db}.orders");
+    assert_eq!(
+        samples(&[
+            format!("ATTACH '{uri}' AS small (TYPE mongodb, sample_size '10')"),
+            small.clone(),
+            set("SET misql.sample_size = 30"),
+            small.clone(),
+            describe.clone(),
+            set("RESET misql.sample_size"),
+            small.clone(),
+        ]),
+        ["objectId: 10", "objectId: 30", "objectId: 30", "objectId: 10"]
+    );
+    let bad = misql(&["-e", "SET misql.sample_size = 0"]);
+    assert!(!bad.success);
+    assert!(
+        bad.stderr.contains("misql.sample_size must be a positive whole number"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suggested_casts_read_the_conflicting_fields_back_typed() {
+    // Each suggestion DESCRIBE makes is SQL that runs, and reads every value back.
+    let db = unique_db("casts");
+    let docs = vec![
+        bson::doc! { "_id": 1, "n": 1, "f": 1.5, "d": bson::Decimal128::from_str("12.50").unwrap(), "t": "x", "My Count": 1, "info": { "Order": 1 } },
+        bson::doc! { "_id": 2, "n": "42", "f": "2.25", "d": "7.125", "t": 2, "My Count": "2", "info": { "Order": "2" } },
+        bson::doc! { "_id": 3, "n": -7i64, "f": 3, "d": 4, "t": true, "My Count": 3i64, "info": { "Order": 3 } },
+    ];
+    load(&db, "c", &docs).await;
+    let rows = csv(&format!("DESCRIBE mongo.{db}.c"));
+    let cast = |name: &str| rows.iter().find(|r| r[0] == name).unwrap()[7].clone();
+    assert_eq!(cast("n"), "n::BIGINT");
+    assert_eq!(cast("f"), "f::DOUBLE");
+    assert_eq!(cast("d"), "d::DECIMAL(38,3)");
+    assert_eq!(cast("t"), "t::VARCHAR");
+    assert_eq!(cast("My Count"), "\"My Count\"::BIGINT");
+    assert_eq!(cast("info.Order"), "info.\"Order\"::BIGINT");
+    assert_eq!(cast("_id"), "");
+    let select: Vec<String> = ["n", "f", "d", "t", "My Count", "info.Order"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{} AS c{i}", cast(name)))
+        .collect();
+    let typed = csv(&format!("SELECT _id, {} FROM mongo.{db}.c ORDER BY _id", select.join(", ")));
+    assert_eq!(
+        typed[1..],
+        [
+            ["1", "1", "1.5", "12.500", "x", "1", "1"],
+            ["2", "42", "2.25", "7.125", "2", "2", "2"],
+            ["3", "-7", "3.0", "4.000", "true", "3", "3"],
+        ]
+    );
+}
+
+/// DESCRIBE as CSV with the rows sorted by path (the sample's document order, and so the
+/// first-seen order of fields, is random).
+fn describe_sorted(db: &str, collection: &str) -> String {
+    let run = misql(&["--format", "csv", "-e", &format!("DESCRIBE mongo.{db}.{collection}")]);
+    assert!(run.success, "{}", run.stderr);
+    let mut lines: Vec<&str> = run.stdout.lines().collect();
+    lines[1..].sort();
+    lines.join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_of_a_drifting_collection() {
+    // A collection whose documents drift: fields appear later, `v` widens from int to long and
+    // then turns into strings and a double, `addr` nests deeper, `tags` turns from strings into
+    // arrays of arrays, `legacy` disappears.
+    let db = unique_db("drift");
+    let mut docs = Vec::new();
+    for i in 0..4 {
+        docs.push(bson::doc! { "_id": i, "v": i, "name": format!("n{i}"), "legacy": true });
+    }
+    for i in 4..8 {
+        docs.push(bson::doc! {
+            "_id": i, "v": i as i64 * 1_000_000_000_000, "name": format!("n{i}"),
+            "addr": { "city": "Oslo" }, "tags": ["a", "b"],
+        });
+    }
+    for i in 8..11 {
+        docs.push(bson::doc! {
+            "_id": i, "v": format!("{}", i * 10), "name": null,
+            "addr": { "city": "Quito", "geo": { "lat": -0.18, "lng": -78.47, "src": { "kind": "gps" } } },
+            "tags": [["x", "y", "z"], []],
+        });
+    }
+    docs.push(
+        bson::doc! { "_id": 11, "v": 2.5, "addr": { "city": null, "zip": 1234 }, "tags": [] },
+    );
+    load(&db, "events", &docs).await;
+    insta::assert_snapshot!(describe_sorted(&db, "events"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,9 +312,8 @@ async fn explain_shows_the_pushed_down_filter_projection_and_limit() {
     );
     assert!(run.stdout.contains(&expected), "{expected}\nnot in\n{}", run.stdout);
     let run = misql(&["-e", &format!("EXPLAIN SELECT customer FROM mongo.{db}.orders LIMIT 5")]);
-    let expected = format!(
-        "MongoScanExec: {db}.orders filter={{}} projection={{\"customer\":1,\"_id\":0}} limit=5"
-    );
+    let expected =
+        format!("MongoScanExec: {db}.orders filter={{}} projection={{\"customer\":1}} limit=5");
     assert!(run.stdout.contains(&expected), "{expected}\nnot in\n{}", run.stdout);
 }
 

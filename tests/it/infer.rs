@@ -40,14 +40,16 @@ fn table(inference: &Inference) -> String {
         let kinds: Vec<_> = f.types_seen.iter().map(|(k, n)| format!("{k} {n}")).collect();
         let len = f.max_array_len.map(|n| n.to_string()).unwrap_or_default();
         let line = format!(
-            "{:<22} {:<26} {:<8} {:>3}  {:<30} {:>3} {}",
+            "{:<22} {:<26} {:<8} {:>3}  {:<30} {:>3} d{} {:<8} {}",
             f.path,
             short_type(&f.data_type),
             if f.nullable { "null" } else { "not null" },
             f.present,
             kinds.join(", "),
             len,
+            f.max_depth,
             if f.conflict { "conflict" } else { "" },
+            f.suggested_cast.as_deref().unwrap_or_default(),
         );
         writeln!(out, "{}", line.trim_end()).unwrap();
     }

@@ -4,6 +4,7 @@ mod support;
 
 mod bson_arrow;
 mod explore;
+mod hostile;
 mod iceberg_catalog;
 mod iceberg_write;
 mod infer;
