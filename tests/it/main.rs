@@ -10,6 +10,7 @@ mod iceberg_write;
 mod infer;
 mod key_index;
 mod parser;
+mod proptest_bson;
 mod row_delta;
 mod sync_snapshot;
 mod sync_stream;
