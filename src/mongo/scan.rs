@@ -28,6 +28,11 @@ use crate::Error;
 /// preview shows its first rows quickly and a long scan still uses large batches.
 const FIRST_BATCH_ROWS: usize = 512;
 
+/// A record batch is also cut once it holds about this much converted data (checked after each
+/// server batch, which MongoDB keeps under 16 MiB): documents near the 16 MiB limit then make
+/// small batches instead of gigabytes, and a string column stays far below Arrow's 2 GiB.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
 /// What one scan asks MongoDB for.
 #[derive(Debug, Clone)]
 pub struct FindRequest {
@@ -220,7 +225,7 @@ async fn open(
 
 /// Reads server batches until a record batch is full or the cursor ends.
 async fn next_batch(mut scan: Scan) -> Result<Option<(RecordBatch, Scan)>, Error> {
-    while !scan.done && scan.rows < scan.target {
+    while !scan.done && scan.rows < scan.target && scan.builder.byte_size() < MAX_BATCH_BYTES {
         match scan.cursor.try_next().await.map_err(|e| Error::mongo(scan.context.clone(), e))? {
             Some(batch) => {
                 let docs = batch.doc_slices().map_err(|e| Error::mongo(scan.context.clone(), e))?;
