@@ -140,12 +140,39 @@ impl MongoSource {
     /// A driver error with a hint about where the URI comes from.
     pub fn unreachable(&self, doing: &str, source: mongodb::error::Error) -> Error {
         let err = Error::mongo(format!("{doing} at {}", redact(&self.uri)), source);
-        if is_connection_error(&err) {
-            return Error::Plan { message: err.to_string(), hint: Some(
-                "is the server running? Set MONGODB_URI or ATTACH 'mongodb://host:port' AS mongo (TYPE mongodb)".into(),
-            ) };
+        if !is_connection_error(&err) {
+            return err;
         }
-        err
+        let Error::Mongo { source, .. } = &err else { return err };
+        Error::Unavailable {
+            message: format!(
+                "cannot reach MongoDB: {doing} at {}: {}",
+                redact(&self.uri),
+                cause(source)
+            ),
+            hint: Some(
+                "is the server running? Set MONGODB_URI or ATTACH 'mongodb://host:port' AS mongo (TYPE mongodb)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// The short reason a server could not be reached: the driver's server-selection error lists
+/// the whole topology; the first I/O error in it is what a user needs.
+fn cause(source: &mongodb::error::Error) -> String {
+    let text = source.to_string();
+    for marker in
+        ["Connection refused", "timed out", "No route to host", "failed to lookup address"]
+    {
+        if let Some(at) = text.find(marker) {
+            let end = text[at..].find([',', '}']).map_or(text.len(), |e| at + e);
+            return text[at..end].trim().to_string();
+        }
+    }
+    match *source.kind {
+        mongodb::error::ErrorKind::ServerSelection { .. } => "no server answered in time".into(),
+        _ => text,
     }
 }
 
