@@ -8,7 +8,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use super::show::rows;
 use super::{Output, Session};
 use crate::iceberg::schema::iceberg_schema;
-use crate::sql::{CreateSync, ExplainSync};
+use crate::sql::{CreateSync, ExplainSync, SyncOption};
 use crate::sync::plan::SyncPlan;
 use crate::sync::target::table_ident;
 use crate::sync::{Sync, dead_letter};
@@ -49,7 +49,7 @@ impl Session {
         let parts = super::name_parts(&create.target);
         let connection =
             self.iceberg_catalog(parts.first().map(String::as_str))?.get().await?.clone();
-        let plan = SyncPlan::new(&self.ctx, create).await?;
+        let plan = self.plan_with_sample_size(create).await?;
         Ok(Sync {
             name: create.name.value.clone(),
             create: create.clone(),
@@ -62,6 +62,18 @@ impl Session {
             target: table_ident(create),
             registry: self.registry.clone(),
         })
+    }
+
+    /// Plans `create`, sampling `WITH (sample_size = N)` documents when the option is given.
+    async fn plan_with_sample_size(&self, create: &CreateSync) -> Result<SyncPlan> {
+        if !create.options.given.contains(&SyncOption::SampleSize) {
+            return SyncPlan::new(&self.ctx, create).await;
+        }
+        let previous = self.sample_override.get();
+        self.sample_override.set(Some(create.options.sample_size));
+        let plan = SyncPlan::new(&self.ctx, create).await;
+        self.sample_override.set(previous);
+        plan
     }
 
     /// CREATE SYNC.
