@@ -1,6 +1,7 @@
-"""Loads sample order documents into MongoDB (shop.orders) for the misql demo.
+"""Loads sample order documents into MongoDB (shop.orders) for the misql demo and benchmarks.
 
-Usage: python load_orders.py MONGODB_URI [COUNT]
+Usage: python load_orders.py MONGODB_URI [COUNT] [DB.COLLECTION]
+COUNT defaults to 2000, DB.COLLECTION to shop.orders.
 The documents have a nested customer, an items array, a Decimal128 total, a date and an
 ObjectId _id, like the ones the tests generate. Re-running replaces the collection.
 """
@@ -38,11 +39,17 @@ def order(i, rng):
 def main():
     uri = sys.argv[1]
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+    target = sys.argv[3] if len(sys.argv) > 3 else "shop.orders"
+    db, _, name = target.partition(".")
+    if not db or not name:
+        sys.exit(f"DB.COLLECTION expected, got {target!r}")
     rng = random.Random(42)
-    orders = MongoClient(uri).shop.orders
+    orders = MongoClient(uri)[db][name]
     orders.drop()
-    orders.insert_many([order(i, rng) for i in range(count)])
-    print(f"loaded {count} orders into shop.orders")
+    chunk = 10000
+    for start in range(0, count, chunk):
+        orders.insert_many([order(i, rng) for i in range(start, min(start + chunk, count))])
+    print(f"loaded {count} orders into {target}")
 
 
 if __name__ == "__main__":
