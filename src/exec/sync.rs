@@ -64,6 +64,28 @@ impl Session {
         })
     }
 
+    /// [`Self::build_sync`], retried while the server or catalog is unavailable (planning
+    /// samples the collection and opens the target catalog): backoff 1, 2, 4, 8 s.
+    async fn build_sync_with_retries(&self, create: &CreateSync) -> Result<Sync> {
+        let mut backoff = std::time::Duration::from_secs(1);
+        for _ in 1..ONCE_ATTEMPTS {
+            match self.build_sync(create).await {
+                Err(err) if err.is_transient() => {
+                    tracing::warn!(
+                        "sync {}: {}; retrying in {}s",
+                        create.name,
+                        err.user_facing(),
+                        backoff.as_secs()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                result => return result,
+            }
+        }
+        self.build_sync(create).await
+    }
+
     /// Plans `create`, sampling `WITH (sample_size = N)` documents when the option is given.
     async fn plan_with_sample_size(&self, create: &CreateSync) -> Result<SyncPlan> {
         if !create.options.given.contains(&SyncOption::SampleSize) {
@@ -90,7 +112,7 @@ impl Session {
         if let Some(old) = self.syncs.remove(&name).and_then(|e| e.task) {
             old.abort();
         }
-        let sync = self.build_sync(create).await?;
+        let sync = self.build_sync_with_retries(create).await?;
         self.registry.update(&name, |s| {
             *s = Default::default();
             s.phase = "starting".into();

@@ -235,3 +235,42 @@ async fn changes_reach_a_rest_catalog_table_exactly() {
     let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&py), ids(&expected));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_connections_while_streaming_are_resumed_without_loss() {
+    let private = crate::support::server::start_private(&["--enable-test-commands"]);
+    let db = unique_db("netfail");
+    let client = mongodb::Client::with_uri_str(&private.uri).await.unwrap();
+    let coll = client.database(&db).collection::<Document>("orders");
+    coll.insert_many(orders(80, 81)).await.unwrap();
+    let dir = warehouse("netfail");
+    let once = || misql_in(&dir, &["--mongodb-uri", &private.uri, "--once", "-e", &sync_sql(&db)]);
+    assert!(once().success);
+    let mut rng = Rng::new(9);
+    let mut next_id = 70_000;
+    for _ in 0..40 {
+        change(&coll, &mut rng, &mut next_id).await;
+    }
+    let failpoint = doc! {
+        "configureFailPoint": "failCommand",
+        "mode": { "times": 2 },
+        "data": { "failCommands": ["getMore", "aggregate"], "closeConnection": true },
+    };
+    client.database("admin").run_command(failpoint).await.unwrap();
+    let run = once();
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("retrying in 1s"),
+        "the dropped connection was not hit: {}",
+        run.stderr
+    );
+    let uri = ["--mongodb-uri", private.uri.as_str()];
+    let rows = |sql: String| {
+        let run = misql_in(&dir, &[&uri[..], &["--format", "json", "-e", &sql]].concat());
+        assert!(run.success, "{}", run.stderr);
+        run.stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+    };
+    let expected =
+        rows(format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"));
+    assert_eq!(rows(format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id")), expected);
+}
