@@ -104,6 +104,8 @@ async fn a_snapshot_killed_at_random_points_resumes_without_loss_or_duplicates()
     let dir = warehouse("kill");
     let sync = create_sync(&db, "WITH (max_batch_rows = 50)");
     let mut rng = Rng::new(99);
+    let metadata = dir.join(&db).join("orders").join("metadata");
+    let commits = || std::fs::read_dir(&metadata).map_or(0, |d| d.count());
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut kills = 0;
     while kills < 6 && Instant::now() < deadline {
@@ -114,7 +116,14 @@ async fn a_snapshot_killed_at_random_points_resumes_without_loss_or_duplicates()
             .stderr(Stdio::null())
             .spawn()
             .expect("start misql");
-        std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
+        // Kill after 1 to 4 more commits, a few milliseconds into the next batch: between
+        // commits, at a different point each time, however fast the machine is.
+        let target = commits() + 1 + rng.below(4) as usize;
+        while commits() < target && child.try_wait().unwrap().is_none() && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(20)));
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill: the snapshot is complete
         }
@@ -124,7 +133,7 @@ async fn a_snapshot_killed_at_random_points_resumes_without_loss_or_duplicates()
     }
     let run = misql_in(&dir, &["--once", "-e", &sync]);
     assert!(run.success, "{}", run.stderr);
-    assert!(kills >= 1, "the snapshot was never interrupted; the test proves nothing");
+    assert!(kills >= 3, "the snapshot was interrupted only {kills} times; the test proves little");
     let rows = synced(&dir, &db);
     let mut keys: Vec<&str> = rows.iter().map(|r| r["_id"].as_str().unwrap()).collect();
     keys.dedup();
