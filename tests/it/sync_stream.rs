@@ -274,3 +274,72 @@ async fn dropped_connections_while_streaming_are_resumed_without_loss() {
         rows(format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"));
     assert_eq!(rows(format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id")), expected);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mongodb_restart_while_streaming_is_survived_without_loss() {
+    use crate::support::server::{free_port, start_persistent};
+    let storage = warehouse("restart_data");
+    let port = free_port();
+    let server = start_persistent(port, &storage);
+    let uri = server.uri.clone();
+    let db = unique_db("restart");
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let coll = client.database(&db).collection::<Document>("orders");
+    coll.insert_many(orders(100, 91)).await.unwrap();
+    let dir = warehouse("restart");
+    let file = dir.join("syncs.sql");
+    std::fs::write(&file, sync_sql(&db)).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_misql"))
+        .args(["--warehouse", dir.to_str().unwrap(), "--mongodb-uri", &uri])
+        .args(["-f", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start misql");
+    let query = |sql: String| {
+        let run = misql_in(&dir, &["--mongodb-uri", &uri, "--format", "json", "-e", &sql]);
+        run.success.then(|| {
+            run.stdout
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    let in_sync = || {
+        let expected = query(format!(
+            "SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"
+        ));
+        expected.is_some()
+            && query(format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id")) == expected
+    };
+    let wait_in_sync = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !in_sync() {
+            assert!(Instant::now() < deadline, "the table did not catch up {what}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    wait_in_sync("after the snapshot");
+
+    let mut rng = Rng::new(13);
+    let mut next_id = 80_000;
+    for _ in 0..30 {
+        change(&coll, &mut rng, &mut next_id).await;
+    }
+    drop(client);
+    drop(server); // the server stops; its data stays in `storage`
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let _server = start_persistent(port, &storage);
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let coll = client.database(&db).collection::<Document>("orders");
+    for _ in 0..30 {
+        change(&coll, &mut rng, &mut next_id).await;
+    }
+    wait_in_sync("after the server came back");
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon must survive the restart");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}

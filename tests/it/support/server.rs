@@ -25,23 +25,28 @@ pub fn server() -> &'static Server {
 }
 
 fn start() -> Server {
-    start_with(&[])
+    start_with(free_port(), ":memory:", &[])
 }
 
 /// A server of the test's own (stopped when dropped), with extra flags such as
 /// `--enable-test-commands` for failpoints, which act server-wide.
 pub fn start_private(extra: &[&str]) -> Server {
-    start_with(extra)
+    start_with(free_port(), ":memory:", extra)
 }
 
-fn start_with(extra: &[&str]) -> Server {
+/// A server of the test's own on `port` keeping its data in `storage`, so that it can be
+/// stopped (dropped) and started again with the same data, as a restarted mongod would.
+pub fn start_persistent(port: u16, storage: &Path) -> Server {
+    start_with(port, storage.to_str().expect("UTF-8 path"), &[])
+}
+
+fn start_with(port: u16, storage: &str, extra: &[&str]) -> Server {
     let exe = secantusd();
-    let port = free_port();
     let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/secantus_child.py");
     let child = Command::new(python())
         .arg(wrapper)
         .arg(&exe)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path", ":memory:"])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path", storage])
         .args(["--log-level", "WARNING", "--noop-heartbeat-seconds", "1"])
         .args(extra)
         .stdin(Stdio::piped())
@@ -84,7 +89,8 @@ fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
+/// A free loopback port.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }
