@@ -13,6 +13,7 @@ use mongodb::change_stream::event::OperationType;
 
 use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
+use super::dead_letter::{self, DeadLetter};
 use crate::iceberg::commit::append;
 use crate::iceberg::key_index::KeyIndex;
 use crate::iceberg::position_delete::write_position_deletes;
@@ -221,24 +222,41 @@ async fn apply(
         }
     }
     let mut builder = BatchBuilder::new(sync.plan.input_schema.clone());
-    let mut skipped = 0;
+    let mut appended: Vec<&RawDocumentBuf> = Vec::new();
+    let mut rejected: Vec<(&RawDocumentBuf, String)> = Vec::new();
     for (_, document) in &changes.order {
         let Some(document) = document else { continue };
-        if let Err(err) = builder.append(document) {
-            match sync.create.options.on_error {
-                OnError::Fail => return Err(err),
-                _ => {
-                    tracing::warn!("sync {}: left out: {err}", sync.name);
-                    skipped += 1;
-                }
-            }
+        match builder.append(document) {
+            Ok(()) => appended.push(document),
+            Err(err) if sync.create.options.on_error == OnError::Fail => return Err(err),
+            Err(err) => rejected.push((document, err.to_string())),
         }
     }
     let (rows, errors) = sync.plan.apply(&builder.finish()?)?;
-    if let (Some(error), OnError::Fail) = (errors.first(), sync.create.options.on_error) {
-        return Err(Error::plan(format!("field `{}`: {}", error.column, error.reason))
-            .with_hint("cast it differently, or WITH (on_error = 'skip')"));
+    for error in &errors {
+        let document = appended[error.row];
+        let id = crate::mongo::bson_arrow::document_id(document);
+        let message = format!("document _id={id}: field `{}`: {}", error.column, error.reason);
+        if sync.create.options.on_error == OnError::Fail {
+            return Err(Error::plan(message)
+                .with_hint("cast it differently, or WITH (on_error = 'skip' | 'dead_letter')"));
+        }
+        rejected.push((document, message));
     }
+    let skipped = rejected.len() as u64;
+    let mut letters = Vec::new();
+    for (document, error) in rejected {
+        tracing::warn!("sync {}: left out: {error}", sync.name);
+        if sync.create.options.on_error == OnError::DeadLetter {
+            letters.push(DeadLetter {
+                id: crate::mongo::bson_arrow::document_id(document),
+                document: crate::mongo::ext_json::to_string(bson::RawBsonRef::Document(document)),
+                error,
+            });
+        }
+    }
+    dead_letter::write(sync.catalog.as_ref(), &sync.target, &sync.name, &letters).await?;
+    let letter_count = letters.len() as u64;
     let mut writer = TableWriter::new(table, &WriteOptions::from_table(table))?;
     writer.write(&rows).await?;
     let files = writer.finish().await?;
@@ -258,9 +276,11 @@ async fn apply(
         index.add_written_file(&table, file, &sync.plan.key).await?;
     }
     let applied = changes.len() as u64;
+    let letters_written = letter_count;
     sync.status(|s| {
         s.events_applied += applied;
-        s.rows_skipped += skipped + errors.len() as u64;
+        s.rows_skipped += skipped;
+        s.dead_letters += letters_written;
         s.commits += 1;
         s.last_commit = Some(std::time::SystemTime::now());
     });

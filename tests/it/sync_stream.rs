@@ -343,3 +343,32 @@ async fn a_mongodb_restart_while_streaming_is_survived_without_loss() {
     daemon.kill().unwrap();
     daemon.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_documents_that_no_longer_fit_go_to_the_dead_letter_table() {
+    let db = unique_db("stream_dead");
+    let mut docs = orders(20, 95);
+    for doc in &mut docs {
+        doc.insert("amount", "1.50");
+    }
+    load(&db, "orders", &docs).await;
+    let dir = warehouse("stream_dead");
+    let sync = format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.t \
+         SELECT _id, amount::DECIMAL(10,2) AS amount WITH (on_error = 'dead_letter', flush_interval = '1s')"
+    );
+    assert!(misql_in(&dir, &["--once", "-e", &sync]).success);
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let changed = docs[3].get_object_id("_id").unwrap();
+    coll.update_one(doc! { "_id": changed }, doc! { "$set": { "amount": "bad" } }).await.unwrap();
+    let run = misql_in(&dir, &["--once", "-e", &sync]);
+    assert!(run.success, "{}", run.stderr);
+    let rows = json_rows(&dir, &format!("SELECT _id FROM iceberg.{db}.t"));
+    assert_eq!(rows.len(), 19);
+    assert!(!rows.iter().any(|r| r["_id"] == changed.to_hex().as_str()));
+    let letters =
+        json_rows(&dir, &format!("SELECT _id, document, error FROM iceberg.{db}.t__errors"));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0]["document"].as_str().unwrap().contains("\"amount\":\"bad\""), "{letters:?}");
+    assert!(letters[0]["error"].as_str().unwrap().contains("amount"), "{letters:?}");
+}
