@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::support::data::{Rng, load, orders};
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
-use crate::support::{json_rows, misql_in, server, unique_db, warehouse};
+use crate::support::{assert_exactly, json_rows, misql_in, server, unique_db, warehouse};
 
 const ORDERS: u64 = 2000;
 
@@ -134,11 +134,7 @@ async fn a_snapshot_killed_at_random_points_resumes_without_loss_or_duplicates()
     let run = misql_in(&dir, &["--once", "-e", &sync]);
     assert!(run.success, "{}", run.stderr);
     assert!(kills >= 3, "the snapshot was interrupted only {kills} times; the test proves little");
-    let rows = synced(&dir, &db);
-    let mut keys: Vec<&str> = rows.iter().map(|r| r["_id"].as_str().unwrap()).collect();
-    keys.dedup();
-    assert_eq!(keys.len(), rows.len(), "duplicates after {kills} kills");
-    assert_eq!(rows, preview(&dir, &db), "rows differ after {kills} kills");
+    assert_exactly(&synced(&dir, &db), &preview(&dir, &db), &format!("{kills} kills"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

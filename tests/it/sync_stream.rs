@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use crate::support::data::{Rng, load, order, orders};
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
-use crate::support::{client, json_rows, misql_in, server, unique_db, warehouse};
+use crate::support::{
+    assert_exactly, client, json_rows, json_rows_with, misql_in, server, unique_db, warehouse,
+};
 
 const SELECT: &str =
     "_id, customer.name AS customer, total::DECIMAL(18,2) AS total, created_at, status";
@@ -26,15 +28,22 @@ fn sync_sql(db: &str) -> String {
     )
 }
 
+/// The sync's SELECT over the collection, in key order.
+fn preview_sql(db: &str) -> String {
+    format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id")
+}
+
+/// The synced table, in key order.
+fn synced_sql(db: &str) -> String {
+    format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id")
+}
+
 fn preview(dir: &Path, db: &str) -> Vec<Value> {
-    json_rows(
-        dir,
-        &format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"),
-    )
+    json_rows(dir, &preview_sql(db))
 }
 
 fn synced(dir: &Path, db: &str) -> Vec<Value> {
-    json_rows(dir, &format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id"))
+    json_rows(dir, &synced_sql(db))
 }
 
 /// One random change: insert, `$set` (total, status in/out of WHERE, a partition move), replace,
@@ -153,11 +162,7 @@ async fn a_streaming_sync_killed_at_random_moments_loses_and_duplicates_nothing(
     assert_eq!(kills, 20, "only {kills} kills in the time allowed");
     let run = misql_in(&dir, &["--once", "-f", file.to_str().unwrap()]);
     assert!(run.success, "{}", run.stderr);
-    let rows = synced(&dir, &db);
-    let mut keys: Vec<&str> = rows.iter().map(|r| r["_id"].as_str().unwrap()).collect();
-    keys.dedup();
-    assert_eq!(keys.len(), rows.len(), "duplicates after {kills} kills");
-    assert_eq!(rows, preview(&dir, &db), "rows differ after {kills} kills");
+    assert_exactly(&synced(&dir, &db), &preview(&dir, &db), &format!("{kills} kills"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -201,14 +206,8 @@ async fn a_lost_resume_point_leads_to_a_fresh_copy_not_to_lost_changes() {
     assert!(run.success, "{}", run.stderr);
     assert!(run.stderr.contains("cannot resume from the saved token"), "{}", run.stderr);
     let uri = ["--mongodb-uri", private.uri.as_str()];
-    let rows = |sql: String| {
-        let run = misql_in(&dir, &[&uri[..], &["--format", "json", "-e", &sql]].concat());
-        assert!(run.success, "{}", run.stderr);
-        run.stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
-    };
-    let expected =
-        rows(format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"));
-    assert_eq!(rows(format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id")), expected);
+    let expected = json_rows_with(&dir, &uri, &preview_sql(&db));
+    assert_eq!(json_rows_with(&dir, &uri, &synced_sql(&db)), expected);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -265,14 +264,8 @@ async fn dropped_connections_while_streaming_are_resumed_without_loss() {
         run.stderr
     );
     let uri = ["--mongodb-uri", private.uri.as_str()];
-    let rows = |sql: String| {
-        let run = misql_in(&dir, &[&uri[..], &["--format", "json", "-e", &sql]].concat());
-        assert!(run.success, "{}", run.stderr);
-        run.stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
-    };
-    let expected =
-        rows(format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id"));
-    assert_eq!(rows(format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id")), expected);
+    let expected = json_rows_with(&dir, &uri, &preview_sql(&db));
+    assert_eq!(json_rows_with(&dir, &uri, &synced_sql(&db)), expected);
 }
 
 #[tokio::test(flavor = "multi_thread")]

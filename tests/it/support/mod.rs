@@ -74,9 +74,22 @@ pub fn misql_in(dir: &std::path::Path, args: &[&str]) -> Run {
 
 /// The rows of `sql` (run with `--format json` in warehouse `dir`) as JSON objects.
 pub fn json_rows(dir: &std::path::Path, sql: &str) -> Vec<serde_json::Value> {
-    let run = misql_in(dir, &["--format", "json", "-e", sql]);
+    json_rows_with(dir, &[], sql)
+}
+
+/// [`json_rows`] with extra arguments, such as `--mongodb-uri` of a private server.
+pub fn json_rows_with(dir: &std::path::Path, args: &[&str], sql: &str) -> Vec<serde_json::Value> {
+    let run = misql_in(dir, &[args, &["--format", "json", "-e", sql]].concat());
     assert!(run.success, "{sql} failed: {}", run.stderr);
     run.stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+/// Asserts that `rows` (ordered by `_id`) equal `expected` and hold no `_id` twice.
+pub fn assert_exactly(rows: &[serde_json::Value], expected: &[serde_json::Value], after: &str) {
+    let mut keys: Vec<&str> = rows.iter().map(|r| r["_id"].as_str().expect("_id")).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), rows.len(), "duplicates after {after}");
+    assert_eq!(rows, expected, "rows differ after {after}");
 }
 
 /// Parses CSV output (header row first) into rows of fields.
