@@ -4,9 +4,8 @@
 //! properties in the snapshot summary.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, FixedSizeBinaryArray,
@@ -26,28 +25,10 @@ use misql::iceberg::commit::{append, create_table, snapshot_property};
 use misql::iceberg::schema::{check_compatible, iceberg_schema};
 use misql::iceberg::writer::{TableWriter, WriteOptions};
 
+use crate::support::TempDir;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers: a temp warehouse with an embedded SQL catalog, table creation, reading back.
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("misql-iceberg-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// An embedded SQL catalog over a temp dir.
 struct Lake {

@@ -37,31 +37,12 @@ use misql::iceberg::schema::iceberg_schema;
 use misql::iceberg::writer::{TableWriter, WriteOptions};
 use parquet::file::properties::WriterProperties;
 
+use crate::support::TempDir as Warehouse;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
 use crate::support::seaweed::seaweed;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A fresh warehouse directory under the system temp dir, removed on drop.
-struct Warehouse(PathBuf);
-
-impl Warehouse {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("misql-row-delta-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(std::fs::canonicalize(&path).unwrap())
-    }
-}
-
-impl Drop for Warehouse {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn orders_schema() -> ArrowSchema {
     ArrowSchema::new(vec![

@@ -58,6 +58,28 @@ pub fn misql_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
     }
 }
 
+/// A fresh directory under the system temp dir (absolute, canonical), removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new, empty directory.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("misql-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        Self(std::fs::canonicalize(&path).expect("canonical temp dir"))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A new, empty warehouse directory for the embedded Iceberg catalog.
 pub fn warehouse(prefix: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(unique_db(&format!("misql_wh_{prefix}")));
