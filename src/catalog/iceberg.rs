@@ -11,6 +11,8 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::TableProvider;
 use iceberg::{NamespaceIdent, TableIdent};
 use iceberg_datafusion::IcebergStaticTableProvider;
+
+use super::evolved_scan::EvolvedTable;
 use tokio::sync::OnceCell;
 
 use crate::iceberg::catalog::{IcebergConnection, connect};
@@ -107,9 +109,13 @@ impl SchemaProvider for IcebergNamespace {
             .load_table(&ident)
             .await
             .map_err(|e| external(Error::iceberg(format!("loading {}", display(&ident)), e)))?;
-        let provider = IcebergStaticTableProvider::try_new_from_table(table)
-            .await
-            .map_err(|e| external(Error::iceberg(format!("reading {}", display(&ident)), e)))?;
+        let reading = |e| external(Error::iceberg(format!("reading {}", display(&ident)), e));
+        if table.metadata().schemas_iter().len() > 1 {
+            // Files may be older than the current schema: see `evolved_scan`.
+            return Ok(Some(Arc::new(EvolvedTable::try_new(table).map_err(reading)?)));
+        }
+        let provider =
+            IcebergStaticTableProvider::try_new_from_table(table).await.map_err(reading)?;
         Ok(Some(Arc::new(provider)))
     }
 

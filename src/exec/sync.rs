@@ -53,7 +53,7 @@ impl Session {
         Ok(Sync {
             name: create.name.value.clone(),
             create: create.clone(),
-            plan,
+            plan: std::sync::RwLock::new(std::sync::Arc::new(plan)),
             source,
             database,
             collection,
@@ -173,14 +173,14 @@ impl Session {
                 .ok_or_else(|| unknown_sync(&name.value))?,
         };
         let sync = self.build_sync(&create).await?;
-        let schema = iceberg_schema(&sync.plan.output_schema, &sync.plan.key)?;
+        let schema = iceberg_schema(&sync.plan().output_schema, &sync.plan().key)?;
         let partition: Vec<String> = create.partition_by.iter().map(|p| p.to_string()).collect();
         let mongo = format!(
             "find {}.{} filter={} projection={} sort={{\"_id\":1}}",
             sync.database,
             sync.collection,
-            json(&sync.plan.mongo_filter),
-            sync.plan.mongo_projection.as_ref().map_or("(all fields)".to_string(), json),
+            json(&sync.plan().mongo_filter),
+            sync.plan().mongo_projection.as_ref().map_or("(all fields)".to_string(), json),
         );
         let fields: Vec<String> = schema
             .as_struct()
@@ -188,13 +188,13 @@ impl Session {
             .iter()
             .map(|f| {
                 let required = if f.required { " NOT NULL" } else { "" };
-                let key = if f.name == sync.plan.key { " (key)" } else { "" };
+                let key = if f.name == sync.plan().key { " (key)" } else { "" };
                 format!("{}: {}{required}{key}", f.name, f.field_type)
             })
             .collect();
         let sections = [
             ("sync", create.to_string()),
-            ("logical_plan", format!("{}", sync.plan.logical_plan.display_indent())),
+            ("logical_plan", format!("{}", sync.plan().logical_plan.display_indent())),
             ("mongodb_query", mongo),
             ("target_table", create.target.to_string()),
             ("target_schema", fields.join("\n")),
@@ -239,6 +239,9 @@ impl Session {
             ("events_applied", count(&|s| s.events_applied)),
             ("rows_skipped", count(&|s| s.rows_skipped)),
             ("dead_letters", count(&|s| s.dead_letters)),
+            ("schema_changes", count(&|s| s.schema_changes)),
+            ("values_stringified", count(&|s| s.values_stringified)),
+            ("last_schema_change", text(&|s| s.last_schema_change.clone().unwrap_or_default())),
             ("commits", count(&|s| s.commits)),
             ("last_commit", text(&|s| s.last_commit.map(format_time).unwrap_or_default())),
             ("last_error", text(&|s| s.last_error.clone().unwrap_or_default())),

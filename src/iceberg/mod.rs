@@ -8,4 +8,6 @@ pub mod key_index;
 pub mod position_delete;
 pub mod row_delta;
 pub mod schema;
+pub mod schema_update;
+mod swap;
 pub mod writer;

@@ -11,17 +11,13 @@
 //! 3. the snapshot (parent, sequence number = last + 1, schema id, summary with the `added-*`
 //!    counts from the library's `SnapshotSummaryCollector` and the `total-*` counts carried on
 //!    from the parent), and the table metadata with it on `main`;
-//! 4. a compare-and-swap in the catalog: for the embedded SQL catalog, the next metadata file
-//!    plus an `UPDATE iceberg_tables ... WHERE metadata_location = <current>` in a SQLite
-//!    transaction whose COMMIT is checked; for a REST catalog, a `POST .../tables/<name>` with
-//!    the requirements "same table UUID" and "main still at the parent snapshot".
+//! 4. a compare-and-swap in the catalog ([`super::swap`]) with the requirements "same table
+//!    UUID" and "main still at the parent snapshot".
 //!
 //! A lost compare-and-swap reloads the table and rebuilds steps 1–4 on top of it (the data and
 //! delete files stay as they are), up to the table's `commit.retry.num-retries` times.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use ::iceberg::spec::{
@@ -31,12 +27,10 @@ use ::iceberg::spec::{
     TableProperties, UNASSIGNED_SEQUENCE_NUMBER,
 };
 use ::iceberg::table::Table;
-use ::iceberg::{MetadataLocation, TableIdent, TableRequirement, TableUpdate};
-use iceberg_catalog_rest::CommitTableRequest;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
+use ::iceberg::{TableIdent, TableRequirement, TableUpdate};
 
-use super::catalog::{CatalogKind, IcebergConnection, SQL_CATALOG_NAME, SQLITE_FILE_NAME};
+use super::catalog::IcebergConnection;
+use super::swap::{Committer, Proposal, Swap};
 use crate::{Error, Result};
 
 /// Table property: how many times a lost compare-and-swap is retried.
@@ -47,12 +41,6 @@ const DEFAULT_RETRIES: u32 = 4;
 const MIN_WAIT: Duration = Duration::from_millis(100);
 /// Longest wait between retries.
 const MAX_WAIT: Duration = Duration::from_secs(5);
-/// How long a SQLite write waits for a lock held by another process.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The REST spec version sent as `x-client-version` (what iceberg-catalog-rest sends).
-const REST_SPEC_VERSION: &str = "0.14.1";
-/// Timeout of one request to a REST catalog.
-const REST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The summary keys with running totals: (total, added, removed).
 const TOTALS: [(&str, &str, &str); 6] = [
@@ -122,7 +110,7 @@ pub async fn commit_row_delta(
         }
         let staged =
             stage(&base, &data_files, &delete_files, &properties, commit_uuid, attempt).await?;
-        match committer.swap(&base, &staged).await {
+        match committer.swap(&base, &staged.proposal).await {
             Ok(Swap::Done) => {
                 let reloaded = reload(conn, &name).await?;
                 if !main_lineage(reloaded.metadata()).any(|s| s.snapshot_id() == staged.snapshot_id)
@@ -263,10 +251,8 @@ fn check_no_data_files_removed(base: &Table, first_parent: Option<i64>) -> Resul
 /// One attempt's new snapshot, written but not yet committed.
 struct Staged {
     snapshot_id: i64,
-    /// The parent's metadata plus the snapshot on main.
-    metadata: TableMetadata,
-    /// The updates the snapshot makes (for a REST catalog).
-    updates: Vec<TableUpdate>,
+    /// The parent's metadata plus the snapshot on main, for the compare-and-swap.
+    proposal: Proposal,
     /// Manifests and the manifest list written for this attempt.
     files: Vec<String>,
 }
@@ -488,7 +474,20 @@ async fn stage(
         .and_then(|b| b.set_ref(MAIN_BRANCH, reference))
         .and_then(|b| b.build())
         .map_err(|e| Error::iceberg(context(), e))?;
-    Ok(Staged { snapshot_id, metadata: built.metadata, updates, files })
+    let requirements = vec![
+        TableRequirement::UuidMatch { uuid: metadata.uuid() },
+        TableRequirement::RefSnapshotIdMatch {
+            r#ref: MAIN_BRANCH.to_string(),
+            snapshot_id: metadata.current_snapshot_id(),
+        },
+    ];
+    let proposal = Proposal {
+        what: format!("snapshot {snapshot_id}"),
+        metadata: built.metadata,
+        updates,
+        requirements,
+    };
+    Ok(Staged { snapshot_id, proposal, files })
 }
 
 /// A positive snapshot id the table does not use yet.
@@ -556,391 +555,4 @@ fn summary<'a>(
         }
     }
     Summary { operation, additional_properties: additional }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Compare-and-swap in the catalog
-// ---------------------------------------------------------------------------------------------
-
-/// What a compare-and-swap did.
-enum Swap {
-    /// The catalog now points at the new metadata.
-    Done,
-    /// Another writer committed first; nothing changed.
-    Conflict,
-    /// The catalog failed in a way that leaves open whether it committed (the error to report
-    /// if it did not).
-    Unknown(Error),
-}
-
-/// The catalog-specific half of a commit.
-enum Committer {
-    Sql(SqlCommitter),
-    Rest(Box<RestCommitter>),
-}
-
-impl Committer {
-    fn new(conn: &IcebergConnection, table: &Table) -> Result<Self> {
-        Ok(match &conn.kind {
-            CatalogKind::Sql { warehouse } => Committer::Sql(SqlCommitter::new(warehouse)),
-            CatalogKind::Rest { uri } => Committer::Rest(Box::new(RestCommitter::new(uri, table)?)),
-        })
-    }
-
-    async fn swap(&mut self, base: &Table, staged: &Staged) -> Result<Swap> {
-        match self {
-            Committer::Sql(sql) => sql.swap(base, staged).await,
-            Committer::Rest(rest) => rest.swap(base, staged).await,
-        }
-    }
-}
-
-// ----- SQL catalog
-
-/// Commits to misql's embedded SQL catalog: `<warehouse>/catalog.db`.
-struct SqlCommitter {
-    database: PathBuf,
-}
-
-impl SqlCommitter {
-    fn new(warehouse: &Path) -> Self {
-        Self { database: warehouse.join(SQLITE_FILE_NAME) }
-    }
-
-    fn fail(&self, what: &str, e: sqlx::Error) -> Error {
-        Error::io(
-            format!("{what} in the SQLite catalog `{}`", self.database.display()),
-            std::io::Error::other(e),
-        )
-    }
-
-    async fn connect(&self) -> Result<sqlx::SqliteConnection> {
-        if !self.database.is_file() {
-            return Err(Error::plan(format!(
-                "row-level commits go through the catalog file `{}`, which does not exist",
-                self.database.display()
-            ))
-            .with_hint(format!(
-                "attach the warehouse directory that holds {SQLITE_FILE_NAME} (a catalog file \
-                 with another name, or outside the warehouse, is not supported for row-level \
-                 commits yet)"
-            )));
-        }
-        SqliteConnectOptions::new()
-            .filename(&self.database)
-            .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .connect()
-            .await
-            .map_err(|e| self.fail("cannot open the catalog", e))
-    }
-
-    /// The table's current metadata location, `None` if the catalog has no such table.
-    async fn current_location(&self, name: &TableIdent) -> Result<Option<String>> {
-        let mut connection = self.connect().await?;
-        let row: Option<(Option<String>,)> = sqlx::query_as(
-            "SELECT metadata_location FROM iceberg_tables
-             WHERE catalog_name = ? AND table_name = ? AND table_namespace = ?
-               AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)",
-        )
-        .bind(SQL_CATALOG_NAME)
-        .bind(name.name())
-        .bind(name.namespace().join("."))
-        .fetch_optional(&mut connection)
-        .await
-        .map_err(|e| self.fail(&format!("cannot look up {name}"), e))?;
-        let _ = connection.close().await;
-        Ok(row.and_then(|(location,)| location))
-    }
-
-    /// Writes the next metadata file and swaps the catalog's pointer to it, if the catalog still
-    /// points at the base's.
-    async fn swap(&mut self, base: &Table, staged: &Staged) -> Result<Swap> {
-        let name = base.identifier();
-        let context = || format!("committing to {name}");
-        let Some(current) = base.metadata_location() else {
-            return Err(Error::plan(format!("{name} was loaded without a metadata location")));
-        };
-        let next = MetadataLocation::from_str(current)
-            .map_err(|e| Error::iceberg(context(), e))?
-            .with_next_version()
-            .with_new_metadata(&staged.metadata);
-        staged
-            .metadata
-            .write_to(base.file_io(), &next)
-            .await
-            .map_err(|e| Error::iceberg(context(), e))?;
-        let next = next.to_string();
-
-        let outcome = match self.update(name, current, &next).await {
-            Ok(Some(swap)) => swap,
-            // COMMIT failed (e.g. SQLITE_BUSY): see what the catalog holds now.
-            Ok(None) => match self.current_location(name).await {
-                Ok(Some(location)) if location == next => Swap::Done,
-                Ok(_) => Swap::Conflict,
-                Err(e) => {
-                    return Ok(Swap::Unknown(e));
-                }
-            },
-            Err(e) => {
-                let _ = base.file_io().delete(&next).await;
-                return Err(e);
-            }
-        };
-        if let Swap::Conflict = outcome {
-            let _ = base.file_io().delete(&next).await;
-            if self.current_location(name).await?.is_none() {
-                return Err(Error::plan(format!(
-                    "cannot commit to {name}: the SQLite catalog `{}` has no such table",
-                    self.database.display()
-                ))
-                .with_hint(format!(
-                    "row-level commits go to the catalog file `{SQLITE_FILE_NAME}` in the \
-                     warehouse directory; attach the warehouse directory, not another file"
-                )));
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// The compare-and-swap itself, the same statement iceberg-catalog-sql runs (with the same
-    /// namespace encoding: levels joined by `.`). `Ok(None)` when the COMMIT failed.
-    async fn update(&self, name: &TableIdent, current: &str, next: &str) -> Result<Option<Swap>> {
-        let mut connection = self.connect().await?;
-        let mut transaction =
-            connection.begin().await.map_err(|e| self.fail("cannot begin a transaction", e))?;
-        let result = sqlx::query(
-            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ?
-             WHERE catalog_name = ? AND table_name = ? AND table_namespace = ?
-               AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)
-               AND metadata_location = ?",
-        )
-        .bind(next)
-        .bind(current)
-        .bind(SQL_CATALOG_NAME)
-        .bind(name.name())
-        .bind(name.namespace().join("."))
-        .bind(current)
-        .execute(&mut *transaction)
-        .await
-        .map_err(|e| self.fail(&format!("cannot update {name}"), e))?;
-        let outcome = match result.rows_affected() {
-            1 => match transaction.commit().await {
-                Ok(()) => Some(Swap::Done),
-                Err(e) => {
-                    tracing::debug!(table = %name, error = %e, "COMMIT of a catalog update failed");
-                    None
-                }
-            },
-            0 => {
-                let _ = transaction.rollback().await;
-                Some(Swap::Conflict)
-            }
-            n => {
-                let _ = transaction.rollback().await;
-                return Err(Error::plan(format!(
-                    "the SQLite catalog `{}` has {n} rows for {name}",
-                    self.database.display()
-                ))
-                .with_hint("the catalog file is damaged; nothing was committed"));
-            }
-        };
-        let _ = connection.close().await;
-        Ok(outcome)
-    }
-}
-
-// ----- REST catalog
-
-/// Commits to a REST catalog: `POST {uri}/v1/{prefix}/namespaces/{ns}/tables/{table}`.
-///
-/// The settings come from the table's FileIO properties, which iceberg-catalog-rest fills with
-/// the catalog's effective configuration (the server's defaults and overrides, such as
-/// `prefix`, merged with the ATTACH options) plus the table's own config from `load_table`:
-/// `prefix`, `token`, `credential`, `oauth2-server-uri`, `scope`, `audience`, `resource` and
-/// `header.*`.
-struct RestCommitter {
-    uri: String,
-    props: HashMap<String, String>,
-    client: reqwest::Client,
-    token: Option<String>,
-}
-
-impl RestCommitter {
-    fn new(uri: &str, table: &Table) -> Result<Self> {
-        let props = table.file_io().config().props().clone();
-        let client = reqwest::Client::builder().timeout(REST_TIMEOUT).build().map_err(|e| {
-            Error::io("cannot set up an HTTP client for the REST catalog", std::io::Error::other(e))
-        })?;
-        let token = props.get("token").cloned();
-        Ok(Self { uri: uri.trim_end_matches('/').to_string(), props, client, token })
-    }
-
-    fn url(&self, parts: &[&str]) -> String {
-        let mut segments = vec![self.uri.as_str(), "v1"];
-        if let Some(prefix) = self.props.get("prefix").filter(|p| !p.is_empty()) {
-            segments.push(prefix.trim_matches('/'));
-        }
-        segments.extend_from_slice(parts);
-        segments.join("/")
-    }
-
-    fn headers(&self) -> Result<reqwest::header::HeaderMap> {
-        use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-        let mut headers = HeaderMap::new();
-        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert("x-client-version", HeaderValue::from_static(REST_SPEC_VERSION));
-        headers.insert(
-            reqwest::header::USER_AGENT,
-            HeaderValue::from_static(concat!("misql/", env!("CARGO_PKG_VERSION"))),
-        );
-        for (key, value) in &self.props {
-            let Some(key) = key.strip_prefix("header.") else { continue };
-            let (Ok(key), Ok(value)) = (HeaderName::from_str(key), HeaderValue::from_str(value))
-            else {
-                return Err(Error::plan(format!("the REST catalog header `{key}` is not valid"))
-                    .with_hint("header.<name> options need a valid HTTP header name and value"));
-            };
-            headers.insert(key, value);
-        }
-        Ok(headers)
-    }
-
-    /// A bearer token: the configured `token`, else one from an OAuth2 client-credentials
-    /// exchange of the configured `credential` (`client_id:secret` or `secret`); none without
-    /// either.
-    async fn bearer(&mut self) -> Result<Option<String>> {
-        if self.token.is_some() {
-            return Ok(self.token.clone());
-        }
-        let Some(credential) = self.props.get("credential") else { return Ok(None) };
-        let (client_id, secret) = match credential.split_once(':') {
-            Some((id, secret)) => (Some(id), secret),
-            None => (None, credential.as_str()),
-        };
-        let endpoint = self
-            .props
-            .get("oauth2-server-uri")
-            .cloned()
-            .unwrap_or_else(|| format!("{}/v1/oauth/tokens", self.uri));
-        let mut form: Vec<(&str, &str)> =
-            vec![("grant_type", "client_credentials"), ("client_secret", secret)];
-        if let Some(id) = client_id {
-            form.push(("client_id", id));
-        }
-        form.push(("scope", self.props.get("scope").map_or("catalog", String::as_str)));
-        for key in ["audience", "resource"] {
-            if let Some(value) = self.props.get(key) {
-                form.push((key, value));
-            }
-        }
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let response = self
-            .client
-            .post(&endpoint)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| http_error(&endpoint, e))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| http_error(&endpoint, e))?;
-        if !status.is_success() {
-            return Err(Error::plan(format!(
-                "the REST catalog refused the credential at {endpoint}: {status}: {text}"
-            ))
-            .with_hint("check the credential ('<client id>:<secret>') option"));
-        }
-        let token = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("access_token").and_then(|t| t.as_str()).map(str::to_string))
-            .ok_or_else(|| {
-                Error::plan(format!(
-                    "the REST catalog's token endpoint {endpoint} sent no access_token: {text}"
-                ))
-            })?;
-        self.token = Some(token.clone());
-        Ok(Some(token))
-    }
-
-    async fn swap(&mut self, base: &Table, staged: &Staged) -> Result<Swap> {
-        let name = base.identifier();
-        let metadata = base.metadata();
-        let request = CommitTableRequest {
-            identifier: Some(name.clone()),
-            requirements: vec![
-                TableRequirement::UuidMatch { uuid: metadata.uuid() },
-                TableRequirement::RefSnapshotIdMatch {
-                    r#ref: MAIN_BRANCH.to_string(),
-                    snapshot_id: metadata.current_snapshot_id(),
-                },
-            ],
-            updates: staged.updates.clone(),
-        };
-        let body = serde_json::to_vec(&request).map_err(|e| {
-            Error::io(format!("cannot encode the commit to {name}"), std::io::Error::other(e))
-        })?;
-        let url =
-            self.url(&["namespaces", &name.namespace().to_url_string(), "tables", name.name()]);
-        let mut builder = self.client.post(&url).headers(self.headers()?).body(body);
-        if let Some(token) = self.bearer().await? {
-            builder = builder.bearer_auth(token);
-        }
-        let response = match builder.send().await {
-            Ok(response) => response,
-            // The request may have reached the catalog before the connection failed.
-            Err(e) => return Ok(Swap::Unknown(http_error(&url, e))),
-        };
-        let status = response.status().as_u16();
-        match status {
-            200..=299 => Ok(Swap::Done),
-            409 => Ok(Swap::Conflict),
-            500 | 502 | 503 | 504 => {
-                let text = response.text().await.unwrap_or_default();
-                Ok(Swap::Unknown(Error::plan(format!(
-                    "the REST catalog answered {status} to the commit of snapshot {} to {name}; \
-                     whether it was committed is unknown: {text}",
-                    staged.snapshot_id
-                ))
-                .with_hint(
-                    "look at the table's current snapshot; its files were left in place in case \
-                     the commit went through",
-                )))
-            }
-            _ => {
-                let text = response.text().await.unwrap_or_default();
-                let hint = match status {
-                    401 | 403 | 419 => "check the credential and token options",
-                    404 => "the table or namespace is gone from the catalog",
-                    _ => "nothing was committed",
-                };
-                Err(Error::plan(format!(
-                    "the REST catalog refused the commit to {name} ({url}): {status}: {text}"
-                ))
-                .with_hint(hint))
-            }
-        }
-    }
-}
-
-fn http_error(url: &str, e: reqwest::Error) -> Error {
-    Error::io(format!("cannot reach the REST catalog at {url}"), std::io::Error::other(e))
-}
-
-/// `application/x-www-form-urlencoded` encoding of one key or value.
-fn form_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                out.push(byte as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }

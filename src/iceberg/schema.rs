@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ::iceberg::spec::{
     ListType, NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type,
 };
-use arrow::datatypes::{DataType, Schema as ArrowSchema};
+use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
 
 use crate::{Error, Result};
 
@@ -55,19 +55,24 @@ pub fn iceberg_schema(arrow: &ArrowSchema, key: &str) -> Result<Schema> {
         .map_err(|e| Error::iceberg("building the Iceberg schema of the sync's output", e))
 }
 
-/// Ids handed out in order, starting at 1.
+/// Field ids handed out in order, starting at 1 (or after a table's last column id).
 #[derive(Default)]
-struct IdAssigner(i32);
+pub(crate) struct IdAssigner(i32);
 
 impl IdAssigner {
-    fn next(&mut self) -> i32 {
+    /// Ids after `last` (a table's last assigned column id).
+    pub(crate) fn after(last: i32) -> Self {
+        Self(last)
+    }
+
+    pub(crate) fn next(&mut self) -> i32 {
         self.0 += 1;
         self.0
     }
 }
 
 /// Maps one Arrow type; `path` is the dotted column path, for messages.
-fn map_type(path: &str, data_type: &DataType, ids: &mut IdAssigner) -> Result<Type> {
+pub(crate) fn map_type(path: &str, data_type: &DataType, ids: &mut IdAssigner) -> Result<Type> {
     let primitive = |p: PrimitiveType| Ok(Type::Primitive(p));
     match data_type {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
@@ -117,6 +122,72 @@ fn map_type(path: &str, data_type: &DataType, ids: &mut IdAssigner) -> Result<Ty
         ))
         .with_hint(unsupported_hint(path, other))),
     }
+}
+
+/// The Arrow schema the BSON converter writes for an Iceberg schema (the inverse of
+/// [`iceberg_schema`] for the types the converter produces): string → Utf8, int → Int32, long →
+/// Int64, float and double → Float64, boolean → Boolean, decimal(p,s) → Decimal128(p,s),
+/// timestamptz → Timestamp(µs, UTC), timestamp → Timestamp(µs), binary and fixed → Binary, uuid →
+/// FixedSizeBinary(16), list → List, struct → Struct. Date, time and map columns (which misql
+/// never creates) are an [`Error::Plan`] naming the column. Required columns are not nullable.
+pub fn arrow_schema(schema: &Schema) -> Result<ArrowSchema> {
+    let fields = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| arrow_field(&f.name, f))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ArrowSchema::new(fields))
+}
+
+fn arrow_field(path: &str, field: &NestedField) -> Result<ArrowField> {
+    let data_type = arrow_type(path, &field.field_type)?;
+    Ok(ArrowField::new(field.name.clone(), data_type, !field.required))
+}
+
+fn arrow_type(path: &str, t: &Type) -> Result<DataType> {
+    Ok(match t {
+        Type::Primitive(p) => match p {
+            PrimitiveType::String => DataType::Utf8,
+            PrimitiveType::Int => DataType::Int32,
+            PrimitiveType::Long => DataType::Int64,
+            PrimitiveType::Float | PrimitiveType::Double => DataType::Float64,
+            PrimitiveType::Boolean => DataType::Boolean,
+            PrimitiveType::Decimal { precision, scale } => {
+                DataType::Decimal128(*precision as u8, *scale as i8)
+            }
+            PrimitiveType::Timestamptz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
+            PrimitiveType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            PrimitiveType::Binary | PrimitiveType::Fixed(_) => DataType::Binary,
+            PrimitiveType::Uuid => DataType::FixedSizeBinary(16),
+            other => {
+                return Err(Error::plan(format!(
+                    "column `{path}` is {other}, which misql cannot fill from BSON"
+                ))
+                .with_hint("sync into a new table, or list the columns in the SELECT"));
+            }
+        },
+        Type::List(list) => {
+            let element = &list.element_field;
+            let element_type = arrow_type(&format!("{path}.element"), &element.field_type)?;
+            DataType::List(Arc::new(ArrowField::new("item", element_type, true)))
+        }
+        Type::Struct(s) => DataType::Struct(
+            s.fields()
+                .iter()
+                .map(|f| arrow_field(&format!("{path}.{}", f.name), f))
+                .collect::<Result<Vec<_>>>()?
+                .into(),
+        ),
+        Type::Map(_) => {
+            return Err(Error::plan(format!(
+                "column `{path}` is a map, which misql cannot fill from BSON"
+            ))
+            .with_hint("sync into a new table, or list the columns in the SELECT"));
+        }
+    })
 }
 
 /// What to do instead of an unsupported type.

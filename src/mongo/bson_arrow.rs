@@ -68,6 +68,8 @@ pub struct BatchBuilder {
     schema: SchemaRef,
     root: Record,
     len: usize,
+    /// Where the last failed append failed, outermost segment first.
+    failed_at: Vec<Segment>,
 }
 
 impl BatchBuilder {
@@ -76,7 +78,7 @@ impl BatchBuilder {
     /// does not produce (e.g. Float32, Map) only accept null or missing values.
     pub fn new(schema: SchemaRef) -> Self {
         let root = Record::new(schema.fields().clone());
-        Self { schema, root, len: 0 }
+        Self { schema, root, len: 0, failed_at: Vec::new() }
     }
 
     /// The schema of the batches.
@@ -94,9 +96,17 @@ impl BatchBuilder {
             }
             Err(e) => {
                 self.root.truncate(self.len);
-                Err(Error::Convert { id: document_id(doc), field: e.path(), reason: e.reason })
+                let field = e.path();
+                self.failed_at = e.path.into_iter().rev().collect();
+                Err(Error::Convert { id: document_id(doc), field, reason: e.reason })
             }
         }
+    }
+
+    /// Where the last failed [`BatchBuilder::append`] failed: the field keys and array indices
+    /// from the document down to the value that did not fit (empty for unreadable BSON).
+    pub fn failed_at(&self) -> &[Segment] {
+        &self.failed_at
     }
 
     /// Rows appended since the last [`BatchBuilder::finish`].
@@ -131,9 +141,12 @@ struct Failure {
     path: Vec<Segment>,
 }
 
-#[derive(Debug)]
-enum Segment {
+/// One step of a path into a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A field of a document, by key.
     Key(String),
+    /// An element of an array, by index.
     Index(usize),
 }
 

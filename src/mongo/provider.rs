@@ -67,6 +67,20 @@ impl MongoTable {
         }
     }
 
+    /// The same collection with `schema` as its columns (the sample's statistics stay; filters
+    /// on columns the sample did not see are not pushed down).
+    pub fn with_schema(&self, schema: SchemaRef) -> Self {
+        Self {
+            source: self.source.clone(),
+            database: self.database.clone(),
+            collection: self.collection.clone(),
+            filters: FilterTranslator::new(column_kinds(&schema, &self.fields)),
+            schema,
+            fields: self.fields.clone(),
+            sampled: self.sampled,
+        }
+    }
+
     /// Per-field statistics of the sample (nested fields included).
     pub fn fields(&self) -> &[FieldReport] {
         &self.fields

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod dead_letter;
+pub mod evolve;
 pub mod plan;
 pub mod progress;
 pub mod snapshot;
@@ -11,7 +12,7 @@ pub mod status;
 pub mod stream;
 pub mod target;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bson::{RawBson, RawDocumentBuf, doc};
@@ -36,8 +37,8 @@ pub struct Sync {
     pub name: String,
     /// The statement that defined it.
     pub create: CreateSync,
-    /// The compiled plan.
-    pub plan: SyncPlan,
+    /// The compiled plan (replaced when a `SELECT *` sync's schema grows).
+    pub plan: RwLock<Arc<SyncPlan>>,
     /// The MongoDB deployment of the source.
     pub source: Arc<MongoSource>,
     /// Source database.
@@ -55,6 +56,16 @@ pub struct Sync {
 }
 
 impl Sync {
+    /// The compiled plan as of now.
+    pub fn plan(&self) -> Arc<SyncPlan> {
+        self.plan.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the plan (after the input schema grew).
+    fn set_plan(&self, plan: SyncPlan) {
+        *self.plan.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(plan);
+    }
+
     /// Updates this sync's status.
     pub fn status(&self, change: impl FnOnce(&mut SyncStatus)) {
         self.registry.update(&self.name, change);
@@ -66,7 +77,10 @@ impl Sync {
     pub async fn run(&self, drain: bool) -> Result<()> {
         self.status(|s| s.phase = "starting".into());
         let (mut table, mut checkpoint) =
-            target::prepare(self.catalog.as_ref(), &self.create, &self.plan).await?;
+            target::prepare(self.catalog.as_ref(), &self.create, &self.plan()).await?;
+        if self.plan().evolving {
+            table = evolve::reconcile(self, table).await?;
+        }
         if checkpoint.as_ref().is_none_or(|c| c.phase == Phase::Snapshot) {
             self.status(|s| s.phase = "snapshot".into());
             table = snapshot::run(self, table, checkpoint.take()).await?;

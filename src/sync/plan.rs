@@ -11,13 +11,18 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use bson::Document;
 use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::common::DFSchema;
+use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::TableProvider;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use sha2::{Digest, Sha256};
+use sqlparser::ast::{Ident, ObjectName, SelectItem};
 
 use crate::mongo::provider::MongoTable;
 use crate::sql::CreateSync;
@@ -41,6 +46,12 @@ pub struct SyncPlan {
     pub mongo_projection: Option<Document>,
     /// A hash of what defines the target's contents (source, target, SELECT, WHERE, PARTITION BY).
     pub definition_hash: String,
+    /// Whether the SELECT is `*` (or absent): the target's schema follows the documents, and
+    /// the plan is made again over a grown input schema ([`Self::with_input_schema`]).
+    pub evolving: bool,
+    /// The collection as planned over, and its name in the plan.
+    source: Arc<MongoTable>,
+    source_name: TableReference,
     projection: Vec<Arc<dyn PhysicalExpr>>,
     filter: Option<Arc<dyn PhysicalExpr>>,
 }
@@ -66,8 +77,8 @@ impl SyncPlan {
         }
         let logical_plan = ctx.sql(&sql).await?.logical_plan().clone();
         let parts = split_plan(&logical_plan, &create.name.value)?;
-        let table = source_as_provider(&parts.scan.source)?;
-        let table = table.as_any().downcast_ref::<MongoTable>().ok_or_else(|| {
+        let provider = source_as_provider(&parts.scan.source)?;
+        let table = provider.as_any().downcast_ref::<MongoTable>().ok_or_else(|| {
             Error::plan(format!("the source of sync {} is not a MongoDB collection", create.name))
                 .with_hint("FROM must name catalog.database.collection of an attached MongoDB")
         })?;
@@ -93,17 +104,49 @@ impl SyncPlan {
             .map(|f| TableProvider::schema(table).index_of(f.name()))
             .collect::<std::result::Result<_, _>>()?;
         let request = table.find_request(Some(&input_indices), &pushed, None);
+        let evolving = is_select_star(create);
+        let source_name = parts.scan.table_name.clone();
         Ok(Self {
             logical_plan,
             input_schema,
             output_schema,
             key,
             mongo_filter: request.filter,
-            mongo_projection: request.projection,
+            // An evolving sync reads whole documents, to see the fields that appear later.
+            mongo_projection: if evolving { None } else { request.projection },
             definition_hash: definition_hash(create),
+            evolving,
+            source: Arc::new(table.with_schema(TableProvider::schema(table))),
+            source_name,
             projection,
             filter,
         })
+    }
+
+    /// The same sync planned over the collection with `schema` as its columns (a `SELECT *`
+    /// sync whose documents gained fields, or whose table has columns the sample did not see).
+    pub async fn with_input_schema(&self, create: &CreateSync, schema: SchemaRef) -> Result<Self> {
+        let table = Arc::new(self.source.with_schema(schema));
+        let name = &self.source_name;
+        let ctx = SessionContext::new();
+        let tables = Arc::new(MemorySchemaProvider::new());
+        tables.register_table(name.table().to_string(), table)?;
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        catalog.register_schema(name.schema().unwrap_or("public"), tables)?;
+        ctx.register_catalog(name.catalog().unwrap_or("datafusion"), catalog);
+        let mut create = create.clone();
+        create.source = ObjectName::from(
+            [
+                name.catalog().unwrap_or("datafusion"),
+                name.schema().unwrap_or("public"),
+                name.table(),
+            ]
+            .map(|part| Ident::with_quote('"', part))
+            .to_vec(),
+        );
+        let mut plan = Self::new(&ctx, &create).await?;
+        plan.definition_hash = self.definition_hash.clone();
+        Ok(plan)
     }
 
     /// Runs the WHERE filter and the projection over one batch of converted documents (with
@@ -283,6 +326,21 @@ fn output_schema(plan: &LogicalPlan, exprs: &[Expr], sync: &str) -> Result<(Sche
     }
     let key_name = arrow.field(key).name().clone();
     Ok((Arc::new(Schema::new(fields)), key_name))
+}
+
+/// Whether the sync's SELECT is `*` alone (or there is no SELECT).
+fn is_select_star(create: &CreateSync) -> bool {
+    match create.projection.as_deref() {
+        None => true,
+        Some([SelectItem::Wildcard(options)]) => {
+            options.opt_exclude.is_none()
+                && options.opt_except.is_none()
+                && options.opt_replace.is_none()
+                && options.opt_rename.is_none()
+                && options.opt_ilike.is_none()
+        }
+        Some(_) => false,
+    }
 }
 
 /// A name that can be an Iceberg column name as written.

@@ -14,6 +14,7 @@ use mongodb::options::FindOptions;
 use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
 use super::dead_letter::{self, DeadLetter};
+use super::evolve;
 use super::progress::Progress;
 use crate::iceberg::commit::append;
 use crate::iceberg::key_index::{KeyIndex, RowLocation};
@@ -33,6 +34,8 @@ struct Copy<'a> {
     sync: &'a Sync,
     table: Table,
     writer: TableWriter,
+    /// Data files written under an earlier schema, for the next commit.
+    files: Vec<iceberg::spec::DataFile>,
     builder: BatchBuilder,
     /// `_id` of each row in `builder`, to name rows that fail the projection.
     ids: Vec<RawBson>,
@@ -64,11 +67,11 @@ pub async fn run(sync: &Sync, table: Table, checkpoint: Option<Checkpoint>) -> R
 /// whose resume token was taken before the copy began.
 pub async fn replace(sync: &Sync, table: Table) -> Result<Table> {
     let resume_token = sync.resume_token().await?;
-    let mut index = KeyIndex::build(&table, &sync.plan.key).await?;
+    let mut index = KeyIndex::build(&table, &sync.plan().key).await?;
     let mut live = Vec::with_capacity(index.len());
     let keys = table
         .scan()
-        .select([sync.plan.key.as_str()])
+        .select([sync.plan().key.as_str()])
         .build()
         .map_err(|e| Error::iceberg("reading the keys to replace", e))?
         .to_arrow()
@@ -100,11 +103,11 @@ async fn copy(
     let total = coll.estimated_document_count().await.unwrap_or(0);
     let options = FindOptions::builder()
         .sort(doc! { "_id": 1 })
-        .projection(sync.plan.mongo_projection.clone())
+        .projection(sync.plan().mongo_projection.clone())
         .build();
     let context = format!("reading {}.{}", sync.database, sync.collection);
     let mut cursor = coll
-        .find(filter(&sync.plan.mongo_filter, high_water.as_ref()))
+        .find(filter(&sync.plan().mongo_filter, high_water.as_ref()))
         .with_options(options)
         .batch()
         .await
@@ -113,7 +116,8 @@ async fn copy(
     let mut copy = Copy {
         sync,
         writer,
-        builder: BatchBuilder::new(sync.plan.input_schema.clone()),
+        files: Vec::new(),
+        builder: BatchBuilder::new(sync.plan().input_schema.clone()),
         ids: Vec::new(),
         high_water,
         resume_token,
@@ -128,13 +132,15 @@ async fn copy(
     };
     while let Some(batch) = cursor.try_next().await.map_err(|e| Error::mongo(context.clone(), e))? {
         let docs = batch.doc_slices().map_err(|e| Error::mongo(context.clone(), e))?;
-        for doc in docs {
-            let doc = doc.map_err(|e| Error::plan(format!("{context}: malformed BSON: {e}")))?;
-            let doc = doc
-                .as_document()
-                .ok_or_else(|| Error::plan(format!("{context}: not a document")))?;
-            copy.add(doc).await?;
-        }
+        let docs = docs
+            .into_iter()
+            .map(|doc| {
+                let doc =
+                    doc.map_err(|e| Error::plan(format!("{context}: malformed BSON: {e}")))?;
+                doc.as_document().ok_or_else(|| Error::plan(format!("{context}: not a document")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        copy.add_all(&docs).await?;
         if copy.due() {
             copy.commit(Phase::Snapshot).await?;
         }
@@ -159,6 +165,44 @@ fn filter(pushed: &Document, high_water: Option<&RawBson>) -> Document {
 }
 
 impl Copy<'_> {
+    /// Converts a batch of documents; a `SELECT *` sync first makes the table and plan take
+    /// them (new columns, widened types, stringified values).
+    async fn add_all(&mut self, docs: &[&RawDocument]) -> Result<()> {
+        if !self.sync.plan().evolving {
+            for doc in docs {
+                self.add(doc).await?;
+            }
+            return Ok(());
+        }
+        let fit = evolve::fit(self.sync, docs)?;
+        if let Some(schema) = fit.schema {
+            self.evolve(schema).await?;
+        }
+        let mut rewritten = fit.rewritten.into_iter().peekable();
+        for (i, doc) in docs.iter().enumerate() {
+            match rewritten.next_if(|(j, _)| *j == i) {
+                Some((_, doc)) => self.add(&doc).await?,
+                None => self.add(doc).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Grows the table and the plan to `schema`; the rows so far are written under the old
+    /// schema and committed with the next commit.
+    async fn evolve(&mut self, schema: arrow::datatypes::SchemaRef) -> Result<()> {
+        self.flush_chunk().await?;
+        let writer = std::mem::replace(
+            &mut self.writer,
+            TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?,
+        );
+        self.files.extend(writer.finish().await?);
+        self.table = evolve::apply(self.sync, self.table.clone(), schema).await?;
+        self.writer = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
+        self.builder = BatchBuilder::new(self.sync.plan().input_schema.clone());
+        Ok(())
+    }
+
     /// Converts one document; a document that does not fit follows `on_error`.
     async fn add(&mut self, doc: &RawDocument) -> Result<()> {
         let id = doc.get("_id").ok().flatten().map(RawBson::from);
@@ -173,13 +217,11 @@ impl Copy<'_> {
         Ok(())
     }
 
-    /// `on_error` for a document that could not be converted.
+    /// `on_error` (`on_type_change` for `SELECT *`) for a document that could not be converted.
     fn reject(&mut self, doc: &RawDocument, err: Error) -> Result<()> {
         let message = err.to_string();
-        match self.sync.create.options.on_error {
-            OnError::Fail => Err(Error::plan(message).with_hint(
-                "WITH (on_error = 'skip') leaves such documents out; 'dead_letter' keeps them in <table>__errors",
-            )),
+        match evolve::conversion_policy(self.sync) {
+            OnError::Fail => Err(evolve::conversion_error(self.sync, err)),
             OnError::Skip => {
                 tracing::warn!(sync = %self.sync.name, "skipped: {message}");
                 self.sync.status(|s| s.rows_skipped += 1);
@@ -201,7 +243,7 @@ impl Copy<'_> {
         self.pending_bytes += self.builder.byte_size() as u64;
         let batch = self.builder.finish()?;
         let ids = std::mem::take(&mut self.ids);
-        let (rows, errors) = self.sync.plan.apply(&batch)?;
+        let (rows, errors) = self.sync.plan().apply(&batch)?;
         for error in errors {
             let id = &ids[error.row];
             let err = Error::Convert {
@@ -229,7 +271,7 @@ impl Copy<'_> {
                 }
             }
         }
-        check_key(&rows, &self.sync.plan.key)?;
+        check_key(&rows, &self.sync.plan().key)?;
         self.writer.write(&rows).await?;
         self.pending_rows += rows.num_rows() as u64;
         self.rows += rows.num_rows() as u64;
@@ -255,13 +297,14 @@ impl Copy<'_> {
             &mut self.writer,
             TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?,
         );
-        let files = writer.finish().await?;
+        let mut files = std::mem::take(&mut self.files);
+        files.extend(writer.finish().await?);
         let catalog = self.sync.catalog.as_ref();
         let dead = std::mem::take(&mut self.dead);
         dead_letter::write(catalog, &self.sync.target, &self.sync.name, &dead).await?;
         let checkpoint = Checkpoint {
             sync: self.sync.name.clone(),
-            definition_hash: self.sync.plan.definition_hash.clone(),
+            definition_hash: self.sync.plan().definition_hash.clone(),
             phase,
             high_water: self.high_water.clone(),
             resume_token: self.resume_token.clone(),

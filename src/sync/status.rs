@@ -22,6 +22,12 @@ pub struct SyncStatus {
     pub rows_skipped: u64,
     /// Documents written to the dead-letter table.
     pub dead_letters: u64,
+    /// Schema changes made to the target (`SELECT *` syncs).
+    pub schema_changes: u64,
+    /// What the last schema change did.
+    pub last_schema_change: Option<String>,
+    /// Values moved to `<field>__json` columns by `on_type_change = 'stringify'`.
+    pub values_stringified: u64,
     /// Commits made by this run.
     pub commits: u64,
     /// When the last commit was made.

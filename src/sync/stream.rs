@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef};
-use bson::{RawBson, RawDocumentBuf, rawdoc};
+use bson::{RawBson, RawDocument, RawDocumentBuf, rawdoc};
 use iceberg::table::Table;
 use mongodb::change_stream::event::OperationType;
 
 use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
 use super::dead_letter::{self, DeadLetter};
+use super::evolve;
 use crate::iceberg::commit::append;
 use crate::iceberg::key_index::KeyIndex;
 use crate::iceberg::position_delete::write_position_deletes;
@@ -88,7 +89,7 @@ pub async fn run(
         tracing::warn!("sync {}: no resume token; changes are not followed", sync.name);
         return Ok(StreamEnd::Drained);
     };
-    let mut index = KeyIndex::build(&table, &sync.plan.key).await?;
+    let mut index = KeyIndex::build(&table, &sync.plan().key).await?;
     let stream = watch(&sync.source, &sync.database, &sync.collection, Some(&token)).await;
     let mut stream = match stream {
         Ok(stream) => stream,
@@ -197,7 +198,7 @@ fn add(sync: &Sync, changes: &mut Changes, event: Event) -> Result<Option<String
 fn checkpoint_at(sync: &Sync, token: &RawDocumentBuf) -> Checkpoint {
     Checkpoint {
         sync: sync.name.clone(),
-        definition_hash: sync.plan.definition_hash.clone(),
+        definition_hash: sync.plan().definition_hash.clone(),
         phase: Phase::Streaming,
         high_water: None,
         resume_token: Some(token.clone()),
@@ -211,9 +212,10 @@ async fn apply(
     sync: &Sync,
     table: &Table,
     index: &mut KeyIndex,
-    changes: Changes,
+    mut changes: Changes,
     token: &RawDocumentBuf,
 ) -> Result<Table> {
+    let table = &fit(sync, table.clone(), &mut changes).await?;
     let keys = keys(sync, &changes)?;
     let mut deletes = Vec::new();
     for key in &keys {
@@ -221,18 +223,19 @@ async fn apply(
             deletes.push(location);
         }
     }
-    let mut builder = BatchBuilder::new(sync.plan.input_schema.clone());
+    let policy = evolve::conversion_policy(sync);
+    let mut builder = BatchBuilder::new(sync.plan().input_schema.clone());
     let mut appended: Vec<&RawDocumentBuf> = Vec::new();
     let mut rejected: Vec<(&RawDocumentBuf, String)> = Vec::new();
     for (_, document) in &changes.order {
         let Some(document) = document else { continue };
         match builder.append(document) {
             Ok(()) => appended.push(document),
-            Err(err) if sync.create.options.on_error == OnError::Fail => return Err(err),
+            Err(err) if policy == OnError::Fail => return Err(evolve::conversion_error(sync, err)),
             Err(err) => rejected.push((document, err.to_string())),
         }
     }
-    let (rows, errors) = sync.plan.apply(&builder.finish()?)?;
+    let (rows, errors) = sync.plan().apply(&builder.finish()?)?;
     for error in &errors {
         let document = appended[error.row];
         let id = crate::mongo::bson_arrow::document_id(document);
@@ -247,7 +250,7 @@ async fn apply(
     let mut letters = Vec::new();
     for (document, error) in rejected {
         tracing::warn!("sync {}: left out: {error}", sync.name);
-        if sync.create.options.on_error == OnError::DeadLetter {
+        if policy == OnError::DeadLetter {
             letters.push(DeadLetter {
                 id: crate::mongo::bson_arrow::document_id(document),
                 document: crate::mongo::ext_json::to_string(bson::RawBsonRef::Document(document)),
@@ -273,7 +276,7 @@ async fn apply(
     )
     .await?;
     for file in &files {
-        index.add_written_file(&table, file, &sync.plan.key).await?;
+        index.add_written_file(&table, file, &sync.plan().key).await?;
     }
     let applied = changes.len() as u64;
     let letters_written = letter_count;
@@ -287,13 +290,36 @@ async fn apply(
     Ok(table)
 }
 
+/// A `SELECT *` sync's table and plan made to take the changed documents (new columns, widened
+/// types); under `on_type_change = 'stringify'` the documents are rewritten in `changes`.
+async fn fit(sync: &Sync, table: Table, changes: &mut Changes) -> Result<Table> {
+    if !sync.plan().evolving {
+        return Ok(table);
+    }
+    let (positions, docs): (Vec<usize>, Vec<&RawDocument>) = changes
+        .order
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, doc))| doc.as_deref().map(|d| (i, d)))
+        .unzip();
+    let fit = evolve::fit(sync, &docs)?;
+    let table = match fit.schema {
+        Some(schema) => evolve::apply(sync, table, schema).await?,
+        None => table,
+    };
+    for (i, doc) in fit.rewritten {
+        changes.order[positions[i]].1 = Some(doc);
+    }
+    Ok(table)
+}
+
 /// The output key of each changed `_id`, computed by the sync's key expression.
 fn keys(sync: &Sync, changes: &Changes) -> Result<Vec<String>> {
-    let mut builder = BatchBuilder::new(sync.plan.input_schema.clone());
+    let mut builder = BatchBuilder::new(sync.plan().input_schema.clone());
     for (id, _) in &changes.order {
         builder.append(&rawdoc! { "_id": id.clone() })?;
     }
-    let keys: ArrayRef = sync.plan.keys(&builder.finish()?)?;
+    let keys: ArrayRef = sync.plan().keys(&builder.finish()?)?;
     (0..keys.len())
         .map(|i| {
             arrow::util::display::array_value_to_string(&keys, i)

@@ -46,8 +46,11 @@ pub async fn prepare(
             .load_table(&ident)
             .await
             .map_err(|e| Error::iceberg(format!("loading {name}"), e))?;
-        check_compatible(&name, table.metadata().current_schema(), &wanted)
-            .map_err(|e| with_replace_hint(e, create))?;
+        // A `SELECT *` sync's table may have more columns, or wider ones: reconciled later.
+        if !plan.evolving {
+            check_compatible(&name, table.metadata().current_schema(), &wanted)
+                .map_err(|e| with_replace_hint(e, create))?;
+        }
         let checkpoint = Checkpoint::from_properties(|key| snapshot_property(&table, key))?;
         check_checkpoint(create, plan, &name, checkpoint.as_ref())?;
         return Ok((table, checkpoint));
