@@ -183,10 +183,24 @@ fn grow_field(have: &FieldRef, seen: &FieldRef) -> FieldRef {
 /// The schema of what `inference` saw, without the fields that carried no typed value (only
 /// null, only `{}`, only `[]`): adding those would fix a type before any value says it.
 fn observed(inference: &Inference) -> Schema {
-    let reports = inference.fields();
-    let schema = inference.schema();
-    let fields = typed_fields(schema.fields(), "", &reports);
-    Schema::new(fields)
+    typed(&inference.schema(), &inference.fields())
+}
+
+/// `schema` (inferred, with `reports`) without the fields that carried no typed value; `_id`
+/// always stays.
+pub fn typed(schema: &Schema, reports: &[FieldReport]) -> Schema {
+    let fields: Fields = schema
+        .fields()
+        .iter()
+        .filter_map(|f| {
+            if f.name() == "_id" {
+                return Some(f.clone());
+            }
+            typed_fields(&Fields::from(vec![f.clone()]), "", reports).iter().next().cloned()
+        })
+        .collect::<Vec<_>>()
+        .into();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 fn typed_fields(fields: &Fields, prefix: &str, reports: &[FieldReport]) -> Fields {
@@ -255,6 +269,20 @@ pub async fn apply(sync: &Sync, table: Table, schema: SchemaRef) -> Result<Table
     let plan = sync.plan().with_input_schema(&sync.create, schema).await?;
     sync.set_plan(plan);
     Ok(table)
+}
+
+/// Before the target is prepared: a `SELECT *` sync leaves out the sampled fields that carried
+/// no typed value (only null, `{}` or `[]`); they become columns once a value says their type.
+pub async fn leave_out_untyped(sync: &Sync) -> Result<()> {
+    let plan = sync.plan();
+    let schema = Arc::new(typed(&plan.input_schema, plan.sample_reports()));
+    if schema != plan.input_schema {
+        // A WHERE clause may name such a field: then it stays.
+        if let Ok(narrower) = plan.with_input_schema(&sync.create, schema).await {
+            sync.set_plan(narrower);
+        }
+    }
+    Ok(())
 }
 
 /// At start: a `SELECT *` sync's input schema becomes the table's columns (with the types the

@@ -62,7 +62,7 @@ impl Sync {
     }
 
     /// Replaces the plan (after the input schema grew).
-    fn set_plan(&self, plan: SyncPlan) {
+    pub(crate) fn set_plan(&self, plan: SyncPlan) {
         *self.plan.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(plan);
     }
 
@@ -76,6 +76,9 @@ impl Sync {
     /// (`--once`), or until an error otherwise.
     pub async fn run(&self, drain: bool) -> Result<()> {
         self.status(|s| s.phase = "starting".into());
+        if self.plan().evolving {
+            evolve::leave_out_untyped(self).await?;
+        }
         let (mut table, mut checkpoint) =
             target::prepare(self.catalog.as_ref(), &self.create, &self.plan()).await?;
         if self.plan().evolving {

@@ -123,6 +123,11 @@ impl SyncPlan {
         })
     }
 
+    /// What the sample saw of each field of the collection.
+    pub fn sample_reports(&self) -> &[crate::mongo::infer::FieldReport] {
+        self.source.fields()
+    }
+
     /// The same sync planned over the collection with `schema` as its columns (a `SELECT *`
     /// sync whose documents gained fields, or whose table has columns the sample did not see).
     pub async fn with_input_schema(&self, create: &CreateSync, schema: SchemaRef) -> Result<Self> {
