@@ -55,6 +55,34 @@ pub fn report(fields: &[FieldReport], sampled: u64) -> Result<RecordBatch> {
     ])?)
 }
 
+/// One line per field for EXPLAIN CREATE SYNC: `path: type (bson types; present; max array
+/// length; max depth) suggested cast`.
+pub fn lines(fields: &[FieldReport], sampled: u64) -> Vec<String> {
+    fields
+        .iter()
+        .map(|f| {
+            let mut line = format!(
+                "{}: {} ({}; present {}",
+                f.path,
+                type_name(&f.data_type),
+                types_seen(f),
+                presence(f, fields, sampled)
+            );
+            if let Some(len) = f.max_array_len {
+                line.push_str(&format!("; max array length {len}"));
+            }
+            if f.max_depth > 0 {
+                line.push_str(&format!("; max depth {}", f.max_depth));
+            }
+            line.push(')');
+            if let Some(cast) = &f.suggested_cast {
+                line.push_str(&format!(" suggested cast: {cast}"));
+            }
+            line
+        })
+        .collect()
+}
+
 /// `int: 990, string: 10`, most frequent first; a conflict is marked so it stands out.
 fn types_seen(field: &FieldReport) -> String {
     let list: Vec<String> =

@@ -173,14 +173,18 @@ impl Session {
                 .ok_or_else(|| unknown_sync(&name.value))?,
         };
         let sync = self.build_sync(&create).await?;
-        let schema = iceberg_schema(&sync.plan().output_schema, &sync.plan().key)?;
+        if sync.plan().evolving {
+            crate::sync::evolve::leave_out_untyped(&sync).await?;
+        }
+        let plan = sync.plan();
+        let schema = iceberg_schema(&plan.output_schema, &plan.key)?;
         let partition: Vec<String> = create.partition_by.iter().map(|p| p.to_string()).collect();
         let mongo = format!(
             "find {}.{} filter={} projection={} sort={{\"_id\":1}}",
             sync.database,
             sync.collection,
-            json(&sync.plan().mongo_filter),
-            sync.plan().mongo_projection.as_ref().map_or("(all fields)".to_string(), json),
+            json(&plan.mongo_filter),
+            plan.mongo_projection.as_ref().map_or("(all fields)".to_string(), json),
         );
         let fields: Vec<String> = schema
             .as_struct()
@@ -188,13 +192,13 @@ impl Session {
             .iter()
             .map(|f| {
                 let required = if f.required { " NOT NULL" } else { "" };
-                let key = if f.name == sync.plan().key { " (key)" } else { "" };
+                let key = if f.name == plan.key { " (key)" } else { "" };
                 format!("{}: {}{required}{key}", f.name, f.field_type)
             })
             .collect();
         let sections = [
             ("sync", create.to_string()),
-            ("logical_plan", format!("{}", sync.plan().logical_plan.display_indent())),
+            ("logical_plan", format!("{}", plan.logical_plan.display_indent())),
             ("mongodb_query", mongo),
             ("target_table", create.target.to_string()),
             ("target_schema", fields.join("\n")),
@@ -203,6 +207,11 @@ impl Session {
                 if partition.is_empty() { "unpartitioned".into() } else { partition.join(", ") },
             ),
             ("dead_letters", dead_letter::table_ident(&sync.target).to_string()),
+            ("schema_changes", schema_policy(&create, plan.evolving)),
+            (
+                "source_fields",
+                super::describe::lines(plan.sample_reports(), plan.sampled()).join("\n"),
+            ),
         ];
         let column = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
         rows(RecordBatch::try_from_iter([
@@ -328,4 +337,21 @@ fn format_time(time: std::time::SystemTime) -> String {
     arrow::temporal_conversions::timestamp_s_to_datetime(secs)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default()
+}
+
+/// How the sync's target schema follows the documents, for EXPLAIN.
+fn schema_policy(create: &CreateSync, evolving: bool) -> String {
+    let options = &create.options;
+    if evolving {
+        format!(
+            "SELECT *: new fields become optional columns (nested ones too), int widens to long \
+             and decimals to more digits; a value of another type follows on_type_change = '{}'",
+            options.on_type_change.name()
+        )
+    } else {
+        format!(
+            "fixed by the SELECT list; a value that does not cast follows on_error = '{}'",
+            options.on_error.name()
+        )
+    }
 }

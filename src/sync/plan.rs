@@ -128,6 +128,11 @@ impl SyncPlan {
         self.source.fields()
     }
 
+    /// How many documents the sample had.
+    pub fn sampled(&self) -> u64 {
+        self.source.sampled()
+    }
+
     /// The same sync planned over the collection with `schema` as its columns (a `SELECT *`
     /// sync whose documents gained fields, or whose table has columns the sample did not see).
     pub async fn with_input_schema(&self, create: &CreateSync, schema: SchemaRef) -> Result<Self> {

@@ -282,7 +282,33 @@ async fn explain_create_sync_shows_plan_query_schema_and_partitioning() {
     );
     assert!(item("target_schema").contains("total: decimal(18, 2)"), "{}", item("target_schema"));
     assert_eq!(item("partition_spec"), "day(created_at)");
+    assert!(
+        item("schema_changes").starts_with("fixed by the SELECT list"),
+        "{}",
+        item("schema_changes")
+    );
+    assert!(item("schema_changes").ends_with("on_error = 'fail'"), "{}", item("schema_changes"));
+    let fields = item("source_fields");
+    let total = fields.lines().find(|l| l.starts_with("total: ")).unwrap_or_default();
+    assert!(total.contains("present 100.0%"), "{fields}");
+    assert!(fields.lines().any(|l| l.starts_with("items[].sku: Utf8 (string: ")), "{fields}");
     assert!(!dir.join(&db).exists(), "EXPLAIN must not create the table");
+
+    let star = format!(
+        "EXPLAIN CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.o \
+         WITH (on_type_change = 'stringify')"
+    );
+    let run = misql_in(&dir, &["--format", "json", "-e", &star]);
+    assert!(run.success, "{}", run.stderr);
+    let policy = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|i| i["item"] == "schema_changes")
+        .unwrap();
+    let policy = policy["value"].as_str().unwrap();
+    assert!(policy.starts_with("SELECT *: new fields become optional columns"), "{policy}");
+    assert!(policy.ends_with("on_type_change = 'stringify'"), "{policy}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
