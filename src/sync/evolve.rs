@@ -7,13 +7,15 @@
 //! `dead_letter` apply when the document is converted.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use bson::{Bson, Document, RawBson, RawDocument, RawDocumentBuf};
 use iceberg::table::Table;
 
 use super::Sync;
+use super::plan::is_column_name;
 use crate::iceberg::schema::arrow_schema;
 use crate::iceberg::schema_update::{commit_schema, evolve};
 use crate::mongo::bson_arrow::{BatchBuilder, Segment};
@@ -208,6 +210,10 @@ fn typed_fields(fields: &Fields, prefix: &str, reports: &[FieldReport]) -> Field
         .iter()
         .filter_map(|f| {
             let path = format!("{prefix}{}", f.name());
+            if !is_column_name(f.name()) {
+                warn_left_out(&path);
+                return None;
+            }
             let report = reports.iter().find(|r| r.path == path)?;
             if untyped(report) {
                 return None;
@@ -217,6 +223,18 @@ fn typed_fields(fields: &Fields, prefix: &str, reports: &[FieldReport]) -> Field
         })
         .collect::<Vec<_>>()
         .into()
+}
+
+/// Warns (once per field path and process) that a field cannot be a column.
+fn warn_left_out(path: &str) {
+    static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.get_or_insert_with(HashSet::new).insert(path.to_string()) {
+        tracing::warn!(
+            "field `{path}` cannot be an Iceberg column (its name is empty or has a dot); SELECT * \
+             leaves it out: list the columns in the SELECT to keep it under another name"
+        );
+    }
 }
 
 /// `data_type` without its untyped nested fields; `None` for a struct left with no fields (a

@@ -96,7 +96,9 @@ impl SyncPlan {
             .as_ref()
             .map(|f| state.create_physical_expr(f.clone(), &df_schema))
             .transpose()?;
-        let (output_schema, key) = output_schema(&logical_plan, &parts.exprs, &create.name.value)?;
+        let evolving = is_select_star(create);
+        let (output_schema, key) =
+            output_schema(&logical_plan, &parts.exprs, &create.name.value, evolving)?;
         let pushed: Vec<Expr> = parts.filter.iter().cloned().collect();
         let input_indices: Vec<usize> = input_schema
             .fields()
@@ -104,7 +106,6 @@ impl SyncPlan {
             .map(|f| TableProvider::schema(table).index_of(f.name()))
             .collect::<std::result::Result<_, _>>()?;
         let request = table.find_request(Some(&input_indices), &pushed, None);
-        let evolving = is_select_star(create);
         let source_name = parts.scan.table_name.clone();
         Ok(Self {
             logical_plan,
@@ -312,7 +313,12 @@ fn input_schema(table: &SchemaRef, parts: &PlanParts<'_>) -> Result<SchemaRef> {
 }
 
 /// The output schema with the key column found and made non-nullable.
-fn output_schema(plan: &LogicalPlan, exprs: &[Expr], sync: &str) -> Result<(SchemaRef, String)> {
+fn output_schema(
+    plan: &LogicalPlan,
+    exprs: &[Expr],
+    sync: &str,
+    select_star: bool,
+) -> Result<(SchemaRef, String)> {
     let arrow = plan.schema().as_arrow();
     let key = exprs
         .iter()
@@ -327,7 +333,8 @@ fn output_schema(plan: &LogicalPlan, exprs: &[Expr], sync: &str) -> Result<(Sche
     let mut fields = Vec::with_capacity(arrow.fields().len());
     for (i, field) in arrow.fields().iter().enumerate() {
         let name = field.name();
-        if !is_simple_name(name) {
+        // `SELECT *` columns are document fields by their own names (see `is_column_name`).
+        if !is_simple_name(name) && !(select_star && is_column_name(name)) {
             return Err(Error::plan(format!("column `{name}` of sync {sync} needs a name"))
                 .with_hint(format!("add AS <name> after `{}`", exprs[i])));
         }
@@ -351,6 +358,12 @@ fn is_select_star(create: &CreateSync) -> bool {
         }
         Some(_) => false,
     }
+}
+
+/// A document field name that can name an Iceberg column: not empty and without dots (which
+/// Iceberg's name lookups read as nesting).
+pub fn is_column_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('.')
 }
 
 /// A name that can be an Iceberg column name as written.
