@@ -334,7 +334,8 @@ fn output_schema(
     for (i, field) in arrow.fields().iter().enumerate() {
         let name = field.name();
         // `SELECT *` columns are document fields by their own names (see `is_column_name`).
-        if !is_simple_name(name) && !(select_star && is_column_name(name)) {
+        let named = is_simple_name(name) || (select_star && is_column_name(name));
+        if !named {
             return Err(Error::plan(format!("column `{name}` of sync {sync} needs a name"))
                 .with_hint(format!("add AS <name> after `{}`", exprs[i])));
         }
