@@ -3,6 +3,7 @@
 mod support;
 
 mod bson_arrow;
+mod evolve;
 mod explore;
 mod hostile;
 mod iceberg_catalog;
@@ -12,5 +13,6 @@ mod key_index;
 mod parser;
 mod proptest_bson;
 mod row_delta;
+mod schema_drift;
 mod sync_snapshot;
 mod sync_stream;

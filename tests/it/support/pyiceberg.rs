@@ -1,5 +1,6 @@
 //! pyiceberg (PyPI) as an independent reader of the tables misql writes: `read_iceberg.py` opens
-//! a catalog, scans a table to Arrow and prints its rows as JSON lines.
+//! a catalog, scans a table to Arrow and prints its rows as JSON lines, or prints the table's
+//! schema history.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -93,17 +94,31 @@ pub fn pyiceberg_rows_timed(
     table: &str,
     key: &str,
 ) -> (Vec<serde_json::Value>, Duration) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/read_iceberg.py");
     let started = Instant::now();
+    let rows = run_script(&[&catalog.properties().to_string(), table, key], table);
+    (rows, started.elapsed())
+}
+
+/// The schema history of `table` (`namespace.table`) as pyiceberg reads it: one JSON object per
+/// schema, in schema id order: `{"schema_id": n, "current": bool, "identifier_fields": [..],
+/// "fields": [{"name": .., "type": .., "required": bool}, ..]}`, a type being pyiceberg's text
+/// for a primitive (`"int"`, `"long"`, `"string"`, `"decimal(18, 2)"`…) or
+/// `{"struct": [fields]}`, `{"list": type, "element_required": bool}`,
+/// `{"map": [key, value], "value_required": bool}`.
+pub fn pyiceberg_schemas(catalog: &PyCatalog, table: &str) -> Vec<serde_json::Value> {
+    run_script(&["--schemas", &catalog.properties().to_string(), table], table)
+}
+
+/// Runs read_iceberg.py with `args`; its stdout as JSON lines. Panics with the script's stderr
+/// if pyiceberg fails.
+fn run_script(args: &[&str], table: &str) -> Vec<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/read_iceberg.py");
     let output = Command::new(python())
         .arg(&script)
-        .arg(catalog.properties().to_string())
-        .arg(table)
-        .arg(key)
+        .args(args)
         .env("PYICEBERG_HOME", std::env::temp_dir())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -111,15 +126,14 @@ pub fn pyiceberg_rows_timed(
         "pyiceberg could not read {table} ({}):\n{stderr}\n{stdout}",
         output.status
     );
-    let rows = stdout
+    stdout
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
             serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("bad JSON from pyiceberg: {line}: {e}"))
         })
-        .collect();
-    (rows, elapsed)
+        .collect()
 }
 
 /// The project's `.venv` python, where scripts/setup-test-env.sh installs pyiceberg.

@@ -1,11 +1,21 @@
-"""Reads an Iceberg table with pyiceberg (an independent reader) and prints its rows as JSON.
+"""Reads an Iceberg table with pyiceberg (an independent reader) and prints it as JSON.
 
 Usage: read_iceberg.py '<catalog properties as JSON>' <namespace.table> <key column>
+       read_iceberg.py --schemas '<catalog properties as JSON>' <namespace.table>
 
 The catalog properties go to pyiceberg.catalog.load_catalog; they include "type" ("sql" or
-"rest") and a "name". Every row is printed as one JSON object per line, sorted by the key column.
-Decimals become strings (exact), timestamps and dates ISO-8601 strings, binary values hex strings,
-UUIDs their canonical text.
+"rest") and a "name".
+
+Rows: every row is printed as one JSON object per line, sorted by the key column. Decimals become
+strings (exact), timestamps and dates ISO-8601 strings, binary values hex strings, UUIDs their
+canonical text.
+
+--schemas: the table's schema history, one JSON object per line in schema id order:
+{"schema_id": n, "current": bool, "identifier_fields": [names], "fields": [field, ...]}, where a
+field is {"name": ..., "type": ..., "required": bool} and a type is pyiceberg's text for a
+primitive ("int", "long", "double", "string", "decimal(18, 2)", "timestamptz", ...),
+{"struct": [field, ...]}, {"list": type, "element_required": bool} or
+{"map": [key type, value type], "value_required": bool}.
 """
 import datetime
 import decimal
@@ -14,6 +24,7 @@ import sys
 import uuid
 
 from pyiceberg.catalog import load_catalog
+from pyiceberg.types import ListType, MapType, StructType
 
 
 def plain(value):
@@ -38,13 +49,54 @@ def sort_key(row, key):
     return (value is None, str(type(value)), value if value is not None else 0)
 
 
-def main():
-    props = json.loads(sys.argv[1])
-    table_name = sys.argv[2]
-    key = sys.argv[3]
+def type_json(field_type):
+    if isinstance(field_type, StructType):
+        return {"struct": [field_json(f) for f in field_type.fields]}
+    if isinstance(field_type, ListType):
+        return {
+            "list": type_json(field_type.element_type),
+            "element_required": field_type.element_required,
+        }
+    if isinstance(field_type, MapType):
+        return {
+            "map": [type_json(field_type.key_type), type_json(field_type.value_type)],
+            "value_required": field_type.value_required,
+        }
+    return str(field_type)
+
+
+def field_json(field):
+    return {"name": field.name, "type": type_json(field.field_type), "required": field.required}
+
+
+def open_table(props_json, table_name):
+    props = json.loads(props_json)
     name = props.pop("name", "misql")
     catalog = load_catalog(name, **props)
-    table = catalog.load_table(table_name)
+    return catalog.load_table(table_name)
+
+
+def print_schemas(table):
+    current = table.schema().schema_id
+    out = sys.stdout
+    for schema_id, schema in sorted(table.schemas().items()):
+        identifiers = [schema.find_column_name(i) for i in schema.identifier_field_ids]
+        line = {
+            "schema_id": schema_id,
+            "current": schema_id == current,
+            "identifier_fields": identifiers,
+            "fields": [field_json(f) for f in schema.fields],
+        }
+        out.write(json.dumps(line))
+        out.write("\n")
+
+
+def main():
+    if sys.argv[1] == "--schemas":
+        print_schemas(open_table(sys.argv[2], sys.argv[3]))
+        return
+    table = open_table(sys.argv[1], sys.argv[2])
+    key = sys.argv[3]
     rows = table.scan().to_arrow().to_pylist()
     rows.sort(key=lambda row: sort_key(row, key))
     out = sys.stdout
