@@ -295,9 +295,25 @@ pub async fn leave_out_untyped(sync: &Sync) -> Result<()> {
     let plan = sync.plan();
     let schema = Arc::new(typed(&plan.input_schema, plan.sample_reports()));
     if schema != plan.input_schema {
-        // A WHERE clause may name such a field: then it stays.
-        if let Ok(narrower) = plan.with_input_schema(&sync.create, schema).await {
-            sync.set_plan(narrower);
+        match plan.with_input_schema(&sync.create, schema).await {
+            Ok(narrower) => sync.set_plan(narrower),
+            // A WHERE clause names such a field: untyped ones may stay, unnamable ones not.
+            Err(err) => {
+                if let Some(field) =
+                    plan.output_schema.fields().iter().find(|f| !is_column_name(f.name()))
+                {
+                    return Err(Error::plan(format!(
+                        "field `{}` of sync {} cannot be a column: its name is empty or has a dot",
+                        field.name(),
+                        sync.name
+                    ))
+                    .with_hint(format!(
+                        "list the columns in the SELECT, with `\"{}\" AS <name>`",
+                        field.name()
+                    )));
+                }
+                tracing::debug!("sync {}: untyped fields stay: {err}", sync.name);
+            }
         }
     }
     Ok(())

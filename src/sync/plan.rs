@@ -333,9 +333,9 @@ fn output_schema(
     let mut fields = Vec::with_capacity(arrow.fields().len());
     for (i, field) in arrow.fields().iter().enumerate() {
         let name = field.name();
-        // `SELECT *` columns are document fields by their own names (see `is_column_name`).
-        let named = is_simple_name(name) || (select_star && is_column_name(name));
-        if !named {
+        // `SELECT *` columns are document fields by their own names; those that cannot name a
+        // column are left out when the sync starts (`evolve::leave_out_untyped`).
+        if !select_star && !is_simple_name(name) {
             return Err(Error::plan(format!("column `{name}` of sync {sync} needs a name"))
                 .with_hint(format!("add AS <name> after `{}`", exprs[i])));
         }

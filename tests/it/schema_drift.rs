@@ -576,3 +576,100 @@ async fn a_restart_after_a_schema_change_commits_nothing_and_keeps_the_schema() 
     assert_eq!(synced(&dir, &db, "t"), expected);
     assert_eq!(schemas(&dir, &db, "t"), history, "the evolved schema fits the new document");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rest_catalog_table_on_s3_evolves_lists_of_documents_too() {
+    // The schema commit goes through the REST catalog's commit endpoint; the new field is inside
+    // the documents of an array (a list<struct> gains a child), which misql must read back from
+    // data files written before it existed.
+    let db = unique_db("drift_rest");
+    let coll = collection(&db).await;
+    let item = |sku: &str| doc! { "sku": sku, "n": 1 };
+    coll.insert_many((1..=3).map(|i| doc! { "_id": i, "items": [item("a"), item("b")] }))
+        .await
+        .unwrap();
+    let dir = warehouse("drift_rest");
+    let weed = crate::support::seaweed::seaweed();
+    let file = sync_file(
+        &dir,
+        &format!(
+            "{};\nCREATE SYNC s FROM mongo.{db}.c INTO lake.{db}.t WITH (flush_interval = '200ms')",
+            weed.attach_sql("lake")
+        ),
+    );
+    let run = once(&dir, &file);
+    assert!(run.success, "{}", run.stderr);
+    coll.update_one(
+        doc! { "_id": 2 },
+        doc! { "$set": { "items": [{ "sku": "c", "n": 5_000_000_000i64, "price": 2.5 }] } },
+    )
+    .await
+    .unwrap();
+    coll.insert_one(doc! { "_id": 4, "items": [], "tags": ["x"] }).await.unwrap();
+    let run = once(&dir, &file);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("added column `items.element.price` (double)"), "{}", run.stderr);
+
+    let two = json!([{ "sku": "a", "n": 1 }, { "sku": "b", "n": 1 }]);
+    let expected = vec![
+        json!({ "_id": 1, "items": two }),
+        json!({ "_id": 2, "items": [{ "sku": "c", "n": 5_000_000_000i64, "price": 2.5 }] }),
+        json!({ "_id": 3, "items": two }),
+        json!({ "_id": 4, "items": [], "tags": ["x"] }),
+    ];
+    let sql = format!("{}; SELECT * FROM lake.{db}.t ORDER BY _id", weed.attach_sql("lake"));
+    assert_eq!(json_rows(&dir, &sql), expected);
+
+    let catalog = PyCatalog::seaweed(weed);
+    let py = pyiceberg_rows(&catalog, &format!("{db}.t"), "_id");
+    let old = json!([{ "sku": "a", "n": 1, "price": null }, { "sku": "b", "n": 1, "price": null }]);
+    assert_eq!(
+        py,
+        [
+            json!({ "_id": 1, "items": old, "tags": null }),
+            json!({ "_id": 2, "items": [{ "sku": "c", "n": 5_000_000_000i64, "price": 2.5 }],
+                    "tags": null }),
+            json!({ "_id": 3, "items": old, "tags": null }),
+            json!({ "_id": 4, "items": [], "tags": ["x"] }),
+        ]
+    );
+    let history = pyiceberg_schemas(&catalog, &format!("{db}.t"));
+    assert_only_grows(&history);
+    let element = |fields: Vec<Value>| json!({ "list": strukt(fields), "element_required": false });
+    let current = current_fields(&history);
+    assert_eq!(current[1]["name"], "items", "{current:#}");
+    assert_eq!(
+        current[1]["type"],
+        element(vec![opt("sku", "string"), opt("n", "long"), opt("price", "double")]),
+        "{current:#}"
+    );
+    assert_eq!(current[2], opt("tags", json!({ "list": "string", "element_required": false })));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn select_star_takes_unusual_field_names_and_leaves_out_dotted_and_empty_ones() {
+    let db = unique_db("drift_names");
+    let raw = client().await.database(&db).collection::<bson::RawDocumentBuf>("c");
+    raw.insert_one(bson::rawdoc! { "_id": 1, "a b": 1, "$x": 2, "ünï ☃": 3 }).await.unwrap();
+    let dir = warehouse("drift_names");
+    let file = sync_file(
+        &dir,
+        &format!(
+            "CREATE SYNC s FROM mongo.{db}.c INTO iceberg.{db}.t WITH (flush_interval = '200ms')"
+        ),
+    );
+    let run = once(&dir, &file);
+    assert!(run.success, "{}", run.stderr);
+    raw.insert_one(bson::rawdoc! { "_id": 2, "a.b": 4, "": 5, "d": { "x.y": 6, "ok": 7 } })
+        .await
+        .unwrap();
+    let run = once(&dir, &file);
+    assert!(run.success, "{}", run.stderr);
+    for left_out in ["`a.b` cannot be an Iceberg column", "`` cannot be", "`d.x.y` cannot be"] {
+        assert!(run.stderr.contains(left_out), "{left_out}: {}", run.stderr);
+    }
+    assert_eq!(
+        synced(&dir, &db, "t"),
+        [json!({ "_id": 1, "a b": 1, "$x": 2, "ünï ☃": 3 }), json!({ "_id": 2, "d": { "ok": 7 } }),]
+    );
+}
