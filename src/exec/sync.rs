@@ -8,7 +8,7 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use super::show::rows;
 use super::{Output, Session};
 use crate::iceberg::schema::iceberg_schema;
-use crate::sql::{CreateSync, ExplainSync, SyncOption};
+use crate::sql::{CreateSync, DeleteMode, ExplainSync, SyncOption};
 use crate::sync::plan::SyncPlan;
 use crate::sync::target::table_ident;
 use crate::sync::{Sync, dead_letter};
@@ -38,6 +38,14 @@ pub struct SyncEntry {
 impl Session {
     /// Plans a sync and prepares everything it needs, without running it.
     pub(super) async fn build_sync(&self, create: &CreateSync) -> Result<Sync> {
+        if create.options.delete_mode == DeleteMode::Equality {
+            return Err(Error::plan(format!(
+                "sync {}: delete_mode = 'equality' is not supported yet; misql writes position \
+                 deletes, which every Iceberg reader applies",
+                create.name
+            ))
+            .with_hint("leave the option out, or write delete_mode = 'position'"));
+        }
         let (source, database, collection) =
             self.mongo_collection(&create.source)?.ok_or_else(|| {
                 Error::plan(format!(

@@ -215,6 +215,11 @@ async fn sync_definition_errors_name_what_to_fix() {
         "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a SELECT count(*) AS n"
     ));
     assert!(err.contains("may only compute columns"), "{err}");
+    let err = fails(&format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a WITH (delete_mode = 'equality')"
+    ));
+    assert!(err.contains("delete_mode = 'equality' is not supported"), "{err}");
+    assert!(err.contains("delete_mode = 'position'"), "{err}");
 
     assert!(
         misql_in(
