@@ -6,6 +6,7 @@ pub mod commit;
 mod conform;
 pub mod key_index;
 pub mod position_delete;
+pub mod rollback;
 pub mod row_delta;
 pub mod schema;
 pub mod schema_update;

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod dead_letter;
 pub mod evolve;
+pub mod failpoint;
 pub mod plan;
 pub mod progress;
 pub mod snapshot;
@@ -83,6 +84,13 @@ impl Sync {
             target::prepare(self.catalog.as_ref(), &self.create, &self.plan()).await?;
         if self.plan().evolving {
             table = evolve::reconcile(self, table).await?;
+        }
+        let rolled_back = dead_letter::recover(&self.connection, &table).await?;
+        if rolled_back > 0 {
+            tracing::warn!(
+                "sync {}: rolled back {rolled_back} dead-letter commit(s) whose rows were not committed; they are written again with their batch",
+                self.name
+            );
         }
         if checkpoint.as_ref().is_none_or(|c| c.phase == Phase::Snapshot) {
             self.status(|s| s.phase = "snapshot".into());

@@ -15,6 +15,7 @@ use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
 use super::dead_letter::{self, DeadLetter};
 use super::evolve;
+use super::failpoint::failpoint;
 use super::progress::Progress;
 use crate::iceberg::commit::append;
 use crate::iceberg::key_index::{KeyIndex, RowLocation};
@@ -301,7 +302,9 @@ impl Copy<'_> {
         files.extend(writer.finish().await?);
         let catalog = self.sync.catalog.as_ref();
         let dead = std::mem::take(&mut self.dead);
-        dead_letter::write(catalog, &self.sync.target, &self.sync.name, &dead).await?;
+        let parent = self.table.metadata().current_snapshot_id();
+        dead_letter::write(catalog, &self.sync.target, &self.sync.name, &dead, parent).await?;
+        failpoint("after-dead-letters");
         let checkpoint = Checkpoint {
             sync: self.sync.name.clone(),
             definition_hash: self.sync.plan().definition_hash.clone(),

@@ -15,6 +15,7 @@ use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
 use super::dead_letter::{self, DeadLetter};
 use super::evolve;
+use super::failpoint::failpoint;
 use crate::iceberg::commit::append;
 use crate::iceberg::key_index::KeyIndex;
 use crate::iceberg::position_delete::write_position_deletes;
@@ -258,7 +259,9 @@ async fn apply(
             });
         }
     }
-    dead_letter::write(sync.catalog.as_ref(), &sync.target, &sync.name, &letters).await?;
+    let parent = table.metadata().current_snapshot_id();
+    dead_letter::write(sync.catalog.as_ref(), &sync.target, &sync.name, &letters, parent).await?;
+    failpoint("after-dead-letters");
     let letter_count = letters.len() as u64;
     let mut writer = TableWriter::new(table, &WriteOptions::from_table(table))?;
     writer.write(&rows).await?;

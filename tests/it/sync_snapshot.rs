@@ -10,7 +10,11 @@ use serde_json::Value;
 
 use crate::support::data::{Rng, load, orders};
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
-use crate::support::{assert_exactly, json_rows, misql_in, server, unique_db, warehouse};
+use bson::doc;
+
+use crate::support::{
+    assert_exactly, client, json_rows, misql_in, misql_in_with_env, server, unique_db, warehouse,
+};
 
 const ORDERS: u64 = 2000;
 
@@ -183,6 +187,63 @@ async fn uncastable_values_follow_on_error() {
     assert_eq!(letters[0]["_id"], format!("{{\"$oid\":\"{bad}\"}}"));
     assert!(letters[0]["document"].as_str().unwrap().contains("\"amount\":\"twelve\""));
     assert!(letters[1]["error"].as_str().unwrap().contains("total"), "{letters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_dead_letters_and_rows_leaves_each_dead_letter_once() {
+    // Dead letters are committed to <table>__errors just before their batch's rows; a crash in
+    // between (the failpoint exits there) must not leave them twice after the restart.
+    let db = unique_db("dead_crash");
+    let mut docs = orders(30, 12);
+    for doc in &mut docs {
+        doc.insert("amount", "1.50");
+    }
+    docs[3].insert("amount", "three");
+    docs[20].insert("amount", "twenty");
+    load(&db, "orders", &docs).await;
+    let id = |doc: &bson::Document| {
+        format!("{{\"$oid\":\"{}\"}}", doc.get_object_id("_id").unwrap().to_hex())
+    };
+    let dir = warehouse("dead_crash");
+    let sync = format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.t \
+         SELECT _id, amount::DECIMAL(10,2) AS amount WITH (on_error = 'dead_letter', flush_interval = '200ms')"
+    );
+    let crash = [("MISQL_FAILPOINT", "after-dead-letters")];
+    let letters = || {
+        json_rows(&dir, &format!("SELECT _id FROM iceberg.{db}.t__errors ORDER BY _id"))
+            .into_iter()
+            .map(|r| r["_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let rows = || json_rows(&dir, &format!("SELECT _id FROM iceberg.{db}.t")).len();
+
+    // In the snapshot: the letters are in, the rows are not.
+    let run = misql_in_with_env(&dir, &["--once", "-e", &sync], &crash);
+    assert!(!run.success && run.stderr.contains("failpoint after-dead-letters"), "{}", run.stderr);
+    let mut expected = vec![id(&docs[3]), id(&docs[20])];
+    expected.sort();
+    assert_eq!(letters(), expected);
+    assert_eq!(rows(), 0);
+    let run = misql_in(&dir, &["--once", "-e", &sync]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("rolled back 1 dead-letter commit"), "{}", run.stderr);
+    assert_eq!(letters(), expected);
+    assert_eq!(rows(), 28);
+
+    // In the stream: a document changed so that it no longer fits.
+    let coll = client().await.database(&db).collection::<bson::Document>("orders");
+    let changed = docs[7].get_object_id("_id").unwrap();
+    coll.update_one(doc! { "_id": changed }, doc! { "$set": { "amount": "seven" } }).await.unwrap();
+    let run = misql_in_with_env(&dir, &["--once", "-e", &sync], &crash);
+    assert!(!run.success && run.stderr.contains("failpoint after-dead-letters"), "{}", run.stderr);
+    assert_eq!(letters().len(), 3);
+    let run = misql_in(&dir, &["--once", "-e", &sync]);
+    assert!(run.success, "{}", run.stderr);
+    expected.push(id(&docs[7]));
+    expected.sort();
+    assert_eq!(letters(), expected, "each dead letter once");
+    assert_eq!(rows(), 27, "the changed document's old row is deleted");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -39,9 +39,21 @@ pub fn misql(args: &[&str]) -> Run {
 
 /// Runs the `misql` binary with `args` and `stdin` piped in.
 pub fn misql_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
+    run_misql(args, stdin, &[])
+}
+
+/// Runs the `misql` binary in warehouse `dir` with `args` and extra environment variables.
+pub fn misql_in_with_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut all = vec!["--warehouse", dir.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    run_misql(&all, None, env)
+}
+
+fn run_misql(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     use std::io::Write;
     let mut command = Command::new(env!("CARGO_BIN_EXE_misql"));
     command.args(args).env("MONGODB_URI", &server().uri).env_remove("RUST_LOG");
+    command.envs(env.iter().copied());
     command.stdin(std::process::Stdio::piped());
     command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let mut child = command.spawn().expect("run misql");
