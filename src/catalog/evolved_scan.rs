@@ -40,9 +40,16 @@ pub struct EvolvedTable {
 }
 
 impl EvolvedTable {
-    /// The table at its current snapshot.
+    /// The table at its current snapshot, with that snapshot's schema (a schema committed
+    /// after the last snapshot, which no data uses yet, is not the scan's: iceberg-rust scans a
+    /// snapshot with the schema it was written with).
     pub fn try_new(table: Table) -> iceberg::Result<Self> {
-        let schema = iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())?;
+        let metadata = table.metadata();
+        let schema = match metadata.current_snapshot() {
+            Some(snapshot) => snapshot.schema(metadata)?,
+            None => metadata.current_schema().clone(),
+        };
+        let schema = iceberg::arrow::schema_to_arrow_schema(&schema)?;
         Ok(Self { table, schema: Arc::new(schema) })
     }
 }

@@ -673,3 +673,50 @@ async fn select_star_takes_unusual_field_names_and_leaves_out_dotted_and_empty_o
         [json!({ "_id": 1, "a b": 1, "$x": 2, "ünï ☃": 3 }), json!({ "_id": 2, "d": { "ok": 7 } }),]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_a_schema_change_and_its_rows_loses_nothing() {
+    // The schema change is its own commit ahead of the batch's rows: stopped in between (the
+    // failpoint exits there), the table has the new columns and none of the batch; the restart
+    // writes the batch under that schema, without another schema change.
+    let db = unique_db("drift_crash");
+    let coll = collection(&db).await;
+    coll.insert_many((1..=3).map(plain)).await.unwrap();
+    let dir = warehouse("drift_crash");
+    let file = sync_file(
+        &dir,
+        &format!(
+            "CREATE SYNC s FROM mongo.{db}.c INTO iceberg.{db}.t WITH (flush_interval = '200ms')"
+        ),
+    );
+    assert!(once(&dir, &file).success);
+    coll.update_one(doc! { "_id": 1 }, doc! { "$set": { "discount": 1.5 } }).await.unwrap();
+    coll.insert_one(doc! { "_id": 4, "name": "n4", "customer": { "name": "c4", "tier": "gold" } })
+        .await
+        .unwrap();
+    let path = file.to_str().unwrap();
+    let crash = [("MISQL_FAILPOINT", "after-schema-change")];
+    let run = crate::support::misql_in_with_env(&dir, &["--once", "-f", path], &crash);
+    assert!(!run.success && run.stderr.contains("failpoint after-schema-change"), "{}", run.stderr);
+    let history = schemas(&dir, &db, "t");
+    assert_eq!(history.len(), 2, "{history:#?}");
+    let before = vec![
+        json!({ "_id": 1, "name": "n1", "qty": 10, "customer": { "name": "c1" } }),
+        json!({ "_id": 2, "name": "n2", "qty": 20, "customer": { "name": "c2" } }),
+        json!({ "_id": 3, "name": "n3", "qty": 30, "customer": { "name": "c3" } }),
+    ];
+    assert_eq!(synced(&dir, &db, "t"), before, "no row of the batch yet");
+
+    let run = once(&dir, &file);
+    assert!(run.success, "{}", run.stderr);
+    assert!(!run.stderr.contains("schema of"), "no second schema change: {}", run.stderr);
+    assert_eq!(schemas(&dir, &db, "t").len(), 2);
+    let after = vec![
+        json!({ "_id": 1, "name": "n1", "qty": 10, "customer": { "name": "c1" }, "discount": 1.5 }),
+        json!({ "_id": 2, "name": "n2", "qty": 20, "customer": { "name": "c2" } }),
+        json!({ "_id": 3, "name": "n3", "qty": 30, "customer": { "name": "c3" } }),
+        json!({ "_id": 4, "name": "n4", "customer": { "name": "c4", "tier": "gold" } }),
+    ];
+    assert_eq!(synced(&dir, &db, "t"), after);
+    assert_eq!(py_rows(&dir, &db, "t").len(), 4);
+}
