@@ -3,6 +3,7 @@
 
 mod blame;
 mod describe;
+mod describe_table;
 mod show;
 mod sync;
 
@@ -106,7 +107,12 @@ impl Session {
             }
             Statement::Describe { name } => match self.mongo_collection(name)? {
                 Some((source, db, coll)) => describe::collection(source, &db, &coll).await,
-                None => self.sql(&format!("DESCRIBE {name}")).await,
+                None => match name_parts(name).as_slice() {
+                    [catalog, namespace, table] if self.iceberg.contains_key(catalog) => {
+                        describe_table::table(&self.iceberg[catalog], namespace, table).await
+                    }
+                    _ => self.sql(&format!("DESCRIBE {name}")).await,
+                },
             },
             Statement::Sql(statement) => {
                 if let Some(setting) = session_setting(statement)? {
