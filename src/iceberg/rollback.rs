@@ -7,7 +7,7 @@ use ::iceberg::table::Table;
 use ::iceberg::{TableRequirement, TableUpdate};
 
 use super::catalog::IcebergConnection;
-use super::swap::{Committer, Proposal, Swap};
+use super::swap::{Proposal, commit_metadata};
 use crate::{Error, Result};
 
 /// Makes `to` (a snapshot of `table`'s history, or `None` for an empty table) the head of
@@ -48,16 +48,5 @@ pub async fn rollback_main(
             },
         ],
     };
-    let outcome = Committer::new(conn, table)?.swap(table, &proposal).await?;
-    let reloaded =
-        conn.catalog.load_table(&name).await.map_err(|e| Error::iceberg(context(), e))?;
-    let applied = reloaded.metadata().current_snapshot_id() == to;
-    match outcome {
-        Swap::Done => Ok(reloaded),
-        Swap::Unknown(_) if applied => Ok(reloaded),
-        Swap::Unknown(error) => Err(error),
-        Swap::Conflict => Err(Error::plan(format!(
-            "cannot roll back {name}: another writer committed to it meanwhile"
-        ))),
-    }
+    commit_metadata(conn, table, &proposal, |t| t.metadata().current_snapshot_id() == to).await
 }

@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Fields, Schema as ArrowSchema};
 
 use super::catalog::IcebergConnection;
 use super::schema::{IdAssigner, map_type, type_name};
-use super::swap::{Committer, Proposal, Swap};
+use super::swap::{Proposal, commit_metadata};
 use crate::{Error, Result};
 
 /// A new schema for a table and what changed, for the log (`added column `discount` (double)`,
@@ -159,17 +159,7 @@ pub async fn commit_schema(
             },
         ],
     };
-    let outcome = Committer::new(conn, table)?.swap(table, &proposal).await?;
-    let reloaded =
-        conn.catalog.load_table(&name).await.map_err(|e| Error::iceberg(context(), e))?;
-    let applied = reloaded.metadata().current_schema().as_struct() == change.schema.as_struct();
-    match outcome {
-        Swap::Done => Ok(reloaded),
-        Swap::Unknown(_) if applied => Ok(reloaded),
-        Swap::Unknown(error) => Err(error),
-        Swap::Conflict => Err(Error::plan(format!(
-            "cannot change the schema of {name}: another writer changed the table meanwhile"
-        ))
-        .with_hint("the sync retries from its checkpoint; if this repeats, another writer keeps changing the table")),
-    }
+    let wanted = change.schema.as_struct();
+    commit_metadata(conn, table, &proposal, |t| t.metadata().current_schema().as_struct() == wanted)
+        .await
 }

@@ -42,6 +42,35 @@ pub(crate) struct Proposal {
     pub requirements: Vec<TableRequirement>,
 }
 
+/// Commits `proposal` (metadata only: no files of its own) to `table` in one compare-and-swap
+/// and returns the table reloaded. When the catalog's answer leaves the outcome open, `applied`
+/// tells from the reloaded table whether it went through; a lost swap is an error saying that
+/// another writer changed the table meanwhile.
+pub(crate) async fn commit_metadata(
+    conn: &IcebergConnection,
+    table: &Table,
+    proposal: &Proposal,
+    applied: impl Fn(&Table) -> bool,
+) -> Result<Table> {
+    let name = table.identifier();
+    let outcome = Committer::new(conn, table)?.swap(table, proposal).await?;
+    let reloaded = conn
+        .catalog
+        .load_table(name)
+        .await
+        .map_err(|e| Error::iceberg(format!("reloading {name} after {}", proposal.what), e))?;
+    match outcome {
+        Swap::Done => Ok(reloaded),
+        Swap::Unknown(_) if applied(&reloaded) => Ok(reloaded),
+        Swap::Unknown(error) => Err(error),
+        Swap::Conflict => Err(Error::plan(format!(
+            "cannot commit {} to {name}: another writer changed the table meanwhile",
+            proposal.what
+        ))
+        .with_hint("the sync retries from its checkpoint; if this repeats, another writer keeps changing the table")),
+    }
+}
+
 /// What a compare-and-swap did.
 pub(crate) enum Swap {
     /// The catalog now points at the new metadata.

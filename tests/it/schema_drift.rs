@@ -32,6 +32,27 @@ fn sync_file(dir: &Path, sql: &str) -> PathBuf {
     file
 }
 
+/// A test's database, its emptied collection `c` holding `docs`, a warehouse, and `syncs.sql`
+/// with `CREATE SYNC s FROM mongo.<db>.c INTO iceberg.<db>.t <rest>` — run once with `--once`.
+struct Setup {
+    db: String,
+    coll: Collection<Document>,
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+async fn setup(name: &str, docs: impl IntoIterator<Item = Document>, rest: &str) -> Setup {
+    let db = unique_db(name);
+    let coll = collection(&db).await;
+    coll.insert_many(docs).await.unwrap();
+    let dir = warehouse(name);
+    let file =
+        sync_file(&dir, &format!("CREATE SYNC s FROM mongo.{db}.c INTO iceberg.{db}.t {rest}"));
+    let run = once(&dir, &file);
+    assert!(run.success, "{}", run.stderr);
+    Setup { db, coll, dir, file }
+}
+
 /// `misql --once -f file`.
 fn once(dir: &Path, file: &Path) -> Run {
     misql_in(dir, &["--once", "-f", file.to_str().expect("UTF-8 path")])
@@ -152,18 +173,8 @@ fn assert_hint_names_on_type_change(stderr: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn new_fields_and_wider_ints_in_the_stream_evolve_the_table() {
-    let db = unique_db("drift_stream");
-    let coll = collection(&db).await;
-    coll.insert_many((1..=4).map(plain)).await.unwrap();
-    let dir = warehouse("drift_stream");
-    let file = sync_file(
-        &dir,
-        &format!(
-            "CREATE SYNC s FROM mongo.{db}.c INTO iceberg.{db}.t WITH (flush_interval = '200ms')"
-        ),
-    );
-    let run = once(&dir, &file);
-    assert!(run.success, "{}", run.stderr);
+    let Setup { db, coll, dir, file } =
+        setup("drift_stream", (1..=4).map(plain), "WITH (flush_interval = '200ms')").await;
     let initial = json!([
         key("int"),
         opt("name", "string"),
@@ -314,26 +325,14 @@ async fn fields_the_sample_missed_arrive_as_columns_in_the_snapshot() {
 /// A snapshot of `{_id, name, qty, customer: {name, level}}` (ints) under `on_type_change =
 /// 'mode'`; the directory, database, sync file and collection.
 async fn flip_setup(mode: &str) -> (PathBuf, String, PathBuf, Collection<Document>) {
-    let db = unique_db(&format!("drift_{mode}"));
-    let coll = collection(&db).await;
-    coll.insert_many((1..=3).map(|i| {
+    let docs = (1..=3).map(|i| {
         doc! {
             "_id": i, "name": format!("n{i}"), "qty": (i * 10),
             "customer": { "name": format!("c{i}"), "level": i },
         }
-    }))
-    .await
-    .unwrap();
-    let dir = warehouse(&format!("drift_{mode}"));
-    let file = sync_file(
-        &dir,
-        &format!(
-            "CREATE SYNC s FROM mongo.{db}.c INTO iceberg.{db}.t \
-             WITH (on_type_change = '{mode}', flush_interval = '200ms')"
-        ),
-    );
-    let run = once(&dir, &file);
-    assert!(run.success, "{}", run.stderr);
+    });
+    let rest = format!("WITH (on_type_change = '{mode}', flush_interval = '200ms')");
+    let Setup { db, coll, dir, file } = setup(&format!("drift_{mode}"), docs, &rest).await;
     (dir, db, file, coll)
 }
 
@@ -475,20 +474,13 @@ async fn an_int_field_turning_string_or_document_is_stringified_into_a_json_colu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_explicit_select_list_never_changes_shape() {
-    let db = unique_db("drift_select");
-    let coll = collection(&db).await;
-    coll.insert_many((1..=3).map(plain)).await.unwrap();
-    let dir = warehouse("drift_select");
-    let file = sync_file(
-        &dir,
-        &format!(
-            "CREATE SYNC s FROM mongo.{db}.c INTO iceberg.{db}.t \
-             SELECT _id, name, qty::BIGINT AS qty \
-             WITH (on_error = 'dead_letter', flush_interval = '200ms')"
-        ),
-    );
-    let run = once(&dir, &file);
-    assert!(run.success, "{}", run.stderr);
+    let Setup { db, coll, dir, file } = setup(
+        "drift_select",
+        (1..=3).map(plain),
+        "SELECT _id, name, qty::BIGINT AS qty \
+         WITH (on_error = 'dead_letter', flush_interval = '200ms')",
+    )
+    .await;
     let shape = json!([key("int"), opt("name", "string"), opt("qty", "long")]);
     assert_eq!(current_fields(&schemas(&dir, &db, "t")), shape);
 
@@ -524,17 +516,8 @@ async fn an_explicit_select_list_never_changes_shape() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_after_a_schema_change_commits_nothing_and_keeps_the_schema() {
-    let db = unique_db("drift_restart");
-    let coll = collection(&db).await;
-    coll.insert_many((1..=3).map(plain)).await.unwrap();
-    let dir = warehouse("drift_restart");
-    let file = sync_file(
-        &dir,
-        &format!(
-            "CREATE SYNC s FROM mongo.{db}.c INTO iceberg.{db}.t WITH (flush_interval = '200ms')"
-        ),
-    );
-    assert!(once(&dir, &file).success);
+    let Setup { db, coll, dir, file } =
+        setup("drift_restart", (1..=3).map(plain), "WITH (flush_interval = '200ms')").await;
     coll.update_one(
         doc! { "_id": 2 },
         doc! { "$set": { "discount": 2.5, "qty": 5_000_000_000i64, "customer.tier": "gold" } },
@@ -714,17 +697,8 @@ async fn a_crash_between_a_schema_change_and_its_rows_loses_nothing() {
     // The schema change is its own commit ahead of the batch's rows: stopped in between (the
     // failpoint exits there), the table has the new columns and none of the batch; the restart
     // writes the batch under that schema, without another schema change.
-    let db = unique_db("drift_crash");
-    let coll = collection(&db).await;
-    coll.insert_many((1..=3).map(plain)).await.unwrap();
-    let dir = warehouse("drift_crash");
-    let file = sync_file(
-        &dir,
-        &format!(
-            "CREATE SYNC s FROM mongo.{db}.c INTO iceberg.{db}.t WITH (flush_interval = '200ms')"
-        ),
-    );
-    assert!(once(&dir, &file).success);
+    let Setup { db, coll, dir, file } =
+        setup("drift_crash", (1..=3).map(plain), "WITH (flush_interval = '200ms')").await;
     coll.update_one(doc! { "_id": 1 }, doc! { "$set": { "discount": 1.5 } }).await.unwrap();
     coll.insert_one(doc! { "_id": 4, "name": "n4", "customer": { "name": "c4", "tier": "gold" } })
         .await
