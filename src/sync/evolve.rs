@@ -83,6 +83,9 @@ fn stringified(
             Err(other) => return Err(other),
         };
         let path = builder.failed_at().to_vec();
+        if path.first() == Some(&Segment::Key("_id".to_string())) {
+            return Ok(None); // the key is never moved: its failure follows `on_error`
+        }
         let Some((moved, field)) = move_to_json(&current, &path) else { return Ok(None) };
         tracing::warn!(
             "sync {}: document _id={}: field `{field}` ({reason}) is kept as JSON text in `{field}{JSON_SUFFIX}` (on_type_change = 'stringify')",
