@@ -5,11 +5,14 @@
 //! of the table's schema history; an explicit SELECT list never changes shape.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
 use mongodb::Collection;
 use serde_json::{Value, json};
 
+use crate::support::data::Rng;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows, pyiceberg_schemas};
 use crate::support::{Run, client, json_rows, misql_in, unique_db, warehouse};
 
@@ -728,4 +731,72 @@ async fn a_crash_between_a_schema_change_and_its_rows_loses_nothing() {
     ];
     assert_eq!(synced(&dir, &db, "t"), after);
     assert_eq!(py_rows(&dir, &db, "t").len(), 4);
+}
+
+/// One random change for [`a_select_star_sync_killed_at_random_moments_while_fields_appear`]:
+/// inserts, deletes, and `$set`s of fields that appear over time (each with one type), of new
+/// fields of the embedded document, and of ints beyond int32.
+async fn drifting_change(coll: &Collection<Document>, rng: &mut Rng, next_id: &mut i32) {
+    let id = 1 + rng.below(*next_id as u64 - 1) as i32;
+    let k = rng.below(8);
+    let update = match rng.below(6) {
+        0 => {
+            coll.insert_one(plain(*next_id)).await.unwrap();
+            *next_id += 1;
+            return;
+        }
+        1 => {
+            coll.delete_one(doc! { "_id": id }).await.unwrap();
+            return;
+        }
+        2 if k % 2 == 0 => doc! { format!("f{k}"): (rng.below(1000) as i32) },
+        2 => doc! { format!("f{k}"): format!("v{}", rng.below(1000)) },
+        3 => doc! { format!("customer.t{k}"): format!("t{}", rng.below(1000)) },
+        4 => doc! { "qty": 3_000_000_000i64 + rng.below(1000) as i64 },
+        _ => doc! { "name": format!("m{}", rng.below(1000)) },
+    };
+    coll.update_one(doc! { "_id": id }, doc! { "$set": update }).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_select_star_sync_killed_at_random_moments_while_fields_appear_loses_nothing() {
+    let Setup { db, coll, dir, file } =
+        setup("drift_kill", (1..=50).map(plain), "WITH (flush_interval = '200ms')").await;
+    let mut rng = Rng::new(29);
+    let mut next_id = 51;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut kills = 0;
+    while kills < 10 && Instant::now() < deadline {
+        let mut daemon = Command::new(env!("CARGO_BIN_EXE_misql"))
+            .args(["--warehouse", dir.to_str().unwrap(), "-f", file.to_str().unwrap()])
+            .env("MONGODB_URI", &crate::support::server::server().uri)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start misql");
+        let until = Instant::now() + Duration::from_millis(300 + rng.below(1200));
+        while Instant::now() < until {
+            drifting_change(&coll, &mut rng, &mut next_id).await;
+        }
+        daemon.kill().expect("SIGKILL");
+        daemon.wait().unwrap();
+        kills += 1;
+    }
+    assert_eq!(kills, 10, "only {kills} kills in the time allowed");
+    let run = once(&dir, &file);
+    assert!(run.success, "{}", run.stderr);
+
+    // Null fields are left out of misql's JSON, so rows compare whatever the column order.
+    let rows = synced(&dir, &db, "t");
+    let mut ids: Vec<i64> = rows.iter().map(|r| r["_id"].as_i64().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), rows.len(), "duplicate keys after {kills} kills");
+    let preview = json_rows(
+        &dir,
+        &format!("SET misql.sample_size = 100000; SELECT * FROM mongo.{db}.c ORDER BY _id"),
+    );
+    assert_eq!(rows, preview, "rows differ after {kills} kills");
+    let history = schemas(&dir, &db, "t");
+    assert!(history.len() > 2, "the fields that appeared changed the schema: {history:#?}");
+    assert_only_grows(&history);
 }
