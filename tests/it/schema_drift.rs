@@ -749,7 +749,7 @@ async fn drifting_change(coll: &Collection<Document>, rng: &mut Rng, next_id: &m
             coll.delete_one(doc! { "_id": id }).await.unwrap();
             return;
         }
-        2 if k % 2 == 0 => doc! { format!("f{k}"): (rng.below(1000) as i32) },
+        2 if k.is_multiple_of(2) => doc! { format!("f{k}"): (rng.below(1000) as i32) },
         2 => doc! { format!("f{k}"): format!("v{}", rng.below(1000)) },
         3 => doc! { format!("customer.t{k}"): format!("t{}", rng.below(1000)) },
         4 => doc! { "qty": 3_000_000_000i64 + rng.below(1000) as i64 },
