@@ -87,11 +87,19 @@ fn stringified(
             return Ok(None); // the key is never moved: its failure follows `on_error`
         }
         let Some((moved, field)) = move_to_json(&current, &path) else { return Ok(None) };
-        tracing::warn!(
-            "sync {}: document _id={}: field `{field}` ({reason}) is kept as JSON text in `{field}{JSON_SUFFIX}` (on_type_change = 'stringify')",
-            sync.name,
-            crate::mongo::bson_arrow::document_id(doc)
+        let id = crate::mongo::bson_arrow::document_id(doc);
+        let message = format!(
+            "sync {}: document _id={id}: field `{field}` ({reason}) is kept as JSON text in \
+             `{field}{JSON_SUFFIX}` (on_type_change = 'stringify')",
+            sync.name
         );
+        let unindexed: Vec<&str> =
+            field.split('.').filter(|p| p.parse::<usize>().is_err()).collect();
+        if first_time(format!("stringify {} {}", sync.name, unindexed.join("."))) {
+            tracing::warn!("{message}; more such values are counted in SHOW SYNCS");
+        } else {
+            tracing::debug!("{message}");
+        }
         sync.status(|s| s.values_stringified += 1);
         current = Cow::Owned(moved);
     }
@@ -228,11 +236,16 @@ fn typed_fields(fields: &Fields, prefix: &str, reports: &[FieldReport]) -> Field
         .into()
 }
 
+/// Whether `what` happens for the first time in this process (to warn once, not per document).
+fn first_time(what: String) -> bool {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    seen.get_or_insert_with(HashSet::new).insert(what)
+}
+
 /// Warns (once per field path and process) that a field cannot be a column.
 fn warn_left_out(path: &str) {
-    static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-    if warned.get_or_insert_with(HashSet::new).insert(path.to_string()) {
+    if first_time(format!("left out {path}")) {
         tracing::warn!(
             "field `{path}` cannot be an Iceberg column (its name is empty or has a dot); SELECT * \
              leaves it out: list the columns in the SELECT to keep it under another name"
