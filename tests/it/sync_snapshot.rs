@@ -191,9 +191,20 @@ async fn uncastable_values_follow_on_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_between_dead_letters_and_rows_leaves_each_dead_letter_once() {
-    // Dead letters are committed to <table>__errors just before their batch's rows; a crash in
-    // between (the failpoint exits there) must not leave them twice after the restart.
-    let db = unique_db("dead_crash");
+    dead_letters_once_through_a_crash("dead_crash", "", "iceberg").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_dead_letters_and_rows_leaves_each_dead_letter_once_in_a_rest_catalog() {
+    let attach = format!("{}; ", crate::support::seaweed::seaweed().attach_sql("lake"));
+    dead_letters_once_through_a_crash("dead_crash_rest", &attach, "lake").await;
+}
+
+/// Dead letters are committed to <table>__errors just before their batch's rows; a crash in
+/// between (the failpoint exits there) must not leave them twice after the restart. `attach`
+/// is prepended to every statement; the table is in `catalog`.
+async fn dead_letters_once_through_a_crash(name: &str, attach: &str, catalog: &str) {
+    let db = unique_db(name);
     let mut docs = orders(30, 12);
     for doc in &mut docs {
         doc.insert("amount", "1.50");
@@ -204,19 +215,21 @@ async fn a_crash_between_dead_letters_and_rows_leaves_each_dead_letter_once() {
     let id = |doc: &bson::Document| {
         format!("{{\"$oid\":\"{}\"}}", doc.get_object_id("_id").unwrap().to_hex())
     };
-    let dir = warehouse("dead_crash");
+    let dir = warehouse(name);
     let sync = format!(
-        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.t \
-         SELECT _id, amount::DECIMAL(10,2) AS amount WITH (on_error = 'dead_letter', flush_interval = '200ms')"
+        "{attach}CREATE SYNC s FROM mongo.{db}.orders INTO {catalog}.{db}.t \
+         SELECT _id, amount::DECIMAL(10,2) AS amount \
+         WITH (on_error = 'dead_letter', flush_interval = '200ms')"
     );
     let crash = [("MISQL_FAILPOINT", "after-dead-letters")];
     let letters = || {
-        json_rows(&dir, &format!("SELECT _id FROM iceberg.{db}.t__errors ORDER BY _id"))
+        let sql = format!("{attach}SELECT _id FROM {catalog}.{db}.t__errors ORDER BY _id");
+        json_rows(&dir, &sql)
             .into_iter()
             .map(|r| r["_id"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    let rows = || json_rows(&dir, &format!("SELECT _id FROM iceberg.{db}.t")).len();
+    let rows = || json_rows(&dir, &format!("{attach}SELECT _id FROM {catalog}.{db}.t")).len();
 
     // In the snapshot: the letters are in, the rows are not.
     let run = misql_in_with_env(&dir, &["--once", "-e", &sync], &crash);
