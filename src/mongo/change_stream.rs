@@ -1,7 +1,7 @@
 //! The change stream of one collection: opened with `fullDocument: updateLookup`, resumed after a
 //! stored token; resume tokens travel as raw BSON documents (that is how checkpoints keep them).
 
-use bson::RawDocumentBuf;
+use bson::{RawDocumentBuf, Timestamp, doc};
 use mongodb::change_stream::ChangeStream;
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::options::FullDocumentType;
@@ -40,4 +40,12 @@ pub fn token_to_raw(token: &ResumeToken) -> Result<RawDocumentBuf> {
 pub fn token_from_raw(raw: &RawDocumentBuf) -> Result<ResumeToken> {
     bson::deserialize_from_slice(raw.as_bytes())
         .map_err(|e| Error::plan(format!("the stored resume token is unreadable: {e}")))
+}
+
+/// The deployment's cluster time now (the `operationTime` of a `ping`); `None` when the server
+/// does not report one.
+pub async fn cluster_time(source: &MongoSource) -> Option<Timestamp> {
+    let client = source.client().await.ok()?;
+    let reply = client.database("admin").run_command(doc! { "ping": 1 }).await.ok()?;
+    reply.get_timestamp("operationTime").ok()
 }

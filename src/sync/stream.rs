@@ -22,7 +22,7 @@ use crate::iceberg::position_delete::write_position_deletes;
 use crate::iceberg::row_delta::commit_row_delta;
 use crate::iceberg::writer::{TableWriter, WriteOptions};
 use crate::mongo::bson_arrow::BatchBuilder;
-use crate::mongo::change_stream::{Event, token_to_raw, watch};
+use crate::mongo::change_stream::{Event, cluster_time, token_to_raw, watch};
 use crate::sql::OnError;
 use crate::{Error, Result};
 
@@ -77,9 +77,10 @@ fn history_lost(err: &mongodb::error::Error) -> bool {
     }
 }
 
-/// Follows the change stream from `checkpoint`. With `drain`, returns once the stream has no
-/// more events (everything up to now is applied); otherwise runs until an error or until the
-/// stream cannot continue.
+/// Follows the change stream from `checkpoint`. With `drain`, returns once every change made
+/// before the stream phase began is applied: when the stream has no more events, or at the
+/// first event after the cluster time at the start (so that a `--once` run ends under a steady
+/// stream of writes too); otherwise runs until an error or until the stream cannot continue.
 pub async fn run(
     sync: &Sync,
     mut table: Table,
@@ -90,6 +91,7 @@ pub async fn run(
         tracing::warn!("sync {}: no resume token; changes are not followed", sync.name);
         return Ok(StreamEnd::Drained);
     };
+    let stop_after = if drain { cluster_time(&sync.source).await } else { None };
     let mut index = KeyIndex::build(&table, &sync.plan().key).await?;
     let stream = watch(&sync.source, &sync.database, &sync.collection, Some(&token)).await;
     let mut stream = match stream {
@@ -112,6 +114,8 @@ pub async fn run(
                 Ok(Err(err)) if history_lost(&err) => return Ok(StreamEnd::Resnapshot(lost(&err))),
                 Ok(Err(err)) => return Err(Error::mongo("reading the change stream", err)),
                 Ok(Ok(Some(event))) => {
+                    let later =
+                        stop_after.is_some_and(|t| event.cluster_time.is_some_and(|c| c > t));
                     if let Some(reason) = add(sync, &mut changes, event)? {
                         // Apply what came before the end of the stream, then copy again.
                         if !changes.is_empty() {
@@ -119,6 +123,10 @@ pub async fn run(
                             apply(sync, &table, &mut index, changes, &token).await?;
                         }
                         return Ok(StreamEnd::Resnapshot(reason));
+                    }
+                    if later {
+                        caught_up = true; // everything before the start is in this batch
+                        break;
                     }
                 }
                 Ok(Ok(None)) => {

@@ -365,3 +365,91 @@ async fn changed_documents_that_no_longer_fit_go_to_the_dead_letter_table() {
     assert!(letters[0]["document"].as_str().unwrap().contains("\"amount\":\"bad\""), "{letters:?}");
     assert!(letters[0]["error"].as_str().unwrap().contains("amount"), "{letters:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_ends_under_a_steady_stream_of_writes_with_every_earlier_change_applied() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let db = unique_db("steady");
+    load(&db, "orders", &orders(20, 5)).await;
+    let dir = warehouse("steady");
+    // One commit per event: far slower than the writer below.
+    let sync = format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.t SELECT _id, status \
+         WITH (max_batch_rows = 1, flush_interval = '100ms')"
+    );
+    assert!(misql_in(&dir, &["--once", "-e", &sync]).success);
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let backlog = (0..30).map(|_| doc! { "_id": bson::oid::ObjectId::new(), "status": "backlog" });
+    coll.insert_many(backlog).await.unwrap();
+
+    let mut once = Command::new(env!("CARGO_BIN_EXE_misql"))
+        .args(["--warehouse", dir.to_str().unwrap(), "--once", "-e", &sync])
+        .env("MONGODB_URI", &server().uri)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start misql");
+    // Once the stream phase is about to begin, a writer inserts as fast as it can, for at most
+    // 45 s or until the run ends.
+    let mut stderr = BufReader::new(once.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("snapshot already complete") {
+        assert!(stderr.read_line(&mut log).unwrap() > 0, "misql ended early: {log}");
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (coll, done) = (coll.clone(), done.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(45);
+            let mut written = 0u64;
+            while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let later = doc! { "_id": bson::oid::ObjectId::new(), "status": "later" };
+                coll.insert_one(later).await.unwrap();
+                written += 1;
+            }
+            written
+        }
+    });
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+    // Bounded: a run that waits for the writer is killed a while after the writer stops.
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = once.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                once.kill().unwrap();
+                once.wait().unwrap();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let writer_still_running = !writer.is_finished();
+    done.store(true, Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    let rest = reader.join().unwrap();
+    let status =
+        status.unwrap_or_else(|| panic!("--once did not end ({written} written): {log}{rest}"));
+    assert!(status.success(), "{log}{rest}");
+    assert!(
+        writer_still_running,
+        "--once waited for the writes to stop ({written} written): {log}{rest}"
+    );
+    let backlog = json_rows(
+        &dir,
+        &format!("SELECT count(*) AS n FROM iceberg.{db}.t WHERE status = 'backlog'"),
+    );
+    assert_eq!(backlog, [serde_json::json!({ "n": 30 })], "every earlier change is applied");
+}
