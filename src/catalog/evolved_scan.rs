@@ -32,6 +32,9 @@ use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::schema::types::Type as ParquetType;
 
+/// Data files opened (footer read) and read at the same time; rows come in no particular order.
+const FILES_AT_ONCE: usize = 4;
+
 /// An Iceberg table with more than one schema in its history, as a DataFusion table.
 #[derive(Debug)]
 pub struct EvolvedTable {
@@ -97,7 +100,7 @@ impl TableProvider for EvolvedTable {
     }
 }
 
-/// The data files of the scan, read one after the other.
+/// The data files of the scan, up to [`FILES_AT_ONCE`] at a time.
 #[derive(Debug)]
 struct Files {
     table: Table,
@@ -122,11 +125,13 @@ impl PartitionStream for Files {
                 scan = scan.with_filter(predicate);
             }
             let tasks = scan.build()?.plan_files().await?;
-            let files = tasks.and_then(move |task| {
-                let (table, target) = (table.clone(), target.clone());
-                async move { read_file(&table, task, target).await }
-            });
-            Ok::<_, iceberg::Error>(files.try_flatten())
+            let files = tasks
+                .map_ok(move |task| {
+                    let (table, target) = (table.clone(), target.clone());
+                    async move { read_file(&table, task, target).await }
+                })
+                .try_buffer_unordered(FILES_AT_ONCE);
+            Ok::<_, iceberg::Error>(files.try_flatten_unordered(FILES_AT_ONCE))
         })
         .try_flatten()
         .map_err(|e| DataFusionError::External(Box::new(e)));
