@@ -97,7 +97,7 @@ fn grow_adds_new_fields_at_the_end_and_widens_int_to_long_only() {
             ])),
             true,
         ),
-        // A string where the table has text anyway, and an int where it has text: no change.
+        // An int where the table has text: the text column takes it, no change.
         Field::new("note", DataType::Int64, true),
     ]);
     let grown = grow(&have, &seen);
