@@ -58,6 +58,17 @@ impl Session {
         let connection =
             self.iceberg_catalog(parts.first().map(String::as_str))?.get().await?.clone();
         let plan = self.plan_with_sample_size(create).await?;
+        if !plan.evolving && create.options.given.contains(&SyncOption::OnTypeChange) {
+            return Err(Error::plan(format!(
+                "sync {}: on_type_change applies to SELECT * syncs only; its SELECT list fixes \
+                 the columns",
+                create.name
+            ))
+            .with_hint(
+                "a value that does not fit its column follows on_error; remove on_type_change, \
+                 or use SELECT * to let the table follow the documents",
+            ));
+        }
         Ok(Sync {
             name: create.name.value.clone(),
             create: create.clone(),

@@ -294,6 +294,12 @@ async fn sync_definition_errors_name_what_to_fix() {
     ));
     assert!(err.contains("delete_mode = 'equality' is not supported"), "{err}");
     assert!(err.contains("delete_mode = 'position'"), "{err}");
+    let err = fails(&format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a SELECT _id, status \
+         WITH (on_type_change = 'stringify')"
+    ));
+    assert!(err.contains("on_type_change applies to SELECT * syncs only"), "{err}");
+    assert!(err.contains("hint: a value that does not fit its column follows on_error"), "{err}");
 
     assert!(
         misql_in(
