@@ -93,9 +93,7 @@ fn stringified(
              `{field}{JSON_SUFFIX}` (on_type_change = 'stringify')",
             sync.name
         );
-        let unindexed: Vec<&str> =
-            field.split('.').filter(|p| p.parse::<usize>().is_err()).collect();
-        if first_time(format!("stringify {} {}", sync.name, unindexed.join("."))) {
+        if first_time(format!("stringify {} {}", sync.name, without_indices(&field))) {
             tracing::warn!("{message}; more such values are counted in SHOW SYNCS");
         } else {
             tracing::debug!("{message}");
@@ -234,6 +232,12 @@ fn typed_fields(fields: &Fields, prefix: &str, reports: &[FieldReport]) -> Field
         })
         .collect::<Vec<_>>()
         .into()
+}
+
+/// A dotted path without its array indices: `items.2.qty` → `items.qty`.
+fn without_indices(path: &str) -> String {
+    let parts: Vec<&str> = path.split('.').filter(|p| p.parse::<usize>().is_err()).collect();
+    parts.join(".")
 }
 
 /// Whether `what` happens for the first time in this process (to warn once, not per document).
@@ -377,10 +381,16 @@ pub fn conversion_policy(sync: &Sync) -> OnError {
 pub fn conversion_error(sync: &Sync, err: Error) -> Error {
     let message = err.to_string();
     if sync.plan().evolving {
+        let column = match &err {
+            Error::Convert { field, .. } if !field.is_empty() => {
+                format!("`{}{JSON_SUFFIX}`", without_indices(field))
+            }
+            _ => format!("a `<field>{JSON_SUFFIX}` column"),
+        };
         Error::plan(format!("{message}: the field changed to a type its column cannot hold"))
             .with_hint(format!(
-                "WITH (on_type_change = 'stringify') keeps such values as JSON text in a \
-                 `<field>{JSON_SUFFIX}` column; 'dead_letter' keeps the documents in {}__errors",
+                "WITH (on_type_change = 'stringify') keeps such values as JSON text in {column}; \
+                 'dead_letter' keeps the documents in {}__errors",
                 sync.create.target
             ))
     } else {

@@ -370,6 +370,7 @@ async fn an_int_field_turning_string_fails_the_sync_by_default_and_commits_nothi
         assert!(run.stderr.contains("_id=2"), "the document is named: {}", run.stderr);
         assert!(run.stderr.contains("`qty`"), "the field is named: {}", run.stderr);
         assert_hint_names_on_type_change(&run.stderr);
+        assert!(run.stderr.contains("JSON text in `qty__json`"), "{}", run.stderr);
         assert_eq!(synced(&dir, &db, "t"), flip_rows(), "after the {attempt} run");
         assert_eq!(metadata_files(&dir, &db, "t"), commits, "nothing committed");
         let history = schemas(&dir, &db, "t");
