@@ -1,5 +1,5 @@
 //! The rustyline helper: keeps reading lines until the statement ends with `;`, and completes
-//! keywords and attached catalog names.
+//! keywords, `WITH` option names and their quoted values, and attached catalog names.
 
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;
@@ -7,7 +7,7 @@ use rustyline::hint::Hinter;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
-use crate::sql;
+use crate::sql::{self, COMPRESSIONS, DeleteMode, OnError, OnTypeChange, SyncOption};
 
 /// Words offered by tab completion.
 const KEYWORDS: &[&str] = &[
@@ -82,10 +82,8 @@ impl Completer for ReplHelper {
             return Ok((start, vec![]));
         }
         let lower = word.to_ascii_lowercase();
-        let candidates = KEYWORDS
-            .iter()
-            .map(|k| k.to_string())
-            .chain(self.names.iter().cloned())
+        let candidates = self
+            .words()
             .filter(|k| k.to_ascii_lowercase().starts_with(&lower) && k.len() > word.len())
             .map(|k| {
                 let replacement = if word.chars().all(|c| !c.is_ascii_uppercase())
@@ -99,6 +97,22 @@ impl Completer for ReplHelper {
             })
             .collect();
         Ok((start, candidates))
+    }
+}
+
+impl ReplHelper {
+    /// Every word tab completion offers, once each: keywords, sync option names, their quoted
+    /// values (`'stringify'`), and the extra names.
+    pub fn words(&self) -> impl Iterator<Item = String> + '_ {
+        let values = [OnError::NAMES, OnTypeChange::NAMES, DeleteMode::NAMES, &COMPRESSIONS[..]];
+        let mut seen = std::collections::HashSet::new();
+        KEYWORDS
+            .iter()
+            .map(|k| k.to_string())
+            .chain(SyncOption::ALL.iter().map(|o| o.name().to_string()))
+            .chain(values.into_iter().flatten().map(|v| format!("'{v}'")))
+            .chain(self.names.iter().cloned())
+            .filter(move |w| seen.insert(w.clone()))
     }
 }
 

@@ -257,3 +257,23 @@ fn a_backslash_command_is_complete_without_a_semicolon() {
     assert!(is_complete("\\q"));
     assert!(is_complete("  \\help"));
 }
+
+#[test]
+fn tab_completion_offers_sync_options_and_their_quoted_values() {
+    use rustyline::completion::Completer;
+    let helper = misql::repl::ReplHelper { names: vec!["lake".into()] };
+    let history = rustyline::history::MemHistory::new();
+    let ctx = rustyline::Context::new(&history);
+    let complete = |line: &str| -> Vec<String> {
+        let (_, pairs) = helper.complete(line, line.len(), &ctx).unwrap();
+        pairs.into_iter().map(|p| p.replacement).collect()
+    };
+    let create = "CREATE SYNC s FROM mongo.d.c INTO iceberg.n.t WITH (";
+    assert_eq!(complete(&format!("{create}on_t")), ["on_type_change"]);
+    assert_eq!(complete(&format!("{create}on_type_change = 'st")), ["'stringify'"]);
+    assert_eq!(complete(&format!("{create}on_error = 'd")), ["'dead_letter'"]);
+    assert_eq!(complete(&format!("{create}max_batch_rows = 10, comp")), ["compression"]);
+    assert_eq!(complete(&format!("{create}compression = 'z")), ["'zstd'"]);
+    assert_eq!(complete("SELECT * FROM la"), ["lake"]);
+    assert_eq!(complete("desc"), ["describe"], "lower case stays lower case");
+}
