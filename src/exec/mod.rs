@@ -58,6 +58,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// The names a user types in this session: attached catalogs and syncs (for completion).
+    pub fn names(&self) -> Vec<String> {
+        let catalogs = self.mongo.keys().chain(self.iceberg.keys());
+        catalogs.chain(self.syncs.keys()).cloned().collect()
+    }
+
     /// A session with `mongo` attached from `mongodb_uri` and `iceberg` as the embedded catalog
     /// at `warehouse` (both connected on first use).
     pub fn new(mongodb_uri: &str, warehouse: &str) -> Self {

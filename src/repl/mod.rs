@@ -32,7 +32,7 @@ Ctrl-C cancels the running statement.";
 pub fn run(runtime: &Runtime, session: &mut Session, format: Format) -> rustyline::Result<()> {
     let config = Config::builder().auto_add_history(false).build();
     let mut editor: Editor<ReplHelper, FileHistory> = Editor::with_config(config)?;
-    editor.set_helper(Some(ReplHelper { names: vec!["mongo".to_string()] }));
+    editor.set_helper(Some(ReplHelper { names: session.names() }));
     let history = history_path();
     if let Some(path) = &history {
         let _ = editor.load_history(path); // a missing history file is normal on first use
@@ -54,6 +54,9 @@ pub fn run(runtime: &Runtime, session: &mut Session, format: Format) -> rustylin
                     continue;
                 }
                 run_statement(runtime, session, &input, format);
+                if let Some(helper) = editor.helper_mut() {
+                    helper.names = session.names(); // ATTACH and CREATE SYNC add names
+                }
             }
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,

@@ -276,4 +276,8 @@ fn tab_completion_offers_sync_options_and_their_quoted_values() {
     assert_eq!(complete(&format!("{create}compression = 'z")), ["'zstd'"]);
     assert_eq!(complete("SELECT * FROM la"), ["lake"]);
     assert_eq!(complete("desc"), ["describe"], "lower case stays lower case");
+
+    // The shell completes the session's names: attached catalogs (connected on first use).
+    let session = misql::exec::Session::new("mongodb://127.0.0.1:9", "/nonexistent/warehouse");
+    assert_eq!(session.names(), ["mongo", "iceberg"]);
 }
