@@ -23,6 +23,13 @@ Statements end with `;` and may span lines. Examples:
   DESCRIBE mongo.shop.orders;
   SELECT _id, customer.name, total FROM mongo.shop.orders LIMIT 5;
   EXPLAIN SELECT _id FROM mongo.shop.orders WHERE status = 'paid';
+  EXPLAIN CREATE SYNC orders FROM mongo.shop.orders INTO iceberg.shop.orders;
+  CREATE SYNC orders FROM mongo.shop.orders INTO iceberg.shop.orders
+    SELECT _id, total::DECIMAL(18,2) AS total, created_at PARTITION BY day(created_at);
+  CREATE SYNC events FROM mongo.app.events INTO iceberg.app.events
+    WITH (on_type_change = 'stringify');   -- SELECT *: the table follows the documents
+  SHOW SYNCS;   SHOW SYNC STATUS orders;   DROP SYNC orders;
+  DESCRIBE iceberg.shop.orders;   SELECT count(*) FROM iceberg.shop.orders;
 Shell commands:
   \\?          this help
   \\q          quit (or Ctrl-D)
