@@ -5,7 +5,6 @@
 //! of the table's schema history; an explicit SELECT list never changes shape.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
@@ -768,13 +767,7 @@ async fn a_select_star_sync_killed_at_random_moments_while_fields_appear_loses_n
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut kills = 0;
     while kills < 10 && Instant::now() < deadline {
-        let mut daemon = Command::new(env!("CARGO_BIN_EXE_misql"))
-            .args(["--warehouse", dir.to_str().unwrap(), "-f", file.to_str().unwrap()])
-            .env("MONGODB_URI", &crate::support::server::server().uri)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start misql");
+        let mut daemon = crate::support::daemon(&dir, &file);
         let until = Instant::now() + Duration::from_millis(300 + rng.below(1200));
         while Instant::now() < until {
             drifting_change(&coll, &mut rng, &mut next_id).await;

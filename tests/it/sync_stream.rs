@@ -144,13 +144,7 @@ async fn a_streaming_sync_killed_at_random_moments_loses_and_duplicates_nothing(
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut kills = 0;
     while kills < 20 && Instant::now() < deadline {
-        let mut daemon = Command::new(env!("CARGO_BIN_EXE_misql"))
-            .args(["--warehouse", dir.to_str().unwrap(), "-f", file.to_str().unwrap()])
-            .env("MONGODB_URI", &server().uri)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start misql");
+        let mut daemon = crate::support::daemon(&dir, &file);
         let until = Instant::now() + Duration::from_millis(300 + rng.below(1500));
         while Instant::now() < until {
             change(&coll, &mut rng, &mut next_id).await;

@@ -70,6 +70,19 @@ fn run_misql(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// `misql -f file` in warehouse `dir` as a daemon against the test server, its output
+/// discarded; crash tests kill it.
+pub fn daemon(dir: &std::path::Path, file: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_misql"))
+        .args(["--warehouse", dir.to_str().expect("UTF-8 path")])
+        .args(["-f", file.to_str().expect("UTF-8 path")])
+        .env("MONGODB_URI", &server().uri)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start misql")
+}
+
 /// A fresh directory under the system temp dir (absolute, canonical), removed on drop.
 pub struct TempDir(pub std::path::PathBuf);
 
