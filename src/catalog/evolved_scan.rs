@@ -5,15 +5,16 @@
 //! (apache/iceberg-rust#2617, open upstream), and it cannot fill a column added later whose type
 //! nests lists or structs in structs. `SELECT *` syncs do both. So each data file is read with
 //! the table's schema narrowed to the fields the file has (its Parquet field ids), and the
-//! batches are widened to the table's schema by name here, with nulls for what the file lacks.
+//! batches are widened to the table's schema by name (the writer's [`Conformer`]), with nulls
+//! for what the file lacks.
 //! Deletes, type promotions (int → long) and the file pruning by filters stay the library's.
 
 use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, StructArray, new_null_array};
-use arrow::datatypes::{DataType, FieldRef, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result as DfResult};
@@ -31,6 +32,8 @@ use iceberg::table::Table;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::schema::types::Type as ParquetType;
+
+use crate::iceberg::conform::Conformer;
 
 /// Data files opened (footer read) and read at the same time; rows come in no particular order.
 const FILES_AT_ONCE: usize = 4;
@@ -154,7 +157,14 @@ async fn read_file(
     }
     let reader = table.reader_builder().build();
     let batches = reader.read(Box::pin(stream::iter([Ok(task)])))?.stream();
-    Ok(batches.map(move |batch| widen_batch(&batch?, &target)))
+    // The writer's conformer widens by name too: missing columns and struct fields are nulls.
+    let name = table.identifier().to_string();
+    let conformer = Conformer::new(target, name, None);
+    Ok(batches.map(move |batch| {
+        conformer.conform(&batch?).map_err(|e| {
+            iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.user_facing().to_string())
+        })
+    }))
 }
 
 /// Every field id in the Parquet schema of the task's file (empty if the file has none).
@@ -226,56 +236,4 @@ fn narrow_fields(fields: &[NestedFieldRef], ids: &HashSet<i32>) -> Vec<NestedFie
             Arc::new(field)
         })
         .collect()
-}
-
-/// A batch read under a narrowed schema, with the scan's columns: missing columns and struct
-/// fields are nulls.
-fn widen_batch(batch: &RecordBatch, target: &SchemaRef) -> iceberg::Result<RecordBatch> {
-    let rows = batch.num_rows();
-    let columns = target
-        .fields()
-        .iter()
-        .map(|field| match batch.column_by_name(field.name()) {
-            Some(column) => widen(column, field.data_type()),
-            None => Ok(new_null_array(field.data_type(), rows)),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(arrow_error)?;
-    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
-    RecordBatch::try_new_with_options(target.clone(), columns, &options).map_err(arrow_error)
-}
-
-fn widen(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, arrow::error::ArrowError> {
-    if array.data_type() == to {
-        return Ok(array.clone());
-    }
-    match (array.data_type(), to) {
-        (DataType::Struct(_), DataType::Struct(to_fields)) => {
-            let from = array.as_struct();
-            let children = to_fields
-                .iter()
-                .map(|f| match from.column_by_name(f.name()) {
-                    Some(child) => widen(child, f.data_type()),
-                    None => Ok(new_null_array(f.data_type(), from.len())),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Arc::new(StructArray::try_new(to_fields.clone(), children, from.nulls().cloned())?))
-        }
-        (DataType::List(_), DataType::List(to_item)) => {
-            let from = array.as_list::<i32>();
-            let values = widen(from.values(), to_item.data_type())?;
-            Ok(Arc::new(ListArray::try_new(
-                FieldRef::clone(to_item),
-                from.offsets().clone(),
-                values,
-                from.nulls().cloned(),
-            )?))
-        }
-        _ => arrow::compute::cast(array, to),
-    }
-}
-
-fn arrow_error(e: arrow::error::ArrowError) -> iceberg::Error {
-    iceberg::Error::new(iceberg::ErrorKind::Unexpected, "widening a batch to the table's schema")
-        .with_source(e)
 }

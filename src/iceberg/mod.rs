@@ -3,7 +3,7 @@
 
 pub mod catalog;
 pub mod commit;
-mod conform;
+pub(crate) mod conform;
 pub mod key_index;
 pub mod position_delete;
 pub mod rollback;
