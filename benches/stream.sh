@@ -63,6 +63,8 @@ RUN_TIMEOUT=$((120 + N_DOCS / 1000 + N_UPDATES / 200))
 
 scripts/setup-test-env.sh >/dev/null
 PY=.venv/bin/python
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 echo "building misql and examples read_changes, key_index_size (release)..." >&2
 cargo build --quiet --release --bin misql --example read_changes --example key_index_size
@@ -82,16 +84,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-.venv/bin/secantusd-py --host 127.0.0.1 --port "$port" --storage-path :memory: --log-level WARNING \
-  --oplog-max-entries $((2 * (N_DOCS + N_UPDATES + LATENCY_DOCS) + 10000)) \
-  >"$tmp/server.log" 2>&1 &
-server=$!
-for _ in $(seq 1 100); do
-  (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.2
-done
-URI="mongodb://127.0.0.1:$port/?directConnection=true"
+start_server --oplog-max-entries $((2 * (N_DOCS + N_UPDATES + LATENCY_DOCS) + 10000))
 WAREHOUSE=$tmp/warehouse
 
 # BENCH_SELECT=star measures a `SELECT *` sync instead: whole documents, each batch checked for
@@ -251,26 +244,6 @@ else: sys.exit(f"unknown helper {cmd}")
 EOF
 helper() { "$PY" "$tmp/helpers.py" "$@"; }
 
-# measure OUT LIMIT CMD...: runs CMD with a time limit, writes "seconds peak_rss_kb cpu_seconds"
-# to OUT (CPU: user + system time of CMD).
-measure() {
-  local out=$1 limit=$2
-  shift 2
-  "$PY" - "$out" "$limit" "$@" <<'EOF'
-import resource, subprocess, sys, time
-out, limit, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
-start = time.monotonic()
-try:
-    code = subprocess.run(cmd, timeout=limit).returncode
-except subprocess.TimeoutExpired:
-    sys.exit(f"timed out after {limit:.0f} s: {' '.join(cmd)}")
-seconds = time.monotonic() - start
-# ru_maxrss of the children waited for: only CMD (kilobytes on Linux).
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-open(out, "w").write(f"{seconds:.3f} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime:.3f}\n")
-sys.exit(code)
-EOF
-}
 
 # misql_once NAME: `misql --once -f sync.sql`, timed into $tmp/NAME.m, log in $tmp/NAME.log.
 misql_once() {

@@ -130,6 +130,9 @@ pub(crate) fn map_type(path: &str, data_type: &DataType, ids: &mut IdAssigner) -
 /// timestamptz → Timestamp(µs, UTC), timestamp → Timestamp(µs), binary and fixed → Binary, uuid →
 /// FixedSizeBinary(16), list → List, struct → Struct. Date, time and map columns (which misql
 /// never creates) are an [`Error::Plan`] naming the column. Required columns are not nullable.
+///
+/// Not iceberg's `schema_to_arrow_schema`: that gives the writer's physical types (Float32,
+/// tz `+00:00`, field-id metadata), which the converter neither produces nor needs.
 pub fn arrow_schema(schema: &Schema) -> Result<ArrowSchema> {
     let fields = schema
         .as_struct()

@@ -1,0 +1,40 @@
+# Shared by the benchmark scripts (sourced, not run): starting SecantusDB and timing a command.
+# Expects PY (the .venv Python) and tmp (the script's temporary directory) to be set.
+
+# start_server [EXTRA ARGS...]: starts SecantusDB on a free loopback port with in-memory storage
+# (log in $tmp/server.log), waits until it listens, and sets `server` (its pid, for cleanup) and
+# URI.
+start_server() {
+  local port
+  port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  .venv/bin/secantusd-py --host 127.0.0.1 --port "$port" --storage-path :memory: --log-level WARNING \
+    "$@" >"$tmp/server.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 100); do
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.2
+  done
+  URI="mongodb://127.0.0.1:$port/?directConnection=true"
+}
+
+# measure OUT LIMIT CMD...: runs CMD with a time limit and writes "wall_seconds peak_rss_kb
+# cpu_seconds" to OUT (RSS and user+system CPU from CMD's rusage).
+measure() {
+  local out=$1 limit=$2
+  shift 2
+  "$PY" - "$out" "$limit" "$@" <<'PYTHON'
+import resource, subprocess, sys, time
+out, limit, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+start = time.monotonic()
+try:
+    code = subprocess.run(cmd, timeout=limit).returncode
+except subprocess.TimeoutExpired:
+    sys.exit(f"timed out after {limit:.0f} s: {' '.join(cmd)}")
+seconds = time.monotonic() - start
+# The rusage of the children waited for: CMD alone (ru_maxrss is in kilobytes on Linux).
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(out, "w") as f:
+    f.write(f"{seconds:.3f} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime:.3f}\n")
+sys.exit(code)
+PYTHON
+}
