@@ -1,6 +1,6 @@
 //! Throughput of the Iceberg write path: 100k order-like rows (string `_id`, string `status`,
 //! decimal(18,2), timestamptz, a struct) conformed, written as zstd Parquet through
-//! `TableWriter` and committed with `append`, into an embedded SQL catalog in a temp dir.
+//! `TableWriter` and committed with `commit`, into an embedded SQL catalog in a temp dir.
 //! Unpartitioned, and partitioned by `day(created_at)`.
 //!
 //! `cargo bench --bench iceberg_write -- --warm-up-time 1 --measurement-time 10`; figures are
@@ -18,12 +18,12 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use iceberg::TableIdent;
 use iceberg::spec::Transform;
-use iceberg::{CatalogBuilder, TableIdent};
-use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
-use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
-use misql::iceberg::commit::{append, create_table};
+use misql::iceberg::catalog::connect;
+use misql::iceberg::commit::{Change, commit};
 use misql::iceberg::schema::iceberg_schema;
+use misql::iceberg::table::create_table;
 use misql::iceberg::writer::{TableWriter, WriteOptions};
 
 const ROWS: usize = 100_000;
@@ -83,26 +83,14 @@ fn orders(schema: &Arc<Schema>, start: usize, len: usize) -> RecordBatch {
     RecordBatch::try_new(schema.clone(), columns).unwrap()
 }
 
-async fn catalog(dir: &std::path::Path) -> SqlCatalog {
-    let props = HashMap::from([
-        ("uri".to_string(), format!("sqlite:{}?mode=rwc", dir.join("catalog.db").display())),
-        ("warehouse".to_string(), format!("file://{}", dir.display())),
-        ("sql_bind_style".to_string(), "QMark".to_string()),
-    ]);
-    SqlCatalogBuilder::default()
-        .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
-        .load("bench", props)
-        .await
-        .unwrap()
-}
-
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir: PathBuf =
         std::env::temp_dir().join(format!("misql-bench-iceberg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let catalog = runtime.block_on(catalog(&dir));
+    let conn = runtime.block_on(connect(dir.to_str().unwrap(), &[])).unwrap();
+    let catalog = conn.catalog.clone();
     let schema = schema();
     let batches: Vec<RecordBatch> =
         (0..ROWS).step_by(BATCH).map(|s| orders(&schema, s, BATCH)).collect();
@@ -116,7 +104,13 @@ fn bench(c: &mut Criterion) {
     {
         let ident = TableIdent::from_strs(["bench", name]).unwrap();
         let mut table = runtime
-            .block_on(create_table(&catalog, &ident, iceberg.clone(), &partition, HashMap::new()))
+            .block_on(create_table(
+                catalog.as_ref(),
+                &ident,
+                iceberg.clone(),
+                &partition,
+                HashMap::new(),
+            ))
             .unwrap();
         group.bench_function(format!("write_and_commit_100k_{name}"), |b| {
             b.iter(|| {
@@ -129,7 +123,8 @@ fn bench(c: &mut Criterion) {
                     let files = writer.finish().await.unwrap();
                     let properties =
                         HashMap::from([("misql.checkpoint".to_string(), "bench".to_string())]);
-                    append(&catalog, &table, files, properties).await.unwrap()
+                    let change = Change::append(files).with_properties(properties);
+                    commit(&conn, &table, change).await.unwrap()
                 });
                 let summary = &table.metadata().current_snapshot().unwrap().summary();
                 assert_eq!(summary.additional_properties["added-records"], ROWS.to_string());

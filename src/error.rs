@@ -56,6 +56,16 @@ pub enum Error {
         /// What would help.
         hint: Option<String>,
     },
+    /// A commit to a table that did not go through, or whose outcome could not be settled.
+    #[error("{message}")]
+    Commit {
+        /// Why: a conflict, an unknown outcome, or another writer of the same sync.
+        kind: ErrorKind,
+        /// What happened.
+        message: String,
+        /// What would help.
+        hint: Option<String>,
+    },
     /// A BSON value that does not fit the Arrow column it is read into.
     #[error("document _id={id}: field `{field}`: {reason}")]
     Convert {
@@ -116,7 +126,8 @@ impl Error {
     pub fn with_hint(mut self, text: impl Into<String>) -> Self {
         if let Error::Sql { hint, .. }
         | Error::Plan { hint, .. }
-        | Error::Unavailable { hint, .. } = &mut self
+        | Error::Unavailable { hint, .. }
+        | Error::Commit { hint, .. } = &mut self
         {
             *hint = Some(text.into());
         }
@@ -128,7 +139,8 @@ impl Error {
         match self {
             Error::Sql { hint, .. }
             | Error::Plan { hint, .. }
-            | Error::Unavailable { hint, .. } => hint.as_deref(),
+            | Error::Unavailable { hint, .. }
+            | Error::Commit { hint, .. } => hint.as_deref(),
             _ => None,
         }
     }
@@ -150,32 +162,25 @@ impl Error {
         self
     }
 
-    /// Whether retrying later may succeed: an unreachable server or catalog, a dropped
-    /// connection, a catalog conflict or outage.
-    pub fn is_transient(&self) -> bool {
-        use mongodb::error::ErrorKind;
+    /// What a retry loop should do about this error, from its kind (never from its text).
+    pub fn kind(&self) -> ErrorKind {
         match self.user_facing() {
-            Error::Unavailable { .. } => true,
-            Error::Mongo { source, .. } => {
-                matches!(
-                    *source.kind,
-                    ErrorKind::Io(_)
-                        | ErrorKind::ServerSelection { .. }
-                        | ErrorKind::ConnectionPoolCleared { .. }
-                ) || source.contains_label("RetryableError")
-                    || source.contains_label("ResumableChangeStreamError")
-            }
-            Error::Iceberg { source, .. } => {
-                source.retryable() || {
-                    let text = source.to_string().to_lowercase();
-                    text.contains("connect")
-                        || text.contains("sending request")
-                        || text.contains("timed out")
-                }
-            }
-            Error::Io { .. } => true,
-            _ => false,
+            Error::Unavailable { .. } | Error::Io { .. } => ErrorKind::Transient,
+            Error::Commit { kind, .. } => *kind,
+            Error::Mongo { source, .. } => mongo_kind(source),
+            Error::Iceberg { source, .. } => iceberg_kind(source),
+            _ => ErrorKind::Permanent,
         }
+    }
+
+    /// Whether retrying later may succeed (every kind but [`ErrorKind::Permanent`]).
+    pub fn is_transient(&self) -> bool {
+        self.kind() != ErrorKind::Permanent
+    }
+
+    /// A failed commit of `kind`.
+    pub fn commit(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::Commit { kind, message: message.into(), hint: None }
     }
 
     /// A MongoDB error with what misql was doing.
@@ -191,6 +196,48 @@ impl Error {
     /// An I/O error with what misql was doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }
+    }
+}
+
+/// What kind of failure an error is: what a retry loop does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Retrying cannot help: bad input, a refused request, a damaged table.
+    Permanent,
+    /// A server, catalog or file store that failed or could not be reached: retry with backoff.
+    Transient,
+    /// Another writer committed first: build the change again on the new table state.
+    Conflict,
+    /// The catalog failed after the commit was sent: whether it applied is settled by reading
+    /// the table back.
+    CommitUnknown,
+    /// Another writer committed for the same sync since the batch was read: continue from the
+    /// table's checkpoint, not from this process's.
+    Superseded,
+}
+
+/// The kind of a driver error: network, server selection and retryable labels are transient.
+fn mongo_kind(source: &mongodb::error::Error) -> ErrorKind {
+    use mongodb::error::ErrorKind as Mongo;
+    let transient = matches!(
+        *source.kind,
+        Mongo::Io(_) | Mongo::ServerSelection { .. } | Mongo::ConnectionPoolCleared { .. }
+    ) || source.contains_label("RetryableError")
+        || source.contains_label("ResumableChangeStreamError");
+    if transient { ErrorKind::Transient } else { ErrorKind::Permanent }
+}
+
+/// The kind of an iceberg-rust error. `Unexpected` is what the library reports for a catalog or
+/// file store that failed (an HTTP status it does not expect, an I/O or network error from
+/// opendal or reqwest): transient. A conflict is a conflict; invalid data, a missing table or an
+/// unsupported feature do not get better by waiting.
+fn iceberg_kind(source: &iceberg::Error) -> ErrorKind {
+    use iceberg::ErrorKind as Iceberg;
+    match source.kind() {
+        Iceberg::CatalogCommitConflicts => ErrorKind::Conflict,
+        Iceberg::Unexpected => ErrorKind::Transient,
+        _ if source.retryable() => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
     }
 }
 

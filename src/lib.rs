@@ -15,4 +15,4 @@ pub mod script;
 pub mod sql;
 pub mod sync;
 
-pub use error::{Error, Location, Result};
+pub use error::{Error, ErrorKind, Location, Result};

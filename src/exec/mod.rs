@@ -366,6 +366,7 @@ fn not_yet(statement: &Statement) -> Error {
     let text = statement.to_string();
     let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
     Error::plan(format!("{head} is not supported yet in this version of misql")).with_hint(
-        "SELECT, EXPLAIN, DESCRIBE, SHOW DATABASES/COLLECTIONS and ATTACH (TYPE mongodb) work now",
+        "DROP SYNC name stops a sync and keeps its table; CREATE SYNC with the same definition \
+         resumes it from the table's checkpoint",
     )
 }

@@ -10,6 +10,7 @@ use super::{Output, Session};
 use crate::iceberg::schema::iceberg_schema;
 use crate::sql::{CreateSync, DeleteMode, ExplainSync, SyncOption};
 use crate::sync::plan::SyncPlan;
+use crate::sync::status::SyncPhase;
 use crate::sync::target::table_ident;
 use crate::sync::{Sync, dead_letter};
 use crate::{Error, Result};
@@ -110,11 +111,8 @@ impl Session {
         if !create.options.given.contains(&SyncOption::SampleSize) {
             return SyncPlan::new(&self.ctx, create).await;
         }
-        let previous = self.sample_override.get();
-        self.sample_override.set(Some(create.options.sample_size));
-        let plan = SyncPlan::new(&self.ctx, create).await;
-        self.sample_override.set(previous);
-        plan
+        let _scoped = self.sample_override.scoped(create.options.sample_size);
+        SyncPlan::new(&self.ctx, create).await
     }
 
     /// CREATE SYNC.
@@ -129,12 +127,12 @@ impl Session {
             )));
         }
         if let Some(old) = self.syncs.remove(&name).and_then(|e| e.task) {
-            old.abort();
+            stop_task(old).await;
         }
         let sync = self.build_sync_with_retries(create).await?;
         self.registry.update(&name, |s| {
             *s = Default::default();
-            s.phase = "starting".into();
+            s.phase = SyncPhase::Starting;
             s.source = create.source.to_string();
             s.target = create.target.to_string();
         });
@@ -152,7 +150,7 @@ impl Session {
                     if let Err(err) = &result {
                         tracing::error!("sync {}: {}", sync.name, err.user_facing());
                         registry.update(&sync.name, |s| {
-                            s.phase = "failed".into();
+                            s.phase = SyncPhase::Failed;
                             s.last_error = Some(err.user_facing().to_string());
                         });
                     }
@@ -175,7 +173,7 @@ impl Session {
         if let Err(err) = result {
             let message = err.user_facing().to_string();
             self.registry.update(name, |s| {
-                s.phase = "failed".into();
+                s.phase = SyncPhase::Failed;
                 s.last_error = Some(message);
             });
         }
@@ -260,7 +258,7 @@ impl Session {
         )) as ArrayRef;
         rows(RecordBatch::try_from_iter([
             ("name", names),
-            ("phase", text(&|s| s.phase.clone())),
+            ("phase", text(&|s| s.phase.to_string())),
             ("source", text(&|s| s.source.clone())),
             ("target", text(&|s| s.target.clone())),
             ("rows_copied", count(&|s| s.rows_copied)),
@@ -272,6 +270,7 @@ impl Session {
             ("last_schema_change", text(&|s| s.last_schema_change.clone().unwrap_or_default())),
             ("commits", count(&|s| s.commits)),
             ("last_commit", text(&|s| s.last_commit.map(format_time).unwrap_or_default())),
+            ("retries", count(&|s| s.retries)),
             ("last_error", text(&|s| s.last_error.clone().unwrap_or_default())),
         ])?)
     }
@@ -290,7 +289,7 @@ impl Session {
             return Err(unknown_sync(name));
         };
         if let Some(task) = entry.task {
-            task.abort();
+            stop_task(task).await;
         }
         self.registry.remove(name);
         if purge {
@@ -373,4 +372,11 @@ fn schema_policy(create: &CreateSync, evolving: bool) -> String {
             options.on_error.name()
         )
     }
+}
+
+/// Stops a sync's task and waits until it is gone, so nothing of it still writes when its
+/// table is dropped or rebuilt.
+async fn stop_task(task: tokio::task::JoinHandle<Result<()>>) {
+    task.abort();
+    let _ = task.await;
 }

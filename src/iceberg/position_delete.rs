@@ -4,7 +4,7 @@
 //! iceberg-rust 0.10.1 writes data and equality-delete files but has no position-delete writer,
 //! so misql writes them itself with the library's Parquet writer (which also collects the column
 //! statistics), and marks the result as position deletes. Commit them with
-//! [`commit_row_delta`](super::row_delta::commit_row_delta).
+//! [`commit`](super::commit::commit).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use ::iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWrite
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use parquet::file::properties::WriterProperties;
 
-use super::row_delta::partition_spec_id;
+use super::table::partition_spec_id;
 use super::writer::WriteOptions;
 use crate::{Error, Result};
 

@@ -4,7 +4,7 @@
 //!
 //! iceberg-rust 0.10.1 can add columns (`Transaction::update_schema`) but not promote a type, so
 //! the new schema is built here and committed with misql's own compare-and-swap
-//! ([`super::swap`]): `AddSchema` + `SetCurrentSchema`, required to apply to the schema it was
+//! ([`super::commit`]): `AddSchema` + `SetCurrentSchema`, required to apply to the schema it was
 //! built from.
 
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use ::iceberg::{TableRequirement, TableUpdate};
 use arrow::datatypes::{DataType, Fields, Schema as ArrowSchema};
 
 use super::catalog::IcebergConnection;
+use super::commit::{Change, commit};
 use super::schema::{IdAssigner, map_type, type_name};
-use super::swap::{Proposal, commit_metadata};
 use crate::{Error, Result};
 
 /// A new schema for a table and what changed, for the log (`added column `discount` (double)`,
@@ -133,23 +133,11 @@ pub async fn commit_schema(
     table: &Table,
     change: &SchemaChange,
 ) -> Result<Table> {
-    let name = table.identifier().clone();
-    let context = || format!("changing the schema of {name}");
     let metadata = table.metadata();
-    let built = metadata
-        .clone()
-        .into_builder(table.metadata_location().map(str::to_string))
-        .add_current_schema(change.schema.clone())
-        .and_then(|b| b.build())
-        .map_err(|e| Error::iceberg(context(), e))?;
-    let proposal = Proposal {
-        what: "a new schema".to_string(),
-        metadata: built.metadata,
-        updates: vec![
-            TableUpdate::AddSchema { schema: change.schema.clone() },
-            TableUpdate::SetCurrentSchema { schema_id: -1 },
-        ],
-        requirements: vec![
+    let wanted = change.schema.as_struct().clone();
+    let update = Change::metadata(
+        "a new schema",
+        vec![
             TableRequirement::UuidMatch { uuid: metadata.uuid() },
             TableRequirement::CurrentSchemaIdMatch {
                 current_schema_id: metadata.current_schema_id(),
@@ -158,8 +146,11 @@ pub async fn commit_schema(
                 last_assigned_field_id: metadata.last_column_id(),
             },
         ],
-    };
-    let wanted = change.schema.as_struct();
-    commit_metadata(conn, table, &proposal, |t| t.metadata().current_schema().as_struct() == wanted)
-        .await
+        vec![
+            TableUpdate::AddSchema { schema: change.schema.clone() },
+            TableUpdate::SetCurrentSchema { schema_id: -1 },
+        ],
+        Box::new(move |m| m.current_schema().as_struct() == &wanted),
+    );
+    commit(conn, table, update).await
 }

@@ -100,7 +100,7 @@ enum Sink {
 
 /// Writes batches into new data files of a table: one open writer per partition, each rolling
 /// to a new file at the target file size. Nothing is visible in the table until the returned
-/// files are committed (see `commit::append`).
+/// files are committed (see `commit::commit`).
 pub struct TableWriter {
     table_name: String,
     conformer: Conformer,

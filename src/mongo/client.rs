@@ -39,6 +39,27 @@ impl SampleSizeOverride {
     pub fn set(&self, sample_size: Option<usize>) {
         self.0.store(sample_size.map_or(0, |n| n.max(1)), Ordering::Relaxed);
     }
+
+    /// Sets the override until the returned guard is dropped — also when the statement that
+    /// needed it is cancelled (Ctrl-C in the shell) — then puts the previous setting back.
+    pub fn scoped(&self, sample_size: usize) -> ScopedSampleSize {
+        let previous = self.get();
+        self.set(Some(sample_size));
+        ScopedSampleSize { setting: self.clone(), previous }
+    }
+}
+
+/// Restores a [`SampleSizeOverride`] when dropped.
+#[derive(Debug)]
+pub struct ScopedSampleSize {
+    setting: SampleSizeOverride,
+    previous: Option<usize>,
+}
+
+impl Drop for ScopedSampleSize {
+    fn drop(&mut self) {
+        self.setting.set(self.previous);
+    }
 }
 
 /// An attached MongoDB deployment.

@@ -12,14 +12,15 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use iceberg::TableIdent;
 use iceberg::table::Table;
-use iceberg::{Catalog, TableIdent};
 
 use crate::Result;
 use crate::iceberg::catalog::IcebergConnection;
-use crate::iceberg::commit::{append, create_table};
+use crate::iceberg::commit::{Change, commit};
 use crate::iceberg::rollback::rollback_main;
 use crate::iceberg::schema::iceberg_schema;
+use crate::iceberg::table::create_table;
 use crate::iceberg::writer::{TableWriter, WriteOptions};
 
 /// One rejected document.
@@ -60,7 +61,7 @@ fn parent_text(snapshot: Option<i64>) -> String {
 /// Appends `letters` to the dead-letter table of `target`, creating it if needed; `data_parent`
 /// is the target's current snapshot, on which the batch's own commit builds.
 pub async fn write(
-    catalog: &dyn Catalog,
+    conn: &IcebergConnection,
     target: &TableIdent,
     sync: &str,
     letters: &[DeadLetter],
@@ -71,8 +72,8 @@ pub async fn write(
     }
     let ident = table_ident(target);
     let schema = schema();
-    let table =
-        create_table(catalog, &ident, iceberg_schema(&schema, "_id")?, &[], HashMap::new()).await?;
+    let columns = iceberg_schema(&schema, "_id")?;
+    let table = create_table(conn.catalog.as_ref(), &ident, columns, &[], HashMap::new()).await?;
     let now = chrono_now_micros();
     let column = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
     let batch = RecordBatch::try_new(
@@ -93,7 +94,8 @@ pub async fn write(
         (DATA_PARENT.to_string(), parent_text(data_parent)),
         ("misql.sync".to_string(), sync.to_string()),
     ]);
-    append(catalog, &table, writer.finish().await?, properties).await?;
+    let change = Change::append(writer.finish().await?).with_properties(properties);
+    commit(conn, &table, change).await?;
     Ok(())
 }
 

@@ -377,6 +377,10 @@ pub fn conversion_policy(sync: &Sync) -> OnError {
     }
 }
 
+/// What to do about a value that does not fit its column in a sync with a SELECT list.
+pub const CAST_HINT: &str = "cast it differently, or WITH (on_error = 'skip' | 'dead_letter'); \
+                             'dead_letter' keeps such documents in <table>__errors";
+
 /// A conversion failure under a `fail` policy, with the hint that fits the sync.
 pub fn conversion_error(sync: &Sync, err: Error) -> Error {
     let message = err.to_string();
@@ -394,8 +398,6 @@ pub fn conversion_error(sync: &Sync, err: Error) -> Error {
                 sync.create.target
             ))
     } else {
-        Error::plan(message).with_hint(
-            "cast it differently, or WITH (on_error = 'skip' | 'dead_letter'); 'dead_letter' keeps such documents in <table>__errors",
-        )
+        Error::plan(message).with_hint(CAST_HINT)
     }
 }

@@ -8,6 +8,7 @@ pub mod evolve;
 pub mod failpoint;
 pub mod plan;
 pub mod progress;
+pub mod sink;
 pub mod snapshot;
 pub mod status;
 pub mod stream;
@@ -16,18 +17,17 @@ pub mod target;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bson::{RawBson, RawDocumentBuf, doc};
+use bson::RawDocumentBuf;
 use iceberg::{Catalog, TableIdent};
 
 use crate::iceberg::catalog::IcebergConnection;
 
 use crate::mongo::client::MongoSource;
-use crate::mongo::ext_json;
 use crate::sql::CreateSync;
-use crate::{Error, Result};
-use checkpoint::{Checkpoint, Phase};
+use crate::{Error, ErrorKind, Result};
+use checkpoint::Phase;
 use plan::SyncPlan;
-use status::{Registry, SyncStatus};
+use status::{Registry, SyncPhase, SyncStatus};
 
 /// The longest wait between two attempts of a sync whose server or catalog is unavailable.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -76,12 +76,12 @@ impl Sync {
     /// missing, then follows the change stream — until it has no more events with `drain`
     /// (`--once`), or until an error otherwise.
     pub async fn run(&self, drain: bool) -> Result<()> {
-        self.status(|s| s.phase = "starting".into());
+        self.status(|s| s.phase = SyncPhase::Starting);
         if self.plan().evolving {
             evolve::leave_out_untyped(self).await?;
         }
         let (mut table, mut checkpoint) =
-            target::prepare(self.catalog.as_ref(), &self.create, &self.plan()).await?;
+            target::prepare(&self.connection, &self.create, &self.plan()).await?;
         if self.plan().evolving {
             table = evolve::reconcile(self, table).await?;
         }
@@ -93,11 +93,9 @@ impl Sync {
             );
         }
         if checkpoint.as_ref().is_none_or(|c| c.phase == Phase::Snapshot) {
-            self.status(|s| s.phase = "snapshot".into());
+            self.status(|s| s.phase = SyncPhase::Snapshot);
             table = snapshot::run(self, table, checkpoint.take()).await?;
-            checkpoint = Checkpoint::from_properties(|k| {
-                crate::iceberg::commit::snapshot_property(&table, k)
-            })?;
+            checkpoint = sink::checkpoint_of(&table)?;
         } else {
             let rows = checkpoint.as_ref().map_or(0, |c| c.rows);
             self.status(|s| s.rows_copied = rows);
@@ -112,55 +110,61 @@ impl Sync {
                 stream::StreamEnd::Resnapshot(reason) => {
                     tracing::warn!("sync {}: {reason}; copying the collection again", self.name);
                     self.status(|s| {
-                        s.phase = "snapshot".into();
+                        s.phase = SyncPhase::Snapshot;
                         s.last_error = Some(format!("{reason}; copied the collection again"));
                     });
                     let current = self.load_table().await?;
                     table = snapshot::replace(self, current).await?;
-                    checkpoint = Checkpoint::from_properties(|k| {
-                        crate::iceberg::commit::snapshot_property(&table, k)
-                    })?
-                    .ok_or_else(|| {
+                    checkpoint = sink::checkpoint_of(&table)?.ok_or_else(|| {
                         Error::plan(format!(
                             "sync {}: no checkpoint after copying again",
                             self.name
                         ))
                     })?;
-                    self.status(|s| s.phase = "streaming".into());
+                    self.status(|s| s.phase = SyncPhase::Streaming);
                 }
             }
         }
     }
 
-    /// [`Self::run`], retried with exponential backoff (1 s doubling to 60 s) while the error is
-    /// transient (an unreachable server or catalog), at most `attempts` times. Each attempt
-    /// resumes from the table's checkpoint, so nothing is lost or applied twice.
+    /// [`Self::run`], retried while the error's kind allows, at most `attempts` times. Each
+    /// attempt resumes from the table's checkpoint, so nothing is lost or applied twice:
+    /// transient errors (an unreachable server or catalog, a conflict, a commit whose outcome
+    /// stayed unknown) wait 1 s doubling to 60 s; a batch superseded by another writer's commit
+    /// for this sync continues at once from the checkpoint that writer left.
     pub async fn run_with_retries(&self, drain: bool, attempts: u32) -> Result<()> {
         let mut backoff = Duration::from_secs(1);
         let mut attempt = 1;
         loop {
             let started = Instant::now();
-            match self.run(drain).await {
-                Err(err) if err.is_transient() && attempt < attempts => {
-                    if started.elapsed() > MAX_BACKOFF {
-                        backoff = Duration::from_secs(1); // it ran a while: a new outage
-                    }
-                    let message = err.user_facing().to_string();
-                    tracing::warn!(
-                        "sync {}: {message}; retrying in {}s",
-                        self.name,
-                        backoff.as_secs()
-                    );
-                    self.status(|s| {
-                        s.phase = "retrying".into();
-                        s.last_error = Some(message);
-                    });
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    attempt += 1;
-                }
+            let err = match self.run(drain).await {
+                Err(err) if err.is_transient() && attempt < attempts => err,
                 result => return result,
+            };
+            if started.elapsed() > MAX_BACKOFF {
+                backoff = Duration::from_secs(1); // it ran a while: a new outage
             }
+            let wait = match err.kind() {
+                ErrorKind::Superseded => Duration::ZERO,
+                _ => backoff,
+            };
+            let message = err.user_facing().to_string();
+            tracing::warn!(
+                "sync {}: {message}; retrying in {}s ({:?})",
+                self.name,
+                wait.as_secs(),
+                err.kind()
+            );
+            self.status(|s| {
+                s.phase = SyncPhase::Retrying;
+                s.retries += 1;
+                s.last_error = Some(message);
+            });
+            tokio::time::sleep(wait).await;
+            if wait > Duration::ZERO {
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            attempt += 1;
         }
     }
 
@@ -195,17 +199,5 @@ impl Sync {
         let token = bson::serialize_to_raw_document_buf(&token)
             .map_err(|e| Error::plan(format!("cannot store the resume token: {e}")))?;
         Ok(Some(token))
-    }
-
-    /// A document by `_id`, as relaxed Extended JSON (for dead letters).
-    pub async fn fetch_document(&self, id: &RawBson) -> Result<String> {
-        let client = self.source.client().await?;
-        let coll = client.database(&self.database).collection::<RawDocumentBuf>(&self.collection);
-        let id = bson::Bson::try_from(id.clone()).map_err(|e| Error::plan(e.to_string()))?;
-        let found = coll
-            .find_one(doc! { "_id": id })
-            .await
-            .map_err(|e| Error::mongo("reading a rejected document", e))?;
-        Ok(found.map(|d| ext_json::to_string(bson::RawBsonRef::Document(&d))).unwrap_or_default())
     }
 }

@@ -2,14 +2,43 @@
 //! between the task running the sync and the session.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+/// Where a sync is, as `SHOW SYNCS` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPhase {
+    /// Planned, opening its target.
+    #[default]
+    Starting,
+    /// Copying the collection.
+    Snapshot,
+    /// Following the change stream.
+    Streaming,
+    /// Waiting to try again after a transient error (see `last_error`).
+    Retrying,
+    /// Stopped by a permanent error (see `last_error`).
+    Failed,
+}
+
+impl fmt::Display for SyncPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SyncPhase::Starting => "starting",
+            SyncPhase::Snapshot => "snapshot",
+            SyncPhase::Streaming => "streaming",
+            SyncPhase::Retrying => "retrying",
+            SyncPhase::Failed => "failed",
+        })
+    }
+}
 
 /// The state of one sync.
 #[derive(Debug, Clone, Default)]
 pub struct SyncStatus {
-    /// `starting`, `snapshot`, `streaming`, `stopped` or `failed`.
-    pub phase: String,
+    /// Where the sync is.
+    pub phase: SyncPhase,
     /// Source collection, `catalog.db.collection`.
     pub source: String,
     /// Target table, `catalog.namespace.table`.
@@ -34,6 +63,8 @@ pub struct SyncStatus {
     pub last_commit: Option<SystemTime>,
     /// The last error or warning.
     pub last_error: Option<String>,
+    /// Retries after transient errors (and after another writer's commit) in this run.
+    pub retries: u64,
 }
 
 /// All syncs of a session, by name.

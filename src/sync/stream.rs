@@ -13,17 +13,11 @@ use mongodb::change_stream::event::OperationType;
 
 use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
-use super::dead_letter::{self, DeadLetter};
-use super::evolve;
-use super::failpoint::failpoint;
-use crate::iceberg::commit::append;
+use super::sink::Sink;
+use super::status::SyncPhase;
 use crate::iceberg::key_index::KeyIndex;
-use crate::iceberg::position_delete::write_position_deletes;
-use crate::iceberg::row_delta::commit_row_delta;
-use crate::iceberg::writer::{TableWriter, WriteOptions};
 use crate::mongo::bson_arrow::BatchBuilder;
 use crate::mongo::change_stream::{Event, cluster_time, token_to_raw, watch};
-use crate::sql::OnError;
 use crate::{Error, Result};
 
 /// The changes of one batch: per `_id`, the document after the last change, or `None` when
@@ -83,7 +77,7 @@ fn history_lost(err: &mongodb::error::Error) -> bool {
 /// stream of writes too); otherwise runs until an error or until the stream cannot continue.
 pub async fn run(
     sync: &Sync,
-    mut table: Table,
+    table: Table,
     checkpoint: Checkpoint,
     drain: bool,
 ) -> Result<StreamEnd> {
@@ -99,10 +93,11 @@ pub async fn run(
         Err(err) if history_lost(&err) => return Ok(StreamEnd::Resnapshot(lost(&err))),
         Err(err) => return Err(sync.source.unreachable("opening the change stream", err)),
     };
+    let mut sink = Sink::new(sync, table)?;
     let mut saved_token = token;
     let mut last_commit = Instant::now();
     let options = &sync.create.options;
-    sync.status(|s| s.phase = "streaming".into());
+    sync.status(|s| s.phase = SyncPhase::Streaming);
     loop {
         let mut changes = Changes::default();
         let started = Instant::now();
@@ -120,7 +115,7 @@ pub async fn run(
                         // Apply what came before the end of the stream, then copy again.
                         if !changes.is_empty() {
                             let token = saved_token.clone();
-                            apply(sync, &table, &mut index, changes, &token).await?;
+                            apply(sync, &mut sink, &mut index, changes, &token).await?;
                         }
                         return Ok(StreamEnd::Resnapshot(reason));
                     }
@@ -143,20 +138,14 @@ pub async fn run(
         };
         let progress = token != saved_token;
         if !changes.is_empty() {
-            table = apply(sync, &table, &mut index, changes, &token).await?;
+            apply(sync, &mut sink, &mut index, changes, &token).await?;
             saved_token = token;
             last_commit = Instant::now();
         } else if progress && !drain && last_commit.elapsed() >= options.flush_interval {
             // An idle stream still moves its token; save it, but not more often than
             // flush_interval (and not in a --once run, which must commit nothing when nothing
             // changed).
-            table = append(
-                sync.catalog.as_ref(),
-                &table,
-                vec![],
-                checkpoint_at(sync, &token).to_properties(),
-            )
-            .await?;
+            sink.commit(&checkpoint_at(sync, &token)).await?;
             saved_token = token;
             last_commit = Instant::now();
         }
@@ -219,109 +208,26 @@ fn checkpoint_at(sync: &Sync, token: &RawDocumentBuf) -> Checkpoint {
 /// documents that exist and pass WHERE, and the token — in one commit.
 async fn apply(
     sync: &Sync,
-    table: &Table,
+    sink: &mut Sink<'_>,
     index: &mut KeyIndex,
-    mut changes: Changes,
+    changes: Changes,
     token: &RawDocumentBuf,
-) -> Result<Table> {
-    let table = &fit(sync, table.clone(), &mut changes).await?;
-    let keys = keys(sync, &changes)?;
-    let mut deletes = Vec::new();
-    for key in &keys {
-        if let Some(location) = index.remove(key) {
-            deletes.push(location);
+) -> Result<()> {
+    let docs: Vec<&RawDocument> =
+        changes.order.iter().filter_map(|(_, doc)| doc.as_deref()).collect();
+    sink.add(&docs).await?;
+    for key in keys(sync, &changes)? {
+        if let Some(location) = index.remove(&key) {
+            sink.delete(location);
         }
     }
-    let policy = evolve::conversion_policy(sync);
-    let mut builder = BatchBuilder::new(sync.plan().input_schema.clone());
-    let mut appended: Vec<&RawDocumentBuf> = Vec::new();
-    let mut rejected: Vec<(&RawDocumentBuf, String)> = Vec::new();
-    for (_, document) in &changes.order {
-        let Some(document) = document else { continue };
-        match builder.append(document) {
-            Ok(()) => appended.push(document),
-            Err(err) if policy == OnError::Fail => return Err(evolve::conversion_error(sync, err)),
-            Err(err) => rejected.push((document, err.to_string())),
-        }
-    }
-    let (rows, errors) = sync.plan().apply(&builder.finish()?)?;
-    for error in &errors {
-        let document = appended[error.row];
-        let id = crate::mongo::bson_arrow::document_id(document);
-        let message = format!("document _id={id}: field `{}`: {}", error.column, error.reason);
-        if sync.create.options.on_error == OnError::Fail {
-            return Err(Error::plan(message)
-                .with_hint("cast it differently, or WITH (on_error = 'skip' | 'dead_letter')"));
-        }
-        rejected.push((document, message));
-    }
-    let skipped = rejected.len() as u64;
-    let mut letters = Vec::new();
-    for (document, error) in rejected {
-        tracing::warn!("sync {}: left out: {error}", sync.name);
-        if policy == OnError::DeadLetter {
-            letters.push(DeadLetter {
-                id: crate::mongo::bson_arrow::document_id(document),
-                document: crate::mongo::ext_json::to_string(bson::RawBsonRef::Document(document)),
-                error,
-            });
-        }
-    }
-    let parent = table.metadata().current_snapshot_id();
-    dead_letter::write(sync.catalog.as_ref(), &sync.target, &sync.name, &letters, parent).await?;
-    failpoint("after-dead-letters");
-    let letter_count = letters.len() as u64;
-    let mut writer = TableWriter::new(table, &WriteOptions::from_table(table))?;
-    writer.write(&rows).await?;
-    let files = writer.finish().await?;
-    let delete_files =
-        write_position_deletes(table, deletes.iter().map(|l| (l.file.as_ref(), l.position as i64)))
-            .await?;
-    let checkpoint = checkpoint_at(sync, token);
-    let table = commit_row_delta(
-        &sync.connection,
-        table,
-        files.clone(),
-        delete_files,
-        checkpoint.to_properties(),
-    )
-    .await?;
+    let files = sink.commit(&checkpoint_at(sync, token)).await?;
     for file in &files {
-        index.add_written_file(&table, file, &sync.plan().key).await?;
+        index.add_written_file(sink.table(), file, &sync.plan().key).await?;
     }
     let applied = changes.len() as u64;
-    let letters_written = letter_count;
-    sync.status(|s| {
-        s.events_applied += applied;
-        s.rows_skipped += skipped;
-        s.dead_letters += letters_written;
-        s.commits += 1;
-        s.last_commit = Some(std::time::SystemTime::now());
-    });
-    Ok(table)
-}
-
-/// A `SELECT *` sync's table and plan made to take the changed documents (new columns, widened
-/// types); under `on_type_change = 'stringify'` the documents are rewritten in `changes`.
-async fn fit(sync: &Sync, table: Table, changes: &mut Changes) -> Result<Table> {
-    if !sync.plan().evolving {
-        return Ok(table);
-    }
-    let (positions, docs): (Vec<usize>, Vec<&RawDocument>) = changes
-        .order
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, doc))| doc.as_deref().map(|d| (i, d)))
-        .unzip();
-    let fit = evolve::fit(sync, &docs)?;
-    let table = match fit.schema {
-        Some(schema) => evolve::apply(sync, table, schema).await?,
-        None => table,
-    };
-    for (i, doc) in fit.rewritten {
-        changes.order[positions[i]].1 = Some(doc);
-    }
-    Ok(table)
+    sync.status(|s| s.events_applied += applied);
+    Ok(())
 }
 
 /// The output key of each changed `_id`, computed by the sync's key expression.

@@ -5,14 +5,22 @@ use std::collections::HashMap;
 
 use iceberg::spec::Transform as IcebergTransform;
 use iceberg::table::Table;
-use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
 
 use super::checkpoint::Checkpoint;
 use super::plan::SyncPlan;
-use crate::iceberg::commit::{create_table, snapshot_property};
+use crate::iceberg::catalog::IcebergConnection;
+use crate::iceberg::commit::{Change, commit};
+use crate::iceberg::lineage::snapshot_property;
 use crate::iceberg::schema::{check_compatible, iceberg_schema};
-use crate::sql::{CreateSync, Transform};
+use crate::iceberg::table::create_table;
+use crate::sql::{CreateSync, SyncOption, Transform};
 use crate::{Error, Result};
+
+/// Table property: the size data files are rolled at.
+const TARGET_FILE_SIZE: &str = "write.target-file-size-bytes";
+/// Table property: the Parquet compression codec.
+const COMPRESSION: &str = "write.parquet.compression-codec";
 
 /// The table `catalog.namespace.table` of a sync's INTO, as an Iceberg identifier.
 pub fn table_ident(create: &CreateSync) -> TableIdent {
@@ -24,10 +32,11 @@ pub fn table_ident(create: &CreateSync) -> TableIdent {
 /// Opens or creates the target; returns it with its checkpoint (if the table was written by
 /// this sync before).
 pub async fn prepare(
-    catalog: &dyn Catalog,
+    conn: &IcebergConnection,
     create: &CreateSync,
     plan: &SyncPlan,
 ) -> Result<(Table, Option<Checkpoint>)> {
+    let catalog = conn.catalog.as_ref();
     let ident = table_ident(create);
     let name = format!("{}", create.target);
     let wanted = iceberg_schema(&plan.output_schema, &plan.key)?;
@@ -53,14 +62,56 @@ pub async fn prepare(
         }
         let checkpoint = Checkpoint::from_properties(|key| snapshot_property(&table, key))?;
         check_checkpoint(create, plan, &name, checkpoint.as_ref())?;
+        let table = apply_write_options(conn, create, table).await?;
         return Ok((table, checkpoint));
     }
-    let properties = HashMap::from([
-        ("write.target-file-size-bytes".to_string(), create.options.target_file_size.to_string()),
-        ("write.parquet.compression-codec".to_string(), create.options.compression.clone()),
-    ]);
+    let properties = write_properties(create, |_| true);
     let table = create_table(catalog, &ident, wanted, &partition, properties).await?;
     Ok((table, None))
+}
+
+/// The table properties of the WITH options that shape written files (`target_file_size`,
+/// `compression`), those for which `wanted` is true.
+fn write_properties(
+    create: &CreateSync,
+    wanted: impl Fn(SyncOption) -> bool,
+) -> HashMap<String, String> {
+    let options = &create.options;
+    [
+        (SyncOption::TargetFileSize, TARGET_FILE_SIZE, options.target_file_size.to_string()),
+        (SyncOption::Compression, COMPRESSION, options.compression.clone()),
+    ]
+    .into_iter()
+    .filter(|(option, _, _)| wanted(*option))
+    .map(|(_, key, value)| (key.to_string(), value))
+    .collect()
+}
+
+/// An existing table takes the file-shaping WITH options given explicitly, as table properties
+/// (committed only when they differ), so the files written from now on follow them.
+async fn apply_write_options(
+    conn: &IcebergConnection,
+    create: &CreateSync,
+    table: Table,
+) -> Result<Table> {
+    let current = table.metadata().properties();
+    let changed: HashMap<String, String> =
+        write_properties(create, |option| create.options.given.contains(&option))
+            .into_iter()
+            .filter(|(key, value)| current.get(key) != Some(value))
+            .collect();
+    if changed.is_empty() {
+        return Ok(table);
+    }
+    tracing::info!("{}: table properties set from WITH: {changed:?}", create.target);
+    let wanted = changed.clone();
+    let change = Change::metadata(
+        "new table properties",
+        vec![TableRequirement::UuidMatch { uuid: table.metadata().uuid() }],
+        vec![TableUpdate::SetProperties { updates: changed }],
+        Box::new(move |m| wanted.iter().all(|(k, v)| m.properties().get(k) == Some(v))),
+    );
+    commit(conn, &table, change).await
 }
 
 /// A table written by another sync, or by this one with another definition, is not resumed.

@@ -4,9 +4,10 @@
 //! properties in the snapshot summary.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+
 use std::sync::Arc;
 
+use crate::support::commit::append;
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, FixedSizeBinaryArray,
     Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StringViewArray,
@@ -17,12 +18,12 @@ use arrow::datatypes::{DataType, Field, Fields, Schema as ArrowSchema, TimeUnit}
 use futures::TryStreamExt;
 use iceberg::spec::{Literal, PrimitiveLiteral, Schema, Transform, Type};
 use iceberg::table::Table;
-use iceberg::{Catalog, CatalogBuilder, TableIdent};
-use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
-use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
+use iceberg::{Catalog, TableIdent};
 use misql::Error;
-use misql::iceberg::commit::{append, create_table, snapshot_property};
+use misql::iceberg::catalog::{IcebergConnection, connect};
+use misql::iceberg::lineage::snapshot_property;
 use misql::iceberg::schema::{check_compatible, iceberg_schema};
+use misql::iceberg::table::create_table;
 use misql::iceberg::writer::{TableWriter, WriteOptions};
 
 use crate::support::TempDir;
@@ -32,26 +33,15 @@ use crate::support::TempDir;
 
 /// An embedded SQL catalog over a temp dir.
 struct Lake {
-    catalog: SqlCatalog,
+    catalog: Arc<dyn Catalog>,
+    conn: IcebergConnection,
     _dir: TempDir,
-}
-
-async fn embedded_catalog(dir: &Path) -> SqlCatalog {
-    let props = HashMap::from([
-        ("uri".to_string(), format!("sqlite:{}?mode=rwc", dir.join("catalog.db").display())),
-        ("warehouse".to_string(), format!("file://{}", dir.display())),
-        ("sql_bind_style".to_string(), "QMark".to_string()),
-    ]);
-    SqlCatalogBuilder::default()
-        .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
-        .load("lake", props)
-        .await
-        .expect("embedded SQL catalog")
 }
 
 async fn lake() -> Lake {
     let dir = TempDir::new();
-    Lake { catalog: embedded_catalog(&dir.0).await, _dir: dir }
+    let conn = connect(dir.0.to_str().unwrap(), &[]).await.expect("embedded catalog");
+    Lake { catalog: conn.catalog.clone(), conn, _dir: dir }
 }
 
 fn ident(name: &str) -> TableIdent {
@@ -75,7 +65,9 @@ impl Lake {
         let partition: Vec<(String, Transform)> =
             partition.iter().map(|(c, t)| (c.to_string(), *t)).collect();
         let properties = properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        create_table(&self.catalog, &ident(name), schema, &partition, properties).await.unwrap()
+        create_table(self.catalog.as_ref(), &ident(name), schema, &partition, properties)
+            .await
+            .unwrap()
     }
 
     /// Writes `batches` with the table's own options and commits them with `properties`.
@@ -91,7 +83,7 @@ impl Lake {
         }
         let files = writer.finish().await.unwrap();
         let properties = properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        append(&self.catalog, table, files, properties).await.unwrap()
+        append(&self.conn, table, files, properties).await.unwrap()
     }
 }
 
@@ -606,7 +598,7 @@ async fn a_table_partitioned_by_day_and_bucket_gets_a_file_per_partition_with_it
     }
     assert_eq!(actual, expected);
 
-    let table = append(&lake.catalog, &table, files, HashMap::new()).await.unwrap();
+    let table = append(&lake.conn, &table, files, HashMap::new()).await.unwrap();
     let rows = read_back(&table).await;
     assert_eq!(rows.num_rows(), 120);
     assert_eq!(rows.column_by_name("_id").unwrap(), all.column_by_name("_id").unwrap());
@@ -638,7 +630,7 @@ async fn a_tiny_target_file_size_rolls_to_a_new_file_per_batch() {
     paths.sort();
     paths.dedup();
     assert_eq!(paths.len(), 5, "file names must be unique");
-    let table = append(&lake.catalog, &table, files, HashMap::new()).await.unwrap();
+    let table = append(&lake.conn, &table, files, HashMap::new()).await.unwrap();
     assert_eq!(read_back(&table).await.num_rows(), 500);
 }
 
@@ -693,7 +685,7 @@ async fn every_compression_codec_writes_files_that_read_back() {
         let reader = parquet::file::reader::SerializedFileReader::new(bytes).unwrap();
         let compression = reader.metadata().row_group(0).column(0).compression();
         assert!(format!("{compression:?}").starts_with(expected), "{codec}: {compression:?}");
-        let table = append(&lake.catalog, &table, files, HashMap::new()).await.unwrap();
+        let table = append(&lake.conn, &table, files, HashMap::new()).await.unwrap();
         assert_eq!(read_back(&table).await.num_rows(), 50, "{codec}");
     }
 }
@@ -737,7 +729,7 @@ async fn a_checkpoint_only_commit_adds_a_snapshot_without_files() {
     let before = table.metadata().current_snapshot_id().unwrap();
 
     let properties = HashMap::from([("misql.checkpoint".to_string(), "idle".to_string())]);
-    let table = append(&lake.catalog, &table, vec![], properties).await.unwrap();
+    let table = append(&lake.conn, &table, vec![], properties).await.unwrap();
     let snapshot = table.metadata().current_snapshot().unwrap();
     assert_ne!(snapshot.snapshot_id(), before);
     assert_eq!(snapshot.parent_snapshot_id(), Some(before));
@@ -746,7 +738,7 @@ async fn a_checkpoint_only_commit_adds_a_snapshot_without_files() {
     assert_eq!(read_back(&table).await.num_rows(), 10);
 
     // Neither files nor properties: nothing to commit, no new snapshot.
-    let same = append(&lake.catalog, &table, vec![], HashMap::new()).await.unwrap();
+    let same = append(&lake.conn, &table, vec![], HashMap::new()).await.unwrap();
     assert_eq!(same.metadata().current_snapshot_id(), Some(snapshot.snapshot_id()));
 }
 
@@ -768,15 +760,17 @@ async fn create_table_creates_the_namespace_and_returns_an_existing_table_unchan
     let schema = iceberg_schema(&day_orders_schema(), "_id").unwrap();
     let partition = [("created_at".to_string(), Transform::Day)];
     let ident = TableIdent::from_strs(["fresh_ns", "orders"]).unwrap();
-    let created = create_table(&lake.catalog, &ident, schema.clone(), &partition, HashMap::new())
-        .await
-        .unwrap();
+    let created =
+        create_table(lake.catalog.as_ref(), &ident, schema.clone(), &partition, HashMap::new())
+            .await
+            .unwrap();
     assert!(lake.catalog.namespace_exists(ident.namespace()).await.unwrap());
     assert_eq!(created.metadata().format_version(), iceberg::spec::FormatVersion::V2);
     let key: Vec<i32> = created.metadata().current_schema().identifier_field_ids().collect();
     assert_eq!(key, [created.metadata().current_schema().field_id_by_name("_id").unwrap()]);
 
-    let again = create_table(&lake.catalog, &ident, schema, &[], HashMap::new()).await.unwrap();
+    let again =
+        create_table(lake.catalog.as_ref(), &ident, schema, &[], HashMap::new()).await.unwrap();
     assert_eq!(again.metadata_location(), created.metadata_location());
     assert_eq!(again.metadata().default_partition_spec().fields().len(), 1);
 }
@@ -788,10 +782,15 @@ async fn a_bad_partition_spec_is_an_error_naming_the_column() {
     let mut out = String::new();
     for partition in [("nope", Transform::Day), ("status", Transform::Day)] {
         let partition = [(partition.0.to_string(), partition.1)];
-        let error =
-            create_table(&lake.catalog, &ident("bad"), schema.clone(), &partition, HashMap::new())
-                .await
-                .unwrap_err();
+        let error = create_table(
+            lake.catalog.as_ref(),
+            &ident("bad"),
+            schema.clone(),
+            &partition,
+            HashMap::new(),
+        )
+        .await
+        .unwrap_err();
         out.push_str(&error_text(&error));
         out.push('\n');
     }

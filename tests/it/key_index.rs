@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::support::commit::append;
+use crate::support::commit::commit_row_delta;
 use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
 use futures::TryStreamExt;
@@ -15,11 +17,10 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 use misql::iceberg::catalog::{IcebergConnection, connect};
-use misql::iceberg::commit::{append, create_table};
 use misql::iceberg::key_index::{KeyIndex, RowLocation};
 use misql::iceberg::position_delete::write_position_deletes;
-use misql::iceberg::row_delta::commit_row_delta;
 use misql::iceberg::schema::iceberg_schema;
+use misql::iceberg::table::create_table;
 use misql::iceberg::writer::{TableWriter, WriteOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -76,8 +77,7 @@ impl Lake {
     /// Writes and appends `batches`; returns the table after the commit and the files added.
     async fn append(&self, table: &Table, batches: &[RecordBatch]) -> (Table, Vec<DataFile>) {
         let files = self.write(table, batches).await;
-        let table =
-            append(self.conn.catalog.as_ref(), table, files.clone(), HashMap::new()).await.unwrap();
+        let table = append(&self.conn, table, files.clone(), HashMap::new()).await.unwrap();
         (table, files)
     }
 }
@@ -261,19 +261,17 @@ async fn long_keys_are_looked_up_by_their_decimal_form() {
 }
 
 #[tokio::test]
-async fn a_key_in_two_live_rows_points_at_the_newer_one() {
+async fn a_table_with_a_key_in_two_live_rows_is_refused_with_how_to_repair_it() {
     let lake = lake().await;
     let table = lake.create("dups", DataType::Utf8, &[]).await;
-    let (table, old) = lake.append(&table, &[rows(&object_ids(0..10), &["eu"])]).await;
-    let (table, new) = lake.append(&table, &[rows(&object_ids(5..8), &["eu"])]).await;
-    let index = KeyIndex::build(&table, "_id").await.unwrap();
-    assert_eq!(index.len(), 10);
-    let key = &object_ids(6..7)[0];
-    assert_eq!(at(&index.get(key).unwrap()), (new[0].file_path().to_string(), 1));
-    let key = &object_ids(4..5)[0];
-    assert_eq!(at(&index.get(key).unwrap()), (old[0].file_path().to_string(), 4));
-    assert_eq!(index.live_rows(old[0].file_path()), 7);
-    assert_eq!(index.live_rows(new[0].file_path()), 3);
+    let (table, _) = lake.append(&table, &[rows(&object_ids(0..10), &["eu"])]).await;
+    let (table, _) = lake.append(&table, &[rows(&object_ids(5..8), &["eu"])]).await;
+    let error = KeyIndex::build(&table, "_id").await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("3 key(s) in more than one live row"), "{message}");
+    assert!(message.contains(&object_ids(5..6)[0]), "{message}");
+    assert!(error.hint().unwrap().contains("CREATE OR REPLACE SYNC"), "{error:?}");
+    assert_eq!(error.kind(), misql::ErrorKind::Permanent);
 }
 
 #[tokio::test]

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::commit::append;
+use crate::support::commit::commit_row_delta;
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
 use futures::TryStreamExt;
@@ -28,12 +30,12 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{NamespaceIdent, TableIdent};
 use misql::iceberg::catalog::{IcebergConnection, connect};
-use misql::iceberg::commit::{append, create_table};
 use misql::iceberg::position_delete::{
     DELETE_FILE_PATH_FIELD_ID, DELETE_FILE_POS_FIELD_ID, write_position_deletes,
 };
-use misql::iceberg::row_delta::{commit_row_delta, partition_spec_id};
 use misql::iceberg::schema::iceberg_schema;
+use misql::iceberg::table::create_table;
+use misql::iceberg::table::partition_spec_id;
 use misql::iceberg::writer::{TableWriter, WriteOptions};
 use parquet::file::properties::WriterProperties;
 
@@ -260,7 +262,7 @@ async fn seeded(
     let conn = connect(&warehouse.0.display().to_string(), &[]).await.unwrap();
     let table = create_orders(&conn, "shop", partitioned).await;
     let files = write(&table, &rows(first)).await;
-    let table = append(conn.catalog.as_ref(), &table, files.clone(), HashMap::new()).await.unwrap();
+    let table = append(&conn, &table, files.clone(), HashMap::new()).await.unwrap();
     (conn, table, files)
 }
 
@@ -675,8 +677,7 @@ async fn a_lost_compare_and_swap_is_retried_on_top_of_the_other_commit() {
     // ...while another writer appends.
     let theirs = [("t0", "us", 60), ("t1", "us", 61)];
     let their_files = write(&base, &rows(&theirs)).await;
-    let after_theirs =
-        append(conn.catalog.as_ref(), &base, their_files, HashMap::new()).await.unwrap();
+    let after_theirs = append(&conn, &base, their_files, HashMap::new()).await.unwrap();
     let their_snapshot = after_theirs.metadata().current_snapshot().unwrap().clone();
     let files_before = metadata_avro_files(&after_theirs);
 
@@ -736,8 +737,7 @@ async fn the_rest_catalog_takes_row_deltas_too() {
         format!("rowdelta_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let table = create_orders(&conn, &namespace, false).await;
     let first_files = write(&table, &rows(&FIRST)).await;
-    let base =
-        append(conn.catalog.as_ref(), &table, first_files.clone(), HashMap::new()).await.unwrap();
+    let base = append(&conn, &table, first_files.clone(), HashMap::new()).await.unwrap();
     let parent = base.metadata().current_snapshot().unwrap().clone();
 
     let deletes =

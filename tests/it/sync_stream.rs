@@ -280,7 +280,7 @@ async fn a_mongodb_restart_while_streaming_is_survived_without_loss() {
         .args(["--warehouse", dir.to_str().unwrap(), "--mongodb-uri", &uri])
         .args(["-f", file.to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
         .spawn()
         .expect("start misql");
     let query = |sql: String| {
@@ -302,7 +302,8 @@ async fn a_mongodb_restart_while_streaming_is_survived_without_loss() {
     let wait_in_sync = |what: &str| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !in_sync() {
-            assert!(Instant::now() < deadline, "the table did not catch up {what}");
+            let log = || std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "the table did not catch up {what}:\n{}", log());
             std::thread::sleep(Duration::from_millis(500));
         }
     };

@@ -98,6 +98,24 @@ impl Oddities {
         }
     }
 
+    /// A table with a key in more than one live row cannot be kept in sync: which row would an
+    /// update replace? Two writers that copied the same rows leave such a table.
+    fn refuse_duplicates(&self, table: &str) -> Result<()> {
+        if self.duplicates == 0 {
+            return Ok(());
+        }
+        Err(Error::plan(format!(
+            "{table} has {} key(s) in more than one live row (for example {}): its rows are \
+             duplicated, so it cannot be kept equal to its collection",
+            self.duplicates,
+            self.first_duplicate.as_deref().unwrap_or("?")
+        ))
+        .with_hint(
+            "another process may have written the same sync; stop it, then CREATE OR REPLACE \
+             SYNC copies the collection again into a fresh table",
+        ))
+    }
+
     fn report(&self, what: &str) {
         if self.duplicates > 0 {
             tracing::warn!(
@@ -328,6 +346,7 @@ impl KeyIndex {
             index.release_if_empty(slot);
         }
         index.finish_bulk(&mut oddities);
+        oddities.refuse_duplicates(&name)?;
         oddities.report(&format!("indexing the keys of {name}"));
         Ok(index)
     }

@@ -1,6 +1,7 @@
 //! Test fixtures: the SecantusDB server, seaweedfs (S3 + Iceberg REST catalog), pyiceberg as an
 //! independent reader, generated order documents, and running the `misql` binary against them.
 
+pub mod commit;
 pub mod data;
 pub mod pyiceberg;
 pub mod seaweed;

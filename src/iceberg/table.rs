@@ -1,81 +1,18 @@
-//! Committing written files to a table in one snapshot whose summary carries the sync
-//! checkpoint, reading the checkpoint back, and creating a sync's target table.
+//! Creating tables, their partition specs and the conventional names of partition fields, and
+//! telling which partition spec a written file belongs to.
 
 use std::collections::HashMap;
 
-use ::iceberg::spec::{DataFile, Schema, SnapshotRef, Transform, UnboundPartitionSpec};
+use ::iceberg::spec::{
+    DataFile, DataFileBuilder, Schema, TableMetadata, TableMetadataBuilder, Transform,
+    UnboundPartitionSpec,
+};
 use ::iceberg::table::Table;
-use ::iceberg::transaction::{ApplyTransactionAction, Transaction};
 use ::iceberg::{Catalog, TableCreation, TableIdent};
 
+use super::commit::check_loads_back;
 use super::schema::type_name;
 use crate::{Error, Result};
-
-/// Appends `files` to `table` in one snapshot whose summary also holds `properties` (keys like
-/// `misql.checkpoint`), and returns the reloaded table.
-///
-/// A commit with no files but properties is allowed: it adds a checkpoint-only snapshot. A
-/// commit with neither is a no-op that returns the table reloaded. Conflicts with concurrent
-/// writers are retried by iceberg's `Transaction::commit` (on a fresh base, per the table's
-/// `commit.retry.*` properties). After committing, the table is reloaded and the new snapshot
-/// must be on its main branch: the SQL catalog can report success for a COMMIT that SQLite
-/// refused.
-pub async fn append(
-    catalog: &dyn Catalog,
-    table: &Table,
-    files: Vec<DataFile>,
-    properties: HashMap<String, String>,
-) -> Result<Table> {
-    let name = table.identifier().clone();
-    let context = || format!("committing to {name}");
-    if files.is_empty() && properties.is_empty() {
-        return catalog.load_table(&name).await.map_err(|e| Error::iceberg(context(), e));
-    }
-    let transaction = Transaction::new(table);
-    let action = transaction
-        .fast_append()
-        // File names carry a fresh UUIDv7 prefix per writer: duplicates cannot happen, and the
-        // check would read every manifest of the table on each commit.
-        .with_check_duplicate(false)
-        .add_data_files(files)
-        .set_snapshot_properties(properties);
-    let transaction = action.apply(transaction).map_err(|e| Error::iceberg(context(), e))?;
-    let committed = transaction.commit(catalog).await.map_err(|e| Error::iceberg(context(), e))?;
-    let Some(snapshot_id) = committed.metadata().current_snapshot_id() else {
-        return Err(Error::plan(format!("commit to {name} produced no snapshot")));
-    };
-
-    let reloaded = catalog
-        .load_table(&name)
-        .await
-        .map_err(|e| Error::iceberg(format!("reloading {name} after a commit"), e))?;
-    if !main_lineage(&reloaded).any(|s| s.snapshot_id() == snapshot_id) {
-        return Err(Error::plan(format!(
-            "the commit of snapshot {snapshot_id} to {name} was reported as successful, but the \
-             catalog does not have it (its current metadata is {})",
-            reloaded.metadata_location().unwrap_or("unknown")
-        ))
-        .with_hint(
-            "another process may hold the catalog database locked; the data files written are \
-             not part of the table, and the sync retries from its last checkpoint",
-        ));
-    }
-    Ok(reloaded)
-}
-
-/// The snapshots of the main branch, newest first.
-fn main_lineage(table: &Table) -> impl Iterator<Item = &SnapshotRef> {
-    let metadata = table.metadata();
-    std::iter::successors(metadata.current_snapshot(), move |s| {
-        s.parent_snapshot_id().and_then(|id| metadata.snapshot_by_id(id))
-    })
-}
-
-/// The value of `key` in the summary of the newest snapshot of the main branch that has it
-/// (walking back through parents, past snapshots other writers made), or `None`.
-pub fn snapshot_property(table: &Table, key: &str) -> Option<String> {
-    main_lineage(table).find_map(|s| s.summary().additional_properties.get(key).cloned())
-}
 
 /// The conventional Iceberg name of a partition field: the column name for identity, else
 /// `<column>_<transform>` (`created_at_day`, `_id_bucket`, `sku_trunc`, ...).
@@ -129,13 +66,24 @@ pub async fn create_table(
             }
         }
     }
-    let creation = TableCreation::builder()
-        .name(ident.name().to_string())
-        .schema(schema)
-        .partition_spec(spec)
-        .properties(properties)
-        .format_version(::iceberg::spec::FormatVersion::V2)
-        .build();
+    let creation = |location: Option<String>| TableCreation {
+        name: ident.name().to_string(),
+        location,
+        schema: schema.clone(),
+        partition_spec: Some(spec.clone()),
+        sort_order: None,
+        properties: properties.clone(),
+        format_version: ::iceberg::spec::FormatVersion::V2,
+    };
+    // A table is never created in a state that cannot be loaded back (a schema nested too deep
+    // for the metadata parser): its metadata is built and parsed here first, at a placeholder
+    // location.
+    let placeholder = Some(format!("file:///misql-check/{}", ident.name()));
+    let built = TableMetadataBuilder::from_table_creation(creation(placeholder))
+        .and_then(|b| b.build())
+        .map_err(|e| Error::iceberg(context(), e))?;
+    check_loads_back(ident, &built.metadata)?;
+    let creation = creation(None);
     match catalog.create_table(namespace, creation).await {
         Ok(table) => Ok(table),
         // Lost a race with another creator: use theirs.
@@ -226,4 +174,44 @@ fn transform_hint(transform: &Transform) -> String {
         }
         _ => "identity takes any primitive column".to_string(),
     }
+}
+
+/// The partition spec id of `file`, which iceberg-rust 0.10.1 keeps but does not expose: the
+/// spec among `metadata`'s whose id, given to a copy of `file`, makes it equal to `file`.
+/// `None` if no spec of the table fits.
+pub fn partition_spec_id(file: &DataFile, metadata: &TableMetadata) -> Option<i32> {
+    let default = metadata.default_partition_spec_id();
+    std::iter::once(default)
+        .chain(metadata.partition_specs_iter().map(|s| s.spec_id()).filter(|&id| id != default))
+        .find(|&id| with_spec_id(file, id).is_some_and(|copy| copy == *file))
+}
+
+/// A copy of `file` with partition spec id `spec_id`.
+fn with_spec_id(file: &DataFile, spec_id: i32) -> Option<DataFile> {
+    let mut builder = DataFileBuilder::default();
+    builder
+        .content(file.content_type())
+        .file_path(file.file_path().to_string())
+        .file_format(file.file_format())
+        .partition(file.partition().clone())
+        .record_count(file.record_count())
+        .file_size_in_bytes(file.file_size_in_bytes())
+        .column_sizes(file.column_sizes().clone())
+        .value_counts(file.value_counts().clone())
+        .null_value_counts(file.null_value_counts().clone())
+        .nan_value_counts(file.nan_value_counts().clone())
+        .lower_bounds(file.lower_bounds().clone())
+        .upper_bounds(file.upper_bounds().clone())
+        .key_metadata(file.key_metadata().map(<[u8]>::to_vec))
+        .split_offsets(file.split_offsets().map(<[i64]>::to_vec))
+        .equality_ids(file.equality_ids())
+        .first_row_id(file.first_row_id())
+        .partition_spec_id(spec_id)
+        .referenced_data_file(file.referenced_data_file())
+        .content_offset(file.content_offset())
+        .content_size_in_bytes(file.content_size_in_bytes());
+    if let Some(order) = file.sort_order_id() {
+        builder.sort_order_id(order);
+    }
+    builder.build().ok()
 }

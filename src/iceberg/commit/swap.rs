@@ -1,5 +1,5 @@
-//! The compare-and-swap that makes a new table metadata current in the catalog, shared by misql's
-//! own commits (row deltas, schema changes): for the embedded SQL catalog, the next metadata
+//! The compare-and-swap that makes a new table metadata current in the catalog, the last step of
+//! every commit: for the embedded SQL catalog, the next metadata
 //! file plus an `UPDATE iceberg_tables ... WHERE metadata_location = <current>` in a SQLite
 //! transaction whose COMMIT is checked; for a REST catalog, a `POST .../tables/<name>` with the
 //! proposal's requirements and updates.
@@ -12,64 +12,25 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use ::iceberg::spec::TableMetadata;
 use ::iceberg::table::Table;
-use ::iceberg::{MetadataLocation, TableIdent, TableRequirement, TableUpdate};
+use ::iceberg::{MetadataLocation, TableIdent};
 use iceberg_catalog_rest::CommitTableRequest;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
-use super::catalog::{CatalogKind, IcebergConnection, SQL_CATALOG_NAME, SQLITE_FILE_NAME};
-use crate::{Error, Result};
+use super::Proposal;
+use crate::iceberg::catalog::{CatalogKind, IcebergConnection, SQL_CATALOG_NAME, SQLITE_FILE_NAME};
+use crate::{Error, ErrorKind, Result};
 
 /// How long a SQLite write waits for a lock held by another process.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The REST spec version sent as `x-client-version` (what iceberg-catalog-rest sends).
 const REST_SPEC_VERSION: &str = "0.14.1";
-/// Timeout of one request to a REST catalog.
+/// Timeout of one commit request to a REST catalog, unless the environment variable
+/// [`REST_TIMEOUT_ENV`] gives one in seconds.
 const REST_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A new metadata for a table, not yet committed.
-pub(crate) struct Proposal {
-    /// What is committed, for messages (`snapshot 123`, `a new schema`).
-    pub what: String,
-    /// The base's metadata with the updates applied (written as the next metadata file for an
-    /// SQL catalog).
-    pub metadata: TableMetadata,
-    /// The updates (sent to a REST catalog).
-    pub updates: Vec<TableUpdate>,
-    /// What the REST catalog must check before applying the updates.
-    pub requirements: Vec<TableRequirement>,
-}
-
-/// Commits `proposal` (metadata only: no files of its own) to `table` in one compare-and-swap
-/// and returns the table reloaded. When the catalog's answer leaves the outcome open, `applied`
-/// tells from the reloaded table whether it went through; a lost swap is an error saying that
-/// another writer changed the table meanwhile.
-pub(crate) async fn commit_metadata(
-    conn: &IcebergConnection,
-    table: &Table,
-    proposal: &Proposal,
-    applied: impl Fn(&Table) -> bool,
-) -> Result<Table> {
-    let name = table.identifier();
-    let outcome = Committer::new(conn, table)?.swap(table, proposal).await?;
-    let reloaded = conn
-        .catalog
-        .load_table(name)
-        .await
-        .map_err(|e| Error::iceberg(format!("reloading {name} after {}", proposal.what), e))?;
-    match outcome {
-        Swap::Done => Ok(reloaded),
-        Swap::Unknown(_) if applied(&reloaded) => Ok(reloaded),
-        Swap::Unknown(error) => Err(error),
-        Swap::Conflict => Err(Error::plan(format!(
-            "cannot commit {} to {name}: another writer changed the table meanwhile",
-            proposal.what
-        ))
-        .with_hint("the sync retries from its checkpoint; if this repeats, another writer keeps changing the table")),
-    }
-}
+/// Environment variable: the timeout of a commit request to a REST catalog, in seconds.
+pub const REST_TIMEOUT_ENV: &str = "MISQL_REST_COMMIT_TIMEOUT";
 
 /// What a compare-and-swap did.
 pub(crate) enum Swap {
@@ -190,9 +151,7 @@ impl SqlCommitter {
             Ok(None) => match self.current_location(name).await {
                 Ok(Some(location)) if location == next => Swap::Done,
                 Ok(_) => Swap::Conflict,
-                Err(e) => {
-                    return Ok(Swap::Unknown(e));
-                }
+                Err(e) => return Ok(Swap::Unknown(e)),
             },
             Err(e) => {
                 let _ = base.file_io().delete(&next).await;
@@ -281,7 +240,12 @@ struct RestCommitter {
 impl RestCommitter {
     fn new(uri: &str, table: &Table) -> Result<Self> {
         let props = table.file_io().config().props().clone();
-        let client = reqwest::Client::builder().timeout(REST_TIMEOUT).build().map_err(|e| {
+        let timeout = std::env::var(REST_TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .map_or(REST_TIMEOUT, Duration::from_secs_f64);
+        let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| {
             Error::io("cannot set up an HTTP client for the REST catalog", std::io::Error::other(e))
         })?;
         let token = props.get("token").cloned();
@@ -397,8 +361,17 @@ impl RestCommitter {
         }
         let response = match builder.send().await {
             Ok(response) => response,
+            // Not connected: the request never left.
+            Err(e) if e.is_connect() => return Err(http_error(&url, e)),
             // The request may have reached the catalog before the connection failed.
-            Err(e) => return Ok(Swap::Unknown(http_error(&url, e))),
+            Err(e) => {
+                let message = format!(
+                    "the commit of {} to {name} was sent to the REST catalog, but no answer came \
+                     back ({e}); whether it was committed is unknown",
+                    staged.what
+                );
+                return Ok(Swap::Unknown(Error::commit(ErrorKind::CommitUnknown, message)));
+            }
         };
         let status = response.status().as_u16();
         match status {
@@ -406,15 +379,18 @@ impl RestCommitter {
             409 => Ok(Swap::Conflict),
             500 | 502 | 503 | 504 => {
                 let text = response.text().await.unwrap_or_default();
-                Ok(Swap::Unknown(Error::plan(format!(
-                    "the REST catalog answered {status} to the commit of {} to {name}; \
-                     whether it was committed is unknown: {text}",
-                    staged.what
+                Ok(Swap::Unknown(
+                    Error::commit(
+                        ErrorKind::CommitUnknown,
+                        format!(
+                            "the REST catalog answered {status} to the commit of {} to {name}; \
+                             whether it was committed is unknown: {}",
+                            staged.what,
+                            text.trim()
+                        ),
+                    )
+                    .with_hint("the sync reads the table back and retries from its checkpoint"),
                 ))
-                .with_hint(
-                    "look at the table's current snapshot; its files were left in place in case \
-                     the commit went through",
-                )))
             }
             _ => {
                 let text = response.text().await.unwrap_or_default();
@@ -433,7 +409,10 @@ impl RestCommitter {
 }
 
 fn http_error(url: &str, e: reqwest::Error) -> Error {
-    Error::io(format!("cannot reach the REST catalog at {url}"), std::io::Error::other(e))
+    Error::Unavailable {
+        message: format!("cannot reach the REST catalog at {url}: {e}"),
+        hint: Some("the sync retries from its checkpoint".to_string()),
+    }
 }
 
 /// `application/x-www-form-urlencoded` encoding of one key or value.

@@ -1,0 +1,365 @@
+//! The one way misql changes a table. Every change — new data files (append), data plus delete
+//! files (row delta), metadata only (schema, rollback, properties) — is built as requirements
+//! plus `TableUpdate`s on a base metadata ([`Proposal`]), checked once, and swapped once in the
+//! catalog ([`swap`]: SQLite compare-and-swap, or the REST commit endpoint).
+//!
+//! Retries follow the failure's kind:
+//! - a lost swap (another writer committed first) reloads the table, checks that the change
+//!   still holds on the new base (the sync's checkpoint did not move; no data file its position
+//!   deletes point into was removed; a metadata change's requirements still hold), and builds it
+//!   again, up to the table's `commit.retry.num-retries` times;
+//! - an unknown outcome (a REST 5xx, a timeout or a dropped connection after the request was
+//!   sent) is settled from the table: reloaded, and looked up (the snapshot misql proposed, or
+//!   the metadata change's effect). Applied: done. Not applied: built again. Unreadable: the
+//!   error goes up as [`ErrorKind::CommitUnknown`] and the sync resumes from the table's own
+//!   checkpoint, so a batch is never committed twice and never dropped.
+//!
+//! iceberg-rust 0.10.1 cannot do this: a `TableCommit` cannot be built outside the crate, its
+//! transaction actions cannot be extended, and none of them commits delete files.
+
+mod snapshot;
+mod swap;
+mod validate;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ::iceberg::spec::{DataContentType, DataFile, TableMetadata};
+use ::iceberg::table::Table;
+use ::iceberg::{TableIdent, TableRequirement, TableUpdate};
+
+use super::catalog::IcebergConnection;
+use super::lineage::main_lineage;
+use crate::{Error, ErrorKind, Result};
+pub use swap::REST_TIMEOUT_ENV;
+use swap::{Committer, Swap};
+pub use validate::check_loads_back;
+
+/// Table property: how many times a lost compare-and-swap is retried.
+const RETRIES_PROPERTY: &str = "commit.retry.num-retries";
+/// Retries when the table does not say.
+const DEFAULT_RETRIES: u32 = 4;
+/// First wait before a retry; doubled each time, up to [`MAX_WAIT`].
+const MIN_WAIT: Duration = Duration::from_millis(100);
+/// Longest wait between retries.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+/// Attempts at reading the table back to settle an unknown outcome.
+const SETTLE_ATTEMPTS: u32 = 4;
+
+/// Checks, on a base that moved since the change was computed, that the change still applies:
+/// an error (of kind [`ErrorKind::Superseded`] for a sync whose checkpoint moved) refuses it.
+pub type Guard = Box<dyn Fn(&Table) -> Result<()> + Send + Sync>;
+
+/// Whether a metadata-only change is visible in a table's metadata.
+pub type Applied = Box<dyn Fn(&TableMetadata) -> bool + Send + Sync>;
+
+/// One change to a table, committed by [`commit`].
+pub struct Change {
+    content: Content,
+    properties: HashMap<String, String>,
+    guard: Option<Guard>,
+}
+
+enum Content {
+    /// A new snapshot: `append` (data files only), `delete` (delete files only) or `overwrite`
+    /// (both), as iceberg-java's `RowDelta`.
+    Snapshot { data: Vec<DataFile>, deletes: Vec<DataFile> },
+    /// Metadata only, applied where `requirements` hold.
+    Metadata {
+        what: String,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+        applied: Applied,
+    },
+}
+
+impl Change {
+    /// New data files, in one `append` snapshot.
+    pub fn append(data: Vec<DataFile>) -> Self {
+        Self::rows(data, Vec::new())
+    }
+
+    /// New data files and delete files (position or equality deletes) in one snapshot. New
+    /// files get the snapshot's sequence number by inheritance, so position deletes apply to
+    /// data files added by the same commit, equality deletes only to rows committed before.
+    pub fn rows(data: Vec<DataFile>, deletes: Vec<DataFile>) -> Self {
+        Self::new(Content::Snapshot { data, deletes })
+    }
+
+    /// A metadata-only change (`what` names it in messages): `updates`, applied where
+    /// `requirements` hold; `applied` tells from a table's metadata whether it went through.
+    pub fn metadata(
+        what: impl Into<String>,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+        applied: Applied,
+    ) -> Self {
+        Self::new(Content::Metadata { what: what.into(), requirements, updates, applied })
+    }
+
+    fn new(content: Content) -> Self {
+        Self { content, properties: HashMap::new(), guard: None }
+    }
+
+    /// Adds `properties` (keys like `misql.phase`) to the new snapshot's summary. A snapshot
+    /// change with no files but properties adds a checkpoint-only snapshot.
+    pub fn with_properties(mut self, properties: HashMap<String, String>) -> Self {
+        self.properties.extend(properties);
+        self
+    }
+
+    /// Refuses the change on a base that moved unless `guard` accepts that base.
+    pub fn guarded(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        match &self.content {
+            Content::Snapshot { data, deletes } => {
+                data.is_empty() && deletes.is_empty() && self.properties.is_empty()
+            }
+            Content::Metadata { updates, .. } => updates.is_empty(),
+        }
+    }
+
+    fn has_position_deletes(&self) -> bool {
+        matches!(&self.content, Content::Snapshot { deletes, .. }
+            if deletes.iter().any(|f| f.content_type() == DataContentType::PositionDeletes))
+    }
+
+    /// Whether the change is in `metadata` (after an unknown outcome).
+    fn applied(&self, staged: &Staged, metadata: &TableMetadata) -> bool {
+        match (&self.content, staged.snapshot_id) {
+            (Content::Metadata { applied, .. }, _) => applied(metadata),
+            (_, Some(id)) => main_lineage(metadata).any(|s| s.snapshot_id() == id),
+            (_, None) => false,
+        }
+    }
+
+    /// On a base that moved since `first` (the table the change was computed on): whether the
+    /// change still applies.
+    fn rebase(&self, base: &Table, first: &Table) -> Result<()> {
+        if let Some(guard) = &self.guard {
+            guard(base)?;
+        }
+        if self.has_position_deletes() {
+            validate::check_no_data_files_removed(base, first.metadata().current_snapshot_id())?;
+        }
+        Ok(())
+    }
+
+    /// Builds the change on `base`: writes what a snapshot needs and folds the updates into the
+    /// base's metadata.
+    async fn stage(&self, base: &Table, commit: uuid::Uuid, attempt: u32) -> Result<Staged> {
+        let (what, requirements, updates, snapshot_id, files) = match &self.content {
+            Content::Snapshot { data, deletes } => {
+                let s =
+                    snapshot::stage(base, data, deletes, &self.properties, commit, attempt).await?;
+                (
+                    format!("snapshot {}", s.snapshot_id),
+                    s.requirements,
+                    s.updates,
+                    Some(s.snapshot_id),
+                    s.files,
+                )
+            }
+            Content::Metadata { what, requirements, updates, .. } => {
+                (what.clone(), requirements.clone(), updates.clone(), None, Vec::new())
+            }
+        };
+        let staged = Staged {
+            proposal: Proposal { what, metadata: base.metadata().clone(), updates, requirements },
+            snapshot_id,
+            files,
+        };
+        match staged.fold(base) {
+            Ok(metadata) => {
+                Ok(Staged { proposal: Proposal { metadata, ..staged.proposal }, ..staged })
+            }
+            Err(e) => {
+                staged.remove(base).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A new metadata for a table, not yet committed.
+pub(crate) struct Proposal {
+    /// What is committed, for messages (`snapshot 123`, `a new schema`).
+    pub what: String,
+    /// The base's metadata with the updates applied (written as the next metadata file for an
+    /// SQL catalog).
+    pub metadata: TableMetadata,
+    /// The updates (sent to a REST catalog).
+    pub updates: Vec<TableUpdate>,
+    /// What must hold of the base for the updates to apply (checked here, and by a REST catalog).
+    pub requirements: Vec<TableRequirement>,
+}
+
+/// One attempt at a change, built on a base but not yet swapped in.
+struct Staged {
+    proposal: Proposal,
+    /// The new snapshot's id, for a snapshot change.
+    snapshot_id: Option<i64>,
+    /// Manifests and the manifest list written for this attempt.
+    files: Vec<String>,
+}
+
+impl Staged {
+    /// The base's metadata with the proposal's updates applied, once its requirements are
+    /// checked, and checked to load back.
+    fn fold(&self, base: &Table) -> Result<TableMetadata> {
+        let name = base.identifier();
+        let metadata = base.metadata();
+        for requirement in &self.proposal.requirements {
+            requirement.check(Some(metadata)).map_err(|e| {
+                Error::commit(
+                    ErrorKind::Conflict,
+                    format!("cannot commit {} to {name}: {}", self.proposal.what, e.message()),
+                )
+            })?;
+        }
+        let builder = metadata.clone().into_builder(base.metadata_location().map(str::to_string));
+        let built = self
+            .proposal
+            .updates
+            .iter()
+            .cloned()
+            .try_fold(builder, |builder, update| update.apply(builder))
+            .and_then(|builder| builder.build())
+            .map_err(|e| {
+                Error::iceberg(format!("committing {} to {name}", self.proposal.what), e)
+            })?;
+        check_loads_back(name, &built.metadata)?;
+        Ok(built.metadata)
+    }
+
+    /// Removes what this attempt wrote (it did not go through), best effort.
+    async fn remove(&self, base: &Table) {
+        for file in &self.files {
+            if let Err(e) = base.file_io().delete(file).await {
+                tracing::debug!(file, error = %e, "cannot remove a file of a refused commit");
+            }
+        }
+    }
+}
+
+/// Commits `change` to `table` and returns the table reloaded from the catalog. See the module
+/// documentation for how failures are retried. On error nothing of the change is in the table;
+/// the data and delete files stay in place (they are the caller's).
+pub async fn commit(conn: &IcebergConnection, table: &Table, change: Change) -> Result<Table> {
+    let name = table.identifier().clone();
+    if change.is_empty() {
+        return reload(conn, &name).await;
+    }
+    if let Content::Snapshot { data, deletes } = &change.content {
+        validate::check_contents(&name, data, deletes)?;
+    }
+    let retries = table
+        .metadata()
+        .properties()
+        .get(RETRIES_PROPERTY)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_RETRIES);
+    let mut committer = Committer::new(conn, table)?;
+    let commit_uuid = uuid::Uuid::now_v7();
+    let mut base = table.clone();
+    let mut wait = MIN_WAIT;
+    for attempt in 0..=retries {
+        if attempt > 0 {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(MAX_WAIT);
+            base = reload(conn, &name).await?;
+            change.rebase(&base, table)?;
+        }
+        let staged = change.stage(&base, commit_uuid, attempt).await?;
+        let outcome = match committer.swap(&base, &staged.proposal).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                staged.remove(&base).await;
+                return Err(e);
+            }
+        };
+        match outcome {
+            Swap::Done => return confirm(conn, &name, &change, &staged).await,
+            Swap::Conflict => {
+                tracing::debug!(table = %name, attempt, "commit conflict, building it again");
+            }
+            Swap::Unknown(error) => match settle(conn, &name, &change, &staged).await {
+                Some(Ok(reloaded)) => {
+                    tracing::warn!("{error}; the table has it: committed");
+                    return Ok(reloaded);
+                }
+                Some(Err(_)) => {
+                    tracing::warn!("{error}; the table does not have it: committing it again");
+                }
+                None => return Err(error),
+            },
+        }
+        staged.remove(&base).await;
+    }
+    Err(Error::commit(
+        ErrorKind::Conflict,
+        format!(
+            "cannot commit to {name}: other writers committed first {} times in a row",
+            retries + 1
+        ),
+    )
+    .with_hint(format!(
+        "retry later, or raise the table property {RETRIES_PROPERTY} (now {retries})"
+    )))
+}
+
+/// After a swap the catalog accepted: the table reloaded, which must have the change.
+async fn confirm(
+    conn: &IcebergConnection,
+    name: &TableIdent,
+    change: &Change,
+    staged: &Staged,
+) -> Result<Table> {
+    let reloaded = reload(conn, name).await?;
+    if change.applied(staged, reloaded.metadata()) {
+        return Ok(reloaded);
+    }
+    Err(Error::commit(
+        ErrorKind::CommitUnknown,
+        format!(
+            "the commit of {} to {name} was accepted, but the catalog does not have it (its \
+             current metadata is {})",
+            staged.proposal.what,
+            reloaded.metadata_location().unwrap_or("unknown")
+        ),
+    )
+    .with_hint("another writer may have replaced it at once; the sync retries from its checkpoint"))
+}
+
+/// After an unknown outcome: `Ok(table)` if the table has the change, `Err` if it does not,
+/// `None` if the table cannot be read back (the outcome stays unknown).
+async fn settle(
+    conn: &IcebergConnection,
+    name: &TableIdent,
+    change: &Change,
+    staged: &Staged,
+) -> Option<Result<Table>> {
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=SETTLE_ATTEMPTS {
+        match reload(conn, name).await {
+            Ok(table) if change.applied(staged, table.metadata()) => return Some(Ok(table)),
+            Ok(_) => return Some(Err(Error::plan("not applied"))),
+            Err(e) if attempt < SETTLE_ATTEMPTS => {
+                tracing::warn!("reading {name} back after an unknown commit outcome: {e}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// The table as the catalog has it now.
+async fn reload(conn: &IcebergConnection, name: &TableIdent) -> Result<Table> {
+    conn.catalog.load_table(name).await.map_err(|e| Error::iceberg(format!("loading {name}"), e))
+}

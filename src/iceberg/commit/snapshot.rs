@@ -1,0 +1,275 @@
+//! Building a new snapshot on a base table: a data manifest and a delete manifest per partition
+//! spec with the new files as `ADDED` entries (sequence numbers left to inheritance), a manifest
+//! list holding those plus every manifest of the parent, and the snapshot with its summary
+//! (`added-*` counts from the library's `SnapshotSummaryCollector`, `total-*` carried on from the
+//! parent), as iceberg-java's `SnapshotProducer` does. iceberg-rust 0.10.1 has no public action
+//! that commits delete files, so misql builds the snapshot from the library's public pieces.
+
+use std::collections::HashMap;
+
+use ::iceberg::spec::{
+    DataFile, FormatVersion, MAIN_BRANCH, ManifestFile, ManifestListWriter, ManifestWriterBuilder,
+    Operation, PartitionSpecRef, SchemaRef, Snapshot, SnapshotReference, SnapshotRetention,
+    SnapshotSummaryCollector, Summary, TableMetadata, TableProperties, UNASSIGNED_SEQUENCE_NUMBER,
+};
+use ::iceberg::table::Table;
+use ::iceberg::{TableRequirement, TableUpdate};
+
+use crate::iceberg::table::partition_spec_id;
+use crate::{Error, Result};
+
+/// The summary keys with running totals: (total, added, removed).
+const TOTALS: [(&str, &str, &str); 6] = [
+    ("total-data-files", "added-data-files", "deleted-data-files"),
+    ("total-delete-files", "added-delete-files", "removed-delete-files"),
+    ("total-records", "added-records", "deleted-records"),
+    ("total-files-size", "added-files-size", "removed-files-size"),
+    ("total-position-deletes", "added-position-deletes", "removed-position-deletes"),
+    ("total-equality-deletes", "added-equality-deletes", "removed-equality-deletes"),
+];
+
+/// Files grouped by partition spec, in first-seen order, each checked against its spec.
+fn by_spec<'a>(
+    base: &Table,
+    files: &'a [DataFile],
+    schema: &SchemaRef,
+) -> Result<Vec<(PartitionSpecRef, Vec<&'a DataFile>)>> {
+    let name = base.identifier();
+    let metadata = base.metadata();
+    let mut groups: Vec<(PartitionSpecRef, Vec<&DataFile>)> = Vec::new();
+    for file in files {
+        let Some(spec_id) = partition_spec_id(file, metadata) else {
+            return Err(Error::plan(format!(
+                "cannot commit `{}` to {name}: it was written for a partition spec the table \
+                 does not have",
+                file.file_path()
+            ))
+            .with_hint("write files with this table's writers"));
+        };
+        let spec = metadata
+            .partition_spec_by_id(spec_id)
+            .cloned()
+            .ok_or_else(|| Error::plan(format!("{name} has no partition spec {spec_id}")))?;
+        let partition_type = spec.partition_type(schema).map_err(|e| {
+            Error::iceberg(
+                format!("partition spec {spec_id} of {name} does not apply to its schema"),
+                e,
+            )
+        })?;
+        let values = file.partition().fields();
+        let fits = values.len() == partition_type.fields().len()
+            && values.iter().zip(partition_type.fields()).all(|(value, field)| {
+                match (value, field.field_type.as_primitive_type()) {
+                    (None, Some(_)) => true,
+                    (Some(value), Some(primitive)) => value
+                        .as_primitive_literal()
+                        .is_some_and(|literal| primitive.compatible(&literal)),
+                    _ => false,
+                }
+            });
+        if !fits {
+            return Err(Error::plan(format!(
+                "cannot commit `{}` to {name}: its partition {:?} does not fit partition spec \
+                 {spec_id} ({partition_type})",
+                file.file_path(),
+                file.partition()
+            ))
+            .with_hint("a delete file must carry the partition of the data files it targets"));
+        }
+        match groups.iter_mut().find(|(s, _)| s.spec_id() == spec_id) {
+            Some((_, group)) => group.push(file),
+            None => groups.push((spec, vec![file])),
+        }
+    }
+    Ok(groups)
+}
+
+/// Writes the manifests and manifest list of a new snapshot on top of `base` holding
+/// `data_files` and `delete_files` (plus every manifest of the current snapshot), and returns
+/// the updates that add it on `main`, with the files written.
+pub(super) async fn stage(
+    base: &Table,
+    data_files: &[DataFile],
+    delete_files: &[DataFile],
+    properties: &HashMap<String, String>,
+    commit_uuid: uuid::Uuid,
+    attempt: u32,
+) -> Result<StagedSnapshot> {
+    let name = base.identifier().clone();
+    let context = || format!("committing to {name}");
+    let metadata = base.metadata();
+    if metadata.format_version() != FormatVersion::V2 {
+        return Err(Error::plan(format!(
+            "cannot commit delete files to {name}: it is an Iceberg format version {} table",
+            metadata.format_version() as u8
+        ))
+        .with_hint("misql writes row-level deletes to format version 2 tables"));
+    }
+    if metadata.properties().contains_key("encryption.key-id") {
+        return Err(Error::plan(format!("cannot commit to {name}: it is encrypted"))
+            .with_hint("misql does not write encrypted Iceberg tables"));
+    }
+    let schema = metadata.current_schema().clone();
+    let data_groups = by_spec(base, data_files, &schema)?;
+    let delete_groups = by_spec(base, delete_files, &schema)?;
+
+    let snapshot_id = new_snapshot_id(metadata);
+    let parent = metadata.current_snapshot();
+    let sequence_number = metadata.last_sequence_number() + 1;
+    let file_io = base.file_io();
+    let metadata_dir = format!("{}/metadata", metadata.location());
+    let mut files = Vec::new();
+
+    // Manifests of the new files.
+    let mut manifests: Vec<ManifestFile> = Vec::new();
+    let groups =
+        data_groups.iter().map(|g| (false, g)).chain(delete_groups.iter().map(|g| (true, g)));
+    for (deletes, (spec, group)) in groups {
+        let path = format!("{metadata_dir}/{commit_uuid}-a{attempt}-m{}.avro", manifests.len());
+        let output = file_io.new_output(&path).map_err(|e| Error::iceberg(context(), e))?;
+        let builder =
+            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), (**spec).clone());
+        let mut writer = if deletes { builder.build_v2_deletes() } else { builder.build_v2_data() };
+        for file in group {
+            writer
+                .add_file((*file).clone(), UNASSIGNED_SEQUENCE_NUMBER)
+                .map_err(|e| Error::iceberg(context(), e))?;
+        }
+        files.push(path);
+        manifests
+            .push(writer.write_manifest_file().await.map_err(|e| Error::iceberg(context(), e))?);
+    }
+
+    // Every manifest of the parent comes along.
+    if let Some(parent) = parent {
+        let list = base
+            .manifest_list_reader(parent)
+            .load()
+            .await
+            .map_err(|e| Error::iceberg(format!("reading the manifest list of {name}"), e))?;
+        manifests.extend(list.consume_entries());
+    }
+
+    let manifest_list = format!("{metadata_dir}/snap-{snapshot_id}-{attempt}-{commit_uuid}.avro");
+    let output = file_io.new_output(&manifest_list).map_err(|e| Error::iceberg(context(), e))?;
+    let writer = output.writer().await.map_err(|e| Error::iceberg(context(), e))?;
+    let mut list = ManifestListWriter::v2(
+        writer,
+        snapshot_id,
+        parent.map(|p| p.snapshot_id()),
+        sequence_number,
+    );
+    files.push(manifest_list.clone());
+    list.add_manifests(manifests.into_iter()).map_err(|e| Error::iceberg(context(), e))?;
+    list.close().await.map_err(|e| Error::iceberg(context(), e))?;
+
+    let operation = match (data_files.is_empty(), delete_files.is_empty()) {
+        (_, true) => Operation::Append,
+        (true, false) => Operation::Delete,
+        (false, false) => Operation::Overwrite,
+    };
+    let summary =
+        summary(metadata, &schema, operation, data_groups.iter().chain(&delete_groups), properties);
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(parent.map(|p| p.snapshot_id()))
+        .with_sequence_number(sequence_number)
+        .with_timestamp_ms(now_ms())
+        .with_manifest_list(manifest_list)
+        .with_summary(summary)
+        .with_schema_id(metadata.current_schema_id())
+        .build();
+    let reference =
+        SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None));
+    let updates = vec![
+        TableUpdate::AddSnapshot { snapshot },
+        TableUpdate::SetSnapshotRef { ref_name: MAIN_BRANCH.to_string(), reference },
+    ];
+    let requirements = vec![
+        TableRequirement::UuidMatch { uuid: metadata.uuid() },
+        TableRequirement::RefSnapshotIdMatch {
+            r#ref: MAIN_BRANCH.to_string(),
+            snapshot_id: metadata.current_snapshot_id(),
+        },
+    ];
+    Ok(StagedSnapshot { snapshot_id, updates, requirements, files })
+}
+
+/// A new snapshot's updates and requirements, and the manifests and manifest list written for it.
+pub(super) struct StagedSnapshot {
+    /// The new snapshot's id.
+    pub snapshot_id: i64,
+    /// `AddSnapshot` + `SetSnapshotRef main`.
+    pub updates: Vec<TableUpdate>,
+    /// Same table, `main` still at the parent.
+    pub requirements: Vec<TableRequirement>,
+    /// The manifests and the manifest list written.
+    pub files: Vec<String>,
+}
+
+/// A positive snapshot id the table does not use yet.
+fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
+    loop {
+        let (high, low) = uuid::Uuid::new_v4().as_u64_pair();
+        let id = ((high ^ low) & (i64::MAX as u64)) as i64;
+        if id != 0 && metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The snapshot summary: `properties`, then the `added-*` counts of the new files (and partition
+/// summaries, up to the table's `write.summary.partition-limit`), then the `total-*` counts:
+/// the parent's plus what was added. A total the parent does not have is left out (it is
+/// unknown, as iceberg-java does), except for a first snapshot, whose totals start at 0.
+fn summary<'a>(
+    metadata: &TableMetadata,
+    schema: &SchemaRef,
+    operation: Operation,
+    groups: impl Iterator<Item = &'a (PartitionSpecRef, Vec<&'a DataFile>)>,
+    properties: &HashMap<String, String>,
+) -> Summary {
+    let mut collector = SnapshotSummaryCollector::default();
+    let limit = metadata
+        .properties()
+        .get(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT);
+    collector.set_partition_summary_limit(limit);
+    for (spec, files) in groups {
+        for file in files {
+            collector.add_file(file, schema.clone(), spec.clone());
+        }
+    }
+    let mut additional = properties.clone();
+    additional.extend(collector.build());
+
+    let parent = metadata.current_snapshot().map(|s| s.summary());
+    for (total, added, removed) in TOTALS {
+        let count =
+            |key: &str| additional.get(key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let previous = match parent {
+            None => Some(0),
+            Some(parent) => {
+                parent.additional_properties.get(total).and_then(|v| v.parse::<u64>().ok())
+            }
+        };
+        match previous {
+            Some(previous) => {
+                let value = (previous + count(added)).saturating_sub(count(removed));
+                additional.insert(total.to_string(), value.to_string());
+            }
+            None => {
+                additional.remove(total);
+            }
+        }
+    }
+    Summary { operation, additional_properties: additional }
+}

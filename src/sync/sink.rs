@@ -1,0 +1,297 @@
+//! The one batch sink of both phases. The snapshot and the stream only decide what goes into a
+//! batch — documents to write, rows to delete, the checkpoint the batch reaches; the sink does the
+//! rest, the same way for both: a `SELECT *` sync's schema follows the documents, a document that
+//! does not fit follows `on_error` / `on_type_change` (counted, logged, kept as a dead letter from
+//! the copy in memory), the key is checked, rows go to data files and deletes to position-delete
+//! files, and one commit carries them with the checkpoint.
+//!
+//! A batch is valid only on the table state it was computed from: each commit names the
+//! checkpoint it continues, and if another writer moved the sync's checkpoint meanwhile the
+//! commit is refused ([`ErrorKind::Superseded`]) instead of being applied on top — the sync then
+//! continues from the table's checkpoint.
+
+use bson::{RawBson, RawDocument, RawDocumentBuf};
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
+
+use super::Sync;
+use super::checkpoint::Checkpoint;
+use super::dead_letter::{self, DeadLetter};
+use super::evolve;
+use super::failpoint::failpoint;
+use crate::iceberg::commit::{Change, Guard, commit};
+use crate::iceberg::key_index::RowLocation;
+use crate::iceberg::lineage::snapshot_property;
+use crate::iceberg::position_delete::write_position_deletes;
+use crate::iceberg::writer::{TableWriter, WriteOptions};
+use crate::mongo::bson_arrow::{BatchBuilder, document_id};
+use crate::mongo::ext_json;
+use crate::sql::OnError;
+use crate::{Error, ErrorKind, Result};
+
+/// Rows converted and run through the plan at a time (a commit holds many such chunks).
+const CHUNK_ROWS: usize = 8192;
+
+/// A converted row's document, to name (and under `dead_letter` keep) it if the plan rejects it.
+enum Source {
+    Id(RawBson),
+    Document(RawDocumentBuf),
+}
+
+/// Rows, deletes and rejected documents on their way into the next commit.
+pub struct Sink<'a> {
+    sync: &'a Sync,
+    table: Table,
+    /// The checkpoint of the table state the batch builds on.
+    continues: Option<Checkpoint>,
+    writer: TableWriter,
+    /// Data files finished under an earlier schema, for the next commit.
+    files: Vec<DataFile>,
+    builder: BatchBuilder,
+    /// One per row in `builder`.
+    sources: Vec<Source>,
+    deletes: Vec<RowLocation>,
+    dead: Vec<DeadLetter>,
+    skipped: u64,
+    pending_rows: u64,
+    pending_bytes: u64,
+    written: u64,
+}
+
+impl<'a> Sink<'a> {
+    /// A sink writing to `table`, continuing the checkpoint it has.
+    pub fn new(sync: &'a Sync, table: Table) -> Result<Self> {
+        let continues = checkpoint_of(&table)?;
+        Ok(Self {
+            writer: TableWriter::new(&table, &WriteOptions::from_table(&table))?,
+            builder: BatchBuilder::new(sync.plan().input_schema.clone()),
+            sync,
+            table,
+            continues,
+            files: Vec::new(),
+            sources: Vec::new(),
+            deletes: Vec::new(),
+            dead: Vec::new(),
+            skipped: 0,
+            pending_rows: 0,
+            pending_bytes: 0,
+            written: 0,
+        })
+    }
+
+    /// The table as of the last commit (or schema change).
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// The table, giving up the sink.
+    pub fn into_table(self) -> Table {
+        self.table
+    }
+
+    /// Rows accepted since the last commit (written or buffered).
+    pub fn pending_rows(&self) -> u64 {
+        self.pending_rows + self.builder.len() as u64
+    }
+
+    /// BSON bytes converted since the last commit.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending_bytes + self.builder.byte_size() as u64
+    }
+
+    /// Rows written through this sink so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Deletes the row at `location` in the next commit.
+    pub fn delete(&mut self, location: RowLocation) {
+        self.deletes.push(location);
+    }
+
+    /// Adds documents as rows; a `SELECT *` sync first makes the table and plan take them (new
+    /// columns, widened types, stringified values).
+    pub async fn add(&mut self, docs: &[&RawDocument]) -> Result<()> {
+        if !self.sync.plan().evolving {
+            for doc in docs {
+                self.add_one(doc).await?;
+            }
+            return Ok(());
+        }
+        let fit = evolve::fit(self.sync, docs)?;
+        if let Some(schema) = fit.schema {
+            self.evolve(schema).await?;
+        }
+        let mut rewritten = fit.rewritten.into_iter().peekable();
+        for (i, doc) in docs.iter().enumerate() {
+            match rewritten.next_if(|(j, _)| *j == i) {
+                Some((_, doc)) => self.add_one(&doc).await?,
+                None => self.add_one(doc).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Grows the table and the plan to `schema`; the rows so far are written under the old
+    /// schema and committed with the next commit.
+    async fn evolve(&mut self, schema: arrow::datatypes::SchemaRef) -> Result<()> {
+        self.flush_chunk().await?;
+        let writer = self.new_writer()?;
+        self.files.extend(writer.finish().await?);
+        self.table = evolve::apply(self.sync, self.table.clone(), schema).await?;
+        self.writer = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
+        self.builder = BatchBuilder::new(self.sync.plan().input_schema.clone());
+        Ok(())
+    }
+
+    /// A fresh writer for the current table in place of the running one, which is returned.
+    fn new_writer(&mut self) -> Result<TableWriter> {
+        let fresh = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
+        Ok(std::mem::replace(&mut self.writer, fresh))
+    }
+
+    /// Converts one document; a document that does not fit follows the conversion policy.
+    async fn add_one(&mut self, doc: &RawDocument) -> Result<()> {
+        match self.builder.append(doc) {
+            Ok(()) => {
+                // Only a dead letter needs the whole document back.
+                let keep = self.sync.create.options.on_error == OnError::DeadLetter;
+                self.sources.push(if keep {
+                    Source::Document(doc.to_owned())
+                } else {
+                    Source::Id(doc.get("_id").ok().flatten().map_or(RawBson::Null, RawBson::from))
+                });
+            }
+            Err(err) => {
+                let policy = evolve::conversion_policy(self.sync);
+                if policy == OnError::Fail {
+                    return Err(evolve::conversion_error(self.sync, err));
+                }
+                self.reject(policy, Some(doc), &document_id(doc), err.to_string());
+            }
+        }
+        if self.builder.len() >= CHUNK_ROWS {
+            self.flush_chunk().await?;
+        }
+        Ok(())
+    }
+
+    /// A document left out under `policy` (`skip` or `dead_letter`), with why.
+    fn reject(&mut self, policy: OnError, doc: Option<&RawDocument>, id: &str, error: String) {
+        tracing::warn!(sync = %self.sync.name, "left out: document _id={id}: {error}");
+        match policy {
+            OnError::DeadLetter => self.dead.push(DeadLetter {
+                id: id.to_string(),
+                document: doc
+                    .map(|d| ext_json::to_string(bson::RawBsonRef::Document(d)))
+                    .unwrap_or_default(),
+                error,
+            }),
+            _ => self.skipped += 1,
+        }
+    }
+
+    /// Runs the buffered documents through the plan and hands the rows to the writer; a row the
+    /// plan rejects (a cast that fails) follows `on_error`.
+    async fn flush_chunk(&mut self) -> Result<()> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        self.pending_bytes += self.builder.byte_size() as u64;
+        let batch = self.builder.finish()?;
+        let sources = std::mem::take(&mut self.sources);
+        let (rows, errors) = self.sync.plan().apply(&batch)?;
+        let policy = self.sync.create.options.on_error;
+        for error in errors {
+            let (id, doc) = match &sources[error.row] {
+                Source::Id(id) => (ext_json::to_string(id.as_raw_bson_ref()), None),
+                Source::Document(doc) => (document_id(doc), Some(doc.as_ref())),
+            };
+            let err = Error::Convert { id: id.clone(), field: error.column, reason: error.reason };
+            if policy == OnError::Fail {
+                return Err(Error::plan(err.to_string()).with_hint(evolve::CAST_HINT));
+            }
+            let message = err.to_string();
+            self.reject(policy, doc, &id, message);
+        }
+        check_key(&rows, &self.sync.plan().key)?;
+        self.writer.write(&rows).await?;
+        self.pending_rows += rows.num_rows() as u64;
+        self.written += rows.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Commits everything added and deleted since the last commit, with `checkpoint`, in one
+    /// snapshot (dead letters first, to their own table); returns the data files committed.
+    pub async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<Vec<DataFile>> {
+        self.flush_chunk().await?;
+        let writer = self.new_writer()?;
+        let mut files = std::mem::take(&mut self.files);
+        files.extend(writer.finish().await?);
+        let dead = std::mem::take(&mut self.dead);
+        let parent = self.table.metadata().current_snapshot_id();
+        let sync = self.sync;
+        dead_letter::write(&sync.connection, &sync.target, &sync.name, &dead, parent).await?;
+        failpoint("after-dead-letters");
+        let deletes = std::mem::take(&mut self.deletes);
+        let positions = deletes.iter().map(|l| (l.file.as_ref(), l.position as i64));
+        let delete_files = write_position_deletes(&self.table, positions).await?;
+        let change = Change::rows(files.clone(), delete_files)
+            .with_properties(checkpoint.to_properties())
+            .guarded(self.guard());
+        self.table = commit(&sync.connection, &self.table, change).await?;
+        self.continues = Some(checkpoint.clone());
+        self.writer = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
+        let skipped = std::mem::take(&mut self.skipped);
+        sync.status(|s| {
+            s.rows_skipped += skipped;
+            s.dead_letters += dead.len() as u64;
+            s.commits += 1;
+            s.last_commit = Some(std::time::SystemTime::now());
+        });
+        self.pending_rows = 0;
+        self.pending_bytes = 0;
+        Ok(files)
+    }
+
+    /// Refuses the commit on a table whose checkpoint is no longer the one this batch continues.
+    fn guard(&self) -> Guard {
+        let expected = self.continues.clone();
+        let sync = self.sync.name.clone();
+        Box::new(move |base| {
+            let now = checkpoint_of(base)?;
+            if now == expected {
+                return Ok(());
+            }
+            let at = base.metadata().current_snapshot_id().unwrap_or_default();
+            Err(Error::commit(
+                ErrorKind::Superseded,
+                format!(
+                    "another writer committed to {} for sync {sync} (snapshot {at}) since this \
+                     batch was read",
+                    base.identifier()
+                ),
+            )
+            .with_hint(
+                "the sync continues from the table's checkpoint; run each sync in one process",
+            ))
+        })
+    }
+}
+
+/// The checkpoint `table` has, if a sync wrote it.
+pub fn checkpoint_of(table: &Table) -> Result<Option<Checkpoint>> {
+    Checkpoint::from_properties(|k| snapshot_property(table, k))
+}
+
+/// The key column must never be null: Iceberg's identifier field is required.
+fn check_key(rows: &arrow::array::RecordBatch, key: &str) -> Result<()> {
+    use arrow::array::Array;
+    let Some(column) = rows.column_by_name(key) else { return Ok(()) };
+    if column.null_count() > 0 {
+        let row = (0..column.len()).find(|&i| column.is_null(i)).unwrap_or(0);
+        return Err(Error::plan(format!("the key column `{key}` is null in row {row} of a batch"))
+            .with_hint("the key must be computed from _id alone and never be null"));
+    }
+    Ok(())
+}
