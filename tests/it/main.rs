@@ -16,3 +16,4 @@ mod row_delta;
 mod schema_drift;
 mod sync_snapshot;
 mod sync_stream;
+mod two_writers;

@@ -17,10 +17,10 @@ use crate::support::{
     assert_exactly, client, json_rows, json_rows_with, misql_in, server, unique_db, warehouse,
 };
 
-const SELECT: &str =
+pub(crate) const SELECT: &str =
     "_id, customer.name AS customer, total::DECIMAL(18,2) AS total, created_at, status";
 
-fn sync_sql(db: &str) -> String {
+pub(crate) fn sync_sql(db: &str) -> String {
     format!(
         "CREATE SYNC orders FROM mongo.{db}.orders INTO iceberg.{db}.orders SELECT {SELECT} \
          WHERE status <> 'test' PARTITION BY day(created_at) \
@@ -29,12 +29,12 @@ fn sync_sql(db: &str) -> String {
 }
 
 /// The sync's SELECT over the collection, in key order.
-fn preview_sql(db: &str) -> String {
+pub(crate) fn preview_sql(db: &str) -> String {
     format!("SELECT {SELECT} FROM mongo.{db}.orders WHERE status <> 'test' ORDER BY _id")
 }
 
 /// The synced table, in key order.
-fn synced_sql(db: &str) -> String {
+pub(crate) fn synced_sql(db: &str) -> String {
     format!("SELECT * FROM iceberg.{db}.orders ORDER BY _id")
 }
 
@@ -48,7 +48,7 @@ fn synced(dir: &Path, db: &str) -> Vec<Value> {
 
 /// One random change: insert, `$set` (total, status in/out of WHERE, a partition move), replace,
 /// delete, or a burst of updates to one key.
-async fn change(coll: &Collection<Document>, rng: &mut Rng, next_id: &mut u64) {
+pub(crate) async fn change(coll: &Collection<Document>, rng: &mut Rng, next_id: &mut u64) {
     let existing = coll.find_one(doc! {}).skip(rng.below(200)).await.unwrap();
     let Some(target) = existing else {
         coll.insert_one(order(*next_id, rng)).await.unwrap();

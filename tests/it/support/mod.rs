@@ -74,12 +74,25 @@ fn run_misql(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
 /// `misql -f file` in warehouse `dir` as a daemon against the test server, its output
 /// discarded; crash tests kill it.
 pub fn daemon(dir: &std::path::Path, file: &std::path::Path) -> std::process::Child {
+    daemon_logged(dir, file, None)
+}
+
+/// [`daemon`], its log (stderr) written to `log` when given.
+pub fn daemon_logged(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    log: Option<&std::path::Path>,
+) -> std::process::Child {
+    let stderr = match log {
+        Some(path) => std::process::Stdio::from(std::fs::File::create(path).expect("log file")),
+        None => std::process::Stdio::null(),
+    };
     Command::new(env!("CARGO_BIN_EXE_misql"))
         .args(["--warehouse", dir.to_str().expect("UTF-8 path")])
         .args(["-f", file.to_str().expect("UTF-8 path")])
         .env("MONGODB_URI", &server().uri)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start misql")
 }
