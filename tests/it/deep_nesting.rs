@@ -316,7 +316,7 @@ fn assert_chains(rows: &[Value], reader: &str) {
 
 /// The value at `level` of column `dN` in `row`, following the chain's `n` fields and the
 /// array's first element.
-fn at_level<'a>(row: &'a Value, n: usize, level: usize) -> &'a Value {
+fn at_level(row: &Value, n: usize, level: usize) -> &Value {
     let mut at = &row[format!("d{n}")];
     for below in 2..=level {
         at = if below - 1 == ARRAY_LEVEL { &at[0] } else { &at["n"] };
