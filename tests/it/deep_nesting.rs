@@ -425,6 +425,11 @@ async fn an_explicit_select_of_deep_fields_gets_the_same_truncated_types() {
         "CREATE SYNC deep FROM mongo.{db}.c INTO iceberg.{db}.deep {select} \
          WITH (on_error = 'dead_letter')"
     );
+    let explain = misql_in(&dir, &["-e", &format!("EXPLAIN {sync}")]);
+    assert!(explain.success, "{}", explain.stderr);
+    let cut = path("d60", MAX_NESTING_DEPTH + 1);
+    let line = explain.stdout.lines().find(|l| l.contains(&format!("{cut}: "))).unwrap_or("");
+    assert!(line.contains("; nested too deep: Extended JSON text"), "{}", explain.stdout);
     let run = once(&dir, &sync);
     assert!(run.stderr.contains("snapshot complete, 3 rows"), "{}", run.stderr);
     assert_table(&dir, &db, "deep");
