@@ -56,7 +56,7 @@ pub fn report(fields: &[FieldReport], sampled: u64) -> Result<RecordBatch> {
 }
 
 /// One line per field for EXPLAIN CREATE SYNC: `path: type (bson types; present; max array
-/// length; max depth) suggested cast`.
+/// length; max depth; whether it nests too deep) suggested cast`.
 pub fn lines(fields: &[FieldReport], sampled: u64) -> Vec<String> {
     fields
         .iter()
@@ -73,6 +73,9 @@ pub fn lines(fields: &[FieldReport], sampled: u64) -> Vec<String> {
             }
             if f.max_depth > 0 {
                 line.push_str(&format!("; max depth {}", f.max_depth));
+            }
+            if f.too_deep {
+                line.push_str("; nested too deep: Extended JSON text");
             }
             line.push(')');
             if let Some(cast) = &f.suggested_cast {

@@ -10,6 +10,62 @@ use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, Tim
 
 use crate::{Error, Result};
 
+/// How deep a column of a table misql writes may nest: at most this many struct and list types
+/// along any path from the column down (`{a: 1}` and `[1]` are 1 deep, `[{a: 1}]` is 2).
+/// Schema inference turns a document or array that would nest deeper into a Utf8 column holding
+/// its relaxed Extended JSON, so the deepest MongoDB document (100 levels) still makes a
+/// loadable table.
+///
+/// Why 32: iceberg-rust parses table metadata JSON with serde_json's default recursion limit,
+/// which refuses a 128th level of JSON nesting (127 load). In the Iceberg schema JSON a struct
+/// costs 3 levels (the type object, its `fields` array, the field object) and a list 1 (its
+/// type object), so a column nesting `d` structs sits 5 + 3d levels deep in the metadata file
+/// (metadata object, `schemas`, schema, `fields`, the column's field object) and 6 + 3d in a
+/// REST catalog's load and commit responses and in a commit request (one wrapping object more).
+/// The deepest loadable column is therefore 40 structs (125 levels, 126 over REST; 41 structs
+/// give 128 and 129 and fail), as `tests/it/deep_nesting.rs` measures: it serializes the
+/// metadata of such schemas with iceberg-rust and parses it back. At 32 structs the metadata
+/// nests 101 levels (102 over REST): 25 levels, 8 structs, of margin for readers and writers
+/// that wrap the schema deeper.
+pub const MAX_NESTING_DEPTH: usize = 32;
+
+/// How many struct, list and map types nest along the deepest path of `t` (0 for a primitive).
+pub fn nesting_depth(t: &Type) -> usize {
+    match t {
+        Type::Primitive(_) => 0,
+        Type::List(list) => 1 + nesting_depth(&list.element_field.field_type),
+        Type::Map(map) => {
+            1 + nesting_depth(&map.key_field.field_type)
+                .max(nesting_depth(&map.value_field.field_type))
+        }
+        Type::Struct(s) => {
+            1 + s.fields().iter().map(|f| nesting_depth(&f.field_type)).max().unwrap_or(0)
+        }
+    }
+}
+
+/// Fails, naming the column, when a column of `schema` nests deeper than
+/// [`MAX_NESTING_DEPTH`]: Iceberg readers could not load the table's metadata. Inferred MongoDB
+/// schemas never do; a SELECT expression that builds structs of structs may.
+pub fn check_nesting(schema: &Schema) -> Result<()> {
+    for field in schema.as_struct().fields() {
+        let depth = nesting_depth(&field.field_type);
+        if depth > MAX_NESTING_DEPTH {
+            return Err(Error::plan(format!(
+                "column `{}` nests {depth} levels deep; misql writes Iceberg columns at most \
+                 {MAX_NESTING_DEPTH} levels deep (Iceberg readers refuse table metadata nested \
+                 much deeper)",
+                field.name
+            ))
+            .with_hint(
+                "build it with fewer levels of structs and lists (fields of MongoDB documents \
+                 nested deeper become Extended JSON text by themselves)",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The Iceberg schema for a sync's output.
 ///
 /// Every Arrow field is mapped: Utf8/LargeUtf8/Utf8View → string, Int32 (and the smaller
@@ -20,7 +76,8 @@ use crate::{Error, Result};
 /// Dictionary → its value type. Anything else is an [`Error::Plan`] naming the column and type.
 ///
 /// The `key` column is required and the identifier field; everything else is optional. Field
-/// ids are assigned 1..n, top-level fields first (`create_table` renumbers them anyway).
+/// ids are assigned 1..n, top-level fields first (`create_table` renumbers them anyway). A
+/// column nesting deeper than [`MAX_NESTING_DEPTH`] is an [`Error::Plan`] naming it.
 pub fn iceberg_schema(arrow: &ArrowSchema, key: &str) -> Result<Schema> {
     if arrow.column_with_name(key).is_none() {
         return Err(Error::plan(format!("the key column `{key}` is not in the sync's output"))
@@ -48,11 +105,13 @@ pub fn iceberg_schema(arrow: &ArrowSchema, key: &str) -> Result<Schema> {
         ))
         .with_hint(format!("cast it, e.g. `CAST({key} AS VARCHAR) AS {key}`")));
     }
-    Schema::builder()
+    let schema = Schema::builder()
         .with_fields(fields)
         .with_identifier_field_ids([key_id])
         .build()
-        .map_err(|e| Error::iceberg("building the Iceberg schema of the sync's output", e))
+        .map_err(|e| Error::iceberg("building the Iceberg schema of the sync's output", e))?;
+    check_nesting(&schema)?;
+    Ok(schema)
 }
 
 /// Field ids handed out in order, starting at 1 (or after a table's last column id).

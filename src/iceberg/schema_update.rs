@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Fields, Schema as ArrowSchema};
 
 use super::catalog::IcebergConnection;
 use super::commit::{Change, commit};
-use super::schema::{IdAssigner, map_type, type_name};
+use super::schema::{IdAssigner, check_nesting, map_type, type_name};
 use crate::{Error, Result};
 
 /// A new schema for a table and what changed, for the log (`added column `discount` (double)`,
@@ -35,7 +35,8 @@ pub struct SchemaChange {
 /// lacks are added as optional fields with ids after `last_column_id`, at the end of their
 /// struct; int → long, float → double and decimal(P,S) → decimal(P',S) with P' > P are applied
 /// where `arrow` has the wider type. Other type differences are left as they are (values that
-/// do not fit are the caller's business). `None` when nothing changes.
+/// do not fit are the caller's business). `None` when nothing changes. A column that would nest
+/// deeper than [`super::schema::MAX_NESTING_DEPTH`] is an error naming it.
 pub fn evolve(
     current: &Schema,
     arrow: &ArrowSchema,
@@ -54,6 +55,7 @@ pub fn evolve(
         .with_identifier_field_ids(current.identifier_field_ids())
         .build()
         .map_err(|e| Error::iceberg("building the evolved schema", e))?;
+    check_nesting(&schema)?;
     Ok(Some(SchemaChange { schema, changes }))
 }
 

@@ -7,10 +7,12 @@
 //! int up to 2^53 in magnitude); Int32 ← int64 that fits; Decimal128(p, s) ← int32, int64,
 //! decimal (exactly rescaled, never rounded); Timestamp ← date (in the unit's range);
 //! Utf8 ← anything (strings as they are, ObjectIds as 24 hex digits, decimals as their decimal
-//! text such as `12.50` or `NaN`, everything else as relaxed Extended JSON; a Utf8 field whose
-//! metadata has [`ENCODING_KEY`] = [`EXTJSON`] holds every value as relaxed Extended JSON,
-//! strings quoted); Binary ← any binary; FixedSizeBinary(16) ← 16-byte binary. Anything else is
-//! an [`Error::Convert`] naming the document's `_id`, the field path and both types.
+//! text such as `12.50` or `NaN`, everything else — documents and arrays however deep, such as
+//! those nested below [`super::infer::MAX_NESTING_DEPTH`] — as relaxed Extended JSON; a Utf8
+//! field whose metadata has [`ENCODING_KEY`] = [`EXTJSON`] holds every value as relaxed
+//! Extended JSON, strings quoted); Binary ← any binary; FixedSizeBinary(16) ← 16-byte binary.
+//! Anything else is an [`Error::Convert`] naming the document's `_id`, the field path and both
+//! types.
 //!
 //! All-or-nothing appends: every column buffer can be truncated back to a row count, and a
 //! column's own length determines the lengths of its children (a list's offsets say how many

@@ -10,6 +10,10 @@
 //!   ±Infinity was seen) Utf8. Decimal + double → Utf8 (a double has no exact decimal value);
 //! - documents → Struct of the merged fields in first-seen order (a field only ever seen as `{}`
 //!   → Utf8); arrays → List of the unified element type (only empty arrays → List<Utf8>);
+//! - a document or array that would nest deeper than [`MAX_NESTING_DEPTH`] struct and list
+//!   types from its top-level column (the column's own type counts, list elements count) →
+//!   Utf8, each value its relaxed Extended JSON: the Iceberg schema of deeper columns could not
+//!   be loaded back (see the constant);
 //! - 16-byte binary subtype 4 only → FixedSizeBinary(16); any other binary mix → Binary;
 //! - bool, date, string, ObjectId → Boolean, Timestamp(µs, UTC), Utf8, Utf8;
 //! - null only, the exotic kinds (regex, javascript, symbol, minKey, maxKey, timestamp,
@@ -36,6 +40,7 @@ use super::bson_arrow::{ENCODING_KEY, EXTJSON, document_id};
 use super::decimal::{self, MAX_PRECISION};
 use super::ext_json::Malformed;
 pub use super::kind::BsonKind;
+pub use crate::iceberg::schema::MAX_NESTING_DEPTH;
 
 /// Statistics of one field path (or of the elements of an array).
 #[derive(Debug, Default)]
@@ -269,12 +274,81 @@ impl Node {
         kinds
     }
 
-    /// The Arrow type of this field. With a reporter, also pushes a [`FieldReport`] for this
-    /// field and every field below it, depth-first; either way each node is visited once.
-    fn resolve(&self, mut reporter: Option<&mut Reporter>, nullable: bool) -> DataType {
+    /// The Arrow type of this field, which may nest `room` more struct and list types (see
+    /// [`MAX_NESTING_DEPTH`]): a document or array with no room left is Utf8. With a reporter,
+    /// also pushes a [`FieldReport`] for this field and every field below it, depth-first;
+    /// either way each node is visited once.
+    fn resolve(
+        &self,
+        mut reporter: Option<&mut Reporter>,
+        nullable: bool,
+        room: usize,
+    ) -> DataType {
         let slot = reporter.as_deref_mut().map(|r| r.open(self, nullable));
         let mask = self.mask();
-        let data_type = if mask == 0 {
+        let nested = mask == bit(BsonKind::Array)
+            || (mask == bit(BsonKind::Document) && !self.children.names.is_empty());
+        let data_type = if nested && room == 0 {
+            DataType::Utf8
+        } else if nested && mask == bit(BsonKind::Document) {
+            self.struct_type(reporter.as_deref_mut(), room - 1)
+        } else if nested {
+            self.list_type(reporter.as_deref_mut(), room - 1)
+        } else {
+            self.scalar_type(mask)
+        };
+        if let (Some(r), Some(slot)) = (reporter, slot) {
+            r.out[slot].suggested_cast = self.suggest(&data_type, &r.path, &r.sql);
+            r.out[slot].data_type = data_type.clone();
+            r.out[slot].too_deep = nested && room == 0;
+        }
+        data_type
+    }
+
+    /// The Struct of the fields seen in this field's documents, each nesting at most `room`.
+    fn struct_type(&self, mut reporter: Option<&mut Reporter>, room: usize) -> DataType {
+        let fields: Vec<Field> = self
+            .children
+            .names
+            .iter()
+            .zip(&self.children.nodes)
+            .map(|(name, child)| {
+                let child_type = child.resolve_below(reporter.as_deref_mut(), name, room);
+                Field::new(name, child_type, true)
+            })
+            .collect();
+        DataType::Struct(Fields::from(fields))
+    }
+
+    /// The List of the unified element type (Utf8 if no element was seen), nesting at most
+    /// `room`.
+    fn list_type(&self, reporter: Option<&mut Reporter>, room: usize) -> DataType {
+        let item_type = match self.items.as_deref() {
+            Some(items) if items.present > 0 => items.resolve_below(reporter, "[]", room),
+            _ => DataType::Utf8,
+        };
+        DataType::List(Arc::new(Field::new("item", item_type, true)))
+    }
+
+    /// [`Node::resolve`] of this node as the field `segment` (or `[]` for list elements) of
+    /// the reporter's current path.
+    fn resolve_below(
+        &self,
+        mut reporter: Option<&mut Reporter>,
+        segment: &str,
+        room: usize,
+    ) -> DataType {
+        let restore = reporter.as_deref_mut().map(|r| r.enter(segment));
+        let data_type = self.resolve(reporter.as_deref_mut(), true, room);
+        if let (Some(r), Some(restore)) = (reporter, restore) {
+            r.leave(restore);
+        }
+        data_type
+    }
+
+    /// The type of a field whose kinds (bit `mask`) make no struct or list.
+    fn scalar_type(&self, mask: u32) -> DataType {
+        if mask == 0 {
             DataType::Utf8
         } else if mask & !INTS == 0 {
             if mask & bit(BsonKind::Int64) != 0 { DataType::Int64 } else { DataType::Int32 }
@@ -282,30 +356,6 @@ impl Node {
             DataType::Float64
         } else if mask & !(INTS | bit(BsonKind::Decimal128)) == 0 {
             self.decimal_type()
-        } else if mask == bit(BsonKind::Document) && !self.children.names.is_empty() {
-            let mut fields = Vec::with_capacity(self.children.names.len());
-            for (name, child) in self.children.names.iter().zip(&self.children.nodes) {
-                let r = reporter.as_deref_mut().map(|r| r.enter(name));
-                let child_type = child.resolve(reporter.as_deref_mut(), true);
-                if let (Some(r), Some(len)) = (reporter.as_deref_mut(), r) {
-                    r.leave(len);
-                }
-                fields.push(Field::new(name, child_type, true));
-            }
-            DataType::Struct(Fields::from(fields))
-        } else if mask == bit(BsonKind::Array) {
-            let item_type = match self.items.as_deref() {
-                Some(items) if items.present > 0 => {
-                    let r = reporter.as_deref_mut().map(|r| r.enter("[]"));
-                    let t = items.resolve(reporter.as_deref_mut(), true);
-                    if let (Some(r), Some(len)) = (reporter.as_deref_mut(), r) {
-                        r.leave(len);
-                    }
-                    t
-                }
-                _ => DataType::Utf8,
-            };
-            DataType::List(Arc::new(Field::new("item", item_type, true)))
         } else if mask & !BINARIES == 0 {
             if mask == bit(BsonKind::Uuid) {
                 DataType::FixedSizeBinary(16)
@@ -318,12 +368,7 @@ impl Node {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         } else {
             DataType::Utf8
-        };
-        if let (Some(r), Some(slot)) = (reporter, slot) {
-            r.out[slot].suggested_cast = self.suggest(&data_type, &r.path, &r.sql);
-            r.out[slot].data_type = data_type.clone();
         }
-        data_type
     }
 
     /// For a field whose kinds conflict and that is therefore text: the cast that reads every
@@ -398,6 +443,7 @@ impl Reporter {
             max_depth: node.max_depth,
             conflict,
             suggested_cast: None,
+            too_deep: false,
         });
         self.out.len() - 1
     }
@@ -462,6 +508,10 @@ pub struct FieldReport {
     /// to read it typed (`v::BIGINT`, `v::DOUBLE`, `v::DECIMAL(38,2)`, or `v::VARCHAR` when
     /// some values are no numbers). Only the sampled values are known to cast.
     pub suggested_cast: Option<String>,
+    /// The field's documents or arrays would nest deeper than [`MAX_NESTING_DEPTH`] allows
+    /// at its path: the field is Utf8, each value its relaxed Extended JSON, and no field below
+    /// it is reported.
+    pub too_deep: bool,
 }
 
 /// Accumulates statistics over sampled documents and infers an Arrow schema from them.
@@ -516,7 +566,8 @@ impl Inference {
         let fields: Vec<Field> = self
             .top_level()
             .map(|(name, node)| {
-                let data_type = node.map_or(DataType::Utf8, |n| n.resolve(None, name != ID));
+                let data_type =
+                    node.map_or(DataType::Utf8, |n| n.resolve(None, name != ID, MAX_NESTING_DEPTH));
                 let mixed = node.is_some_and(|n| n.mask().count_ones() > 1);
                 let field = Field::new(name, data_type, name != ID);
                 if name == ID && mixed && field.data_type() == &DataType::Utf8 {
@@ -531,13 +582,13 @@ impl Inference {
 
     /// One report per field path, depth-first in schema order: a struct's fields follow it, a
     /// list's elements (`path[]`) follow it. Fields that end up as Utf8 because of conflicting
-    /// kinds have no reports below them.
+    /// kinds or of nesting too deep ([`FieldReport::too_deep`]) have no reports below them.
     pub fn fields(&self) -> Vec<FieldReport> {
         let mut reporter = Reporter { out: Vec::new(), path: String::new(), sql: String::new() };
         for (name, node) in self.top_level() {
             let Some(node) = node else { continue };
             reporter.start(name);
-            node.resolve(Some(&mut reporter), name != ID);
+            node.resolve(Some(&mut reporter), name != ID, MAX_NESTING_DEPTH);
         }
         reporter.out
     }

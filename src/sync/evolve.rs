@@ -279,7 +279,8 @@ fn untyped(report: &FieldReport) -> bool {
         report.types_seen.iter().map(|(k, _)| *k).filter(|k| *k != BsonKind::Null).collect();
     match kinds.as_slice() {
         [] => true,
-        [BsonKind::Document] => report.data_type == DataType::Utf8,
+        // Only `{}` seen (a document nested too deep is Extended JSON text, typed).
+        [BsonKind::Document] => report.data_type == DataType::Utf8 && !report.too_deep,
         [BsonKind::Array] => report.max_array_len == Some(0),
         _ => false,
     }

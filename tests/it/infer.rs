@@ -9,7 +9,7 @@ use bson::raw::{RawBson, RawDocumentBuf};
 use bson::spec::BinarySubtype;
 use bson::{Binary, DateTime, Decimal128, Regex, Timestamp, oid::ObjectId, rawdoc};
 use misql::mongo::bson_arrow::BatchBuilder;
-use misql::mongo::infer::{BsonKind, Inference};
+use misql::mongo::infer::{BsonKind, Inference, MAX_NESTING_DEPTH};
 
 fn infer(docs: &[RawDocumentBuf]) -> Inference {
     let mut inference = Inference::new();
@@ -230,18 +230,31 @@ fn kinds_are_named_as_mongodb_type_names() {
 }
 
 #[test]
-fn a_hundred_levels_of_nesting_are_reported_path_by_path() {
+fn a_hundred_levels_of_nesting_are_reported_path_by_path_down_to_the_limit() {
     let mut value = rawdoc! { "leaf": [1] };
     for _ in 0..99 {
         value = rawdoc! { "d": value };
     }
     let inference = infer(&[rawdoc! { "_id": 1, "d": value }]);
     let fields = inference.fields();
-    assert_eq!(fields.len(), 1 + 100 + 2);
+    assert_eq!(fields.len(), 1 + 1 + MAX_NESTING_DEPTH, "_id, d and the levels below it");
+    let cut = fields.last().unwrap();
+    assert_eq!(cut.path, format!("d{}", ".d".repeat(MAX_NESTING_DEPTH)));
+    assert_eq!((cut.data_type.clone(), cut.too_deep), (DataType::Utf8, true));
+    assert_eq!(cut.max_depth as usize, 101 - MAX_NESTING_DEPTH, "documents and the array below");
+    assert!(fields[..fields.len() - 1].iter().all(|f| !f.too_deep));
+
+    // Within the limit every level is reported, the array's elements too.
+    let mut value = rawdoc! { "leaf": [1] };
+    for _ in 1..MAX_NESTING_DEPTH - 1 {
+        value = rawdoc! { "d": value };
+    }
+    let fields = infer(&[rawdoc! { "_id": 1, "d": value }]).fields();
     let leaf = &fields[fields.len() - 2];
-    assert_eq!(leaf.path, format!("{}leaf", "d.".repeat(100)));
-    assert_eq!(fields.last().unwrap().path, format!("{}leaf[]", "d.".repeat(100)));
+    assert_eq!(leaf.path, format!("d{}.leaf", ".d".repeat(MAX_NESTING_DEPTH - 2)));
+    assert_eq!(fields.last().unwrap().path, format!("{}[]", leaf.path));
     assert_eq!(leaf.max_array_len, Some(1));
+    assert!(fields.iter().all(|f| !f.too_deep));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod support;
 
 mod bson_arrow;
+mod deep_nesting;
 mod evolve;
 mod explore;
 mod hostile;

@@ -9,7 +9,7 @@ use bson::oid::ObjectId;
 use bson::raw::{RawBson, RawDocumentBuf};
 use bson::rawdoc;
 use misql::mongo::bson_arrow::BatchBuilder;
-use misql::mongo::infer::Inference;
+use misql::mongo::infer::{Inference, MAX_NESTING_DEPTH};
 
 use super::{convert, raw_document, schema, string_bytes, strings};
 
@@ -79,14 +79,31 @@ fn mixed_kinds_in_one_field_widen_or_become_extended_json() {
 }
 
 #[test]
-fn a_hundred_levels_of_nesting_convert() {
+fn a_hundred_levels_of_nesting_convert_to_structs_then_json_text() {
     let mut value = rawdoc! { "leaf": 42 };
     for _ in 0..99 {
         value = rawdoc! { "d": value };
     }
     let docs = [rawdoc! { "_id": 1, "d": value.clone() }, rawdoc! { "_id": 2 }];
-    let schema = infer(&docs);
-    let batch = convert(&schema, &docs);
+    // The inferred schema: structs down to the limit, the level below as Extended JSON text.
+    let batch = convert(&infer(&docs), &docs);
+    let mut array = batch.column(1).clone();
+    for _ in 0..MAX_NESTING_DEPTH - 1 {
+        array = array.as_struct().column_by_name("d").unwrap().clone();
+    }
+    let text = strings(array.as_struct().column_by_name("d").unwrap());
+    let rest = 99 - MAX_NESTING_DEPTH;
+    let json = format!("{}{{\"leaf\":42}}{}", "{\"d\":".repeat(rest), "}".repeat(rest));
+    assert_eq!(text, [Some(json), None]);
+
+    // The converter itself has no limit: given a schema 100 structs deep, it fills it.
+    let mut data_type = DataType::Struct(vec![Field::new("leaf", DataType::Int32, true)].into());
+    for _ in 0..99 {
+        data_type = DataType::Struct(vec![Field::new("d", data_type, true)].into());
+    }
+    let deep =
+        schema(vec![Field::new("_id", DataType::Int32, false), Field::new("d", data_type, true)]);
+    let batch = convert(&deep, &docs);
     let mut array = batch.column(1).clone();
     for _ in 0..99 {
         array = array.as_struct().column_by_name("d").unwrap().clone();
