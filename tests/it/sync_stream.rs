@@ -48,7 +48,7 @@ fn synced(dir: &Path, db: &str) -> Vec<Value> {
 
 /// One random change: insert, `$set` (total, status in/out of WHERE, a partition move), replace,
 /// delete, or a burst of updates to one key.
-async fn change(coll: &Collection<Document>, rng: &mut Rng, next_id: &mut u64) {
+pub(crate) async fn change(coll: &Collection<Document>, rng: &mut Rng, next_id: &mut u64) {
     let existing = coll.find_one(doc! {}).skip(rng.below(200)).await.unwrap();
     let Some(target) = existing else {
         coll.insert_one(order(*next_id, rng)).await.unwrap();

@@ -2,6 +2,7 @@
 //! independent reader, generated order documents, and running the `misql` binary against them.
 
 pub mod data;
+pub mod fault_proxy;
 pub mod pyiceberg;
 pub mod seaweed;
 pub mod server;
@@ -79,6 +80,23 @@ pub fn daemon(dir: &std::path::Path, file: &std::path::Path) -> std::process::Ch
         .env("MONGODB_URI", &server().uri)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start misql")
+}
+
+/// [`daemon`] with its standard error (the log) written to the file `log`.
+pub fn daemon_logged(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_misql"))
+        .args(["--warehouse", dir.to_str().expect("UTF-8 path")])
+        .args(["-f", file.to_str().expect("UTF-8 path")])
+        .env("MONGODB_URI", &server().uri)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("create the daemon's log"))
         .spawn()
         .expect("start misql")
 }
