@@ -553,10 +553,11 @@ async fn a_once_catch_up_through_consecutive_rest_faults_is_exact_and_shows_them
 // S3 upload faults
 // ---------------------------------------------------------------------------------------------
 
-/// `misql --once` copies 150 orders (a commit per 25) and then catches up 60 changes (data and
-/// delete files, manifests) through a proxy in front of S3 that gives every 3rd upload of a
-/// table file `fault`, [`S3_FAULTS`] times: both runs succeed and the table ends exact with
-/// every file it references in place.
+/// `misql --once` copies 150 orders (a commit per 25) through a proxy in front of S3 that gives
+/// every 3rd upload of a table file `fault`, [`S3_FAULTS`] times; then it catches up 60 changes
+/// while every 2nd upload of a delete file and every 3rd of any table file get `fault`,
+/// [`S3_FAULTS`] times each. Both runs succeed and the table ends exact, every file it
+/// references in place.
 async fn survives_s3_upload_faults(name: &str, fault: Fault) {
     let weed = seaweed();
     let proxy = FaultProxy::start(&weed.s3_endpoint);
@@ -565,15 +566,18 @@ async fn survives_s3_upload_faults(name: &str, fault: Fault) {
     let script = scenario.sync_script(25);
     let run = scenario.once(&script, &[]);
     assert!(run.success, "the snapshot failed: {}", run.stderr);
-    assert!(proxy.requests() > 0, "the uploads went through the proxy");
+    assert_eq!(proxy.pending(), 0, "injected only {:?} in the snapshot", proxy.injected());
     scenario.assert_exact(&format!("the snapshot with {:?}", proxy.injected()));
 
     let coll = scenario.collection().await;
     changes(&coll, 60, &mut Rng::new(23), &mut 300_000).await;
+    proxy.plan(Plan::on(Route::s3_delete_file_put()).every(2).inject(fault.clone(), S3_FAULTS));
+    proxy.plan(Plan::on(Route::s3_table_file_put()).every(3).inject(fault.clone(), S3_FAULTS));
     let run = scenario.once(&script, &[]);
     assert!(run.success, "the catch-up failed: {}", run.stderr);
-    assert_eq!(proxy.injected_of(&fault), S3_FAULTS, "injected {:?}", proxy.injected());
-    scenario.assert_exact(&format!("{S3_FAULTS} × {} on uploads", fault.kind()));
+    assert_eq!(proxy.pending(), 0, "injected only {:?} in all", proxy.injected());
+    assert_eq!(proxy.injected_of(&fault), 3 * S3_FAULTS, "{:?}", proxy.injected());
+    scenario.assert_exact(&format!("{} × {} on uploads", 3 * S3_FAULTS, fault.kind()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,6 +14,11 @@
 //! assert_eq!(proxy.pending(), 0, "every planned fault happened: {:?}", proxy.injected());
 //! ```
 //!
+//! What misql's clients send, as seen through it (`FAULT_PROXY_TRACE=1` logs every request):
+//! reqwest (REST catalog) and opendal (S3) send `Content-Length` bodies, no `Expect` and no
+//! chunked uploads; S3 requests are signed with `x-amz-content-sha256: UNSIGNED-PAYLOAD` (no
+//! `aws-chunked` streaming signatures), and the `Host` they signed is the proxy's.
+//!
 //! Bounded: at most [`MAX_CONNECTIONS`] connections are served at once, heads and chunk lines
 //! have size limits, bodies are streamed through a fixed buffer, every read and write times out
 //! after [`IO_TIMEOUT`], and the proxy stops after [`MAX_LIFETIME`] or when dropped.
@@ -41,6 +46,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_LINE: usize = 4096;
 /// Bytes moved per read.
 const BUFFER: usize = 64 * 1024;
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// How long a cut upload waits for body bytes that may never come.
 const CUT_WAIT: Duration = Duration::from_secs(2);
 
@@ -124,6 +131,12 @@ impl Route {
             (path.contains("/data/") || path.contains("/metadata/"))
                 && (path.ends_with(".parquet") || path.ends_with(".avro"))
         })
+    }
+
+    /// An S3 upload of a position delete file: `PUT` of a path ending in `-deletes.parquet`
+    /// (misql's name for them).
+    pub fn s3_delete_file_put() -> Self {
+        Self::new("S3 PUT of a delete file", "PUT", |path| path.ends_with("-deletes.parquet"))
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
@@ -730,17 +743,7 @@ impl Connection {
     /// Answers a fault that does not forward: 503 (plain or SlowDown), or a cut upload.
     async fn refuse(&mut self, request: &Request, fault: &Fault) -> io::Result<Next> {
         if let Fault::CutUpload(bytes) = fault {
-            if request.expects_continue {
-                self.client.send(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-            }
-            let limit = match request.framing {
-                Framing::Length(n) => {
-                    (*bytes).min(usize::try_from(n.saturating_sub(1)).unwrap_or(0))
-                }
-                _ => *bytes,
-            };
-            self.client.swallow(limit).await;
-            return Ok(Next::Close);
+            return self.cut(request, *bytes).await;
         }
         // A client waiting for 100 Continue sends no body: answer and close instead.
         let close = request.closes || request.expects_continue;
@@ -755,52 +758,82 @@ impl Connection {
         Ok(if close { Next::Close } else { Next::KeepOpen })
     }
 
+    /// Reads at most `bytes` of the body (always less than all of it), then closes.
+    async fn cut(&mut self, request: &Request, bytes: usize) -> io::Result<Next> {
+        if request.expects_continue {
+            self.client.send(CONTINUE).await?;
+        }
+        let limit = match request.framing {
+            Framing::Length(n) => bytes.min(usize::try_from(n.saturating_sub(1)).unwrap_or(0)),
+            _ => bytes,
+        };
+        self.client.swallow(limit).await;
+        Ok(Next::Close)
+    }
+
     /// Forwards the request and relays the answer, or the fault in its place.
     async fn forward(&mut self, request: &Request, fault: Option<&Fault>) -> io::Result<Next> {
-        let upstream = match self.upstream.take() {
-            Some(upstream) => upstream,
-            None => match TcpStream::connect(self.shared.upstream).await {
-                Ok(tcp) => Peer::new(tcp),
-                Err(e) => {
-                    eprintln!("fault proxy {}: upstream unreachable: {e}", self.shared.name);
-                    let answer =
-                        plain(502, "Bad Gateway", "fault proxy: upstream unreachable", true);
-                    self.client.send(&answer).await?;
-                    return Ok(Next::Close);
-                }
-            },
-        };
-        let mut upstream = upstream;
+        let Some(mut upstream) = self.upstream().await? else { return Ok(Next::Close) };
         upstream.send(&request.head.bytes_without(&["expect"])).await?;
         if request.expects_continue {
-            self.client.send(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            self.client.send(CONTINUE).await?;
         }
         self.client.relay(request.framing, Some(&mut upstream)).await?;
         let head = final_head(&mut upstream, &mut self.client).await?;
         let framing = head.response_framing(&request.method)?;
         let upstream_closes = head.closes(&head.start[0]) || framing == Framing::ToEnd;
-        let next = match fault {
-            Some(Fault::StatusAfter(status)) => {
-                upstream.relay(framing, None).await?;
-                let close = request.closes;
-                let text = format!("fault proxy: {status} after forwarding");
-                self.client.send(&plain(*status, reason(*status), &text, close)).await?;
-                if close { Next::Close } else { Next::KeepOpen }
-            }
-            Some(Fault::DropAfter) => return Ok(Next::Close),
-            Some(Fault::DelayAfter(delay)) if !self.hold(*delay, request).await => {
-                return Ok(Next::Close);
-            }
-            _ => {
-                self.client.send(&head.bytes_without(&[])).await?;
-                upstream.relay(framing, Some(&mut self.client)).await?;
-                if request.closes || upstream_closes { Next::Close } else { Next::KeepOpen }
-            }
-        };
-        if !upstream_closes {
+        let next = self.answer(request, fault, &head, framing, &mut upstream).await?;
+        if matches!(next, Next::KeepOpen) && !upstream_closes {
             self.upstream = Some(upstream);
         }
         Ok(next)
+    }
+
+    /// The connection to the upstream: the kept one, or a new one. `None` (after answering 502)
+    /// when the upstream cannot be reached.
+    async fn upstream(&mut self) -> io::Result<Option<Peer>> {
+        if let Some(upstream) = self.upstream.take() {
+            return Ok(Some(upstream));
+        }
+        match TcpStream::connect(self.shared.upstream).await {
+            Ok(tcp) => Ok(Some(Peer::new(tcp))),
+            Err(e) => {
+                eprintln!("fault proxy {}: upstream unreachable: {e}", self.shared.name);
+                let answer = plain(502, "Bad Gateway", "fault proxy: upstream unreachable", true);
+                self.client.send(&answer).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Answers a forwarded request whose answer (`head`, body framed as `framing`) is waiting
+    /// in `upstream`: relays it, or gives the fault in its place.
+    async fn answer(
+        &mut self,
+        request: &Request,
+        fault: Option<&Fault>,
+        head: &Head,
+        framing: Framing,
+        upstream: &mut Peer,
+    ) -> io::Result<Next> {
+        match fault {
+            Some(Fault::StatusAfter(status)) => {
+                upstream.relay(framing, None).await?;
+                let text = format!("fault proxy: {status} after forwarding");
+                let answer = plain(*status, reason(*status), &text, request.closes);
+                self.client.send(&answer).await?;
+                Ok(if request.closes { Next::Close } else { Next::KeepOpen })
+            }
+            Some(Fault::DropAfter) => Ok(Next::Close),
+            Some(Fault::DelayAfter(delay)) if !self.hold(*delay, request).await => Ok(Next::Close),
+            _ => {
+                self.client.send(&head.bytes_without(&[])).await?;
+                upstream.relay(framing, Some(&mut self.client)).await?;
+                let closes =
+                    request.closes || head.closes(&head.start[0]) || framing == Framing::ToEnd;
+                Ok(if closes { Next::Close } else { Next::KeepOpen })
+            }
+        }
     }
 
     /// Waits `delay` before an answer is relayed; false (and counted) if the client gave up
@@ -810,7 +843,7 @@ impl Connection {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return true,
-                read = self.client.fill() => {
+                read = self.client.fill(), if self.client.buf.len() < MAX_HEAD => {
                     if matches!(read, Ok(0) | Err(_)) {
                         self.shared.stats().abandoned += 1;
                         eprintln!(
