@@ -339,7 +339,11 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let Ok((client, _)) = listener.accept().await else { continue };
+        let Ok((client, _)) = listener.accept().await else {
+            // Out of file descriptors, say: let some connections end first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let name = shared.name.clone();
