@@ -91,8 +91,15 @@ fn attach_options(kind: AttachKind, raw: Vec<RawOption>) -> Result<Vec<(String, 
 }
 
 const MONGODB_OPTIONS: [&str; 1] = ["sample_size"];
-const ICEBERG_OPTIONS: [&str; 6] =
-    ["catalog", "warehouse", "credential", "token", "prefix", "oauth2-server-uri"];
+const ICEBERG_OPTIONS: [&str; 7] = [
+    "catalog",
+    "warehouse",
+    "credential",
+    "token",
+    "prefix",
+    "oauth2-server-uri",
+    "rest.client.socket-timeout-ms",
+];
 /// Every `s3.*` and `client.*` key is passed on to the Iceberg FileIO / REST client.
 const ICEBERG_PREFIXES: [&str; 2] = ["s3.", "client."];
 
@@ -104,6 +111,9 @@ fn check_attach_option(kind: AttachKind, option: &RawOption) -> Result<()> {
         AttachKind::Mongodb => Err(unknown(&what(), option, &MONGODB_OPTIONS)),
         AttachKind::Iceberg if key == "catalog" => {
             one_of(option, |name| ["sql", "rest"].contains(&name).then_some(()), &["sql", "rest"])
+        }
+        AttachKind::Iceberg if key == "rest.client.socket-timeout-ms" => {
+            positive::<u64>(option).map(drop)
         }
         AttachKind::Iceberg if ICEBERG_OPTIONS.contains(&key) => Ok(()),
         AttachKind::Iceberg if ICEBERG_PREFIXES.iter().any(|prefix| is_prefixed(key, prefix)) => {

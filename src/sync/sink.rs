@@ -238,7 +238,8 @@ impl<'a> Sink<'a> {
         let delete_files = write_position_deletes(&self.table, positions).await?;
         let change = Change::rows(files.clone(), delete_files)
             .with_properties(checkpoint.to_properties())
-            .guarded(self.guard());
+            .guarded(self.guard())
+            .reporting(self.report());
         self.table = commit(&sync.connection, &self.table, change).await?;
         self.continues = Some(checkpoint.clone());
         self.writer = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
@@ -252,6 +253,17 @@ impl<'a> Sink<'a> {
         self.pending_rows = 0;
         self.pending_bytes = 0;
         Ok(files)
+    }
+
+    /// Counts a fault the commit got past in the sync's status.
+    fn report(&self) -> crate::iceberg::commit::Report {
+        let (registry, name) = (self.sync.registry.clone(), self.sync.name.clone());
+        Box::new(move |what| {
+            registry.update(&name, |s| {
+                s.retries += 1;
+                s.last_error = Some(what.to_string());
+            })
+        })
     }
 
     /// Refuses the commit on a table whose checkpoint is no longer the one this batch continues.

@@ -3,6 +3,7 @@
 mod support;
 
 mod bson_arrow;
+mod catalog_faults;
 mod deep_nesting;
 mod evolve;
 mod explore;

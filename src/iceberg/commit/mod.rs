@@ -31,7 +31,7 @@ use ::iceberg::{TableIdent, TableRequirement, TableUpdate};
 use super::catalog::IcebergConnection;
 use super::lineage::main_lineage;
 use crate::{Error, ErrorKind, Result};
-pub use swap::REST_TIMEOUT_ENV;
+pub use swap::REST_TIMEOUT_OPTION;
 use swap::{Committer, Swap};
 pub use validate::check_loads_back;
 
@@ -53,11 +53,16 @@ pub type Guard = Box<dyn Fn(&Table) -> Result<()> + Send + Sync>;
 /// Whether a metadata-only change is visible in a table's metadata.
 pub type Applied = Box<dyn Fn(&TableMetadata) -> bool + Send + Sync>;
 
+/// Told of each fault a commit met and got past (a conflict rebuilt, an unknown outcome
+/// settled), with what happened.
+pub type Report = Box<dyn Fn(&str) + Send + Sync>;
+
 /// One change to a table, committed by [`commit`].
 pub struct Change {
     content: Content,
     properties: HashMap<String, String>,
     guard: Option<Guard>,
+    report: Option<Report>,
 }
 
 enum Content {
@@ -98,7 +103,7 @@ impl Change {
     }
 
     fn new(content: Content) -> Self {
-        Self { content, properties: HashMap::new(), guard: None }
+        Self { content, properties: HashMap::new(), guard: None, report: None }
     }
 
     /// Adds `properties` (keys like `misql.phase`) to the new snapshot's summary. A snapshot
@@ -112,6 +117,20 @@ impl Change {
     pub fn guarded(mut self, guard: Guard) -> Self {
         self.guard = Some(guard);
         self
+    }
+
+    /// Tells `report` of each fault the commit gets past.
+    pub fn reporting(mut self, report: Report) -> Self {
+        self.report = Some(report);
+        self
+    }
+
+    /// Logs a fault the commit got past, and reports it.
+    fn got_past(&self, what: &str) {
+        tracing::warn!("{what}");
+        if let Some(report) = &self.report {
+            report(what);
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -285,15 +304,18 @@ pub async fn commit(conn: &IcebergConnection, table: &Table, change: Change) -> 
         match outcome {
             Swap::Done => return confirm(conn, &name, &change, &staged).await,
             Swap::Conflict => {
-                tracing::debug!(table = %name, attempt, "commit conflict, building it again");
+                let what = format!("commit to {name}: another writer committed first");
+                change.got_past(&format!("{what}; building it again on the new table state"));
             }
             Swap::Unknown(error) => match settle(conn, &name, &change, &staged).await {
                 Some(Ok(reloaded)) => {
-                    tracing::warn!("{error}; the table has it: committed");
+                    change.got_past(&format!("{error}; the table has it: committed"));
                     return Ok(reloaded);
                 }
                 Some(Err(_)) => {
-                    tracing::warn!("{error}; the table does not have it: committing it again");
+                    change.got_past(&format!(
+                        "{error}; the table does not have it: committing it again"
+                    ));
                 }
                 None => return Err(error),
             },

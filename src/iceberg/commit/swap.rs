@@ -26,11 +26,12 @@ use crate::{Error, ErrorKind, Result};
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The REST spec version sent as `x-client-version` (what iceberg-catalog-rest sends).
 const REST_SPEC_VERSION: &str = "0.14.1";
-/// Timeout of one commit request to a REST catalog, unless the environment variable
-/// [`REST_TIMEOUT_ENV`] gives one in seconds.
+/// Timeout of one commit request to a REST catalog, unless the ATTACH option
+/// [`REST_TIMEOUT_OPTION`] gives one.
 const REST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Environment variable: the timeout of a commit request to a REST catalog, in seconds.
-pub const REST_TIMEOUT_ENV: &str = "MISQL_REST_COMMIT_TIMEOUT";
+/// ATTACH option: the timeout of a commit request to a REST catalog, in milliseconds (the name
+/// Iceberg Java's HTTP client uses).
+pub const REST_TIMEOUT_OPTION: &str = "rest.client.socket-timeout-ms";
 
 /// What a compare-and-swap did.
 pub(crate) enum Swap {
@@ -240,11 +241,11 @@ struct RestCommitter {
 impl RestCommitter {
     fn new(uri: &str, table: &Table) -> Result<Self> {
         let props = table.file_io().config().props().clone();
-        let timeout = std::env::var(REST_TIMEOUT_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| *s > 0.0)
-            .map_or(REST_TIMEOUT, Duration::from_secs_f64);
+        let timeout = props
+            .get(REST_TIMEOUT_OPTION)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map_or(REST_TIMEOUT, Duration::from_millis);
         let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| {
             Error::io("cannot set up an HTTP client for the REST catalog", std::io::Error::other(e))
         })?;

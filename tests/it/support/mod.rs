@@ -3,6 +3,7 @@
 
 pub mod commit;
 pub mod data;
+pub mod fault_proxy;
 pub mod pyiceberg;
 pub mod seaweed;
 pub mod server;
@@ -91,6 +92,7 @@ pub fn daemon_logged(
         .args(["--warehouse", dir.to_str().expect("UTF-8 path")])
         .args(["-f", file.to_str().expect("UTF-8 path")])
         .env("MONGODB_URI", &server().uri)
+        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
         .stderr(stderr)
         .spawn()

@@ -109,6 +109,14 @@ pub fn pyiceberg_schemas(catalog: &PyCatalog, table: &str) -> Vec<serde_json::Va
     run_script(&["--schemas", &catalog.properties().to_string(), table], table)
 }
 
+/// Every file the current snapshot of `table` (`namespace.table`) references, as pyiceberg
+/// finds them: one JSON object per file, `{"path": .., "kind": "manifest list" | "manifest" |
+/// "data" | "position deletes" | "equality deletes", "exists": bool}`, `exists` asked of the
+/// object store.
+pub fn pyiceberg_files(catalog: &PyCatalog, table: &str) -> Vec<serde_json::Value> {
+    run_script(&["--files", &catalog.properties().to_string(), table], table)
+}
+
 /// Runs read_iceberg.py with `args`; its stdout as JSON lines. Panics with the script's stderr
 /// if pyiceberg fails.
 fn run_script(args: &[&str], table: &str) -> Vec<serde_json::Value> {

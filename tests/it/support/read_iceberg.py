@@ -2,6 +2,7 @@
 
 Usage: read_iceberg.py '<catalog properties as JSON>' <namespace.table> <key column>
        read_iceberg.py --schemas '<catalog properties as JSON>' <namespace.table>
+       read_iceberg.py --files '<catalog properties as JSON>' <namespace.table>
 
 The catalog properties go to pyiceberg.catalog.load_catalog; they include "type" ("sql" or
 "rest") and a "name".
@@ -16,6 +17,10 @@ field is {"name": ..., "type": ..., "required": bool} and a type is pyiceberg's 
 primitive ("int", "long", "double", "string", "decimal(18, 2)", "timestamptz", ...),
 {"struct": [field, ...]}, {"list": type, "element_required": bool} or
 {"map": [key type, value type], "value_required": bool}.
+
+--files: every file the current snapshot references, one JSON object per line:
+{"path": ..., "kind": "manifest list" | "manifest" | "data" | "position deletes" |
+"equality deletes", "exists": bool}, "exists" asked of the table's FileIO (the object store).
 """
 import datetime
 import decimal
@@ -91,9 +96,33 @@ def print_schemas(table):
         out.write("\n")
 
 
+def referenced_files(table):
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return
+    io = table.io
+    yield "manifest list", snapshot.manifest_list
+    for manifest in snapshot.manifests(io):
+        yield "manifest", manifest.manifest_path
+        for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
+            kind = {0: "data", 1: "position deletes", 2: "equality deletes"}
+            yield kind[int(entry.data_file.content)], entry.data_file.file_path
+
+
+def print_files(table):
+    out = sys.stdout
+    for kind, path in referenced_files(table):
+        exists = table.io.new_input(path).exists()
+        out.write(json.dumps({"path": path, "kind": kind, "exists": exists}))
+        out.write("\n")
+
+
 def main():
     if sys.argv[1] == "--schemas":
         print_schemas(open_table(sys.argv[2], sys.argv[3]))
+        return
+    if sys.argv[1] == "--files":
+        print_files(open_table(sys.argv[2], sys.argv[3]))
         return
     table = open_table(sys.argv[1], sys.argv[2])
     key = sys.argv[3]

@@ -61,13 +61,24 @@ impl Seaweed {
 
     /// `ATTACH '<rest uri>' AS <name> (TYPE iceberg, CATALOG 'rest', ...)` for this server.
     pub fn attach_sql(&self, name: &str) -> String {
+        self.attach_sql_via(name, &self.rest_uri, &self.s3_endpoint, "")
+    }
+
+    /// [`Self::attach_sql`] with the catalog at `rest_uri` and S3 at `s3_endpoint` (e.g. a
+    /// proxy in front of this server's), and `extra` options (`, key 'value'...`) appended.
+    pub fn attach_sql_via(
+        &self,
+        name: &str,
+        rest_uri: &str,
+        s3_endpoint: &str,
+        extra: &str,
+    ) -> String {
         format!(
-            "ATTACH '{}' AS {name} (TYPE iceberg, CATALOG 'rest', warehouse '{}', credential '{}', \
-             s3.endpoint '{}', s3.access-key-id '{}', s3.secret-access-key '{}')",
-            self.rest_uri,
+            "ATTACH '{rest_uri}' AS {name} (TYPE iceberg, CATALOG 'rest', warehouse '{}', \
+             credential '{}', s3.endpoint '{s3_endpoint}', s3.access-key-id '{}', \
+             s3.secret-access-key '{}'{extra})",
             self.warehouse,
             self.credential(),
-            self.s3_endpoint,
             self.access_key,
             self.secret_key
         )
