@@ -80,10 +80,10 @@ async fn race(round: u64, crud: bool, kill: Option<u64>) {
         let mut next_id = 50_000;
         for _ in 0..60 {
             change(&coll, &mut rng, &mut next_id).await;
-            if kill.is_some_and(|ms| started.elapsed() >= Duration::from_millis(ms)) {
-                if let Some(child) = a.take().filter(|_| kill.is_some()) {
-                    stop(child); // SIGKILL
-                }
+            if kill.is_some_and(|ms| started.elapsed() >= Duration::from_millis(ms))
+                && let Some(child) = a.take()
+            {
+                stop(child); // SIGKILL
             }
         }
     }
