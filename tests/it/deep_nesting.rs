@@ -397,22 +397,26 @@ fn metadata_files(dir: &Path, db: &str, table: &str) -> usize {
     std::fs::read_dir(dir.join(db).join(table).join("metadata")).map_or(0, |d| d.count())
 }
 
+/// Runs `sync` once into `deep`, reads the table back (misql, pyiceberg, DESCRIBE); then a
+/// restart finds the table, loads it and has nothing to commit.
+fn sync_read_back_and_restart(dir: &Path, db: &str, sync: &str) {
+    let run = once(dir, sync);
+    assert!(run.stderr.contains("snapshot complete, 3 rows"), "{}", run.stderr);
+    assert_table(dir, db, "deep");
+    assert_described(dir, db, "deep");
+    let before = metadata_files(dir, db, "deep");
+    once(dir, sync);
+    assert_eq!(metadata_files(dir, db, "deep"), before, "a restart commits nothing");
+    assert_table(dir, db, "deep");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn select_star_syncs_documents_nested_20_60_and_100_deep_as_structs_then_json_text() {
     let (db, dir) = collection_with("deep_star", &deep_documents()).await;
     let sync = format!(
         "CREATE SYNC deep FROM mongo.{db}.c INTO iceberg.{db}.deep WITH (on_error = 'dead_letter')"
     );
-    let run = once(&dir, &sync);
-    assert!(run.stderr.contains("snapshot complete, 3 rows"), "{}", run.stderr);
-    assert_table(&dir, &db, "deep");
-    assert_described(&dir, &db, "deep");
-
-    // A restart finds the table, loads it and has nothing to commit.
-    let before = metadata_files(&dir, &db, "deep");
-    once(&dir, &sync);
-    assert_eq!(metadata_files(&dir, &db, "deep"), before, "a restart commits nothing");
-    assert_table(&dir, &db, "deep");
+    sync_read_back_and_restart(&dir, &db, &sync);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -430,14 +434,7 @@ async fn an_explicit_select_of_deep_fields_gets_the_same_truncated_types() {
     let cut = path("d60", MAX_NESTING_DEPTH + 1);
     let line = explain.stdout.lines().find(|l| l.contains(&format!("{cut}: "))).unwrap_or("");
     assert!(line.contains("; nested too deep: Extended JSON text"), "{}", explain.stdout);
-    let run = once(&dir, &sync);
-    assert!(run.stderr.contains("snapshot complete, 3 rows"), "{}", run.stderr);
-    assert_table(&dir, &db, "deep");
-    assert_described(&dir, &db, "deep");
-    let before = metadata_files(&dir, &db, "deep");
-    once(&dir, &sync);
-    assert_eq!(metadata_files(&dir, &db, "deep"), before, "a restart commits nothing");
-    assert_table(&dir, &db, "deep");
+    sync_read_back_and_restart(&dir, &db, &sync);
 }
 
 #[tokio::test(flavor = "multi_thread")]

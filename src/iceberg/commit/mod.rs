@@ -308,16 +308,16 @@ pub async fn commit(conn: &IcebergConnection, table: &Table, change: Change) -> 
                 change.got_past(&format!("{what}; building it again on the new table state"));
             }
             Swap::Unknown(error) => match settle(conn, &name, &change, &staged).await {
-                Some(Ok(reloaded)) => {
+                Settled::Applied(reloaded) => {
                     change.got_past(&format!("{error}; the table has it: committed"));
-                    return Ok(reloaded);
+                    return Ok(*reloaded);
                 }
-                Some(Err(_)) => {
+                Settled::NotApplied => {
                     change.got_past(&format!(
                         "{error}; the table does not have it: committing it again"
                     ));
                 }
-                None => return Err(error),
+                Settled::Unknown => return Err(error),
             },
         }
         staged.remove(&base).await;
@@ -357,19 +357,30 @@ async fn confirm(
     .with_hint("another writer may have replaced it at once; the sync retries from its checkpoint"))
 }
 
-/// After an unknown outcome: `Ok(table)` if the table has the change, `Err` if it does not,
-/// `None` if the table cannot be read back (the outcome stays unknown).
+/// What reading the table back says of a commit whose outcome was unknown.
+enum Settled {
+    /// The table has it (reloaded).
+    Applied(Box<Table>),
+    /// The table does not have it.
+    NotApplied,
+    /// The table could not be read: the outcome stays unknown.
+    Unknown,
+}
+
+/// Settles an unknown outcome by reading the table back (retried while the catalog fails).
 async fn settle(
     conn: &IcebergConnection,
     name: &TableIdent,
     change: &Change,
     staged: &Staged,
-) -> Option<Result<Table>> {
+) -> Settled {
     let mut wait = Duration::from_secs(1);
     for attempt in 1..=SETTLE_ATTEMPTS {
         match reload(conn, name).await {
-            Ok(table) if change.applied(staged, table.metadata()) => return Some(Ok(table)),
-            Ok(_) => return Some(Err(Error::plan("not applied"))),
+            Ok(table) if change.applied(staged, table.metadata()) => {
+                return Settled::Applied(Box::new(table));
+            }
+            Ok(_) => return Settled::NotApplied,
             Err(e) if attempt < SETTLE_ATTEMPTS => {
                 tracing::warn!("reading {name} back after an unknown commit outcome: {e}");
                 tokio::time::sleep(wait).await;
@@ -378,7 +389,7 @@ async fn settle(
             Err(_) => {}
         }
     }
-    None
+    Settled::Unknown
 }
 
 /// The table as the catalog has it now.
