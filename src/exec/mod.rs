@@ -4,6 +4,7 @@
 mod blame;
 mod describe;
 mod describe_table;
+mod maintenance;
 mod show;
 mod sync;
 
@@ -140,6 +141,8 @@ impl Session {
             Statement::ShowSyncStatus { name } => {
                 self.show_syncs(name.as_ref().map(|n| n.value.as_str()))
             }
+            Statement::Optimize(optimize) => self.optimize(optimize).await,
+            Statement::Vacuum(vacuum) => self.vacuum(vacuum).await,
             Statement::DropSync { name, purge, if_exists } => {
                 self.drop_sync(&name.value, *purge, *if_exists).await
             }

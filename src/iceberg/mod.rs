@@ -6,6 +6,8 @@ pub mod commit;
 pub(crate) mod conform;
 pub mod key_index;
 pub mod lineage;
+pub mod live;
+pub mod maintenance;
 pub mod position_delete;
 pub mod rollback;
 pub mod schema;

@@ -36,6 +36,8 @@ const KEYWORDS: &[&str] = &[
     "START",
     "STOP",
     "OPTIMIZE",
+    "VACUUM",
+    "RETAIN",
     "TYPE",
     "mongodb",
     "iceberg",

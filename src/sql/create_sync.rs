@@ -94,7 +94,7 @@ impl StatementParser<'_> {
                     sync.selection = Some(expr);
                 }
                 "PARTITION BY" => sync.partition_by = self.parse_partition_by()?,
-                _ => sync.options = SyncOptions::from_raw(self.parse_sync_options()?)?,
+                _ => sync.options = SyncOptions::from_raw(self.parse_with_options()?)?,
             }
         }
         match self.parser.peek_token_ref().token {
@@ -199,25 +199,6 @@ impl StatementParser<'_> {
         self.parser.advance_token();
         self.expect_token(&Token::Comma, &format!(", and a column after {width}"))?;
         Ok(width)
-    }
-
-    /// `(key = value, ...)` from just after `WITH`.
-    fn parse_sync_options(&mut self) -> Result<Vec<RawOption>> {
-        self.expect_token(&Token::LParen, "( after WITH")?;
-        let mut options = Vec::new();
-        if self.parser.consume_token(&Token::RParen) {
-            return Ok(options);
-        }
-        loop {
-            let key_at = self.peek_location();
-            let key = self.parse_option_key()?;
-            self.expect_token(&Token::Eq, &format!("= after the option {key}"))?;
-            options.push(self.parse_option_value(key, key_at)?);
-            if self.parser.consume_token(&Token::RParen) {
-                return Ok(options);
-            }
-            self.expect_token(&Token::Comma, ", or ) after an option")?;
-        }
     }
 
     /// An option key: `name`, `"any text"`, or names joined by `.` or `-` (`s3.endpoint`);

@@ -8,6 +8,7 @@
 mod attach;
 mod create_sync;
 mod env;
+mod maintenance;
 mod options;
 mod parser;
 mod statement;
@@ -16,6 +17,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::{Location, Result};
 
+pub use maintenance::{MaintenanceTarget, Optimize, Vacuum};
 pub use options::{COMPRESSIONS, DeleteMode, OnError, OnTypeChange, SyncOption, SyncOptions};
 pub use statement::{
     Attach, AttachKind, CreateSync, ExplainSync, PartitionField, Statement, Transform,

@@ -355,8 +355,16 @@ pub(crate) fn positive<T: TryFrom<u64>>(option: &RawOption) -> Result<T> {
     T::try_from(number).map_err(|_| invalid(option, "a smaller number"))
 }
 
-fn duration(option: &RawOption) -> Result<Duration> {
-    let expected = "a duration like '5s', '500ms', '2m' or '1h'";
+pub(crate) fn duration(option: &RawOption) -> Result<Duration> {
+    match duration_or_zero(option)? {
+        Duration::ZERO => Err(invalid(option, "a positive duration")),
+        positive => Ok(positive),
+    }
+}
+
+/// A duration: `'5s'`, `'500ms'`, `'2m'`, `'1h'`, `'7d'`; `'0s'` is zero.
+pub(crate) fn duration_or_zero(option: &RawOption) -> Result<Duration> {
+    let expected = "a duration like '5s', '500ms', '2m', '1h' or '7d'";
     let OptionValue::String(text) = &option.value else {
         return Err(invalid(option, expected));
     };
@@ -366,11 +374,12 @@ fn duration(option: &RawOption) -> Result<Duration> {
         "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return Err(invalid(option, expected)),
     };
     match number.checked_mul(millis_per_unit) {
-        Some(millis) if millis > 0 => Ok(Duration::from_millis(millis)),
-        _ => Err(invalid(option, "a positive duration")),
+        Some(millis) => Ok(Duration::from_millis(millis)),
+        None => Err(invalid(option, "a shorter duration")),
     }
 }
 
@@ -386,7 +395,7 @@ const SIZE_UNITS: [(&str, u64); 9] = [
     ("b", 1),
 ];
 
-fn size(option: &RawOption) -> Result<u64> {
+pub(crate) fn size(option: &RawOption) -> Result<u64> {
     let expected = "a size like '64MB', '1GiB' or a number of bytes";
     let (number, unit) =
         split_number(option.value.text()).ok_or_else(|| invalid(option, expected))?;
@@ -410,9 +419,13 @@ fn split_number(text: &str) -> Option<(u64, &str)> {
     Some((number, text[digits..].trim_start()))
 }
 
-fn format_duration(duration: Duration) -> String {
-    const DISPLAY_UNITS: [(&str, u128); 3] = [("h", 3_600_000), ("m", 60_000), ("s", 1000)];
+pub(crate) fn format_duration(duration: Duration) -> String {
+    const DISPLAY_UNITS: [(&str, u128); 4] =
+        [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)];
     let millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_string();
+    }
     DISPLAY_UNITS.iter().find(|(_, factor)| millis.is_multiple_of(*factor)).map_or_else(
         || format!("{millis}ms"),
         |(unit, factor)| format!("{}{unit}", millis / factor),
@@ -420,7 +433,7 @@ fn format_duration(duration: Duration) -> String {
 }
 
 /// The shortest exact form: `'64MiB'`, `'64MB'`, `'1KB'` or plain bytes.
-fn format_size(bytes: u64) -> String {
+pub(crate) fn format_size(bytes: u64) -> String {
     SIZE_UNITS
         .iter()
         .filter(|(_, factor)| bytes.is_multiple_of(*factor))

@@ -91,11 +91,8 @@ impl<'a> StatementParser<'a> {
                 self.skip(2, ());
                 Statement::ExplainSync(ExplainSync::Create(Box::new(self.parse_create_sync()?)))
             }
-            ["OPTIMIZE", ..] => {
-                self.skip(1, ());
-                let what = "a table (catalog.namespace.table) after OPTIMIZE";
-                Statement::Optimize { table: self.parse_object_name(what)? }
-            }
+            ["OPTIMIZE", ..] => Statement::Optimize(self.parse_optimize()?),
+            ["VACUUM", ..] => Statement::Vacuum(self.parse_vacuum()?),
             ["DESCRIBE" | "DESC", ..] => {
                 self.skip(1, ());
                 let what = "a collection or table name after DESCRIBE";
@@ -114,7 +111,7 @@ impl<'a> StatementParser<'a> {
                 if error.to_string().starts_with("expected an SQL statement") {
                     return Err(error.with_hint(
                         "misql statements: ATTACH, CREATE SYNC, DROP SYNC, START SYNC, STOP SYNC, \
-                         SHOW SYNCS, SHOW SYNC STATUS, EXPLAIN SYNC, OPTIMIZE, SHOW DATABASES, \
+                         SHOW SYNCS, SHOW SYNC STATUS, EXPLAIN SYNC, OPTIMIZE, VACUUM, SHOW DATABASES, \
                          SHOW COLLECTIONS, SHOW TABLES, DESCRIBE; or any SQL query",
                     ));
                 }

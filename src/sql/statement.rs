@@ -5,6 +5,7 @@ use std::fmt;
 
 use sqlparser::ast::{Expr, Ident, ObjectName, SelectItem};
 
+use super::maintenance::{Optimize, Vacuum};
 use super::options::{SyncOptions, quote_string};
 
 /// One statement: misql's own, or any other SQL that sqlparser understands.
@@ -44,11 +45,10 @@ pub enum Statement {
     },
     /// `EXPLAIN SYNC name` or `EXPLAIN CREATE [OR REPLACE] SYNC ...`
     ExplainSync(ExplainSync),
-    /// `OPTIMIZE catalog.namespace.table`
-    Optimize {
-        /// The Iceberg table to compact.
-        table: ObjectName,
-    },
+    /// `OPTIMIZE {catalog.namespace.table | SYNC name} [WITH (...)]`
+    Optimize(Optimize),
+    /// `VACUUM {catalog.namespace.table | SYNC name} [RETAIN 'duration']`
+    Vacuum(Vacuum),
     /// `SHOW DATABASES [FROM catalog]`
     ShowDatabases {
         /// The attached MongoDB catalog, or all of them when `None`.
@@ -193,7 +193,8 @@ impl fmt::Display for Statement {
             }
             Statement::ExplainSync(ExplainSync::Named(name)) => write!(f, "EXPLAIN SYNC {name}"),
             Statement::ExplainSync(ExplainSync::Create(sync)) => write!(f, "EXPLAIN {sync}"),
-            Statement::Optimize { table } => write!(f, "OPTIMIZE {table}"),
+            Statement::Optimize(optimize) => write!(f, "{optimize}"),
+            Statement::Vacuum(vacuum) => write!(f, "{vacuum}"),
             Statement::ShowDatabases { from } => {
                 f.write_str("SHOW DATABASES")?;
                 write_optional(f, " FROM ", from)

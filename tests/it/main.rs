@@ -12,6 +12,7 @@ mod iceberg_catalog;
 mod iceberg_write;
 mod infer;
 mod key_index;
+mod maintenance;
 mod parser;
 mod proptest_bson;
 mod row_delta;

@@ -17,11 +17,13 @@
 //! iceberg-rust 0.10.1 cannot do this: a `TableCommit` cannot be built outside the crate, its
 //! transaction actions cannot be extended, and none of them commits delete files.
 
+mod rewrite;
 mod snapshot;
 mod swap;
 mod validate;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ::iceberg::spec::{DataContentType, DataFile, TableMetadata};
@@ -30,7 +32,9 @@ use ::iceberg::{TableIdent, TableRequirement, TableUpdate};
 
 use super::catalog::IcebergConnection;
 use super::lineage::main_lineage;
+use super::live::live_entries;
 use crate::{Error, ErrorKind, Result};
+pub use rewrite::Rewrite;
 pub use swap::REST_TIMEOUT_OPTION;
 use swap::{Committer, Swap};
 pub use validate::check_loads_back;
@@ -69,6 +73,11 @@ enum Content {
     /// A new snapshot: `append` (data files only), `delete` (delete files only) or `overwrite`
     /// (both), as iceberg-java's `RowDelta`.
     Snapshot { data: Vec<DataFile>, deletes: Vec<DataFile> },
+    /// A `replace` snapshot (a compaction): per partition, live files replaced by new data files
+    /// with the same rows; every manifest merged. The summary keeps the base snapshot's keys
+    /// that start with `carry` (a sync's checkpoint). Rewrites that no longer apply on a moved
+    /// base are left out and listed in `dropped`.
+    Replace { rewrites: Vec<Rewrite>, carry: String, dropped: Mutex<Vec<usize>> },
     /// Metadata only, applied where `requirements` hold.
     Metadata {
         what: String,
@@ -100,6 +109,13 @@ impl Change {
         applied: Applied,
     ) -> Self {
         Self::new(Content::Metadata { what: what.into(), requirements, updates, applied })
+    }
+
+    /// A compaction: `rewrites` (possibly none: then only the manifests are merged) in one
+    /// `replace` snapshot whose summary keeps the base snapshot's properties starting with
+    /// `carry`. Committed by [`commit_replace`], which says which rewrites were left out.
+    fn replace(rewrites: Vec<Rewrite>, carry: impl Into<String>) -> Self {
+        Self::new(Content::Replace { rewrites, carry: carry.into(), dropped: Mutex::default() })
     }
 
     fn new(content: Content) -> Self {
@@ -139,6 +155,7 @@ impl Change {
                 data.is_empty() && deletes.is_empty() && self.properties.is_empty()
             }
             Content::Metadata { updates, .. } => updates.is_empty(),
+            Content::Replace { .. } => false,
         }
     }
 
@@ -168,24 +185,40 @@ impl Change {
         Ok(())
     }
 
-    /// Builds the change on `base`: writes what a snapshot needs and folds the updates into the
-    /// base's metadata.
-    async fn stage(&self, base: &Table, commit: uuid::Uuid, attempt: u32) -> Result<Staged> {
-        let (what, requirements, updates, snapshot_id, files) = match &self.content {
-            Content::Snapshot { data, deletes } => {
-                let s =
-                    snapshot::stage(base, data, deletes, &self.properties, commit, attempt).await?;
-                (
-                    format!("snapshot {}", s.snapshot_id),
-                    s.requirements,
-                    s.updates,
-                    Some(s.snapshot_id),
-                    s.files,
-                )
+    /// Builds the change on `base` (`first` is the table it was computed on): writes what a
+    /// snapshot needs and folds the updates into the base's metadata.
+    async fn stage(
+        &self,
+        base: &Table,
+        first: &Table,
+        commit: uuid::Uuid,
+        attempt: u32,
+    ) -> Result<Staged> {
+        let files = match &self.content {
+            Content::Metadata { .. } => None,
+            Content::Snapshot { data, deletes } => Some((
+                snapshot::Files {
+                    data: data.clone(),
+                    deletes: deletes.clone(),
+                    removed: Vec::new(),
+                    merge: None,
+                },
+                self.properties.clone(),
+            )),
+            Content::Replace { rewrites, carry, dropped } => {
+                Some(self.replacement(rewrites, carry, dropped, base, first).await?)
             }
-            Content::Metadata { what, requirements, updates, .. } => {
+        };
+        let (what, requirements, updates, snapshot_id, files) = match (&self.content, files) {
+            (_, Some((files, properties))) => {
+                let s = snapshot::stage(base, files, &properties, commit, attempt).await?;
+                let what = format!("snapshot {}", s.snapshot_id);
+                (what, s.requirements, s.updates, Some(s.snapshot_id), s.files)
+            }
+            (Content::Metadata { what, requirements, updates, .. }, None) => {
                 (what.clone(), requirements.clone(), updates.clone(), None, Vec::new())
             }
+            (_, None) => return Err(Error::plan("a snapshot change without files")),
         };
         let staged = Staged {
             proposal: Proposal { what, metadata: base.metadata().clone(), updates, requirements },
@@ -201,6 +234,40 @@ impl Change {
                 Err(e)
             }
         }
+    }
+
+    /// A replace on `base`: reads the base's live entries, leaves out the rewrites that no
+    /// longer apply there (when the base moved past `first`, the table they were computed on),
+    /// and carries the base snapshot's properties that start with `carry`.
+    async fn replacement(
+        &self,
+        rewrites: &[Rewrite],
+        carry: &str,
+        dropped: &Mutex<Vec<usize>>,
+        base: &Table,
+        first: &Table,
+    ) -> Result<(snapshot::Files, HashMap<String, String>)> {
+        let live = live_entries(base).await?;
+        let left_out = if base.metadata_location() == first.metadata_location() {
+            Vec::new()
+        } else {
+            rewrite::conflicts(rewrites, &live, first.metadata().last_sequence_number())
+        };
+        let kept: Vec<&Rewrite> =
+            rewrites.iter().enumerate().filter(|(i, _)| !left_out.contains(i)).map(|(_, r)| r).collect();
+        *dropped.lock().unwrap_or_else(|e| e.into_inner()) = left_out;
+        let removed = kept.iter().flat_map(|r| r.removed.iter().cloned()).collect();
+        let data = kept.iter().flat_map(|r| r.added.iter().cloned()).collect();
+        let mut properties = self.properties.clone();
+        if let Some(current) = base.metadata().current_snapshot() {
+            for (key, value) in &current.summary().additional_properties {
+                if key.starts_with(carry) {
+                    properties.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+        }
+        let files = snapshot::Files { data, deletes: Vec::new(), removed, merge: Some(live) };
+        Ok((files, properties))
     }
 }
 
@@ -269,6 +336,40 @@ impl Staged {
 /// documentation for how failures are retried. On error nothing of the change is in the table;
 /// the data and delete files stay in place (they are the caller's).
 pub async fn commit(conn: &IcebergConnection, table: &Table, change: Change) -> Result<Table> {
+    commit_change(conn, table, &change).await
+}
+
+/// A compaction's commit: the table after it, and the rewrites left out because the table
+/// moved under them (redo them on `table`).
+pub struct Replaced {
+    /// The table reloaded after the commit.
+    pub table: Table,
+    /// The positions (in the rewrites given) of those not committed; their new files are not
+    /// in the table.
+    pub left_out: Vec<usize>,
+}
+
+/// Commits a compaction computed on `table`: `rewrites` in one `replace` snapshot (with every
+/// manifest merged; with no rewrites, only that), keeping the base snapshot's summary
+/// properties that start with `carry`. A rewrite that no longer applies on the table it is
+/// committed on (a file it removes is gone, or a delete file committed since may target a file
+/// it rewrote) is left out and returned.
+pub async fn commit_replace(
+    conn: &IcebergConnection,
+    table: &Table,
+    rewrites: Vec<Rewrite>,
+    carry: &str,
+) -> Result<Replaced> {
+    let change = Change::replace(rewrites, carry);
+    let table = commit_change(conn, table, &change).await?;
+    let Content::Replace { dropped, .. } = change.content else {
+        return Err(Error::plan("a compaction commit that is not a replace"));
+    };
+    let left_out = dropped.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(Replaced { table, left_out })
+}
+
+async fn commit_change(conn: &IcebergConnection, table: &Table, change: &Change) -> Result<Table> {
     let name = table.identifier().clone();
     if change.is_empty() {
         return reload(conn, &name).await;
@@ -293,7 +394,7 @@ pub async fn commit(conn: &IcebergConnection, table: &Table, change: Change) -> 
             base = reload(conn, &name).await?;
             change.rebase(&base, table)?;
         }
-        let staged = change.stage(&base, commit_uuid, attempt).await?;
+        let staged = change.stage(&base, table, commit_uuid, attempt).await?;
         let outcome = match committer.swap(&base, &staged.proposal).await {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -302,14 +403,19 @@ pub async fn commit(conn: &IcebergConnection, table: &Table, change: Change) -> 
             }
         };
         match outcome {
-            Swap::Done => return confirm(conn, &name, &change, &staged).await,
+            Swap::Done => {
+                let committed = confirm(conn, &name, change, &staged).await?;
+                expire_metadata_files(&base, &committed).await;
+                return Ok(committed);
+            }
             Swap::Conflict => {
                 let what = format!("commit to {name}: another writer committed first");
                 change.got_past(&format!("{what}; building it again on the new table state"));
             }
-            Swap::Unknown(error) => match settle(conn, &name, &change, &staged).await {
+            Swap::Unknown(error) => match settle(conn, &name, change, &staged).await {
                 Settled::Applied(reloaded) => {
                     change.got_past(&format!("{error}; the table has it: committed"));
+                    expire_metadata_files(&base, &reloaded).await;
                     return Ok(*reloaded);
                 }
                 Settled::NotApplied => {
@@ -332,6 +438,34 @@ pub async fn commit(conn: &IcebergConnection, table: &Table, change: Change) -> 
     .with_hint(format!(
         "retry later, or raise the table property {RETRIES_PROPERTY} (now {retries})"
     )))
+}
+
+/// Table property: delete metadata files that fall off the metadata log after a commit.
+pub const DELETE_AFTER_COMMIT_PROPERTY: &str = "write.metadata.delete-after-commit.enabled";
+
+/// After a commit from `base` to `committed`: when the table asks for it
+/// ([`DELETE_AFTER_COMMIT_PROPERTY`]), deletes the metadata files `base` knew that are neither
+/// current nor in the log any more (the log keeps `write.metadata.previous-versions-max`
+/// entries), as iceberg-java does. Best effort: VACUUM removes what is left.
+async fn expire_metadata_files(base: &Table, committed: &Table) {
+    let enabled = committed
+        .metadata()
+        .properties()
+        .get(DELETE_AFTER_COMMIT_PROPERTY)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !enabled {
+        return;
+    }
+    let logged = |table: &Table| -> Vec<String> {
+        let log = table.metadata().metadata_log().iter().map(|l| l.metadata_file.clone());
+        log.chain(table.metadata_location().map(str::to_string)).collect()
+    };
+    let kept = logged(committed);
+    for file in logged(base).into_iter().filter(|f| !kept.contains(f)) {
+        if let Err(e) = committed.file_io().delete(&file).await {
+            tracing::debug!(file, error = %e, "cannot delete an expired metadata file");
+        }
+    }
 }
 
 /// After a swap the catalog accepted: the table reloaded, which must have the change.

@@ -1,11 +1,12 @@
 //! Building a new snapshot on a base table: a data manifest and a delete manifest per partition
 //! spec with the new files as `ADDED` entries (sequence numbers left to inheritance), a manifest
-//! list holding those plus every manifest of the parent, and the snapshot with its summary
+//! list holding those plus every manifest of the parent (for a `replace`, the parent's entries
+//! merged into a few manifests, see `rewrite`), and the snapshot with its summary
 //! (`added-*` counts from the library's `SnapshotSummaryCollector`, `total-*` carried on from the
 //! parent), as iceberg-java's `SnapshotProducer` does. iceberg-rust 0.10.1 has no public action
 //! that commits delete files, so misql builds the snapshot from the library's public pieces.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ::iceberg::spec::{
     DataFile, FormatVersion, MAIN_BRANCH, ManifestFile, ManifestListWriter, ManifestWriterBuilder,
@@ -15,6 +16,8 @@ use ::iceberg::spec::{
 use ::iceberg::table::Table;
 use ::iceberg::{TableRequirement, TableUpdate};
 
+use super::rewrite;
+use crate::iceberg::live::Live;
 use crate::iceberg::table::partition_spec_id;
 use crate::{Error, Result};
 
@@ -84,13 +87,24 @@ fn by_spec<'a>(
     Ok(groups)
 }
 
-/// Writes the manifests and manifest list of a new snapshot on top of `base` holding
-/// `data_files` and `delete_files` (plus every manifest of the current snapshot), and returns
-/// the updates that add it on `main`, with the files written.
+/// What a new snapshot holds besides its parent's files.
+pub(super) struct Files {
+    /// New data files.
+    pub data: Vec<DataFile>,
+    /// New delete files.
+    pub deletes: Vec<DataFile>,
+    /// Live files taken out (a `replace` snapshot).
+    pub removed: Vec<DataFile>,
+    /// For a `replace` snapshot: the base's live entries, all merged into new manifests.
+    pub merge: Option<Vec<Live>>,
+}
+
+/// Writes the manifests and manifest list of a new snapshot on top of `base` holding `files`
+/// (plus every manifest of the current snapshot, or, for a replace, its entries merged), and
+/// returns the updates that add it on `main`, with the files written.
 pub(super) async fn stage(
     base: &Table,
-    data_files: &[DataFile],
-    delete_files: &[DataFile],
+    files: Files,
     properties: &HashMap<String, String>,
     commit_uuid: uuid::Uuid,
     attempt: u32,
@@ -98,34 +112,26 @@ pub(super) async fn stage(
     let name = base.identifier().clone();
     let context = || format!("committing to {name}");
     let metadata = base.metadata();
-    if metadata.format_version() != FormatVersion::V2 {
-        return Err(Error::plan(format!(
-            "cannot commit delete files to {name}: it is an Iceberg format version {} table",
-            metadata.format_version() as u8
-        ))
-        .with_hint("misql writes row-level deletes to format version 2 tables"));
-    }
-    if metadata.properties().contains_key("encryption.key-id") {
-        return Err(Error::plan(format!("cannot commit to {name}: it is encrypted"))
-            .with_hint("misql does not write encrypted Iceberg tables"));
-    }
+    check_writable(base)?;
     let schema = metadata.current_schema().clone();
-    let data_groups = by_spec(base, data_files, &schema)?;
-    let delete_groups = by_spec(base, delete_files, &schema)?;
+    let data_groups = by_spec(base, &files.data, &schema)?;
+    let delete_groups = by_spec(base, &files.deletes, &schema)?;
+    let removed_groups = by_spec(base, &files.removed, &schema)?;
 
     let snapshot_id = new_snapshot_id(metadata);
     let parent = metadata.current_snapshot();
     let sequence_number = metadata.last_sequence_number() + 1;
     let file_io = base.file_io();
     let metadata_dir = format!("{}/metadata", metadata.location());
-    let mut files = Vec::new();
+    let manifest_path = |i: usize| format!("{metadata_dir}/{commit_uuid}-a{attempt}-m{i}.avro");
+    let mut written = Vec::new();
 
     // Manifests of the new files.
     let mut manifests: Vec<ManifestFile> = Vec::new();
     let groups =
         data_groups.iter().map(|g| (false, g)).chain(delete_groups.iter().map(|g| (true, g)));
     for (deletes, (spec, group)) in groups {
-        let path = format!("{metadata_dir}/{commit_uuid}-a{attempt}-m{}.avro", manifests.len());
+        let path = manifest_path(written.len());
         let output = file_io.new_output(&path).map_err(|e| Error::iceberg(context(), e))?;
         let builder =
             ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), (**spec).clone());
@@ -135,19 +141,33 @@ pub(super) async fn stage(
                 .add_file((*file).clone(), UNASSIGNED_SEQUENCE_NUMBER)
                 .map_err(|e| Error::iceberg(context(), e))?;
         }
-        files.push(path);
+        written.push(path);
         manifests
             .push(writer.write_manifest_file().await.map_err(|e| Error::iceberg(context(), e))?);
     }
 
-    // Every manifest of the parent comes along.
-    if let Some(parent) = parent {
-        let list = base
-            .manifest_list_reader(parent)
-            .load()
-            .await
-            .map_err(|e| Error::iceberg(format!("reading the manifest list of {name}"), e))?;
-        manifests.extend(list.consume_entries());
+    let replace = files.merge.is_some();
+    match files.merge {
+        // A replace merges every manifest of the parent; the files taken out become deleted
+        // entries.
+        Some(live) => {
+            let removed: HashSet<&str> = files.removed.iter().map(|f| f.file_path()).collect();
+            let first = written.len();
+            let path_of = |i: usize| manifest_path(first + i);
+            let (merged, paths) =
+                rewrite::merged_manifests(base, live, &removed, snapshot_id, path_of).await?;
+            written.extend(paths);
+            manifests.extend(merged);
+        }
+        // Every manifest of the parent comes along.
+        None => {
+            if let Some(parent) = parent {
+                let list = base.manifest_list_reader(parent).load().await.map_err(|e| {
+                    Error::iceberg(format!("reading the manifest list of {name}"), e)
+                })?;
+                manifests.extend(list.consume_entries());
+            }
+        }
     }
 
     let manifest_list = format!("{metadata_dir}/snap-{snapshot_id}-{attempt}-{commit_uuid}.avro");
@@ -159,17 +179,18 @@ pub(super) async fn stage(
         parent.map(|p| p.snapshot_id()),
         sequence_number,
     );
-    files.push(manifest_list.clone());
+    written.push(manifest_list.clone());
     list.add_manifests(manifests.into_iter()).map_err(|e| Error::iceberg(context(), e))?;
     list.close().await.map_err(|e| Error::iceberg(context(), e))?;
 
-    let operation = match (data_files.is_empty(), delete_files.is_empty()) {
+    let operation = match (files.data.is_empty(), files.deletes.is_empty()) {
+        _ if replace => Operation::Replace,
         (_, true) => Operation::Append,
         (true, false) => Operation::Delete,
         (false, false) => Operation::Overwrite,
     };
-    let summary =
-        summary(metadata, &schema, operation, data_groups.iter().chain(&delete_groups), properties);
+    let added = data_groups.iter().chain(&delete_groups);
+    let summary = summary(metadata, &schema, operation, added, &removed_groups, properties);
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(parent.map(|p| p.snapshot_id()))
@@ -192,7 +213,25 @@ pub(super) async fn stage(
             snapshot_id: metadata.current_snapshot_id(),
         },
     ];
-    Ok(StagedSnapshot { snapshot_id, updates, requirements, files })
+    Ok(StagedSnapshot { snapshot_id, updates, requirements, files: written })
+}
+
+/// misql writes snapshots to format version 2 tables that are not encrypted.
+fn check_writable(base: &Table) -> Result<()> {
+    let name = base.identifier();
+    let metadata = base.metadata();
+    if metadata.format_version() != FormatVersion::V2 {
+        return Err(Error::plan(format!(
+            "cannot commit delete files to {name}: it is an Iceberg format version {} table",
+            metadata.format_version() as u8
+        ))
+        .with_hint("misql writes row-level deletes to format version 2 tables"));
+    }
+    if metadata.properties().contains_key("encryption.key-id") {
+        return Err(Error::plan(format!("cannot commit to {name}: it is encrypted"))
+            .with_hint("misql does not write encrypted Iceberg tables"));
+    }
+    Ok(())
 }
 
 /// A new snapshot's updates and requirements, and the manifests and manifest list written for it.
@@ -225,15 +264,17 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-/// The snapshot summary: `properties`, then the `added-*` counts of the new files (and partition
-/// summaries, up to the table's `write.summary.partition-limit`), then the `total-*` counts:
-/// the parent's plus what was added. A total the parent does not have is left out (it is
+/// The snapshot summary: `properties`, then the `added-*` counts of the new files and the
+/// `deleted-*`/`removed-*` counts of the removed ones (and partition summaries, up to the
+/// table's `write.summary.partition-limit`), then the `total-*` counts: the parent's plus what
+/// was added, less what was removed. A total the parent does not have is left out (it is
 /// unknown, as iceberg-java does), except for a first snapshot, whose totals start at 0.
 fn summary<'a>(
     metadata: &TableMetadata,
     schema: &SchemaRef,
     operation: Operation,
-    groups: impl Iterator<Item = &'a (PartitionSpecRef, Vec<&'a DataFile>)>,
+    added: impl Iterator<Item = &'a (PartitionSpecRef, Vec<&'a DataFile>)>,
+    removed: &[(PartitionSpecRef, Vec<&DataFile>)],
     properties: &HashMap<String, String>,
 ) -> Summary {
     let mut collector = SnapshotSummaryCollector::default();
@@ -243,9 +284,14 @@ fn summary<'a>(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT);
     collector.set_partition_summary_limit(limit);
-    for (spec, files) in groups {
+    for (spec, files) in added {
         for file in files {
             collector.add_file(file, schema.clone(), spec.clone());
+        }
+    }
+    for (spec, files) in removed {
+        for file in files {
+            collector.remove_file(file, schema.clone(), spec.clone());
         }
     }
     let mut additional = properties.clone();

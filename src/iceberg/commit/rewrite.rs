@@ -1,0 +1,126 @@
+//! The `replace` snapshot of a compaction: some live data and delete files replaced by new data
+//! files holding the same rows, and every manifest of the table merged into a few.
+//!
+//! A compaction is computed on one snapshot and may be committed on a later one (another writer
+//! committed meanwhile). Like iceberg-java's `RewriteFiles` validation, each rewritten partition
+//! is checked against the base it is committed on: the files it removes must all still be live,
+//! and no delete file committed since may target a file it rewrote (misql's position delete
+//! files do not name the data file they target, so any new delete file in the partition counts,
+//! unless it names another file). A partition that fails is left out of the commit and handed
+//! back to the caller, who redoes it on the new base.
+
+use std::collections::{HashMap, HashSet};
+
+use ::iceberg::spec::{
+    DataContentType, DataFile, ManifestEntry, ManifestFile, ManifestWriterBuilder, Struct,
+};
+use ::iceberg::table::Table;
+
+use crate::iceberg::live::Live;
+
+use crate::{Error, Result};
+
+/// The most entries written to one merged manifest.
+const MANIFEST_ENTRIES: usize = 20_000;
+
+/// One partition's rewrite: `removed` live data and delete files replaced by `added` data files.
+#[derive(Debug, Clone, Default)]
+pub struct Rewrite {
+    /// The live data and delete files taken out.
+    pub removed: Vec<DataFile>,
+    /// The new data files, holding the removed data files' rows with their deletes applied.
+    pub added: Vec<DataFile>,
+}
+
+/// The indexes of the rewrites that no longer apply on `live` (the base's entries), when the
+/// base moved past sequence number `computed_at` (the last one of the table they were computed
+/// on).
+pub(super) fn conflicts(rewrites: &[Rewrite], live: &[Live], computed_at: i64) -> Vec<usize> {
+    let paths: HashSet<&str> = live.iter().map(|l| l.entry.file_path()).collect();
+    let newer_deletes: Vec<&ManifestEntry> = live
+        .iter()
+        .map(|l| &l.entry)
+        .filter(|e| e.content_type() != DataContentType::Data)
+        .filter(|e| e.sequence_number().is_some_and(|s| s > computed_at))
+        .collect();
+    let mut dropped = Vec::new();
+    for (i, rewrite) in rewrites.iter().enumerate() {
+        let gone = rewrite.removed.iter().any(|f| !paths.contains(f.file_path()));
+        let rewritten: HashSet<&str> = rewrite
+            .removed
+            .iter()
+            .filter(|f| f.content_type() == DataContentType::Data)
+            .map(|f| f.file_path())
+            .collect();
+        let partitions: HashSet<&Struct> = rewrite.removed.iter().map(|f| f.partition()).collect();
+        let targeted = newer_deletes.iter().any(|delete| {
+            let file = delete.data_file();
+            match file.referenced_data_file() {
+                Some(target) => rewritten.contains(target.as_str()),
+                None => partitions.contains(file.partition()) || file.partition().fields().is_empty(),
+            }
+        });
+        if gone || targeted {
+            dropped.push(i);
+        }
+    }
+    dropped
+}
+
+/// Writes the table's live entries, less `removed` (written as `DELETED` entries), into merged
+/// manifests: per partition spec, data and delete entries apart, at most
+/// [`MANIFEST_ENTRIES`] entries each. Returns the manifests and the paths written.
+pub(super) async fn merged_manifests(
+    base: &Table,
+    live: Vec<Live>,
+    removed: &HashSet<&str>,
+    snapshot_id: i64,
+    path_of: impl Fn(usize) -> String,
+) -> Result<(Vec<ManifestFile>, Vec<String>)> {
+    let name = base.identifier();
+    let context = || format!("merging the manifests of {name}");
+    let metadata = base.metadata();
+    let schema = metadata.current_schema().clone();
+    let mut groups: HashMap<(i32, bool), Vec<ManifestEntry>> = HashMap::new();
+    for Live { spec_id, entry } in live {
+        let deletes = entry.content_type() != DataContentType::Data;
+        groups.entry((spec_id, deletes)).or_default().push(entry);
+    }
+    let mut keys: Vec<(i32, bool)> = groups.keys().copied().collect();
+    keys.sort();
+    let (mut manifests, mut files) = (Vec::new(), Vec::new());
+    for key in keys {
+        let (spec_id, deletes) = key;
+        let spec = metadata
+            .partition_spec_by_id(spec_id)
+            .cloned()
+            .ok_or_else(|| Error::plan(format!("{name} has no partition spec {spec_id}")))?;
+        for chunk in groups[&key].chunks(MANIFEST_ENTRIES) {
+            let path = path_of(files.len());
+            let output = base.file_io().new_output(&path).map_err(|e| Error::iceberg(context(), e))?;
+            let builder = ManifestWriterBuilder::new(
+                output,
+                Some(snapshot_id),
+                schema.clone(),
+                (*spec).clone(),
+            );
+            let mut writer =
+                if deletes { builder.build_v2_deletes() } else { builder.build_v2_data() };
+            files.push(path);
+            for entry in chunk {
+                let sequence = entry.sequence_number().unwrap_or_default();
+                let file = entry.data_file().clone();
+                let file_sequence = entry.file_sequence_number.or(Some(sequence));
+                let written = if removed.contains(entry.file_path()) {
+                    writer.add_delete_file(file, sequence, file_sequence)
+                } else {
+                    let added_in = entry.snapshot_id().unwrap_or(snapshot_id);
+                    writer.add_existing_file(file, added_in, sequence, file_sequence)
+                };
+                written.map_err(|e| Error::iceberg(context(), e))?;
+            }
+            manifests.push(writer.write_manifest_file().await.map_err(|e| Error::iceberg(context(), e))?);
+        }
+    }
+    Ok((manifests, files))
+}

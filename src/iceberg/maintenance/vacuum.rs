@@ -1,0 +1,227 @@
+//! `VACUUM`: expires the snapshots older than the retention (never the current one, nor one a
+//! branch or tag points at), then deletes every file under the table's location that no
+//! remaining snapshot or metadata file references — data, delete, manifest, manifest-list and
+//! old metadata files, and orphans a killed writer left — but only files older than the
+//! retention, so a commit another writer has in flight never loses its files.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use ::iceberg::spec::{SnapshotRef, TableMetadata};
+use ::iceberg::table::Table;
+use ::iceberg::{TableRequirement, TableUpdate};
+
+use super::listing::{Listed, list};
+use crate::iceberg::catalog::IcebergConnection;
+use crate::iceberg::commit::{Change, commit};
+use crate::{Error, ErrorKind, Result};
+
+/// Table property: snapshots always kept, newest first (iceberg-java's name).
+const MIN_SNAPSHOTS_PROPERTY: &str = "history.expire.min-snapshots-to-keep";
+
+/// What to remove.
+#[derive(Debug, Clone)]
+pub struct VacuumOptions {
+    /// Snapshots older than this are expired, and unreferenced files older than this deleted.
+    pub retain: Duration,
+    /// Also expire snapshots beyond the newest this many, whatever their age.
+    pub max_snapshots: Option<usize>,
+}
+
+impl Default for VacuumOptions {
+    fn default() -> Self {
+        Self { retain: Duration::from_secs(7 * 24 * 3600), max_snapshots: None }
+    }
+}
+
+/// What a VACUUM removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VacuumReport {
+    /// Snapshots expired.
+    pub snapshots_expired: u64,
+    /// Data and delete files deleted.
+    pub data_files: u64,
+    /// Manifests and manifest lists deleted.
+    pub manifests: u64,
+    /// Metadata files deleted.
+    pub metadata_files: u64,
+    /// Other files deleted.
+    pub other_files: u64,
+    /// Unreferenced files kept because they are younger than the retention.
+    pub kept_young: u64,
+}
+
+/// Vacuums `table` (see the module documentation) and returns the table after it.
+pub async fn vacuum(
+    conn: &IcebergConnection,
+    table: &Table,
+    options: &VacuumOptions,
+) -> Result<(Table, VacuumReport)> {
+    let mut report = VacuumReport::default();
+    let cutoff = SystemTime::now().checked_sub(options.retain).unwrap_or(SystemTime::UNIX_EPOCH);
+    let expired = expired_snapshots(table.metadata(), cutoff, options.max_snapshots);
+    let table = if expired.is_empty() {
+        table.clone()
+    } else {
+        report.snapshots_expired = expired.len() as u64;
+        commit(conn, table, expire(expired)).await?
+    };
+    let reachable = reachable(&table).await?;
+    let listed = list(&table, table.metadata().location()).await?;
+    check_listing(&table, &listed, &reachable)?;
+    for file in listed.into_iter().filter(|f| !reachable.contains(&f.path)) {
+        if file.modified.is_none_or(|modified| modified > cutoff) {
+            report.kept_young += 1;
+            continue;
+        }
+        if let Err(e) = table.file_io().delete(&file.path).await {
+            tracing::warn!(file = file.path, "VACUUM cannot delete an unreferenced file: {e}");
+            continue;
+        }
+        match kind(&file.path) {
+            FileKind::Data => report.data_files += 1,
+            FileKind::Manifest => report.manifests += 1,
+            FileKind::Metadata => report.metadata_files += 1,
+            FileKind::Other => report.other_files += 1,
+        }
+    }
+    tracing::info!(table = %table.identifier(), "VACUUM: {report:?}");
+    Ok((table, report))
+}
+
+/// The snapshots to expire: older than `cutoff`, or beyond the newest `max_snapshots`; never
+/// the newest `history.expire.min-snapshots-to-keep` (at least the current one), nor one a
+/// branch or tag points at.
+fn expired_snapshots(
+    metadata: &TableMetadata,
+    cutoff: SystemTime,
+    max_snapshots: Option<usize>,
+) -> Vec<i64> {
+    let cutoff_ms = cutoff
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let min_keep = metadata
+        .properties()
+        .get(MIN_SNAPSHOTS_PROPERTY)
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let referenced: HashSet<i64> = refs(metadata).into_iter().map(|(_, id)| id).collect();
+    let mut snapshots: Vec<&SnapshotRef> = metadata.snapshots().collect();
+    snapshots.sort_by_key(|s| std::cmp::Reverse((s.timestamp_ms(), s.sequence_number())));
+    let keep_newest = max_snapshots.unwrap_or(usize::MAX).max(min_keep);
+    snapshots
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i >= min_keep && (s.timestamp_ms() < cutoff_ms || *i >= keep_newest))
+        .map(|(_, s)| s.snapshot_id())
+        .filter(|id| !referenced.contains(id) && Some(*id) != metadata.current_snapshot_id())
+        .collect()
+}
+
+/// The metadata change that removes `ids`, refused on a base where a branch or tag points at
+/// one of them.
+fn expire(ids: Vec<i64>) -> Change {
+    let gone = ids.clone();
+    let guarded = ids.clone();
+    let what = format!("expiring {} snapshots", ids.len());
+    let requirements = Vec::<TableRequirement>::new();
+    let updates = vec![TableUpdate::RemoveSnapshots { snapshot_ids: ids }];
+    Change::metadata(
+        what,
+        requirements,
+        updates,
+        Box::new(move |m: &TableMetadata| gone.iter().all(|id| m.snapshot_by_id(*id).is_none())),
+    )
+    .guarded(Box::new(move |base: &Table| {
+        match refs(base.metadata()).into_iter().find(|(_, id)| guarded.contains(id)) {
+            Some((name, id)) => Err(Error::commit(
+                ErrorKind::Conflict,
+                format!("cannot expire snapshot {id}: `{name}` points at it now"),
+            )),
+            None => Ok(()),
+        }
+    }))
+}
+
+/// The table's branches and tags and the snapshots they point at. iceberg-rust 0.10.1 has no
+/// public accessor for the list of refs, so it is read from the metadata's JSON form.
+fn refs(metadata: &TableMetadata) -> Vec<(String, i64)> {
+    let json = serde_json::to_value(metadata).unwrap_or_default();
+    let Some(refs) = json.get("refs").and_then(|r| r.as_object()) else { return Vec::new() };
+    refs.iter()
+        .filter_map(|(name, r)| Some((name.clone(), r.get("snapshot-id")?.as_i64()?)))
+        .collect()
+}
+
+/// Every file the table's metadata references: the current and logged metadata files, and for
+/// every snapshot its manifest list, manifests and live data and delete files, plus statistics.
+async fn reachable(table: &Table) -> Result<HashSet<String>> {
+    let name = table.identifier();
+    let metadata = table.metadata();
+    let mut files: HashSet<String> =
+        metadata.metadata_log().iter().map(|l| l.metadata_file.clone()).collect();
+    files.extend(table.metadata_location().map(str::to_string));
+    files.extend(metadata.statistics_iter().map(|s| s.statistics_path.clone()));
+    files.extend(metadata.partition_statistics_iter().map(|s| s.statistics_path.clone()));
+    let mut manifests = HashSet::new();
+    for snapshot in metadata.snapshots() {
+        files.insert(snapshot.manifest_list().to_string());
+        let list = table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(|e| Error::iceberg(format!("reading the manifest list of {name}"), e))?;
+        for manifest in list.consume_entries() {
+            if !manifests.insert(manifest.manifest_path.clone()) {
+                continue;
+            }
+            let loaded = manifest
+                .load_manifest(table.file_io())
+                .await
+                .map_err(|e| Error::iceberg(format!("reading a manifest of {name}"), e))?;
+            for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+                files.insert(entry.file_path().to_string());
+            }
+        }
+    }
+    files.extend(manifests);
+    Ok(files)
+}
+
+/// Refuses to delete anything when the listing does not show the table's current metadata
+/// file: the paths are not in the form the metadata uses, and every file would look orphaned.
+fn check_listing(table: &Table, listed: &[Listed], reachable: &HashSet<String>) -> Result<()> {
+    let Some(current) = table.metadata_location() else { return Ok(()) };
+    let under_location = current.starts_with(table.metadata().location());
+    if !under_location || listed.iter().any(|f| f.path == current) {
+        return Ok(());
+    }
+    let _ = reachable;
+    Err(Error::plan(format!(
+        "VACUUM of {} stopped before deleting anything: listing {} did not show the current \
+         metadata file {current}",
+        table.identifier(),
+        table.metadata().location()
+    ))
+    .with_hint("the storage lists paths in another form than the table's metadata uses"))
+}
+
+enum FileKind {
+    Data,
+    Manifest,
+    Metadata,
+    Other,
+}
+
+fn kind(path: &str) -> FileKind {
+    if path.ends_with(".metadata.json") || path.ends_with(".metadata.json.gz") {
+        FileKind::Metadata
+    } else if path.ends_with(".avro") {
+        FileKind::Manifest
+    } else if path.ends_with(".parquet") || path.ends_with(".orc") {
+        FileKind::Data
+    } else {
+        FileKind::Other
+    }
+}
