@@ -211,8 +211,9 @@ pub enum ErrorKind {
     /// The catalog failed after the commit was sent: whether it applied is settled by reading
     /// the table back.
     CommitUnknown,
-    /// Another writer committed for the same sync since the batch was read: continue from the
-    /// table's checkpoint, not from this process's.
+    /// The batch no longer applies to the table: another writer committed for the same sync
+    /// since it was read, or a compaction moved the rows its position deletes point at. Continue
+    /// at once from the table's checkpoint (reading the table, and so its rows' positions, again).
     Superseded,
 }
 

@@ -18,7 +18,8 @@ impl Session {
     /// `OPTIMIZE`: compacts the table; one row saying what was rewritten.
     pub(super) async fn optimize(&self, statement: &Optimize) -> Result<Output> {
         let (conn, table) = self.maintained_table(&statement.target).await?;
-        let mut options = OptimizeOptions { target_file_size: statement.target_file_size, ..Default::default() };
+        let mut options =
+            OptimizeOptions { target_file_size: statement.target_file_size, ..Default::default() };
         if let Some(n) = statement.min_input_files {
             options.min_input_files = n;
         }
@@ -62,7 +63,10 @@ impl Session {
     }
 
     /// The catalog connection and table a maintenance statement names.
-    async fn maintained_table(&self, target: &MaintenanceTarget) -> Result<(IcebergConnection, Table)> {
+    async fn maintained_table(
+        &self,
+        target: &MaintenanceTarget,
+    ) -> Result<(IcebergConnection, Table)> {
         let name = match target {
             MaintenanceTarget::Table(name) => name.clone(),
             MaintenanceTarget::Sync(sync) => match self.syncs.get(&sync.value) {

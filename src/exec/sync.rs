@@ -81,6 +81,7 @@ impl Session {
             connection,
             target: table_ident(create),
             registry: self.registry.clone(),
+            maintenance: Default::default(),
         })
     }
 

@@ -16,3 +16,33 @@ pub fn main_lineage(metadata: &TableMetadata) -> impl Iterator<Item = &SnapshotR
 pub fn snapshot_property(table: &Table, key: &str) -> Option<String> {
     main_lineage(table.metadata()).find_map(|s| s.summary().additional_properties.get(key).cloned())
 }
+
+/// The snapshots of the main branch committed after `since` (newest first); `None` when the
+/// main branch no longer descends from it. `since = None` means from the beginning.
+pub fn committed_since(metadata: &TableMetadata, since: Option<i64>) -> Option<Vec<&SnapshotRef>> {
+    let mut after = Vec::new();
+    for snapshot in main_lineage(metadata) {
+        if Some(snapshot.snapshot_id()) == since {
+            return Some(after);
+        }
+        after.push(snapshot);
+    }
+    since.is_none().then_some(after)
+}
+
+/// How many data files a snapshot removed, by its summary.
+pub fn data_files_removed(snapshot: &SnapshotRef) -> u64 {
+    let summary = snapshot.summary();
+    summary
+        .additional_properties
+        .get("deleted-data-files")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether rows of the table may sit at other positions than at snapshot `since`: a commit
+/// after it removed data files (a compaction), or the main branch no longer descends from it.
+pub fn rows_moved_since(metadata: &TableMetadata, since: Option<i64>) -> bool {
+    committed_since(metadata, since)
+        .is_none_or(|after| after.iter().any(|s| data_files_removed(s) > 0))
+}

@@ -227,6 +227,12 @@ impl StatementParser<'_> {
         let value = match &self.parser.peek_token_ref().token {
             Token::SingleQuotedString(text) => OptionValue::String(text.clone()),
             Token::Number(text, _) => OptionValue::Number(text.clone()),
+            Token::Word(word)
+                if word.quote_style.is_none()
+                    && ["true", "false"].contains(&word.value.to_ascii_lowercase().as_str()) =>
+            {
+                OptionValue::Number(word.value.to_ascii_lowercase())
+            }
             token => {
                 let error = self.expected(&format!("a string or a number as the value of {key}"));
                 return Err(match token {

@@ -93,11 +93,20 @@ impl StatementParser<'_> {
             let repeated = match option.key.as_str() {
                 "target_file_size" => optimize.target_file_size.replace(size(&option)?).is_some(),
                 "min_input_files" => optimize.min_input_files.replace(positive(&option)?).is_some(),
-                _ => return Err(unknown(&format!("option `{}`", option.key), &option, &OPTIMIZE_OPTIONS)),
+                _ => {
+                    return Err(unknown(
+                        &format!("option `{}`", option.key),
+                        &option,
+                        &OPTIMIZE_OPTIONS,
+                    ));
+                }
             };
             if repeated {
-                return Err(Error::sql(format!("option `{}` given twice", option.key), option.key_at)
-                    .with_hint("give each option once"));
+                return Err(Error::sql(
+                    format!("option `{}` given twice", option.key),
+                    option.key_at,
+                )
+                .with_hint("give each option once"));
             }
         }
         Ok(optimize)

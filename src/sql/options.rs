@@ -25,7 +25,7 @@ pub(crate) struct RawOption {
 pub(crate) enum OptionValue {
     /// `'text'`, after `${ENV}` substitution.
     String(String),
-    /// `123`, as written.
+    /// `123` (or `true`/`false`), unquoted, as written.
     Number(String),
 }
 
@@ -68,6 +68,14 @@ pub struct SyncOptions {
     pub compression: String,
     /// `delete_mode`: how deleted rows are written. Default `position`.
     pub delete_mode: DeleteMode,
+    /// `auto_optimize`: the sync compacts its table and merges its manifests between batches.
+    /// Default true.
+    pub auto_optimize: bool,
+    /// `retain_snapshots`: snapshots older than this are expired, and unreferenced files older
+    /// than this deleted, by the sync between batches. Default 1h.
+    pub retain_snapshots: Duration,
+    /// `max_snapshots`: the sync keeps at most this many snapshots (the newest). Default 50.
+    pub max_snapshots: usize,
     /// The options written in the statement, in the order given (the rest are defaults).
     pub given: Vec<SyncOption>,
 }
@@ -84,6 +92,9 @@ impl Default for SyncOptions {
             target_file_size: 128 * MIB,
             compression: "zstd".to_string(),
             delete_mode: DeleteMode::Position,
+            auto_optimize: true,
+            retain_snapshots: Duration::from_secs(3600),
+            max_snapshots: 50,
             given: Vec::new(),
         }
     }
@@ -115,11 +126,17 @@ pub enum SyncOption {
     Compression,
     /// `delete_mode`
     DeleteMode,
+    /// `auto_optimize`
+    AutoOptimize,
+    /// `retain_snapshots`
+    RetainSnapshots,
+    /// `max_snapshots`
+    MaxSnapshots,
 }
 
 impl SyncOption {
     /// Every sync option.
-    pub const ALL: [SyncOption; 9] = [
+    pub const ALL: [SyncOption; 12] = [
         SyncOption::FlushInterval,
         SyncOption::MaxBatchRows,
         SyncOption::MaxBatchBytes,
@@ -129,6 +146,9 @@ impl SyncOption {
         SyncOption::TargetFileSize,
         SyncOption::Compression,
         SyncOption::DeleteMode,
+        SyncOption::AutoOptimize,
+        SyncOption::RetainSnapshots,
+        SyncOption::MaxSnapshots,
     ];
 
     /// The option's name as written in `WITH (...)`.
@@ -143,6 +163,9 @@ impl SyncOption {
             SyncOption::TargetFileSize => "target_file_size",
             SyncOption::Compression => "compression",
             SyncOption::DeleteMode => "delete_mode",
+            SyncOption::AutoOptimize => "auto_optimize",
+            SyncOption::RetainSnapshots => "retain_snapshots",
+            SyncOption::MaxSnapshots => "max_snapshots",
         }
     }
 
@@ -245,6 +268,9 @@ impl SyncOptions {
             SyncOption::DeleteMode => {
                 self.delete_mode = one_of(option, DeleteMode::from_name, DeleteMode::NAMES)?;
             }
+            SyncOption::AutoOptimize => self.auto_optimize = boolean(option)?,
+            SyncOption::RetainSnapshots => self.retain_snapshots = duration_or_zero(option)?,
+            SyncOption::MaxSnapshots => self.max_snapshots = positive(option)?,
         }
         Ok(())
     }
@@ -260,6 +286,11 @@ impl SyncOptions {
             SyncOption::TargetFileSize => write!(f, "'{}'", format_size(self.target_file_size)),
             SyncOption::Compression => f.write_str(&quote_string(&self.compression)),
             SyncOption::DeleteMode => write!(f, "'{}'", self.delete_mode.name()),
+            SyncOption::AutoOptimize => write!(f, "{}", self.auto_optimize),
+            SyncOption::RetainSnapshots => {
+                write!(f, "'{}'", format_duration(self.retain_snapshots))
+            }
+            SyncOption::MaxSnapshots => write!(f, "{}", self.max_snapshots),
         }
     }
 }
@@ -343,6 +374,15 @@ pub(crate) fn one_of<T>(
             parse(&text.to_ascii_lowercase()).ok_or_else(|| invalid(option, &expected))
         }
         OptionValue::Number(_) => Err(invalid(option, &expected)),
+    }
+}
+
+/// `true` or `false` (as a word or a string).
+fn boolean(option: &RawOption) -> Result<bool> {
+    match option.value.text().trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(option, "true or false")),
     }
 }
 

@@ -78,6 +78,17 @@ impl Checkpoint {
         props
     }
 
+    /// Whether a batch read after `self` still continues from `other`, a table's checkpoint:
+    /// the same sync, definition, phase and resume token, and (while copying) the same
+    /// high-water mark. The row count is progress, not position.
+    pub fn same_position(&self, other: &Checkpoint) -> bool {
+        self.sync == other.sync
+            && self.definition_hash == other.definition_hash
+            && self.phase == other.phase
+            && self.resume_token == other.resume_token
+            && (self.phase == Phase::Streaming || self.high_water == other.high_water)
+    }
+
     /// Reads a checkpoint back from snapshot-summary properties; `None` when the snapshot was not
     /// written by a sync.
     pub fn from_properties(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod dead_letter;
 pub mod evolve;
 pub mod failpoint;
+pub mod maintain;
 pub mod plan;
 pub mod progress;
 pub mod sink;
@@ -54,6 +55,8 @@ pub struct Sync {
     pub target: TableIdent,
     /// Where progress is reported.
     pub registry: Registry,
+    /// What the sync's own table maintenance has done, kept across restarts of the stream.
+    pub maintenance: std::sync::Mutex<maintain::Maintenance>,
 }
 
 impl Sync {

@@ -84,6 +84,14 @@ impl<'a> Sink<'a> {
         &self.table
     }
 
+    /// Continues on `table`, the sync's table after maintenance moved its files (between
+    /// batches: nothing may be pending).
+    pub fn continue_on(&mut self, table: Table) -> Result<()> {
+        self.writer = TableWriter::new(&table, &WriteOptions::from_table(&table))?;
+        self.table = table;
+        Ok(())
+    }
+
     /// The table, giving up the sink.
     pub fn into_table(self) -> Table {
         self.table
@@ -272,7 +280,11 @@ impl<'a> Sink<'a> {
         let sync = self.sync.name.clone();
         Box::new(move |base| {
             let now = checkpoint_of(base)?;
-            if now == expected {
+            let same = match (&now, &expected) {
+                (Some(now), Some(expected)) => expected.same_position(now),
+                (now, expected) => now == expected,
+            };
+            if same {
                 return Ok(());
             }
             let at = base.metadata().current_snapshot_id().unwrap_or_default();

@@ -16,6 +16,7 @@ use super::checkpoint::{Checkpoint, Phase};
 use super::sink::Sink;
 use super::status::SyncPhase;
 use crate::iceberg::key_index::KeyIndex;
+use crate::iceberg::lineage::rows_moved_since;
 use crate::mongo::bson_arrow::BatchBuilder;
 use crate::mongo::change_stream::{Event, cluster_time, token_to_raw, watch};
 use crate::{Error, Result};
@@ -141,13 +142,17 @@ pub async fn run(
             apply(sync, &mut sink, &mut index, changes, &token).await?;
             saved_token = token;
             last_commit = Instant::now();
+            maintain(sync, &mut sink, &mut index).await?;
         } else if progress && !drain && last_commit.elapsed() >= options.flush_interval {
             // An idle stream still moves its token; save it, but not more often than
             // flush_interval (and not in a --once run, which must commit nothing when nothing
             // changed).
+            let since = sink.table().metadata().current_snapshot_id();
             sink.commit(&checkpoint_at(sync, &token)).await?;
+            reindex_if_moved(sync, since, sink.table(), &mut index).await?;
             saved_token = token;
             last_commit = Instant::now();
+            maintain(sync, &mut sink, &mut index).await?;
         }
         if drain && caught_up {
             return Ok(StreamEnd::Drained);
@@ -221,12 +226,50 @@ async fn apply(
             sink.delete(location);
         }
     }
+    let since = sink.table().metadata().current_snapshot_id();
     let files = sink.commit(&checkpoint_at(sync, token)).await?;
     for file in &files {
         index.add_written_file(sink.table(), file, &sync.plan().key).await?;
     }
+    reindex_if_moved(sync, since, sink.table(), index).await?;
     let applied = changes.len() as u64;
     sync.status(|s| s.events_applied += applied);
+    Ok(())
+}
+
+/// Between batches: the table's maintenance; the sink continues on the table it leaves, and the
+/// key index is rebuilt when rows moved to new files.
+async fn maintain(sync: &Sync, sink: &mut Sink<'_>, index: &mut KeyIndex) -> Result<()> {
+    let mut maintenance = *sync.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+    let done = maintenance.after_commit(sync, sink.table()).await;
+    *sync.maintenance.lock().unwrap_or_else(|e| e.into_inner()) = maintenance;
+    let Some(table) = done? else {
+        return Ok(());
+    };
+    let since = sink.table().metadata().current_snapshot_id();
+    sink.continue_on(table)?;
+    reindex_if_moved(sync, since, sink.table(), index).await
+}
+
+/// Rebuilds the key index when rows moved to new files since snapshot `since`: a compaction
+/// (the sync's own, or another process's that a commit of the sync landed on) removed data
+/// files the index points into.
+async fn reindex_if_moved(
+    sync: &Sync,
+    since: Option<i64>,
+    table: &Table,
+    index: &mut KeyIndex,
+) -> Result<()> {
+    if !rows_moved_since(table.metadata(), since) {
+        return Ok(());
+    }
+    let started = Instant::now();
+    *index = KeyIndex::build(table, &sync.plan().key).await?;
+    tracing::debug!(
+        "sync {}: key index rebuilt after a compaction in {} ms",
+        sync.name,
+        started.elapsed().as_millis()
+    );
     Ok(())
 }
 

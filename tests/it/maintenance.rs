@@ -4,13 +4,17 @@
 //! exactly where it was.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use bson::Document;
 use serde_json::Value;
 
 use crate::support::data::{Rng, load, orders};
+use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_files, pyiceberg_rows};
-use crate::support::{assert_exactly, client, json_rows, misql_in, unique_db, warehouse};
+use crate::support::{
+    assert_exactly, client, daemon_logged, json_rows, misql_in, unique_db, warehouse,
+};
 use crate::sync_stream::{change, preview_sql, sync_sql, synced_sql};
 
 /// Streams `changes` random changes into the sync in `batches` `--once` runs, so the table
@@ -25,7 +29,41 @@ async fn stream_changes(dir: &Path, db: &str, seed: u64, batches: usize, changes
         }
         let run = misql_in(dir, &["--once", "-e", &sync_sql(db)]);
         assert!(run.success, "{}", run.stderr);
+        assert!(run.stderr.contains("snapshot already complete"), "{}", run.stderr);
     }
+}
+
+/// The table's current metadata (its JSON) and its size in bytes, from the embedded catalog.
+pub(crate) fn current_metadata(dir: &Path, db: &str, table: &str) -> (Value, u64) {
+    let script = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(c.execute(\
+        'SELECT metadata_location FROM iceberg_tables WHERE table_namespace = ? AND \
+        table_name = ?', (sys.argv[2], sys.argv[3])).fetchone()[0])";
+    let catalog = dir.join("catalog.db");
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, catalog.to_str().unwrap(), db, table])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let location = String::from_utf8(out.stdout).unwrap();
+    let path = location.trim().trim_start_matches("file://").to_string();
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    (serde_json::from_slice(&text).unwrap(), text.len() as u64)
+}
+
+/// A sync file streaming every 200 ms with `options` added.
+fn streaming_sync(dir: &Path, db: &str, options: &str) -> std::path::PathBuf {
+    let sql = sync_sql(db)
+        .replace("flush_interval = '1s'", &format!("flush_interval = '200ms', {options}"));
+    let file = dir.join("syncs.sql");
+    std::fs::write(&file, sql).unwrap();
+    file
+}
+
+/// Drains the sync with `--once` and checks the table equals the collection.
+fn drained_exactly(dir: &Path, db: &str, after: &str, log: &str) {
+    let run = misql_in(dir, &["--once", "-e", &sync_sql(db)]);
+    assert!(run.success, "{}\n--- daemon log\n{log}", run.stderr);
+    assert_exactly(&json_rows(dir, &synced_sql(db)), &json_rows(dir, &preview_sql(db)), after);
 }
 
 /// The one-row report of a maintenance statement.
@@ -91,6 +129,8 @@ async fn optimize_and_vacuum_compact_a_streamed_table_and_the_sync_resumes_on_it
     let py = pyiceberg_rows(&PyCatalog::sql(&dir), &format!("{db}.orders"), "_id");
     let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&py), ids(&expected), "pyiceberg reads the compacted table");
+    let duck = duckdb_rows(&PyCatalog::sql(&dir), &format!("{db}.orders"), "_id");
+    assert_eq!(duck, py, "DuckDB and pyiceberg read the compacted table alike");
 
     // The checkpoint came through: the sync continues from it, nothing is copied again.
     stream_changes(&dir, &db, 2, 2, 20).await;
@@ -99,4 +139,61 @@ async fn optimize_and_vacuum_compact_a_streamed_table_and_the_sync_resumes_on_it
         &json_rows(&dir, &preview_sql(&db)),
         "changes after OPTIMIZE and VACUUM",
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streaming_sync_keeps_its_own_table_compact() {
+    let db = unique_db("automaint");
+    load(&db, "orders", &orders(300, 91)).await;
+    let dir = warehouse("automaint");
+    let file = streaming_sync(&dir, &db, "max_snapshots = 15");
+    let log = dir.join("daemon.log");
+    let mut daemon = daemon_logged(&dir, &file, Some(&log));
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let (mut rng, mut next_id) = (Rng::new(92), 60_000);
+    let until = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < until {
+        change(&coll, &mut rng, &mut next_id).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("compacted"), "the sync compacted its table:\n{log}");
+    let (metadata, _) = current_metadata(&dir, &db, "orders");
+    let snapshots = metadata["snapshots"].as_array().unwrap().len();
+    assert!(snapshots <= 15 + 10 + 1, "{snapshots} snapshots kept:\n{log}");
+    let deletes = referenced(&dir, &db, "position deletes");
+    assert!(deletes < 2 * 32, "{deletes} delete files left");
+    drained_exactly(&dir, &db, "a streamed, self-maintained table", &log);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn optimize_from_another_process_while_a_sync_streams_loses_nothing() {
+    let db = unique_db("concopt");
+    load(&db, "orders", &orders(300, 93)).await;
+    let dir = warehouse("concopt");
+    let file = streaming_sync(&dir, &db, "auto_optimize = false");
+    let log = dir.join("daemon.log");
+    let mut daemon = daemon_logged(&dir, &file, Some(&log));
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let (mut rng, mut next_id) = (Rng::new(94), 70_000);
+    let (mut optimized, mut rewritten) = (0, 0);
+    let until = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < until && optimized < 8 {
+        for _ in 0..30 {
+            change(&coll, &mut rng, &mut next_id).await;
+        }
+        let run =
+            misql_in(&dir, &["--format", "json", "-e", &format!("OPTIMIZE iceberg.{db}.orders")]);
+        assert!(run.success, "OPTIMIZE failed: {}", run.stderr);
+        let report: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        optimized += 1;
+        rewritten += report["data_files_removed"].as_u64().unwrap();
+    }
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(optimized >= 3 && rewritten > 0, "{optimized} OPTIMIZE runs rewrote {rewritten} files");
+    drained_exactly(&dir, &db, &format!("{optimized} concurrent OPTIMIZE runs"), &log);
 }

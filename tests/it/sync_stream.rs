@@ -12,6 +12,7 @@ use mongodb::Collection;
 use serde_json::Value;
 
 use crate::support::data::{Rng, load, order, orders};
+use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
 use crate::support::{
     assert_exactly, client, json_rows, json_rows_with, misql_in, server, unique_db, warehouse,
@@ -129,6 +130,8 @@ async fn changes_after_the_snapshot_reach_the_table_exactly() {
         |rows: &[Value], field: &str| rows.iter().map(|r| r[field].clone()).collect::<Vec<_>>();
     assert_eq!(pick(&py, "_id"), pick(&expected, "_id"), "pyiceberg applies the position deletes");
     assert_eq!(pick(&py, "customer"), pick(&expected, "customer"));
+    let duck = duckdb_rows(&PyCatalog::sql(&dir), &format!("{db}.orders"), "_id");
+    assert_eq!(duck, py, "DuckDB reads what pyiceberg reads");
 }
 
 #[tokio::test(flavor = "multi_thread")]

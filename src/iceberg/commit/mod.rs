@@ -253,8 +253,12 @@ impl Change {
         } else {
             rewrite::conflicts(rewrites, &live, first.metadata().last_sequence_number())
         };
-        let kept: Vec<&Rewrite> =
-            rewrites.iter().enumerate().filter(|(i, _)| !left_out.contains(i)).map(|(_, r)| r).collect();
+        let kept: Vec<&Rewrite> = rewrites
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !left_out.contains(i))
+            .map(|(_, r)| r)
+            .collect();
         *dropped.lock().unwrap_or_else(|e| e.into_inner()) = left_out;
         let removed = kept.iter().flat_map(|r| r.removed.iter().cloned()).collect();
         let data = kept.iter().flat_map(|r| r.added.iter().cloned()).collect();

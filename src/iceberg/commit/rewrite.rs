@@ -57,7 +57,9 @@ pub(super) fn conflicts(rewrites: &[Rewrite], live: &[Live], computed_at: i64) -
             let file = delete.data_file();
             match file.referenced_data_file() {
                 Some(target) => rewritten.contains(target.as_str()),
-                None => partitions.contains(file.partition()) || file.partition().fields().is_empty(),
+                None => {
+                    partitions.contains(file.partition()) || file.partition().fields().is_empty()
+                }
             }
         });
         if gone || targeted {
@@ -97,7 +99,8 @@ pub(super) async fn merged_manifests(
             .ok_or_else(|| Error::plan(format!("{name} has no partition spec {spec_id}")))?;
         for chunk in groups[&key].chunks(MANIFEST_ENTRIES) {
             let path = path_of(files.len());
-            let output = base.file_io().new_output(&path).map_err(|e| Error::iceberg(context(), e))?;
+            let output =
+                base.file_io().new_output(&path).map_err(|e| Error::iceberg(context(), e))?;
             let builder = ManifestWriterBuilder::new(
                 output,
                 Some(snapshot_id),
@@ -119,7 +122,9 @@ pub(super) async fn merged_manifests(
                 };
                 written.map_err(|e| Error::iceberg(context(), e))?;
             }
-            manifests.push(writer.write_manifest_file().await.map_err(|e| Error::iceberg(context(), e))?);
+            manifests.push(
+                writer.write_manifest_file().await.map_err(|e| Error::iceberg(context(), e))?,
+            );
         }
     }
     Ok((manifests, files))

@@ -5,7 +5,7 @@ use ::iceberg::TableIdent;
 use ::iceberg::spec::{DataContentType, DataFile, TableMetadata};
 use ::iceberg::table::Table;
 
-use crate::iceberg::lineage::main_lineage;
+use crate::iceberg::lineage::{committed_since, data_files_removed};
 use crate::{Error, ErrorKind, Result};
 
 /// Data files must hold data; delete files, deletes (equality deletes with their field ids).
@@ -47,43 +47,35 @@ pub(super) fn check_contents(
 }
 
 /// After a lost compare-and-swap: position deletes stay right on the new base only if no commit
-/// since `first_parent` removed data files (a rewrite would move the rows they point at).
+/// since `first_parent` removed data files (a rewrite moves the rows they point at: the change is
+/// [`ErrorKind::Superseded`], to be computed again from the new table).
 pub(super) fn check_no_data_files_removed(base: &Table, first_parent: Option<i64>) -> Result<()> {
     let name = base.identifier();
-    let mut found_parent = first_parent.is_none();
-    for snapshot in main_lineage(base.metadata()) {
-        if Some(snapshot.snapshot_id()) == first_parent {
-            found_parent = true;
-            break;
-        }
-        let summary = snapshot.summary();
-        let removed = summary
-            .additional_properties
-            .get("deleted-data-files")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        if removed > 0 {
-            return Err(Error::commit(ErrorKind::Conflict, format!(
-                "cannot commit position deletes to {name}: a concurrent {} commit (snapshot {}) \
-                 removed {removed} data files, which the deletes may point into",
-                summary.operation.as_str(),
-                snapshot.snapshot_id()
-            ))
-            .with_hint(
-                "rerun from the last checkpoint; the rows are read again from the new table state",
-            ));
-        }
-    }
-    if !found_parent {
+    let Some(since) = committed_since(base.metadata(), first_parent) else {
         return Err(Error::commit(
             ErrorKind::Conflict,
             format!(
                 "cannot commit position deletes to {name}: its main branch no longer descends from \
-             snapshot {}, which they were written against",
+                 snapshot {}, which they were written against",
                 first_parent.unwrap_or_default()
             ),
         )
         .with_hint("rerun from the last checkpoint"));
+    };
+    if let Some(snapshot) = since.into_iter().find(|s| data_files_removed(s) > 0) {
+        return Err(Error::commit(
+            ErrorKind::Superseded,
+            format!(
+                "cannot commit position deletes to {name}: a concurrent {} commit (snapshot {}) \
+                 removed {} data files, which the deletes may point into",
+                snapshot.summary().operation.as_str(),
+                snapshot.snapshot_id(),
+                data_files_removed(snapshot)
+            ),
+        )
+        .with_hint(
+            "rerun from the last checkpoint; the rows are read again from the new table state",
+        ));
     }
     Ok(())
 }

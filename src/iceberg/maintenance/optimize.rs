@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use ::iceberg::arrow::ArrowReaderBuilder;
 use ::iceberg::Runtime;
+use ::iceberg::arrow::ArrowReaderBuilder;
 use ::iceberg::scan::FileScanTask;
 use ::iceberg::spec::{DataContentType, DataFile, Struct};
 use ::iceberg::table::Table;
@@ -110,7 +110,8 @@ pub async fn optimize(
     for round in 0..=REDO_ROUNDS {
         let partitions = partitions(&table).await?;
         let chosen = choose(&partitions, &write, options, only.as_ref());
-        if chosen.is_empty() && (round > 0 || report.manifests_before as usize <= options.max_manifests)
+        if chosen.is_empty()
+            && (round > 0 || report.manifests_before as usize <= options.max_manifests)
         {
             break;
         }

@@ -26,11 +26,18 @@ pub struct VacuumOptions {
     pub retain: Duration,
     /// Also expire snapshots beyond the newest this many, whatever their age.
     pub max_snapshots: Option<usize>,
+    /// List the table's location for orphans (files no snapshot ever referenced). Without it,
+    /// only the files of the snapshots expired now are deleted.
+    pub remove_orphans: bool,
 }
 
 impl Default for VacuumOptions {
     fn default() -> Self {
-        Self { retain: Duration::from_secs(7 * 24 * 3600), max_snapshots: None }
+        Self {
+            retain: Duration::from_secs(7 * 24 * 3600),
+            max_snapshots: None,
+            remove_orphans: true,
+        }
     }
 }
 
@@ -60,25 +67,34 @@ pub async fn vacuum(
     let mut report = VacuumReport::default();
     let cutoff = SystemTime::now().checked_sub(options.retain).unwrap_or(SystemTime::UNIX_EPOCH);
     let expired = expired_snapshots(table.metadata(), cutoff, options.max_snapshots);
+    let before = reachable(table).await?;
     let table = if expired.is_empty() {
         table.clone()
     } else {
         report.snapshots_expired = expired.len() as u64;
         commit(conn, table, expire(expired)).await?
     };
-    let reachable = reachable(&table).await?;
-    let listed = list(&table, table.metadata().location()).await?;
-    check_listing(&table, &listed, &reachable)?;
-    for file in listed.into_iter().filter(|f| !reachable.contains(&f.path)) {
-        if file.modified.is_none_or(|modified| modified > cutoff) {
-            report.kept_young += 1;
+    let after = reachable(&table).await?;
+    // The files only the expired snapshots referenced were committed: no writer has them in
+    // flight, so they go whatever their age.
+    let mut gone: Vec<String> = before.difference(&after).cloned().collect();
+    if options.remove_orphans {
+        let listed = list(&table, table.metadata().location()).await?;
+        check_listing(&table, &listed)?;
+        for file in listed.into_iter().filter(|f| !after.contains(&f.path)) {
+            if file.modified.is_none_or(|modified| modified > cutoff) {
+                report.kept_young += 1;
+            } else if !before.contains(&file.path) {
+                gone.push(file.path);
+            }
+        }
+    }
+    for path in gone {
+        if let Err(e) = table.file_io().delete(&path).await {
+            tracing::warn!(file = path, "VACUUM cannot delete an unreferenced file: {e}");
             continue;
         }
-        if let Err(e) = table.file_io().delete(&file.path).await {
-            tracing::warn!(file = file.path, "VACUUM cannot delete an unreferenced file: {e}");
-            continue;
-        }
-        match kind(&file.path) {
+        match kind(&path) {
             FileKind::Data => report.data_files += 1,
             FileKind::Manifest => report.manifests += 1,
             FileKind::Metadata => report.metadata_files += 1,
@@ -172,7 +188,8 @@ async fn reachable(table: &Table) -> Result<HashSet<String>> {
             .load()
             .await
             .map_err(|e| Error::iceberg(format!("reading the manifest list of {name}"), e))?;
-        for manifest in list.consume_entries() {
+        let listed: Vec<_> = list.consume_entries().into_iter().collect();
+        for manifest in listed {
             if !manifests.insert(manifest.manifest_path.clone()) {
                 continue;
             }
@@ -191,13 +208,12 @@ async fn reachable(table: &Table) -> Result<HashSet<String>> {
 
 /// Refuses to delete anything when the listing does not show the table's current metadata
 /// file: the paths are not in the form the metadata uses, and every file would look orphaned.
-fn check_listing(table: &Table, listed: &[Listed], reachable: &HashSet<String>) -> Result<()> {
+fn check_listing(table: &Table, listed: &[Listed]) -> Result<()> {
     let Some(current) = table.metadata_location() else { return Ok(()) };
     let under_location = current.starts_with(table.metadata().location());
     if !under_location || listed.iter().any(|f| f.path == current) {
         return Ok(());
     }
-    let _ = reachable;
     Err(Error::plan(format!(
         "VACUUM of {} stopped before deleting anything: listing {} did not show the current \
          metadata file {current}",

@@ -3,6 +3,7 @@
 
 pub mod commit;
 pub mod data;
+pub mod duckdb;
 pub mod fault_proxy;
 pub mod pyiceberg;
 pub mod seaweed;

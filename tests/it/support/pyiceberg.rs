@@ -55,7 +55,7 @@ impl PyCatalog {
     }
 
     /// The properties `pyiceberg.catalog.load_catalog` gets.
-    fn properties(&self) -> serde_json::Value {
+    pub(crate) fn properties(&self) -> serde_json::Value {
         match self {
             PyCatalog::Sql { warehouse } => serde_json::json!({
                 "name": misql::iceberg::catalog::SQL_CATALOG_NAME,
@@ -145,7 +145,7 @@ fn run_script(args: &[&str], table: &str) -> Vec<serde_json::Value> {
 }
 
 /// The project's `.venv` python, where scripts/setup-test-env.sh installs pyiceberg.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON.get_or_init(find_python).clone()
 }
