@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod error;
 pub mod exec;
+pub mod failpoint;
 pub mod iceberg;
 pub mod mongo;
 pub mod output;

@@ -85,8 +85,13 @@ impl Session {
         let conn = self.iceberg_catalog(Some(catalog))?.get().await?.clone();
         let ident = TableIdent::new(NamespaceIdent::new(namespace.clone()), table.clone());
         let loaded = conn.catalog.load_table(&ident).await.map_err(|e| {
-            Error::iceberg(format!("loading {name}"), e)
-                .with_hint(format!("SHOW TABLES FROM {catalog}.{namespace} lists its tables"))
+            let hint = format!("SHOW TABLES FROM {catalog}.{namespace} lists its tables");
+            match e.kind() {
+                iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound => {
+                    Error::plan(format!("there is no table {name}")).with_hint(hint)
+                }
+                _ => Error::iceberg(format!("loading {name}"), e),
+            }
         })?;
         Ok((conn, loaded))
     }

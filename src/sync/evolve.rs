@@ -296,7 +296,7 @@ pub async fn apply(sync: &Sync, table: Table, schema: SchemaRef) -> Result<Table
         None => table,
         Some(change) => {
             let table = commit_schema(&sync.connection, &table, &change).await?;
-            super::failpoint::failpoint("after-schema-change");
+            crate::failpoint::failpoint("after-schema-change");
             let text = change.changes.join(", ");
             tracing::warn!("sync {}: schema of {} changed: {text}", sync.name, sync.create.target);
             sync.status(|s| {

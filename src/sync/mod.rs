@@ -5,7 +5,6 @@
 pub mod checkpoint;
 pub mod dead_letter;
 pub mod evolve;
-pub mod failpoint;
 pub mod maintain;
 pub mod plan;
 pub mod progress;

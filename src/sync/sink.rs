@@ -18,7 +18,7 @@ use super::Sync;
 use super::checkpoint::Checkpoint;
 use super::dead_letter::{self, DeadLetter};
 use super::evolve;
-use super::failpoint::failpoint;
+use crate::failpoint::failpoint;
 use crate::iceberg::commit::{Change, Guard, commit};
 use crate::iceberg::key_index::RowLocation;
 use crate::iceberg::lineage::snapshot_property;

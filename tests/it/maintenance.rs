@@ -197,3 +197,133 @@ async fn optimize_from_another_process_while_a_sync_streams_loses_nothing() {
     assert!(optimized >= 3 && rewritten > 0, "{optimized} OPTIMIZE runs rewrote {rewritten} files");
     drained_exactly(&dir, &db, &format!("{optimized} concurrent OPTIMIZE runs"), &log);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn optimize_and_vacuum_work_on_a_rest_catalog_table_in_object_storage() {
+    let db = unique_db("optimize_rest");
+    load(&db, "orders", &orders(150, 95)).await;
+    let dir = warehouse("optimize_rest");
+    let weed = crate::support::seaweed::seaweed();
+    let attach = weed.attach_sql("lake");
+    let sync = sync_sql(&db).replace(&format!("INTO iceberg.{db}"), &format!("INTO lake.{db}"));
+    let once = |dir: &Path| misql_in(dir, &["--once", "-e", &attach, "-e", &sync]);
+    assert!(once(&dir).success);
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let (mut rng, mut next_id) = (Rng::new(96), 80_000);
+    for _ in 0..3 {
+        for _ in 0..20 {
+            change(&coll, &mut rng, &mut next_id).await;
+        }
+        let run = once(&dir);
+        assert!(run.success, "{}", run.stderr);
+    }
+    let optimized = report(&dir, &format!("{attach}; OPTIMIZE lake.{db}.orders"));
+    assert!(optimized["delete_files_removed"].as_u64() > Some(0), "{optimized}");
+    let vacuumed = report(&dir, &format!("{attach}; VACUUM lake.{db}.orders RETAIN '0s'"));
+    assert!(vacuumed["data_files_deleted"].as_u64() > Some(0), "{vacuumed}");
+    let catalog = PyCatalog::seaweed(weed);
+    let files = pyiceberg_files(&catalog, &format!("{db}.orders"));
+    assert!(files.iter().all(|f| f["exists"] == true), "a referenced file was deleted: {files:?}");
+    assert!(files.iter().all(|f| f["kind"] != "position deletes"), "{files:?}");
+    let expected = json_rows(&dir, &preview_sql(&db));
+    let synced = json_rows(&dir, &format!("{attach}; SELECT * FROM lake.{db}.orders ORDER BY _id"));
+    assert_exactly(&synced, &expected, "OPTIMIZE and VACUUM in object storage");
+    let py = pyiceberg_rows(&catalog, &format!("{db}.orders"), "_id");
+    let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&py), ids(&expected));
+}
+
+#[test]
+fn maintenance_statements_name_what_is_wrong() {
+    let dir = warehouse("maint_errors");
+    let run = misql_in(&dir, &["-e", "OPTIMIZE iceberg.nowhere.nothing"]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("there is no table iceberg.nowhere.nothing"), "{}", run.stderr);
+    assert!(run.stderr.contains("SHOW TABLES FROM iceberg.nowhere"), "{}", run.stderr);
+    let run = misql_in(&dir, &["-e", "VACUUM SYNC orders"]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("there is no sync orders"), "{}", run.stderr);
+    let run = misql_in(&dir, &["-e", "OPTIMIZE lake.shop.orders"]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("no Iceberg catalog is attached as `lake`"), "{}", run.stderr);
+    let run = misql_in(&dir, &["-e", "OPTIMIZE orders"]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("catalog.namespace.table"), "{}", run.stderr);
+}
+
+/// Nothing the table references is missing, and the table equals the collection once the sync
+/// has drained.
+fn intact(dir: &Path, db: &str, after: &str) {
+    let files = pyiceberg_files(&PyCatalog::sql(dir), &format!("{db}.orders"));
+    let missing: Vec<&Value> = files.iter().filter(|f| f["exists"] != true).collect();
+    assert!(
+        missing.is_empty(),
+        "files the table references were deleted after {after}: {missing:?}"
+    );
+    drained_exactly(dir, db, after, "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn optimize_and_vacuum_killed_at_any_point_lose_nothing_and_leave_nothing_for_good() {
+    let db = unique_db("maint_crash");
+    load(&db, "orders", &orders(250, 97)).await;
+    let dir = warehouse("maint_crash");
+    assert!(misql_in(&dir, &["--once", "-e", &sync_sql(&db)]).success);
+    let optimize = format!("OPTIMIZE iceberg.{db}.orders");
+    let vacuum = format!("VACUUM iceberg.{db}.orders RETAIN '0s'");
+    let both = format!("{optimize}; {vacuum}");
+
+    // Failpoints: files written but not committed; committed but not cleaned up.
+    let points = [
+        ("optimize-before-commit", &optimize),
+        ("optimize-after-commit", &optimize),
+        ("vacuum-before-delete", &vacuum),
+        ("vacuum-mid-delete", &vacuum),
+    ];
+    for (round, (point, sql)) in points.into_iter().enumerate() {
+        stream_changes(&dir, &db, 10 + round as u64, 2, 15).await;
+        if point.starts_with("vacuum") {
+            assert!(misql_in(&dir, &["-e", &optimize]).success);
+        }
+        let run =
+            crate::support::misql_in_with_env(&dir, &["-e", sql], &[("MISQL_FAILPOINT", point)]);
+        assert!(
+            !run.success && run.stderr.contains(&format!("failpoint {point}")),
+            "{}",
+            run.stderr
+        );
+        intact(&dir, &db, point);
+    }
+
+    // kill -9 at random moments of OPTIMIZE + VACUUM.
+    let mut rng = Rng::new(98);
+    for round in 0..6 {
+        stream_changes(&dir, &db, 20 + round, 1, 15).await;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_misql"))
+            .args(["--warehouse", dir.to_str().unwrap(), "-e", &both])
+            .env("MONGODB_URI", &crate::support::server().uri)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(400))).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        intact(&dir, &db, &format!("kill {round}"));
+    }
+
+    // A later VACUUM removes what the killed runs left: only referenced data files stay.
+    assert!(misql_in(&dir, &["-e", &both]).success);
+    let files = pyiceberg_files(&PyCatalog::sql(&dir), &format!("{db}.orders"));
+    let mut referenced: Vec<String> = files
+        .iter()
+        .filter(|f| f["kind"] == "data" || f["kind"] == "position deletes")
+        .map(|f| f["path"].as_str().unwrap().trim_start_matches("file://").to_string())
+        .collect();
+    referenced.sort();
+    let mut on_disk: Vec<String> =
+        files_on_disk(&dir, &db).into_iter().filter(|f| f.ends_with(".parquet")).collect();
+    on_disk.sort();
+    assert_eq!(on_disk, referenced, "a later VACUUM leaves only the files the table references");
+    intact(&dir, &db, "the final VACUUM");
+}

@@ -125,7 +125,8 @@ fn render_sync(sync: &CreateSync) -> String {
     writeln!(
         out,
         "    effective: flush_interval={:?} max_batch_rows={} max_batch_bytes={} on_error={} \
-         on_type_change={} sample_size={} target_file_size={} compression={} delete_mode={}",
+         on_type_change={} sample_size={} target_file_size={} compression={} delete_mode={} \
+         auto_optimize={} retain_snapshots={:?} max_snapshots={}",
         options.flush_interval,
         options.max_batch_rows,
         options.max_batch_bytes,
@@ -135,6 +136,9 @@ fn render_sync(sync: &CreateSync) -> String {
         options.target_file_size,
         options.compression,
         options.delete_mode.name(),
+        options.auto_optimize,
+        options.retain_snapshots,
+        options.max_snapshots,
     )
     .unwrap();
     out
@@ -224,8 +228,11 @@ fn the_default_sync_options_are_documented_values() {
     assert_eq!(options.sample_size, 1000);
     assert_eq!(options.target_file_size, 128 << 20);
     assert_eq!(options.compression, "zstd");
+    assert!(options.auto_optimize);
+    assert_eq!(options.retain_snapshots, std::time::Duration::from_secs(3600));
+    assert_eq!(options.max_snapshots, 50);
     assert!(options.given.is_empty());
-    assert_eq!(SyncOption::ALL.len(), 9);
+    assert_eq!(SyncOption::ALL.len(), 12);
 }
 
 #[test]

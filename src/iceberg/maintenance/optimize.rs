@@ -16,6 +16,7 @@ use ::iceberg::spec::{DataContentType, DataFile, Struct};
 use ::iceberg::table::Table;
 use futures::{StreamExt, TryStreamExt};
 
+use crate::failpoint::failpoint;
 use crate::iceberg::catalog::IcebergConnection;
 use crate::iceberg::commit::{Rewrite, commit_replace};
 use crate::iceberg::live::{Live, live_entries};
@@ -119,7 +120,9 @@ pub async fn optimize(
         let (rewrites, keys) = rewrite_partitions(&table, chosen, &write, deadline).await?;
         let tallies: Vec<Tally> = rewrites.iter().map(Tally::of).collect();
         let added: Vec<Vec<DataFile>> = rewrites.iter().map(|r| r.added.clone()).collect();
+        failpoint("optimize-before-commit");
         let replaced = commit_replace(conn, &table, rewrites, CARRIED_PREFIX).await?;
+        failpoint("optimize-after-commit");
         table = replaced.table;
         report.committed = true;
         let mut left = HashSet::new();

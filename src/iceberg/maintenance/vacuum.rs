@@ -12,6 +12,7 @@ use ::iceberg::table::Table;
 use ::iceberg::{TableRequirement, TableUpdate};
 
 use super::listing::{Listed, list};
+use crate::failpoint::failpoint;
 use crate::iceberg::catalog::IcebergConnection;
 use crate::iceberg::commit::{Change, commit};
 use crate::{Error, ErrorKind, Result};
@@ -89,7 +90,12 @@ pub async fn vacuum(
             }
         }
     }
-    for path in gone {
+    failpoint("vacuum-before-delete");
+    let half = gone.len() / 2;
+    for (i, path) in gone.into_iter().enumerate() {
+        if i == half {
+            failpoint("vacuum-mid-delete");
+        }
         if let Err(e) = table.file_io().delete(&path).await {
             tracing::warn!(file = path, "VACUUM cannot delete an unreferenced file: {e}");
             continue;

@@ -1,0 +1,1 @@
+VACUUM lake.shop.orders RETAIN '7 weeks';
