@@ -248,7 +248,14 @@ impl<'a> Sink<'a> {
             .with_properties(checkpoint.to_properties())
             .guarded(self.guard())
             .reporting(self.report());
+        let started = std::time::Instant::now();
         self.table = commit(&sync.connection, &self.table, change).await?;
+        tracing::debug!(
+            "sync {}: committed snapshot {} in {} ms",
+            sync.name,
+            self.table.metadata().current_snapshot_id().unwrap_or_default(),
+            started.elapsed().as_millis()
+        );
         self.continues = Some(checkpoint.clone());
         self.writer = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
         let skipped = std::mem::take(&mut self.skipped);
