@@ -867,3 +867,48 @@ async fn a_catalog_file_other_than_the_warehouse_catalog_db_is_refused_with_a_hi
     let reloaded = conn.catalog.load_table(table.identifier()).await.unwrap();
     assert!(reloaded.metadata().current_snapshot().is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Compaction: a `replace` snapshot
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compaction_applies_equality_and_position_deletes_in_one_replace_snapshot() {
+    use misql::iceberg::maintenance::{OptimizeOptions, optimize};
+    let warehouse = Warehouse::new();
+    let (conn, table, first_files) = seeded(&warehouse, false, &FIRST).await;
+    // Equality deletes for a1 and a9 with a new a1; a position delete for a2; one more append.
+    let deletes = equality_deletes(&table, &["a1", "a9"]).await;
+    let new_files = write(&table, &rows(&[("a1", "eu", 1001)])).await;
+    let table = commit_row_delta(&conn, &table, new_files, deletes, HashMap::new()).await.unwrap();
+    let positions = write_position_deletes(&table, [(&first_files[0], 2)]).await.unwrap();
+    let later = write(&table, &rows(&[("b0", "us", 10), ("b1", "us", 11)])).await;
+    let checkpoint = props(&[("misql.checkpoint", "7"), ("other.key", "x")]);
+    let table = commit_row_delta(&conn, &table, later, positions, checkpoint).await.unwrap();
+    let mut want: Vec<(&str, &str, i64)> =
+        FIRST.iter().copied().filter(|r| !["a1", "a2", "a9"].contains(&r.0)).collect();
+    want.extend([("a1", "eu", 1001), ("b0", "us", 10), ("b1", "us", 11)]);
+    assert_eq!(scan(&table).await, expected(&want));
+
+    let (compacted, report) = optimize(&conn, &table, &OptimizeOptions::default()).await.unwrap();
+    assert_eq!(scan(&compacted).await, expected(&want), "the same rows, deletes applied");
+    assert_eq!(report.delete_files_removed, 2, "{report:?}");
+    assert_eq!(report.deletes_applied, 3, "{report:?}");
+    assert_eq!((report.partitions, report.data_files_removed), (1, 3), "{report:?}");
+    let snapshot = compacted.metadata().current_snapshot().unwrap();
+    assert_eq!(snapshot.summary().operation, Operation::Replace);
+    assert_eq!(summary(snapshot, "misql.checkpoint").as_deref(), Some("7"), "checkpoint carried");
+    assert_eq!(summary(snapshot, "other.key"), None, "only misql.* keys are carried");
+    assert_totals_match_manifests(&compacted).await;
+    let (manifest_files, entries) = manifests(&compacted).await;
+    assert!(manifest_files.len() <= 3, "manifests merged: {manifest_files:?}");
+    let live: Vec<_> = entries.iter().filter(|e| e.1 != ManifestStatus::Deleted).collect();
+    assert!(live.iter().all(|e| e.5 == DataContentType::Data), "no delete file is left: {live:?}");
+    assert_eq!(live.len(), 1, "one file for the partition: {live:?}");
+    let catalog = PyCatalog::sql(&warehouse.0);
+    assert_eq!(py_rows(&catalog, "shop.orders"), expected(&want));
+
+    // Nothing left to do: no commit.
+    let (again, report) = optimize(&conn, &compacted, &OptimizeOptions::default()).await.unwrap();
+    assert!(!report.committed, "{report:?}");
+    assert_eq!(again.metadata().current_snapshot_id(), compacted.metadata().current_snapshot_id());
+}

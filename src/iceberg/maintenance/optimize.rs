@@ -170,8 +170,10 @@ async fn partitions(table: &Table) -> Result<BTreeMap<String, (PartitionKey, Par
     Ok(partitions)
 }
 
-/// The partitions to rewrite: those with delete files, and those with at least
-/// `min_input_files` small data files (only the small ones are rewritten there).
+/// The partitions to rewrite: those with delete files (every data file rewritten, the deletes
+/// dropped), and those with at least `min_input_files` small data files (only the small ones
+/// rewritten). Equality deletes of an unpartitioned spec in a table with other partitions apply
+/// to every partition: they are kept.
 fn choose<'a>(
     partitions: &'a BTreeMap<String, (PartitionKey, Partition)>,
     write: &WriteOptions,
@@ -185,7 +187,15 @@ fn choose<'a>(
             continue;
         }
         if !partition.deletes.is_empty() {
-            chosen.push((key, partition.data.iter().collect(), partition.deletes.iter().collect()));
+            let global = key.1.fields().is_empty() && partitions.len() > 1;
+            let dropped = partition
+                .deletes
+                .iter()
+                .filter(|l| !(global && l.entry.content_type() == DataContentType::EqualityDeletes))
+                .collect::<Vec<_>>();
+            if !(partition.data.is_empty() && dropped.is_empty()) {
+                chosen.push((key, partition.data.iter().collect(), dropped));
+            }
             continue;
         }
         let smalls: Vec<&Live> =
