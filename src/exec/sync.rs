@@ -273,6 +273,9 @@ impl Session {
             ("last_commit", text(&|s| s.last_commit.map(format_time).unwrap_or_default())),
             ("retries", count(&|s| s.retries)),
             ("last_error", text(&|s| s.last_error.clone().unwrap_or_default())),
+            ("compactions", count(&|s| s.compactions)),
+            ("snapshots_expired", count(&|s| s.snapshots_expired)),
+            ("last_maintenance", text(&|s| s.last_maintenance.clone().unwrap_or_default())),
         ])?)
     }
 

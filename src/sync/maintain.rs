@@ -100,6 +100,18 @@ impl Maintenance {
             }
             tracing::debug!("sync {}: {report:?}", sync.name);
             if report.snapshots_expired > 0 {
+                let what = format!(
+                    "expired {} snapshots, deleted {} data, {} manifest and {} metadata files",
+                    report.snapshots_expired,
+                    report.data_files,
+                    report.manifests,
+                    report.metadata_files
+                );
+                tracing::info!("sync {}: {what}", sync.name);
+                sync.status(|s| {
+                    s.snapshots_expired += report.snapshots_expired;
+                    s.last_maintenance = Some(what);
+                });
                 changed = Some(vacuumed);
             }
         }

@@ -65,6 +65,12 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// Retries after transient errors (and after another writer's commit) in this run.
     pub retries: u64,
+    /// Compactions the sync made of its own table in this run.
+    pub compactions: u64,
+    /// Snapshots the sync expired in this run.
+    pub snapshots_expired: u64,
+    /// What the last maintenance of the table did.
+    pub last_maintenance: Option<String>,
 }
 
 /// All syncs of a session, by name.
