@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use iceberg::spec::Transform as IcebergTransform;
+use iceberg::spec::{TableProperties, Transform as IcebergTransform};
 use iceberg::table::Table;
 use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
 
 use super::checkpoint::Checkpoint;
 use super::plan::SyncPlan;
 use crate::iceberg::catalog::IcebergConnection;
-use crate::iceberg::commit::{Change, commit};
+use crate::iceberg::commit::{Change, DELETE_AFTER_COMMIT_PROPERTY, commit};
 use crate::iceberg::lineage::snapshot_property;
 use crate::iceberg::schema::{check_compatible, iceberg_schema};
 use crate::iceberg::table::create_table;
@@ -65,10 +65,19 @@ pub async fn prepare(
         let table = apply_write_options(conn, create, table).await?;
         return Ok((table, checkpoint));
     }
-    let properties = write_properties(create, |_| true);
+    let mut properties = write_properties(create, |_| true);
+    properties.extend(METADATA_PROPERTIES.map(|(k, v)| (k.to_string(), v.to_string())));
     let table = create_table(catalog, &ident, wanted, &partition, properties).await?;
     Ok((table, None))
 }
+
+/// Table properties of the tables a sync creates: a streaming sync commits every
+/// `flush_interval`, so each commit deletes the metadata files that leave the log (kept at 20
+/// versions) instead of leaving thousands an hour for VACUUM.
+const METADATA_PROPERTIES: [(&str, &str); 2] = [
+    (DELETE_AFTER_COMMIT_PROPERTY, "true"),
+    (TableProperties::PROPERTY_METADATA_PREVIOUS_VERSIONS_MAX, "20"),
+];
 
 /// The table properties of the WITH options that shape written files (`target_file_size`,
 /// `compression`), those for which `wanted` is true.

@@ -912,3 +912,32 @@ async fn a_compaction_applies_equality_and_position_deletes_in_one_replace_snaps
     assert!(!report.committed, "{report:?}");
     assert_eq!(again.metadata().current_snapshot_id(), compacted.metadata().current_snapshot_id());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_files_past_the_log_are_deleted_when_the_table_asks() {
+    let warehouse = Warehouse::new();
+    let conn = connect(&warehouse.0.display().to_string(), &[]).await.unwrap();
+    let schema = iceberg_schema(&orders_schema(), "_id").unwrap();
+    let ident = TableIdent::new(NamespaceIdent::new("shop".to_string()), "orders".into());
+    let properties = HashMap::from([
+        ("write.metadata.delete-after-commit.enabled".to_string(), "true".to_string()),
+        ("write.metadata.previous-versions-max".to_string(), "2".to_string()),
+    ]);
+    let mut table = create_table(conn.catalog.as_ref(), &ident, schema, &[], properties)
+        .await
+        .unwrap();
+    for i in 0..6 {
+        let files = write(&table, &rows(&[(&format!("k{i}"), "eu", i)])).await;
+        table = append(&conn, &table, files, HashMap::new()).await.unwrap();
+    }
+    let metadata_dir = warehouse.0.join("shop/orders/metadata");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&metadata_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".metadata.json"))
+        .collect();
+    on_disk.sort();
+    assert_eq!(table.metadata().metadata_log().len(), 2);
+    assert_eq!(on_disk.len(), 3, "the current metadata file and the 2 logged: {on_disk:?}");
+    assert_eq!(scan(&table).await.len(), 6);
+}
