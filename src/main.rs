@@ -2,6 +2,7 @@
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use misql::exec::{DEFAULT_MONGODB_URI, DEFAULT_WAREHOUSE, Mode, Session};
@@ -40,6 +41,25 @@ struct Args {
     /// MongoDB deployment attached as `mongo` unless an ATTACH names it.
     #[arg(long, env = "MONGODB_URI", default_value = DEFAULT_MONGODB_URI, value_name = "URI")]
     mongodb_uri: String,
+
+    /// On SIGTERM or Ctrl-C, how long the syncs get to commit what they have read (`10s`,
+    /// `500ms`, `1m`); past it misql exits non-zero without committing (the checkpoints make
+    /// that safe). A second signal exits at once.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+}
+
+/// `10s`, `500ms`, `2m` or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().map_err(|_| format!("not a duration: {text}"))?;
+    match text[digits..].trim() {
+        "ms" => Ok(Duration::from_millis(number)),
+        "" | "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        unit => Err(format!("unknown unit `{unit}` in {text}: use ms, s or m")),
+    }
 }
 
 const AFTER_HELP: &str = "\
@@ -106,27 +126,60 @@ fn main() -> ExitCode {
     if code != ExitCode::SUCCESS || args.once || !session.has_syncs() {
         return code;
     }
-    run_daemon(&runtime, &mut session)
+    run_daemon(&runtime, &mut session, args.shutdown_timeout)
 }
 
-/// Keeps the syncs running until Ctrl-C; a sync that fails ends the run with an error.
-fn run_daemon(runtime: &tokio::runtime::Runtime, session: &mut Session) -> ExitCode {
+/// Keeps the syncs running until SIGTERM or Ctrl-C, then stops them: each commits what it has
+/// read, within `timeout`. A sync that fails stays failed (logged, in SHOW SYNCS) while the
+/// others go on; the exit status is non-zero if one had failed, or if the time ran out. A second
+/// signal exits at once.
+fn run_daemon(
+    runtime: &tokio::runtime::Runtime,
+    session: &mut Session,
+    timeout: Duration,
+) -> ExitCode {
     runtime.block_on(async {
-        tokio::select! {
-            result = session.wait_for_syncs() => match result {
-                Ok(()) => {
-                    tracing::info!("snapshots complete; waiting for Ctrl-C");
-                    let _ = tokio::signal::ctrl_c().await;
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("error: {}", err.user_facing());
-                    ExitCode::FAILURE
-                }
-            },
-            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        let signal = match stop_signal().await {
+            Ok(signal) => signal,
+            Err(err) => {
+                eprintln!("error: cannot listen for signals: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            "{signal}: stopping the syncs, committing what they have read (at most {} s)",
+            timeout.as_secs_f64()
+        );
+        tokio::spawn(async {
+            if let Ok(signal) = stop_signal().await {
+                eprintln!("misql: {signal} again: exiting without committing");
+                std::process::exit(130);
+            }
+        });
+        match session.shutdown(timeout).await {
+            Ok(failed) if failed.is_empty() => {
+                tracing::info!("every sync stopped with its batch committed");
+                ExitCode::SUCCESS
+            }
+            Ok(failed) => {
+                eprintln!("error: sync(s) failed: {} (see SHOW SYNC STATUS)", failed.join(", "));
+                ExitCode::FAILURE
+            }
+            Err(err) => {
+                eprintln!("error: {}", err.user_facing());
+                ExitCode::FAILURE
+            }
         }
     })
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C); names the one that came.
+async fn stop_signal() -> std::io::Result<&'static str> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => Ok("SIGTERM"),
+        result = tokio::signal::ctrl_c() => result.map(|()| "SIGINT"),
+    }
 }
 
 /// Runs each source in order; stops at the first failure.

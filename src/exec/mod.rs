@@ -56,6 +56,8 @@ pub struct Session {
     mode: Mode,
     /// `SET misql.sample_size`: replaces the sample size of every attached deployment.
     sample_override: SampleSizeOverride,
+    /// Cancelled at shutdown: every sync's stop token is a child of it.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Session {
@@ -79,6 +81,7 @@ impl Session {
             syncs: BTreeMap::new(),
             mode: Mode::default(),
             sample_override: SampleSizeOverride::default(),
+            stop: tokio_util::sync::CancellationToken::new(),
         };
         session.attach_mongo(DEFAULT_MONGO, MongoSource::new(mongodb_uri, DEFAULT_SAMPLE_SIZE));
         session.attach_iceberg(DEFAULT_ICEBERG, LazyIceberg::new(warehouse, vec![]));

@@ -82,6 +82,7 @@ impl Session {
             target: table_ident(create),
             registry: self.registry.clone(),
             maintenance: Default::default(),
+            stop: self.stop.child_token(),
         })
     }
 
@@ -317,21 +318,28 @@ impl Session {
         Ok(Output::Done(format!("sync {name} dropped; table {} kept", entry.create.target)))
     }
 
-    /// Waits for every background sync task; the first error is returned.
-    pub async fn wait_for_syncs(&mut self) -> Result<()> {
-        let mut first_error = None;
-        for entry in self.syncs.values_mut() {
-            if let Some(task) = entry.task.take() {
-                match task.await {
-                    Ok(Err(err)) if first_error.is_none() => first_error = Some(err),
-                    Err(join) if first_error.is_none() && !join.is_cancelled() => {
-                        first_error = Some(Error::plan(format!("a sync task failed: {join}")));
-                    }
-                    _ => {}
-                }
-            }
+    /// Stops every sync: each commits what it has read, with its checkpoint, and returns.
+    /// Waits at most `timeout` for them; returns the names of the syncs that failed (before or
+    /// while stopping), or an error when the time ran out.
+    pub async fn shutdown(&mut self, timeout: std::time::Duration) -> Result<Vec<String>> {
+        self.stop.cancel();
+        let tasks: Vec<_> = self.syncs.values_mut().filter_map(|entry| entry.task.take()).collect();
+        let stopped = futures::future::join_all(tasks);
+        if tokio::time::timeout(timeout, stopped).await.is_err() {
+            return Err(Error::plan(format!(
+                "the syncs did not stop within {} s; what they had not committed is read again \
+                 from their checkpoints at the next start",
+                timeout.as_secs_f64()
+            ))
+            .with_hint("raise --shutdown-timeout"));
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(self.failed_syncs())
+    }
+
+    /// The syncs whose last state is `failed`.
+    pub fn failed_syncs(&self) -> Vec<String> {
+        let all = self.registry.all();
+        all.into_iter().filter(|(_, s)| s.phase == SyncPhase::Failed).map(|(n, _)| n).collect()
     }
 
     /// Whether any sync was created.

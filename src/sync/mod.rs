@@ -56,6 +56,9 @@ pub struct Sync {
     pub registry: Registry,
     /// What the sync's own table maintenance has done, kept across restarts of the stream.
     pub maintenance: std::sync::Mutex<maintain::Maintenance>,
+    /// Cancelled to stop the sync: it commits what it has read, with its checkpoint, and
+    /// returns (STOP SYNC, SIGTERM).
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl Sync {
@@ -97,6 +100,9 @@ impl Sync {
         if checkpoint.as_ref().is_none_or(|c| c.phase == Phase::Snapshot) {
             self.status(|s| s.phase = SyncPhase::Snapshot);
             table = snapshot::run(self, table, checkpoint.take()).await?;
+            if self.stop.is_cancelled() {
+                return Ok(());
+            }
             checkpoint = sink::checkpoint_of(&table)?;
         } else {
             let rows = checkpoint.as_ref().map_or(0, |c| c.rows);
@@ -108,7 +114,7 @@ impl Sync {
         })?;
         loop {
             match stream::run(self, table, checkpoint, drain).await? {
-                stream::StreamEnd::Drained => return Ok(()),
+                stream::StreamEnd::Drained | stream::StreamEnd::Stopped => return Ok(()),
                 stream::StreamEnd::Resnapshot(reason) => {
                     tracing::warn!("sync {}: {reason}; copying the collection again", self.name);
                     self.status(|s| {
@@ -117,6 +123,9 @@ impl Sync {
                     });
                     let current = self.load_table().await?;
                     table = snapshot::replace(self, current).await?;
+                    if self.stop.is_cancelled() {
+                        return Ok(());
+                    }
                     checkpoint = sink::checkpoint_of(&table)?.ok_or_else(|| {
                         Error::plan(format!(
                             "sync {}: no checkpoint after copying again",
@@ -140,7 +149,11 @@ impl Sync {
         loop {
             let started = Instant::now();
             let err = match self.run(drain).await {
-                Err(err) if err.is_transient() && attempt < attempts => err,
+                Err(err)
+                    if err.is_transient() && attempt < attempts && !self.stop.is_cancelled() =>
+                {
+                    err
+                }
                 result => return result,
             };
             if started.elapsed() > MAX_BACKOFF {
@@ -162,7 +175,10 @@ impl Sync {
                 s.retries += 1;
                 s.last_error = Some(message);
             });
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.cancelled() => return Ok(()),
+            }
             if wait > Duration::ZERO {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }

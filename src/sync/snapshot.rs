@@ -107,7 +107,19 @@ async fn copy(
         progress: Progress::new(&sync.name, total, rows),
         replacing: replace,
     };
-    while let Some(batch) = cursor.try_next().await.map_err(|e| Error::mongo(context.clone(), e))? {
+    loop {
+        let next = tokio::select! {
+            next = cursor.try_next() => next.map_err(|e| Error::mongo(context.clone(), e))?,
+            _ = sync.stop.cancelled() => {
+                // Stopped: what was read is committed with its high-water mark (a replacing
+                // copy commits nothing: it would replace the table with part of the collection).
+                if !copy.replacing {
+                    copy.commit(Phase::Snapshot).await?;
+                }
+                return Ok(copy.sink.into_table());
+            }
+        };
+        let Some(batch) = next else { break };
         let docs = batch.doc_slices().map_err(|e| Error::mongo(context.clone(), e))?;
         let docs = docs
             .into_iter()

@@ -58,6 +58,8 @@ pub enum StreamEnd {
     /// The stream cannot continue (collection dropped or renamed, resume point gone): the
     /// collection must be copied again.
     Resnapshot(String),
+    /// The sync was stopped; what it had read is committed.
+    Stopped,
 }
 
 /// Server error codes meaning the resume point is gone: ChangeStreamHistoryLost,
@@ -103,9 +105,17 @@ pub async fn run(
         let mut changes = Changes::default();
         let started = Instant::now();
         let mut caught_up = false;
+        let mut stopping = false;
         while changes.len() < options.max_batch_rows {
             let Some(left) = options.flush_interval.checked_sub(started.elapsed()) else { break };
-            match tokio::time::timeout(left, stream.next_if_any()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout(left, stream.next_if_any()) => next,
+                _ = sync.stop.cancelled() => {
+                    stopping = true;
+                    break;
+                }
+            };
+            match next {
                 Err(_elapsed) => break,
                 Ok(Err(err)) if history_lost(&err) => return Ok(StreamEnd::Resnapshot(lost(&err))),
                 Ok(Err(err)) => return Err(Error::mongo("reading the change stream", err)),
@@ -153,6 +163,9 @@ pub async fn run(
             saved_token = token;
             last_commit = Instant::now();
             maintain(sync, &mut sink, &mut index).await?;
+        }
+        if stopping {
+            return Ok(StreamEnd::Stopped);
         }
         if drain && caught_up {
             return Ok(StreamEnd::Drained);

@@ -17,6 +17,7 @@ mod parser;
 mod proptest_bson;
 mod row_delta;
 mod schema_drift;
+mod service;
 mod sync_snapshot;
 mod sync_stream;
 mod two_writers;

@@ -923,9 +923,8 @@ async fn metadata_files_past_the_log_are_deleted_when_the_table_asks() {
         ("write.metadata.delete-after-commit.enabled".to_string(), "true".to_string()),
         ("write.metadata.previous-versions-max".to_string(), "2".to_string()),
     ]);
-    let mut table = create_table(conn.catalog.as_ref(), &ident, schema, &[], properties)
-        .await
-        .unwrap();
+    let mut table =
+        create_table(conn.catalog.as_ref(), &ident, schema, &[], properties).await.unwrap();
     for i in 0..6 {
         let files = write(&table, &rows(&[(&format!("k{i}"), "eu", i)])).await;
         table = append(&conn, &table, files, HashMap::new()).await.unwrap();
