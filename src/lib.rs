@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod error;
 pub mod exec;
 pub mod failpoint;
+pub mod http;
 pub mod iceberg;
 pub mod mongo;
 pub mod output;

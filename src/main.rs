@@ -47,6 +47,11 @@ struct Args {
     /// that safe). A second signal exits at once.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+
+    /// Serve GET /metrics (Prometheus), /healthz and /readyz on ADDR, e.g. 0.0.0.0:9187
+    /// (off by default).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
 }
 
 /// `10s`, `500ms`, `2m` or a number of seconds.
@@ -94,6 +99,12 @@ fn main() -> ExitCode {
     };
     let mut session = Session::new(&args.mongodb_uri, &args.warehouse);
     session.set_mode(if args.once { Mode::Once } else { Mode::Background });
+    if let Some(addr) = &args.http
+        && let Err(err) = runtime.block_on(misql::http::serve(addr, session.registry()))
+    {
+        eprintln!("error: {}", err.user_facing());
+        return ExitCode::FAILURE;
+    }
     if args.files.is_empty() && args.statements.is_empty() {
         if std::io::stdin().is_terminal() {
             return match misql::repl::run(&runtime, &mut session, args.format) {

@@ -134,7 +134,7 @@ impl Session {
         let sync = self.build_sync_with_retries(create).await?;
         self.registry.update(&name, |s| {
             *s = Default::default();
-            s.phase = SyncPhase::Starting;
+            s.enter(SyncPhase::Starting);
             s.source = create.source.to_string();
             s.target = create.target.to_string();
         });
@@ -152,7 +152,8 @@ impl Session {
                     if let Err(err) = &result {
                         tracing::error!("sync {}: {}", sync.name, err.user_facing());
                         registry.update(&sync.name, |s| {
-                            s.phase = SyncPhase::Failed;
+                            s.enter(SyncPhase::Failed);
+                            s.errors += 1;
                             s.last_error = Some(err.user_facing().to_string());
                         });
                     }
@@ -175,7 +176,8 @@ impl Session {
         if let Err(err) = result {
             let message = err.user_facing().to_string();
             self.registry.update(name, |s| {
-                s.phase = SyncPhase::Failed;
+                s.enter(SyncPhase::Failed);
+                s.errors += 1;
                 s.last_error = Some(message);
             });
         }
@@ -247,6 +249,7 @@ impl Session {
         }
         let selected: Vec<_> =
             all.iter().filter(|(n, _)| name.is_none_or(|w| w == n.as_str())).collect();
+        let now = std::time::SystemTime::now();
         let text = |f: &dyn Fn(&crate::sync::status::SyncStatus) -> String| {
             Arc::new(StringArray::from(selected.iter().map(|(_, s)| f(s)).collect::<Vec<_>>()))
                 as ArrayRef
@@ -273,6 +276,13 @@ impl Session {
             ("commits", count(&|s| s.commits)),
             ("last_commit", text(&|s| s.last_commit.map(format_time).unwrap_or_default())),
             ("retries", count(&|s| s.retries)),
+            ("lag_seconds", count(&|s| s.lag(now).as_secs())),
+            (
+                "last_event_age_seconds",
+                text(&|s| {
+                    s.last_event_age(now).map(|a| a.as_secs().to_string()).unwrap_or_default()
+                }),
+            ),
             ("last_error", text(&|s| s.last_error.clone().unwrap_or_default())),
             ("compactions", count(&|s| s.compactions)),
             ("snapshots_expired", count(&|s| s.snapshots_expired)),
@@ -334,6 +344,11 @@ impl Session {
             .with_hint("raise --shutdown-timeout"));
         }
         Ok(self.failed_syncs())
+    }
+
+    /// The status of every sync, shared with the tasks running them (for `--http`).
+    pub fn registry(&self) -> crate::sync::status::Registry {
+        self.registry.clone()
     }
 
     /// The syncs whose last state is `failed`.

@@ -81,7 +81,7 @@ impl Sync {
     /// missing, then follows the change stream — until it has no more events with `drain`
     /// (`--once`), or until an error otherwise.
     pub async fn run(&self, drain: bool) -> Result<()> {
-        self.status(|s| s.phase = SyncPhase::Starting);
+        self.status(|s| s.enter(SyncPhase::Starting));
         if self.plan().evolving {
             evolve::leave_out_untyped(self).await?;
         }
@@ -98,7 +98,7 @@ impl Sync {
             );
         }
         if checkpoint.as_ref().is_none_or(|c| c.phase == Phase::Snapshot) {
-            self.status(|s| s.phase = SyncPhase::Snapshot);
+            self.status(|s| s.enter(SyncPhase::Snapshot));
             table = snapshot::run(self, table, checkpoint.take()).await?;
             if self.stop.is_cancelled() {
                 return Ok(());
@@ -118,7 +118,7 @@ impl Sync {
                 stream::StreamEnd::Resnapshot(reason) => {
                     tracing::warn!("sync {}: {reason}; copying the collection again", self.name);
                     self.status(|s| {
-                        s.phase = SyncPhase::Snapshot;
+                        s.enter(SyncPhase::Snapshot);
                         s.last_error = Some(format!("{reason}; copied the collection again"));
                     });
                     let current = self.load_table().await?;
@@ -132,7 +132,7 @@ impl Sync {
                             self.name
                         ))
                     })?;
-                    self.status(|s| s.phase = SyncPhase::Streaming);
+                    self.status(|s| s.enter(SyncPhase::Streaming));
                 }
             }
         }
@@ -171,8 +171,9 @@ impl Sync {
                 err.kind()
             );
             self.status(|s| {
-                s.phase = SyncPhase::Retrying;
+                s.enter(SyncPhase::Retrying);
                 s.retries += 1;
+                s.errors += 1;
                 s.last_error = Some(message);
             });
             tokio::select! {

@@ -199,9 +199,10 @@ impl<'a> Sink<'a> {
         }
     }
 
-    /// Runs the buffered documents through the plan and hands the rows to the writer; a row the
-    /// plan rejects (a cast that fails) follows `on_error`.
-    async fn flush_chunk(&mut self) -> Result<()> {
+    /// Runs the buffered documents through the plan and hands the rows to the writer (so that
+    /// [`Self::written`] counts them); a row the plan rejects (a cast that fails) follows
+    /// `on_error`.
+    pub async fn flush_chunk(&mut self) -> Result<()> {
         if self.builder.is_empty() {
             return Ok(());
         }
@@ -250,11 +251,12 @@ impl<'a> Sink<'a> {
             .reporting(self.report());
         let started = std::time::Instant::now();
         self.table = commit(&sync.connection, &self.table, change).await?;
+        let took = started.elapsed();
         tracing::debug!(
             "sync {}: committed snapshot {} in {} ms",
             sync.name,
             self.table.metadata().current_snapshot_id().unwrap_or_default(),
-            started.elapsed().as_millis()
+            took.as_millis()
         );
         self.continues = Some(checkpoint.clone());
         self.writer = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
@@ -263,6 +265,7 @@ impl<'a> Sink<'a> {
             s.rows_skipped += skipped;
             s.dead_letters += dead.len() as u64;
             s.commits += 1;
+            s.commit_seconds.observe(took.as_secs_f64());
             s.last_commit = Some(std::time::SystemTime::now());
         });
         self.pending_rows = 0;

@@ -81,6 +81,7 @@ async fn copy(
     let client = sync.source.client().await?;
     let coll = client.database(&sync.database).collection::<RawDocumentBuf>(&sync.collection);
     let total = coll.estimated_document_count().await.unwrap_or(0);
+    sync.status(|s| s.snapshot_rows_estimated = total);
     let options = FindOptions::builder()
         .sort(doc! { "_id": 1 })
         .projection(sync.plan().mongo_projection.clone())
@@ -182,6 +183,7 @@ impl SnapshotCopy<'_> {
 
     /// Commits with the checkpoint; `Streaming` marks the snapshot complete.
     async fn commit(&mut self, phase: Phase) -> Result<()> {
+        self.sink.flush_chunk().await?; // the row count below includes the rows still buffered
         let checkpoint = Checkpoint {
             sync: self.sync.name.clone(),
             definition_hash: self.sync.plan().definition_hash.clone(),

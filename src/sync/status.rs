@@ -71,6 +71,73 @@ pub struct SyncStatus {
     pub snapshots_expired: u64,
     /// What the last maintenance of the table did.
     pub last_maintenance: Option<String>,
+    /// Errors the sync met (each retried one, and the one it failed with).
+    pub errors: u64,
+    /// Since when the sync has been retrying (`None` while it runs).
+    pub retrying_since: Option<SystemTime>,
+    /// The cluster time of the last change applied.
+    pub last_event_time: Option<SystemTime>,
+    /// When the last change was applied.
+    pub last_event_applied: Option<SystemTime>,
+    /// The change stream had nothing more to read at the last batch.
+    pub caught_up: bool,
+    /// The key index's estimated heap size.
+    pub key_index_bytes: u64,
+    /// The collection's estimated document count when the snapshot started.
+    pub snapshot_rows_estimated: u64,
+    /// How long commits took.
+    pub commit_seconds: Histogram,
+}
+
+/// Upper bounds of the commit-duration buckets, in seconds.
+pub const COMMIT_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A histogram over [`COMMIT_BUCKETS`] (the last count is above the last bound).
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative), one more than there are bounds.
+    pub counts: [u64; COMMIT_BUCKETS.len() + 1],
+    /// The sum of the observations.
+    pub sum: f64,
+    /// How many observations.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&mut self, value: f64) {
+        let bucket =
+            COMMIT_BUCKETS.iter().position(|&b| value <= b).unwrap_or(COMMIT_BUCKETS.len());
+        self.counts[bucket] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+}
+
+impl SyncStatus {
+    /// Moves to `phase`, keeping track of since when it retries.
+    pub fn enter(&mut self, phase: SyncPhase) {
+        if phase != SyncPhase::Retrying {
+            self.retrying_since = None;
+        } else if self.phase != SyncPhase::Retrying || self.retrying_since.is_none() {
+            self.retrying_since = Some(SystemTime::now());
+        }
+        self.phase = phase;
+    }
+
+    /// How far the table is behind the collection: now minus the cluster time of the last
+    /// change applied; 0 when the stream is caught up (or nothing was applied yet).
+    pub fn lag(&self, now: SystemTime) -> std::time::Duration {
+        match self.last_event_time {
+            Some(time) if !self.caught_up => now.duration_since(time).unwrap_or_default(),
+            _ => std::time::Duration::ZERO,
+        }
+    }
+
+    /// Time since the last change was applied (`None` before the first).
+    pub fn last_event_age(&self, now: SystemTime) -> Option<std::time::Duration> {
+        self.last_event_applied.map(|at| now.duration_since(at).unwrap_or_default())
+    }
 }
 
 /// All syncs of a session, by name.

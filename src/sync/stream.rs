@@ -27,6 +27,8 @@ use crate::{Error, Result};
 struct Changes {
     order: Vec<(RawBson, Option<RawDocumentBuf>)>,
     by_id: HashMap<Vec<u8>, usize>,
+    /// The cluster time of the latest event in the batch.
+    latest: Option<bson::Timestamp>,
 }
 
 impl Changes {
@@ -90,6 +92,8 @@ pub async fn run(
     };
     let stop_after = if drain { cluster_time(&sync.source).await } else { None };
     let mut index = KeyIndex::build(&table, &sync.plan().key).await?;
+    let index_bytes = index.heap_bytes() as u64;
+    sync.status(|s| s.key_index_bytes = index_bytes);
     let stream = watch(&sync.source, &sync.database, &sync.collection, Some(&token)).await;
     let mut stream = match stream {
         Ok(stream) => stream,
@@ -100,7 +104,7 @@ pub async fn run(
     let mut saved_token = token;
     let mut last_commit = Instant::now();
     let options = &sync.create.options;
-    sync.status(|s| s.phase = SyncPhase::Streaming);
+    sync.status(|s| s.enter(SyncPhase::Streaming));
     loop {
         let mut changes = Changes::default();
         let started = Instant::now();
@@ -148,6 +152,7 @@ pub async fn run(
             None => saved_token.clone(),
         };
         let progress = token != saved_token;
+        sync.status(|s| s.caught_up = caught_up);
         if !changes.is_empty() {
             apply(sync, &mut sink, &mut index, changes, &token).await?;
             saved_token = token;
@@ -180,6 +185,7 @@ fn lost(err: &mongodb::error::Error) -> String {
 
 /// Adds one event to the batch; returns why the stream ended when the event ends it.
 fn add(sync: &Sync, changes: &mut Changes, event: Event) -> Result<Option<String>> {
+    changes.latest = changes.latest.max(event.cluster_time);
     let id = || -> Result<RawBson> {
         let key =
             event.document_key.as_ref().and_then(|k| k.get("_id")).cloned().ok_or_else(|| {
@@ -246,7 +252,16 @@ async fn apply(
     }
     reindex_if_moved(sync, since, sink.table(), index).await?;
     let applied = changes.len() as u64;
-    sync.status(|s| s.events_applied += applied);
+    let index_bytes = index.heap_bytes() as u64;
+    let latest = changes
+        .latest
+        .map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(t.time)));
+    sync.status(|s| {
+        s.events_applied += applied;
+        s.key_index_bytes = index_bytes;
+        s.last_event_time = latest.or(s.last_event_time);
+        s.last_event_applied = Some(std::time::SystemTime::now());
+    });
     Ok(())
 }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use bson::{Document, doc};
 
 use crate::support::data::{Rng, load, order, orders};
-use crate::support::{client, daemon_logged, json_rows, unique_db, warehouse};
+use crate::support::server::free_port;
+use crate::support::{client, daemon_logged, daemon_with, json_rows, unique_db, warehouse};
 use crate::sync_stream::{preview_sql, sync_sql, synced_sql};
 
 /// Sends SIGTERM to `child` and waits for it to exit (at most `limit`); its exit code.
@@ -81,7 +82,8 @@ async fn a_failing_sync_does_not_stop_the_others() {
     let file = dir.join("syncs.sql");
     std::fs::write(&file, format!("{orders_sync};\n{payments};")).unwrap();
     let log = dir.join("daemon.log");
-    let mut daemon = daemon_logged(&dir, &file, Some(&log));
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
     wait_for_log(&log, "sync payments: snapshot complete", Duration::from_secs(60));
     wait_for_log(&log, "sync orders: snapshot complete", Duration::from_secs(60));
     // A total that is no number: the payments sync fails for good (on_error = 'fail').
@@ -104,8 +106,101 @@ async fn a_failing_sync_does_not_stop_the_others() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(daemon.try_wait().unwrap().is_none(), "the daemon is still running");
+    let (status, body) = get(&http, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let not_ready = body["not_ready"].as_array().unwrap();
+    assert_eq!(not_ready.len(), 1, "{body}");
+    assert_eq!(not_ready[0]["sync"], "payments", "{body}");
+    assert_eq!(not_ready[0]["phase"], "failed", "{body}");
+    assert!(not_ready[0]["why"].as_str().unwrap().contains("a lot"), "{body}");
     let code = terminate(&mut daemon, Duration::from_secs(30));
     let log = std::fs::read_to_string(&log).unwrap();
     assert_ne!(code, Some(0), "a sync had failed: the exit status says so\n{log}");
     assert!(log.contains("sync(s) failed: payments"), "{log}");
+}
+
+/// `GET http://addr{path}`: the status code and the body.
+async fn get(addr: &str, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("http://{addr}{path}")).await.expect("GET");
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("a number"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_health_and_readiness_over_http_follow_a_workload() {
+    let db = unique_db("metrics");
+    load(&db, "orders", &orders(120, 106)).await;
+    let dir = warehouse("metrics");
+    let file = dir.join("syncs.sql");
+    std::fs::write(&file, sync_sql(&db)).unwrap();
+    let log = dir.join("daemon.log");
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
+    let until = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://{http}/healthz")).await.is_err() {
+        assert!(Instant::now() < until, "no /healthz");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get(&http, "/healthz").await.0, 200);
+    let streaming = r#"misql_sync_phase{sync="orders",phase="streaming"}"#;
+    let until = Instant::now() + Duration::from_secs(60);
+    let metrics = loop {
+        let metrics = get(&http, "/metrics").await.1;
+        if sample(&metrics, streaming) == Some(1.0) {
+            break metrics;
+        }
+        assert!(Instant::now() < until, "not streaming: {metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (status, body) = get(&http, "/readyz").await;
+    assert_eq!((status, body.trim()), (200, r#"{"not_ready":[],"ready":true}"#));
+    let rows = expected_rows(&dir, &db);
+    let label = r#"{sync="orders"}"#;
+    assert_eq!(
+        sample(&metrics, &format!("misql_sync_rows_copied_total{label}")),
+        Some(rows),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, r#"misql_sync_phase{sync="orders",phase="failed"}"#), Some(0.0));
+    assert!(sample(&metrics, "process_resident_memory_bytes").unwrap() > 1e6, "{metrics}");
+    let commits_before = sample(&metrics, &format!("misql_sync_commits_total{label}")).unwrap();
+
+    // Under writes the counters move and the table lags; idle, the lag is back to 0.
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let mut rng = Rng::new(107);
+    let mut max_lag: f64 = 0.0;
+    for i in 0..40 {
+        coll.insert_one(order(9_000 + i, &mut rng)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let metrics = get(&http, "/metrics").await.1;
+        max_lag = max_lag.max(sample(&metrics, &format!("misql_sync_lag_seconds{label}")).unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let metrics = get(&http, "/metrics").await.1;
+    let events = sample(&metrics, &format!("misql_sync_events_applied_total{label}")).unwrap();
+    assert_eq!(events, 40.0, "{metrics}");
+    assert!(
+        sample(&metrics, &format!("misql_sync_commits_total{label}")).unwrap() > commits_before
+    );
+    assert!(max_lag > 0.0, "the lag moved under writes");
+    assert_eq!(sample(&metrics, &format!("misql_sync_lag_seconds{label}")), Some(0.0), "{metrics}");
+    let age = sample(&metrics, &format!("misql_sync_last_event_age_seconds{label}")).unwrap();
+    assert!((0.0..30.0).contains(&age), "{metrics}");
+    let count = sample(&metrics, &format!("misql_sync_commit_duration_seconds_count{label}"));
+    assert!(count.unwrap() >= 2.0, "{metrics}");
+    assert!(sample(&metrics, &format!("misql_sync_key_index_bytes{label}")).unwrap() > 0.0);
+    assert_eq!(get(&http, "/nowhere").await.0, 404);
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
+}
+
+/// The rows the sync should have copied, as a number.
+fn expected_rows(dir: &Path, db: &str) -> f64 {
+    json_rows(dir, &preview_sql(db)).len() as f64
 }

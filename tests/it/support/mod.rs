@@ -85,6 +85,16 @@ pub fn daemon_logged(
     file: &std::path::Path,
     log: Option<&std::path::Path>,
 ) -> std::process::Child {
+    daemon_with(dir, file, log, &[])
+}
+
+/// [`daemon_logged`] with more arguments (`--http ADDR`, ...).
+pub fn daemon_with(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    log: Option<&std::path::Path>,
+    args: &[&str],
+) -> std::process::Child {
     let stderr = match log {
         Some(path) => std::process::Stdio::from(std::fs::File::create(path).expect("log file")),
         None => std::process::Stdio::null(),
@@ -92,6 +102,7 @@ pub fn daemon_logged(
     Command::new(env!("CARGO_BIN_EXE_misql"))
         .args(["--warehouse", dir.to_str().expect("UTF-8 path")])
         .args(["-f", file.to_str().expect("UTF-8 path")])
+        .args(args)
         .env("MONGODB_URI", &server().uri)
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())

@@ -1,0 +1,154 @@
+//! `GET /metrics`: the syncs' status as Prometheus metrics (OpenMetrics text), read from the
+//! status registry at each scrape, plus the process's resident memory, start time and build.
+
+use std::time::SystemTime;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::sync::status::{COMMIT_BUCKETS, Registry, SyncPhase, SyncStatus};
+
+/// Every phase a sync can be in, for `misql_sync_phase`.
+const PHASES: [SyncPhase; 5] = [
+    SyncPhase::Starting,
+    SyncPhase::Snapshot,
+    SyncPhase::Streaming,
+    SyncPhase::Retrying,
+    SyncPhase::Failed,
+];
+
+/// A counter per sync: name (without `_total`), help, value.
+type CounterOf = (&'static str, &'static str, fn(&SyncStatus) -> u64);
+
+const COUNTERS: [CounterOf; 7] = [
+    ("misql_sync_rows_copied", "Rows copied by the snapshot.", |s| s.rows_copied),
+    ("misql_sync_events_applied", "Change events applied.", |s| s.events_applied),
+    ("misql_sync_commits", "Commits to the target table.", |s| s.commits),
+    ("misql_sync_rows_skipped", "Documents left out (on_error = 'skip').", |s| s.rows_skipped),
+    ("misql_sync_dead_letters", "Documents written to the dead-letter table.", |s| s.dead_letters),
+    ("misql_sync_retries", "Retries after transient errors and other writers' commits.", |s| {
+        s.retries
+    }),
+    ("misql_sync_errors", "Errors met (retried or final).", |s| s.errors),
+];
+
+/// The collector registered for `/metrics`.
+#[derive(Debug)]
+pub struct SyncMetrics {
+    registry: Registry,
+    started: SystemTime,
+}
+
+impl SyncMetrics {
+    /// Metrics of the syncs in `registry`, for a process started at `started`.
+    pub fn new(registry: Registry, started: SystemTime) -> Self {
+        Self { registry, started }
+    }
+}
+
+impl Collector for SyncMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let syncs = self.registry.all();
+        let now = SystemTime::now();
+        let label = |name: &str| vec![("sync".to_string(), name.to_string())];
+
+        let mut family = encoder.encode_descriptor(
+            "misql_sync_phase",
+            "1 for the sync's current phase.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, status) in &syncs {
+            for phase in PHASES {
+                let labels = vec![
+                    ("sync".to_string(), name.clone()),
+                    ("phase".to_string(), phase.to_string()),
+                ];
+                let value = i64::from(status.phase == phase);
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        for (metric, help, value) in COUNTERS {
+            let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Counter)?;
+            for (name, status) in &syncs {
+                ConstCounter::new(value(status)).encode(family.encode_family(&label(name))?)?;
+            }
+        }
+        let gauges: [(&str, &str, &dyn Fn(&SyncStatus) -> f64); 4] = [
+            (
+                "misql_sync_lag_seconds",
+                "Now minus the cluster time of the last change applied; 0 when caught up.",
+                &|s| s.lag(now).as_secs_f64(),
+            ),
+            (
+                "misql_sync_last_event_age_seconds",
+                "Seconds since the last change was applied (-1 before the first).",
+                &|s| s.last_event_age(now).map_or(-1.0, |age| age.as_secs_f64()),
+            ),
+            ("misql_sync_key_index_bytes", "Estimated heap size of the key index.", &|s| {
+                s.key_index_bytes as f64
+            }),
+            (
+                "misql_sync_snapshot_rows_estimated",
+                "The collection's estimated document count when the snapshot started.",
+                &|s| s.snapshot_rows_estimated as f64,
+            ),
+        ];
+        for (metric, help, value) in gauges {
+            let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Gauge)?;
+            for (name, status) in &syncs {
+                ConstGauge::new(value(status)).encode(family.encode_family(&label(name))?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "misql_sync_commit_duration_seconds",
+            "How long commits to the target table took.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (name, status) in &syncs {
+            let h = &status.commit_seconds;
+            let bounds = COMMIT_BUCKETS.iter().copied().chain([f64::INFINITY]);
+            let buckets: Vec<(f64, u64)> = bounds.zip(h.counts.iter().copied()).collect();
+            family
+                .encode_family(&label(name))?
+                .encode_histogram::<Vec<(String, String)>>(h.sum, h.count, &buckets, None)?;
+        }
+        encode_process(&mut encoder, self.started)
+    }
+}
+
+/// Process metrics: resident memory, start time, build.
+fn encode_process(
+    encoder: &mut DescriptorEncoder,
+    started: SystemTime,
+) -> Result<(), std::fmt::Error> {
+    if let Some(bytes) = resident_bytes() {
+        let help = "Resident memory size in bytes.";
+        let metric = encoder.encode_descriptor(
+            "process_resident_memory_bytes",
+            help,
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(bytes as f64).encode(metric)?;
+    }
+    let start = started.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let help = "Start time of the process since the Unix epoch in seconds.";
+    let metric =
+        encoder.encode_descriptor("process_start_time_seconds", help, None, MetricType::Gauge)?;
+    ConstGauge::new(start.as_secs_f64()).encode(metric)?;
+    let mut metric =
+        encoder.encode_descriptor("misql_build", "misql's version.", None, MetricType::Info)?;
+    metric.encode_info(&vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string())])
+}
+
+/// The resident set size, from `/proc/self/statm` (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

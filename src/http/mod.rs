@@ -1,0 +1,138 @@
+//! `--http ADDR`: the operational endpoints of a running misql — `GET /metrics` (Prometheus),
+//! `GET /healthz` (200 while the process runs) and `GET /readyz` (200 when every sync copies or
+//! streams; 503 with a JSON body naming the syncs that do not, and why).
+
+mod metrics;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::sync::status::{Registry, SyncPhase};
+use crate::{Error, Result};
+
+/// A sync retrying for longer than this makes the process not ready.
+pub const RETRYING_NOT_READY: Duration = Duration::from_secs(60);
+
+/// Serves the endpoints on `addr` in the background; fails at once if `addr` cannot be bound.
+pub async fn serve(addr: &str, registry: Registry) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Error::plan(format!("--http {addr}: cannot listen there: {e}"))
+            .with_hint("give a free address, e.g. --http 0.0.0.0:9187")
+    })?;
+    let local = listener.local_addr().map_err(|e| Error::plan(format!("--http {addr}: {e}")))?;
+    let mut metrics = prometheus_client::registry::Registry::default();
+    metrics.register_collector(Box::new(metrics::SyncMetrics::new(
+        registry.clone(),
+        SystemTime::now(),
+    )));
+    let state = Arc::new((metrics, registry));
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("--http: accepting a connection: {e}");
+                    continue;
+                }
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(respond(&request, &state.0, &state.1)) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = connection.await {
+                    tracing::debug!("--http: a connection ended: {e}");
+                }
+            });
+        }
+    });
+    tracing::info!("serving /metrics, /healthz and /readyz on http://{local}");
+    Ok(local)
+}
+
+fn respond<B>(
+    request: &Request<B>,
+    metrics: &prometheus_client::registry::Registry,
+    registry: &Registry,
+) -> Response<Full<Bytes>> {
+    if request.method() != hyper::Method::GET {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
+    }
+    match request.uri().path() {
+        "/metrics" => {
+            let mut text = String::new();
+            match prometheus_client::encoding::text::encode(&mut text, metrics) {
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                ),
+                Err(_) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "encoding failed\n".into(),
+                ),
+            }
+        }
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            let (ready, body) = readiness(registry);
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            reply(status, "application/json", body)
+        }
+        _ => {
+            reply(StatusCode::NOT_FOUND, "text/plain", "try /metrics, /healthz or /readyz\n".into())
+        }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// Whether every sync copies or streams (a sync retrying for less than a minute still counts),
+/// and the JSON body saying so: `{"ready": bool, "not_ready": [{"sync", "phase", "why"}]}`.
+pub fn readiness(registry: &Registry) -> (bool, String) {
+    let now = SystemTime::now();
+    let mut not_ready = Vec::new();
+    for (name, status) in registry.all() {
+        let why = match status.phase {
+            SyncPhase::Snapshot | SyncPhase::Streaming => None,
+            SyncPhase::Retrying => status
+                .retrying_since
+                .and_then(|since| now.duration_since(since).ok())
+                .filter(|&d| d > RETRYING_NOT_READY)
+                .map(|d| {
+                    format!(
+                        "retrying for {} s: {}",
+                        d.as_secs(),
+                        status.last_error.clone().unwrap_or_default()
+                    )
+                }),
+            SyncPhase::Starting => Some("starting".to_string()),
+            SyncPhase::Failed => Some(status.last_error.clone().unwrap_or_else(|| "failed".into())),
+        };
+        if let Some(why) = why {
+            not_ready.push(serde_json::json!({
+                "sync": name, "phase": status.phase.to_string(), "why": why,
+            }));
+        }
+    }
+    let ready = not_ready.is_empty();
+    (ready, serde_json::json!({ "ready": ready, "not_ready": not_ready }).to_string() + "\n")
+}
