@@ -23,6 +23,9 @@ const PHASES: [SyncPhase; 5] = [
 /// A counter per sync: name (without `_total`), help, value.
 type CounterOf = (&'static str, &'static str, fn(&SyncStatus) -> u64);
 
+/// A gauge per sync: name, help, value at a time.
+type GaugeOf<'a> = (&'static str, &'static str, &'a dyn Fn(&SyncStatus) -> f64);
+
 const COUNTERS: [CounterOf; 7] = [
     ("misql_sync_rows_copied", "Rows copied by the snapshot.", |s| s.rows_copied),
     ("misql_sync_events_applied", "Change events applied.", |s| s.events_applied),
@@ -77,7 +80,7 @@ impl Collector for SyncMetrics {
                 ConstCounter::new(value(status)).encode(family.encode_family(&label(name))?)?;
             }
         }
-        let gauges: [(&str, &str, &dyn Fn(&SyncStatus) -> f64); 4] = [
+        let gauges: [GaugeOf; 4] = [
             (
                 "misql_sync_lag_seconds",
                 "Now minus the cluster time of the last change applied; 0 when caught up.",
