@@ -144,12 +144,13 @@ impl Session {
             Statement::ShowSyncStatus { name } => {
                 self.show_syncs(name.as_ref().map(|n| n.value.as_str()))
             }
+            Statement::StopSync { name } => self.stop_sync(&name.value).await,
+            Statement::StartSync { name } => self.start_sync(&name.value).await,
             Statement::Optimize(optimize) => self.optimize(optimize).await,
             Statement::Vacuum(vacuum) => self.vacuum(vacuum).await,
             Statement::DropSync { name, purge, if_exists } => {
                 self.drop_sync(&name.value, *purge, *if_exists).await
             }
-            other => Err(not_yet(other)),
         }
     }
 
@@ -365,14 +366,4 @@ fn session_setting(statement: &sqlparser::ast::Statement) -> Result<Option<Setti
 /// The identifiers of a dotted name.
 fn name_parts(name: &ObjectName) -> Vec<String> {
     name.0.iter().filter_map(|p| p.as_ident()).map(|i| i.value.clone()).collect()
-}
-
-/// The error for statements this version parses but does not run yet.
-fn not_yet(statement: &Statement) -> Error {
-    let text = statement.to_string();
-    let head: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-    Error::plan(format!("{head} is not supported yet in this version of misql")).with_hint(
-        "DROP SYNC name stops a sync and keeps its table; CREATE SYNC with the same definition \
-         resumes it from the table's checkpoint",
-    )
 }

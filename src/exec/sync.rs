@@ -15,6 +15,10 @@ use crate::sync::target::table_ident;
 use crate::sync::{Sync, dead_letter};
 use crate::{Error, Result};
 
+/// How long DROP SYNC and CREATE OR REPLACE SYNC wait for a running sync to commit what it
+/// read before cutting it off (its checkpoint makes that safe).
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Attempts of a `--once` sync when the server or catalog is unavailable (backoff 1, 2, 4, 8 s).
 const ONCE_ATTEMPTS: u32 = 5;
 
@@ -34,6 +38,8 @@ pub struct SyncEntry {
     pub create: CreateSync,
     /// The task running it (background mode).
     pub task: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// Stops it at a batch boundary, with what it read committed.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl Session {
@@ -128,10 +134,26 @@ impl Session {
                 "CREATE OR REPLACE SYNC {name} ... redefines it; DROP SYNC {name} removes it"
             )));
         }
-        if let Some(old) = self.syncs.remove(&name).and_then(|e| e.task) {
-            stop_task(old).await;
+        if let Some(mut old) = self.syncs.remove(&name) {
+            stop_task(&mut old).await;
         }
+        let entry = self.start(create).await?;
+        self.syncs.insert(name.clone(), entry);
+        let status = &self.registry.all()[&name];
+        Ok(Output::Done(match self.mode {
+            Mode::Once => format!(
+                "sync {name}: snapshot complete, {} rows in {}; {} change events applied",
+                status.rows_copied, create.target, status.events_applied
+            ),
+            Mode::Background => format!("sync {name} started"),
+        }))
+    }
+
+    /// Builds and starts a sync: in the background, or (`--once`) to completion.
+    async fn start(&mut self, create: &CreateSync) -> Result<SyncEntry> {
+        let name = create.name.value.clone();
         let sync = self.build_sync_with_retries(create).await?;
+        let stop = sync.stop.clone();
         self.registry.update(&name, |s| {
             *s = Default::default();
             s.enter(SyncPhase::Starting);
@@ -149,26 +171,64 @@ impl Session {
                 let registry = self.registry.clone();
                 Some(tokio::spawn(async move {
                     let result = sync.run_with_retries(false, u32::MAX).await;
-                    if let Err(err) = &result {
-                        tracing::error!("sync {}: {}", sync.name, err.user_facing());
-                        registry.update(&sync.name, |s| {
-                            s.enter(SyncPhase::Failed);
-                            s.errors += 1;
-                            s.last_error = Some(err.user_facing().to_string());
-                        });
+                    match &result {
+                        Err(err) => {
+                            tracing::error!("sync {}: {}", sync.name, err.user_facing());
+                            registry.update(&sync.name, |s| {
+                                s.enter(SyncPhase::Failed);
+                                s.errors += 1;
+                                s.last_error = Some(err.user_facing().to_string());
+                            });
+                        }
+                        Ok(()) if sync.stop.is_cancelled() => {
+                            tracing::info!("sync {}: stopped, its batch committed", sync.name);
+                            registry.update(&sync.name, |s| s.enter(SyncPhase::Stopped));
+                        }
+                        Ok(()) => {}
                     }
                     result
                 }))
             }
         };
-        self.syncs.insert(name.clone(), super::sync::SyncEntry { create: create.clone(), task });
-        let status = &self.registry.all()[&name];
+        Ok(SyncEntry { create: create.clone(), task, stop })
+    }
+
+    /// STOP SYNC name: the sync commits what it has read, with its checkpoint, and stops; its
+    /// definition stays (START SYNC resumes it).
+    pub(super) async fn stop_sync(&mut self, name: &str) -> Result<Output> {
+        let entry = self.syncs.get_mut(name).ok_or_else(|| unknown_sync(name))?;
+        let Some(task) = entry.task.take() else {
+            return Ok(Output::Done(format!("sync {name} is not running")));
+        };
+        entry.stop.cancel();
+        match task.await {
+            Ok(Err(err)) => return Err(err),
+            Err(join) if !join.is_cancelled() => {
+                return Err(Error::plan(format!("sync {name} failed while stopping: {join}")));
+            }
+            _ => {}
+        }
+        self.registry.update(name, |s| {
+            if s.phase != SyncPhase::Failed {
+                s.enter(SyncPhase::Stopped);
+            }
+        });
+        Ok(Output::Done(format!("sync {name} stopped; START SYNC {name} resumes it")))
+    }
+
+    /// START SYNC name: runs a stopped (or failed) sync again from its table's checkpoint.
+    pub(super) async fn start_sync(&mut self, name: &str) -> Result<Output> {
+        let entry = self.syncs.get(name).ok_or_else(|| unknown_sync(name))?;
+        if entry.task.as_ref().is_some_and(|task| !task.is_finished()) {
+            return Err(Error::plan(format!("sync {name} is running"))
+                .with_hint(format!("STOP SYNC {name} first, or SHOW SYNC STATUS {name}")));
+        }
+        let create = entry.create.clone();
+        let entry = self.start(&create).await?;
+        self.syncs.insert(name.to_string(), entry);
         Ok(Output::Done(match self.mode {
-            Mode::Once => format!(
-                "sync {name}: snapshot complete, {} rows in {}; {} change events applied",
-                status.rows_copied, create.target, status.events_applied
-            ),
-            Mode::Background => format!("sync {name} started"),
+            Mode::Once => format!("sync {name} ran from its checkpoint"),
+            Mode::Background => format!("sync {name} started from its checkpoint"),
         }))
     }
 
@@ -297,15 +357,13 @@ impl Session {
         purge: bool,
         if_exists: bool,
     ) -> Result<Output> {
-        let Some(entry) = self.syncs.remove(name) else {
+        let Some(mut entry) = self.syncs.remove(name) else {
             if if_exists {
                 return Ok(Output::Done(format!("sync {name} does not exist")));
             }
             return Err(unknown_sync(name));
         };
-        if let Some(task) = entry.task {
-            stop_task(task).await;
-        }
+        stop_task(&mut entry).await;
         self.registry.remove(name);
         if purge {
             let parts = super::name_parts(&entry.create.target);
@@ -403,7 +461,11 @@ fn schema_policy(create: &CreateSync, evolving: bool) -> String {
 
 /// Stops a sync's task and waits until it is gone, so nothing of it still writes when its
 /// table is dropped or rebuilt.
-async fn stop_task(task: tokio::task::JoinHandle<Result<()>>) {
-    task.abort();
-    let _ = task.await;
+async fn stop_task(entry: &mut SyncEntry) {
+    let Some(mut task) = entry.task.take() else { return };
+    entry.stop.cancel();
+    if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
+        task.abort();
+        let _ = task.await;
+    }
 }

@@ -112,7 +112,8 @@ pub fn readiness(registry: &Registry) -> (bool, String) {
     let mut not_ready = Vec::new();
     for (name, status) in registry.all() {
         let why = match status.phase {
-            SyncPhase::Snapshot | SyncPhase::Streaming => None,
+            // A sync stopped on purpose (STOP SYNC) does not make the process unready.
+            SyncPhase::Snapshot | SyncPhase::Streaming | SyncPhase::Stopped => None,
             SyncPhase::Retrying => status
                 .retrying_since
                 .and_then(|since| now.duration_since(since).ok())

@@ -20,6 +20,8 @@ pub enum SyncPhase {
     Retrying,
     /// Stopped by a permanent error (see `last_error`).
     Failed,
+    /// Stopped by STOP SYNC (or at shutdown), its batch committed.
+    Stopped,
 }
 
 impl fmt::Display for SyncPhase {
@@ -30,6 +32,7 @@ impl fmt::Display for SyncPhase {
             SyncPhase::Streaming => "streaming",
             SyncPhase::Retrying => "retrying",
             SyncPhase::Failed => "failed",
+            SyncPhase::Stopped => "stopped",
         })
     }
 }

@@ -204,3 +204,48 @@ async fn metrics_health_and_readiness_over_http_follow_a_workload() {
 fn expected_rows(dir: &Path, db: &str) -> f64 {
     json_rows(dir, &preview_sql(db)).len() as f64
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_sync_commits_and_keeps_the_definition_start_sync_resumes() {
+    let db = unique_db("stopstart");
+    load(&db, "orders", &orders(300, 108)).await;
+    let dir = warehouse("stopstart");
+    let sync = sync_sql(&db).replace("max_batch_rows = 200", "max_batch_rows = 40");
+    let file = dir.join("syncs.sql");
+    std::fs::write(&file, format!("{sync};\nSTOP SYNC orders;\nSTART SYNC orders;")).unwrap();
+    let log = dir.join("daemon.log");
+    let mut daemon = daemon_logged(&dir, &file, Some(&log));
+    wait_for_log(&log, "sync orders: stopped, its batch committed", Duration::from_secs(60));
+    wait_for_log(&log, "snapshot complete", Duration::from_secs(60));
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let mut rng = Rng::new(109);
+    coll.insert_many((0..15).map(|i| order(8_000 + i, &mut rng))).await.unwrap();
+    coll.delete_many(doc! { "priority": 1 }).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(json_rows(&dir, &synced_sql(&db)), json_rows(&dir, &preview_sql(&db)), "{log}");
+
+    // In a session: STOP, the status says so, START resumes from the checkpoint.
+    let run = crate::support::misql_in(
+        &dir,
+        &[
+            "-e",
+            &sync,
+            "-e",
+            "STOP SYNC orders",
+            "-e",
+            "SHOW SYNC STATUS orders",
+            "-e",
+            "STOP SYNC nope",
+        ],
+    );
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains("sync orders stopped; START SYNC orders resumes it"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("| stopped"), "{}", run.stdout);
+    assert!(run.stderr.contains("no sync named nope"), "{}", run.stderr);
+}
