@@ -28,7 +28,8 @@
 #     as a crash would) and `misql --once -f a.sql` drains what it had not committed;
 #  3. the figures of the table (benches/table_figures.py, in-process: live data files, live
 #     delete files, manifests of the current snapshot, snapshots, current metadata JSON bytes,
-#     files and bytes under the table's folder, rows; full read with pyiceberg (load_table +
+#     files and bytes under the table's folder and, of them, the metadata JSON files (the old
+#     ones stay on disk: they explain most of the bytes), rows; full read with pyiceberg (load_table +
 #     scan().to_arrow()) and with DuckDB's iceberg_scan, best of 3 after a warm-up), and misql's
 #     own full read: `misql --format json -e "SELECT * FROM iceberg.bench.X" >/dev/null`, a
 #     process each (start-up included), best of 3 (JSON, not CSV: the CSV writer refuses the
@@ -41,11 +42,17 @@
 #     flush_interval 250ms and the default maintenance (auto_optimize, max_snapshots 50,
 #     retain_snapshots 1h), logging with RUST_LOG=misql::sync::sink=debug,info. The same workload
 #     runs until the log has LONG_COMMITS commit lines after the snapshot (at most LONG_COMMITS *
-#     0.6 s + 300 s); the daemon is stopped and drained as in 2; figures. From the daemon's log:
+#     0.6 s + 300 s); the daemon is stopped and drained as in 2; figures. A daemon that makes no
+#     commit for STALL_SECONDS (default 30) while the updates go on is stuck: the end of its log,
+#     the warehouse files it holds open and its sockets are recorded and printed at the end, and
+#     it is restarted (at most MAX_RESTARTS times, default 20; the run goes on towards
+#     LONG_COMMITS within the same time limit, the restarted daemon's log appended to the first
+#     one's). From the daemon's log:
 #     the commit time (`committed snapshot ... in N ms`, the commit alone: manifests, metadata
 #     JSON, catalog swap; the sync's maintenance runs between commits and is not in it) p50 and
 #     p99 of the first 500 and of the last 500 commits after the snapshot (of the first and last
-#     half when there are fewer than 1000), and the compactions it logged;
+#     half when there are fewer than 1000), the compactions and expiries it logged, and the
+#     longest gap between two commits;
 #  7. correctness: every table holds as many rows as the collection (2000: the workload only
 #     updates), and its (_id, total, status) set equals the collection's (pyiceberg against
 #     pymongo), for `streamed` after the drain and after OPTIMIZE + VACUUM, `fresh`, and
@@ -53,7 +60,8 @@
 #  8. a Markdown table of the figures, one column per state, with the ratios of the two
 #     maintained states to the fresh copy, the commit times, and the targets with PASS/FAIL
 #     (informational: the exit status is non-zero only when a correctness check failed):
-#       after OPTIMIZE + VACUUM: no delete file, every other figure within 1.5x of the fresh copy;
+#       after OPTIMIZE + VACUUM: no delete file, every other figure within 1.5x of the fresh copy
+#       (rows and the metadata-JSON-files rows aside: those explain the others);
 #       long run: full reads within 2x of the fresh copy, metadata JSON under 100 KiB, commit p99
 #       of the last 500 commits within 1.5x of the first 500.
 #
@@ -77,6 +85,10 @@ LOAD_TIMEOUT=120
 RUN_TIMEOUT=600     # a --once drain or copy, OPTIMIZE, VACUUM, a misql read
 READY_TIMEOUT=300   # a daemon's snapshot
 FIGURES_TIMEOUT=900 # table_figures.py (8 full reads with a metadata JSON of thousands of snapshots)
+STALL_SECONDS=${STALL_SECONDS:-30} # no commit for this long during the long run: the daemon is stuck
+MAX_RESTARTS=${MAX_RESTARTS:-20}   # stuck daemons restarted in the long run, at most
+case $STALL_SECONDS in '' | *[!0-9]* | 0) echo "STALL_SECONDS must be a positive integer" >&2; exit 2 ;; esac
+case $MAX_RESTARTS in '' | *[!0-9]*) echo "MAX_RESTARTS must be an integer" >&2; exit 2 ;; esac
 
 scripts/setup-test-env.sh >/dev/null
 PY=.venv/bin/python
@@ -148,10 +160,11 @@ EOF
 
 # The Python helpers, one file, a subcommand each.
 cat >"$tmp/helpers.py" <<'EOF'
-import random, sys, time
+import os, random, re, sys, time
 
 COMMIT = "committed snapshot "
-SNAPSHOT_DONE = "snapshot complete"
+# The daemon's snapshot is committed: copied now, or by an earlier run (a restarted daemon).
+SNAPSHOT_DONE = re.compile(r"snapshot (already )?complete")
 
 class LogCommits:
     """Counts the commit lines a daemon's log has after its snapshot, reading what is new."""
@@ -165,19 +178,21 @@ class LogCommits:
         lines = (self.rest + data).split("\n")
         self.rest = lines.pop()
         for line in lines:
-            if SNAPSHOT_DONE in line:
+            if SNAPSHOT_DONE.search(line):
                 self.started = True
             elif self.started and COMMIT in line:
                 self.commits += 1
         return self.commits
 
-def wait_ready(log, pid, limit):
-    """Waits until the daemon's log says its snapshot is complete (the daemon still running)."""
-    import os
+def wait_ready(log, offset, pid, limit):
+    """Waits until the daemon's log, from byte `offset` on, says its snapshot is complete (the
+    daemon still running)."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if SNAPSHOT_DONE in open(log, errors="replace").read():
-            return
+        with open(log, errors="replace") as f:
+            f.seek(offset)
+            if SNAPSHOT_DONE.search(f.read()):
+                return
         try:
             os.kill(int(pid), 0)
         except OSError:
@@ -185,10 +200,12 @@ def wait_ready(log, pid, limit):
         time.sleep(0.2)
     sys.exit(f"no complete snapshot within {limit} s:\n{open(log).read()[-3000:]}")
 
-def updates(uri, rate, seconds, log=None, commits=0):
+def updates(uri, rate, seconds, log=None, commits=0, stall=0.0):
     """`$set` updates of random documents, `rate` a second (paced by the clock), for `seconds`,
-    or until `log` has `commits` commit lines after the snapshot (then `seconds` is the limit).
-    Prints `updates=N seconds=S commits=C`."""
+    or until `log` has `commits` commit lines after the snapshot (then `seconds` is the limit,
+    and the run ends early, exit status 4, when the log has no new commit line for `stall`
+    seconds: the daemon is stuck). Prints `updates=N seconds=S commits=C`; exit status 3 when
+    the time limit ended the run before `commits`."""
     from bson.decimal128 import Decimal128
     from pymongo import MongoClient
     coll = MongoClient(uri).bench.orders
@@ -198,6 +215,7 @@ def updates(uri, rate, seconds, log=None, commits=0):
     counter = LogCommits(log) if log else None
     start = time.monotonic()
     n, next_poll, count = 0, start, 0
+    last_count, last_change, stalled = -1, start, False
     while True:
         now = time.monotonic()
         if now - start >= seconds:
@@ -205,6 +223,11 @@ def updates(uri, rate, seconds, log=None, commits=0):
         if counter and now >= next_poll:
             count = counter.poll()
             if count >= commits:
+                break
+            if count != last_count:
+                last_count, last_change = count, now
+            elif stall and now - last_change >= stall:
+                stalled = True
                 break
             next_poll = now + 0.5
         due = start + n / rate
@@ -222,8 +245,12 @@ def updates(uri, rate, seconds, log=None, commits=0):
     if counter:
         count = counter.poll()
     print(f"updates={n} seconds={elapsed:.3f} commits={count}")
+    if stalled:
+        print(f"no commit for {stall:.0f} s after {count} commits: the daemon is stuck", file=sys.stderr)
+        sys.exit(4)
     if counter and count < commits:
-        sys.exit(f"only {count} of {commits} commits within {seconds:.0f} s")
+        print(f"only {count} of {commits} commits within {seconds:.0f} s", file=sys.stderr)
+        sys.exit(3)
 
 def check(uri, warehouse, name, out):
     """The table's rows against the collection: the count, and the (_id, total, status) sets.
@@ -253,21 +280,40 @@ def check(uri, warehouse, name, out):
     sys.exit(1 if problems else 0)
 
 cmd, args = sys.argv[1], sys.argv[2:]
-if cmd == "wait-ready": wait_ready(args[0], args[1], float(args[2]))
+if cmd == "wait-ready": wait_ready(args[0], int(args[1]), args[2], float(args[3]))
 elif cmd == "updates": updates(args[0], float(args[1]), float(args[2]),
-                               *( [args[3], int(args[4])] if len(args) > 3 else []))
+                               *([args[3], int(args[4]), float(args[5])] if len(args) > 3 else []))
 elif cmd == "check": check(*args)
 else: sys.exit(f"unknown helper {cmd}")
 EOF
 helper() { "$PY" "$tmp/helpers.py" "$@"; }
 
-# start_daemon NAME: `misql -f NAME.sql` in the background (log in NAME.log); waits for its
-# snapshot.
+# start_daemon NAME: `misql -f NAME.sql` in the background (log appended to NAME.log: a
+# restarted daemon continues it); waits for its snapshot.
 start_daemon() {
+  local offset
+  offset=$(stat -c %s "$tmp/$1.log" 2>/dev/null || echo 0)
   RUST_LOG=$LOG_FILTER "$MISQL_BIN" --warehouse "$WAREHOUSE" --mongodb-uri "$URI" -f "$tmp/$1.sql" \
-    >"$tmp/$1.out" 2>"$tmp/$1.log" &
+    >>"$tmp/$1.out" 2>>"$tmp/$1.log" &
   daemon=$!
-  helper wait-ready "$tmp/$1.log" "$daemon" "$READY_TIMEOUT"
+  helper wait-ready "$tmp/$1.log" "$offset" "$daemon" "$READY_TIMEOUT"
+}
+
+# stall_report NAME: what a stuck daemon is doing, appended to stalls.txt: the end of its log,
+# the files it holds open in the warehouse (with their sizes), its sockets (Recv-Q: replies
+# nobody reads).
+stall_report() {
+  {
+    echo "--- $(date -u +%FT%TZ): daemon $1 (pid $daemon) made no commit for $STALL_SECONDS s; last log lines:"
+    tail -n 6 "$tmp/$1.log" | cut -c1-300
+    echo "open files in the warehouse:"
+    for fd in /proc/"$daemon"/fd/*; do
+      target=$(readlink "$fd" 2>/dev/null) || continue
+      case $target in "$WAREHOUSE"/*) echo "  $(stat -c '%s bytes, modified %y' "$target" 2>/dev/null): ${target#"$WAREHOUSE"/}" ;; esac
+    done
+    echo "sockets (State Recv-Q Send-Q):"
+    ss -tnp 2>/dev/null | grep "pid=$daemon," | awk '{ print "  " $1, $2, $3, $4, $5 }' || true
+  } >>"$tmp/stalls.txt"
 }
 
 # once NAME: `misql --once -f NAME.sql`, timed into NAME.once.m (log NAME.once.log).
@@ -333,21 +379,43 @@ figures fresh fresh
 check fresh fresh
 
 echo "maintained: daemon c (default maintenance) until $LONG_COMMITS commits (at most $LONG_TIMEOUT s)..." >&2
+# A daemon that makes no commit for STALL_SECONDS while the workload runs is stuck: what it is
+# doing is recorded (stalls.txt, printed at the end), it is stopped and started again, at most
+# MAX_RESTARTS times, and the run goes on to LONG_COMMITS within the same time limit.
 start_daemon c
-long_ok=1
-timeout $((LONG_TIMEOUT + 120)) "$PY" "$tmp/helpers.py" updates "$URI" "$RATE" "$LONG_TIMEOUT" \
-  "$tmp/c.log" "$LONG_COMMITS" >"$tmp/c.updates" || long_ok=0
-kill -0 "$daemon" 2>/dev/null || { tail -n 30 "$tmp/c.log" >&2; echo "daemon c died" >&2; exit 1; }
+long_end=ok
+restarts=0
+deadline=$((SECONDS + LONG_TIMEOUT))
+while :; do
+  left=$((deadline - SECONDS))
+  [ "$left" -gt 0 ] || { long_end=timeout; break; }
+  rc=0
+  timeout $((left + 120)) "$PY" "$tmp/helpers.py" updates "$URI" "$RATE" "$left" \
+    "$tmp/c.log" "$LONG_COMMITS" "$STALL_SECONDS" >>"$tmp/c.updates" || rc=$?
+  kill -0 "$daemon" 2>/dev/null || { tail -n 30 "$tmp/c.log" >&2; echo "daemon c died" >&2; exit 1; }
+  case $rc in
+    0) break ;;
+    4)
+      stall_report c
+      if [ "$restarts" -ge "$MAX_RESTARTS" ]; then long_end=stalled; break; fi
+      restarts=$((restarts + 1))
+      echo "daemon c is stuck (no commit for $STALL_SECONDS s): restarting it ($restarts of at most $MAX_RESTARTS)..." >&2
+      stop_daemon
+      start_daemon c
+      ;;
+    *) long_end=timeout; break ;;
+  esac
+done
 stop_daemon
 echo "draining sync c with --once..." >&2
 once c
 figures maintained maintained
 check maintained maintained
 
-"$PY" - "$tmp" "$MINUTES" "$RATE" "$LONG_COMMITS" "$long_ok" <<'PYTHON'
-import glob, json, os, re, sys
-tmp, minutes, rate, long_commits, long_ok = sys.argv[1:6]
-long_ok = long_ok == "1"
+"$PY" - "$tmp" "$MINUTES" "$RATE" "$LONG_COMMITS" "$long_end" "$restarts" "$STALL_SECONDS" <<'PYTHON'
+import datetime, glob, json, os, re, sys
+tmp, minutes, rate, long_commits, long_end, restarts, stall_seconds = sys.argv[1:8]
+restarts = int(restarts)
 
 def figures(state):
     fig = json.load(open(f"{tmp}/{state}.fig"))
@@ -358,7 +426,11 @@ def wall(name):
     return float(open(f"{tmp}/{name}.m").read().split()[0])
 
 def kv(path):
-    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", open(path).read())}
+    """The `key=value` figures of every line of `path`, summed."""
+    total = {}
+    for k, v in re.findall(r"(\w+)=([\d.]+)", open(path).read()):
+        total[k] = total.get(k, 0.0) + float(v)
+    return total
 
 states = ["streamed", "optimized", "fresh", "maintained"]
 figs = {s: figures(s) for s in states}
@@ -371,12 +443,14 @@ ROWS = [
     ("metadata JSON (KB)", "metadata_bytes", "{:.1f}"),
     ("files on disk", "files_on_disk", "{:.0f}"),
     ("bytes on disk (KB)", "bytes_on_disk", "{:.0f}"),
+    ("metadata JSON files on disk", "metadata_files", "{:.0f}"),
+    ("metadata JSON files on disk (KB)", "metadata_files_bytes", "{:.0f}"),
     ("rows", "rows", "{:.0f}"),
     ("full read, pyiceberg (s)", "pyiceberg_s", "{:.3f}"),
     ("full read, DuckDB (s)", "duckdb_s", "{:.3f}"),
     ("full read, misql process (s)", "misql_s", "{:.3f}"),
 ]
-KB = {"metadata_bytes", "bytes_on_disk"}
+KB = {"metadata_bytes", "bytes_on_disk", "metadata_files_bytes"}
 
 def value(state, key):
     v = figs[state][key]
@@ -401,32 +475,51 @@ for label, key, fmt in ROWS:
 print()
 
 a_upd, c_upd = kv(f"{tmp}/a.updates"), kv(f"{tmp}/c.updates")
-def events(name):
-    m = re.search(r"(\d+) change events applied", open(f"{tmp}/{name}.once.out").read())
-    return m.group(1) if m else "?"
+def summary(name):
+    """misql's own line about a --once run (on stderr, with the log)."""
+    lines = re.findall(r"^sync \w+: snapshot complete.*$", open(f"{tmp}/{name}.once.log").read(), re.M)
+    return lines[-1] if lines else "?"
+COMMIT_LINE = re.compile(r"^(\S+) .*committed snapshot \d+ in (\d+) ms", re.M)
 def log_commits(name):
+    """(time, ms) of each commit line after the daemon's first snapshot."""
     text = open(f"{tmp}/{name}.log", errors="replace").read()
     after = text.split("snapshot complete", 1)[-1]
-    return [int(ms) for ms in re.findall(r"committed snapshot \d+ in (\d+) ms", after)]
-a_commits = log_commits("a")
+    return [(datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp(), int(ms))
+            for t, ms in COMMIT_LINE.findall(after)]
+def longest_gap(commits):
+    times = [t for t, _ in commits]
+    return max((b - a for a, b in zip(times, times[1:])), default=float("nan"))
+a_all = log_commits("a")
+a_commits = [ms for _, ms in a_all]
 print(f"streaming (sync a): {a_upd['updates']:.0f} updates in {a_upd['seconds']:.0f} s "
-      f"({a_upd['updates'] / a_upd['seconds']:.1f}/s), {len(a_commits)} commits; "
-      f"drain --once {wall('a.once'):.1f} s, {events('a')} change events")
+      f"({a_upd['updates'] / a_upd['seconds']:.1f}/s), {len(a_commits)} commits, longest gap between "
+      f"commits {longest_gap(a_all):.1f} s; drain --once {wall('a.once'):.1f} s: {summary('a')}")
 opt = json.loads(open(f"{tmp}/optimize.json").read().splitlines()[0])
 vac = json.loads(open(f"{tmp}/vacuum.json").read().splitlines()[0])
 print(f"OPTIMIZE: {wall('optimize'):.2f} s wall (process), report "
       + ", ".join(f"{k}={v}" for k, v in opt.items() if k != "table"))
 print(f"VACUUM RETAIN '0s': {wall('vacuum'):.2f} s wall (process), report "
       + ", ".join(f"{k}={v}" for k, v in vac.items() if k != "table"))
-print(f"fresh copy (sync b, --once): {wall('b.once'):.1f} s")
+print(f"fresh copy (sync b, --once): {wall('b.once'):.1f} s: {summary('b')}")
 
-c_commits = log_commits("c")
+c_all = log_commits("c")
+c_commits = [ms for _, ms in c_all]
 c_log = open(f"{tmp}/c.log", errors="replace").read()
 compactions = len(re.findall(r"sync c: compacted", c_log))
+expiries = len(re.findall(r"sync c: expired", c_log))
+ended = {"ok": "",
+         "timeout": f" (FEWER than {long_commits}: the time limit ended the run)",
+         "stalled": f" (FEWER than {long_commits}: the daemon got stuck {restarts + 1} times)"}[long_end]
 print(f"long run (sync c): {c_upd['updates']:.0f} updates in {c_upd['seconds']:.0f} s "
-      f"({c_upd['updates'] / c_upd['seconds']:.1f}/s), {len(c_commits)} commits"
-      + ("" if long_ok else f" (FEWER than {long_commits}: the time limit ended the run)")
-      + f", {compactions} compactions logged; drain --once {wall('c.once'):.1f} s, {events('c')} change events")
+      f"({c_upd['updates'] / c_upd['seconds']:.1f}/s), {len(c_commits)} commits{ended}, "
+      f"{compactions} compactions and {expiries} snapshot expiries logged, longest gap between commits "
+      f"{longest_gap(c_all):.1f} s; drain --once {wall('c.once'):.1f} s: {summary('c')}")
+stalls = restarts + (long_end == "stalled")
+print(f"daemon c stuck (no commit for {stall_seconds} s while updates went on): {stalls} time(s)"
+      + (f", restarted {restarts} time(s); what it was doing:" if stalls else ""))
+if stalls:
+    for line in open(f"{tmp}/stalls.txt"):
+        print(f"    {line.rstrip()}")
 
 def pct(values, p):
     values = sorted(values)
@@ -449,12 +542,15 @@ if a_commits:
 # Warnings and errors misql logged (every run of the benchmark).
 problems = []
 for path in sorted(glob.glob(f"{tmp}/*.log")):
-    for line in open(path, errors="replace"):
+    lines = open(path, errors="replace").read().splitlines()
+    for i, line in enumerate(lines):
         if re.search(r"\b(WARN|ERROR)\b|panicked", line):
-            problems.append(f"{os.path.basename(path)}: {line.rstrip()}")
+            # a panic's message is on the next line
+            more = f"  {lines[i + 1].strip()}" if "panicked" in line and i + 1 < len(lines) else ""
+            problems.append(f"{os.path.basename(path)}: {line.rstrip()}{more}")
 print(f"misql warnings/errors in its logs: {len(problems)}")
 for line in problems[:10]:
-    print(f"  {line[:300]}")
+    print(f"  {line[:400]}")
 
 print()
 print("targets (informational):")
@@ -462,7 +558,8 @@ def verdict(ok):
     return "PASS" if ok else "FAIL"
 o = figs["optimized"]
 over = [label for label, key, _ in ROWS
-        if key not in ("rows", "delete_files") and o[key] > 1.5 * fresh[key]]
+        if key not in ("rows", "delete_files", "metadata_files", "metadata_files_bytes")
+        and o[key] > 1.5 * fresh[key]]
 print(f"  {verdict(o['delete_files'] == 0)}  after OPTIMIZE+VACUUM: no delete files ({o['delete_files']})")
 print(f"  {verdict(not over)}  after OPTIMIZE+VACUUM: every figure within 1.5x of the fresh copy"
       + (f" (over: {', '.join(over)})" if over else ""))

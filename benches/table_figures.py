@@ -11,6 +11,9 @@ Usage: table_figures.py WAREHOUSE NAMESPACE.TABLE      (run with the .venv Pytho
   metadata_bytes  size of the current metadata JSON (the file the catalog points to)
   files_on_disk   files under WAREHOUSE/NAMESPACE/TABLE (data, metadata, anything), and
   bytes_on_disk   their total size
+  metadata_files  of those, the metadata JSON files (*.metadata.json: the current one and the
+                  older ones still on disk), and
+  metadata_files_bytes  their total size
   rows            rows of a full read with pyiceberg (DuckDB must read as many)
   pyiceberg_s     full read with pyiceberg, in-process: load_table (catalog lookup and metadata
                   JSON parse) + scan().to_arrow(); best of 3 after one warm-up read
@@ -80,11 +83,15 @@ def main():
     metadata_path = table.metadata_location.removeprefix("file://")
     metadata_bytes = os.path.getsize(metadata_path)
 
-    files_on_disk = bytes_on_disk = 0
+    files_on_disk = bytes_on_disk = metadata_files = metadata_files_bytes = 0
     for root, _, files in os.walk(os.path.join(warehouse, namespace, table_name)):
         for file in files:
+            size = os.path.getsize(os.path.join(root, file))
             files_on_disk += 1
-            bytes_on_disk += os.path.getsize(os.path.join(root, file))
+            bytes_on_disk += size
+            if file.endswith(".metadata.json"):
+                metadata_files += 1
+                metadata_files_bytes += size
 
     pyiceberg_s, arrow = best_of(RUNS, lambda: catalog.load_table(name).scan().to_arrow())
     rows = arrow.num_rows
@@ -105,6 +112,8 @@ def main():
         "metadata_bytes": metadata_bytes,
         "files_on_disk": files_on_disk,
         "bytes_on_disk": bytes_on_disk,
+        "metadata_files": metadata_files,
+        "metadata_files_bytes": metadata_files_bytes,
         "rows": rows,
         "pyiceberg_s": round(pyiceberg_s, 4),
         "duckdb_s": round(duckdb_s, 4),

@@ -215,6 +215,9 @@ pub enum ErrorKind {
     /// since it was read, or a compaction moved the rows its position deletes point at. Continue
     /// at once from the table's checkpoint (reading the table, and so its rows' positions, again).
     Superseded,
+    /// Another process holds the sync's lease on its table: wait as a standby until it expires
+    /// or is released.
+    LeaseHeld,
 }
 
 /// The kind of a driver error: network, server selection and retryable labels are transient.

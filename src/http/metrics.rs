@@ -12,13 +12,14 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use crate::sync::status::{COMMIT_BUCKETS, Registry, SyncPhase, SyncStatus};
 
 /// Every phase a sync can be in, for `misql_sync_phase`.
-const PHASES: [SyncPhase; 6] = [
+const PHASES: [SyncPhase; 7] = [
     SyncPhase::Starting,
     SyncPhase::Snapshot,
     SyncPhase::Streaming,
     SyncPhase::Retrying,
     SyncPhase::Failed,
     SyncPhase::Stopped,
+    SyncPhase::Standby,
 ];
 
 /// A counter per sync: name (without `_total`), help, value.

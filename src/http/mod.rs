@@ -112,8 +112,12 @@ pub fn readiness(registry: &Registry) -> (bool, String) {
     let mut not_ready = Vec::new();
     for (name, status) in registry.all() {
         let why = match status.phase {
-            // A sync stopped on purpose (STOP SYNC) does not make the process unready.
-            SyncPhase::Snapshot | SyncPhase::Streaming | SyncPhase::Stopped => None,
+            // A sync stopped on purpose (STOP SYNC), or standing by for another process's
+            // lease, does not make the process unready.
+            SyncPhase::Snapshot
+            | SyncPhase::Streaming
+            | SyncPhase::Stopped
+            | SyncPhase::Standby => None,
             SyncPhase::Retrying => status
                 .retrying_since
                 .and_then(|since| now.duration_since(since).ok())

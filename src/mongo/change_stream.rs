@@ -49,3 +49,63 @@ pub async fn cluster_time(source: &MongoSource) -> Option<Timestamp> {
     let reply = client.database("admin").run_command(doc! { "ping": 1 }).await.ok()?;
     reply.get_timestamp("operationTime").ok()
 }
+
+/// What the reader of a change stream hands over.
+pub enum Read {
+    /// An event, and the stream's resume token right after it.
+    Event(Box<Event>, Option<ResumeToken>),
+    /// No event for now, and the stream's resume token (an idle stream's token moves too).
+    Idle(Option<ResumeToken>),
+    /// The stream failed; nothing follows.
+    Failed(mongodb::error::Error),
+}
+
+/// Events buffered between the reader and the batching loop.
+const READ_AHEAD: usize = 4096;
+
+/// Reads a change stream in a task of its own, so that the batching loop can wait for it with a
+/// timeout, or stop, without ever dropping a read midway (the driver resumes a stream after a
+/// network error inside `next_if_any`; a read cut off by a timeout while it resumes can leave
+/// the stream stalled). The task ends with the reader.
+pub struct Reader {
+    rx: tokio::sync::mpsc::Receiver<Read>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    /// Starts reading `stream`.
+    pub fn spawn(mut stream: ChangeStream<Event>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let task = tokio::spawn(async move {
+            loop {
+                let read = match stream.next_if_any().await {
+                    Ok(Some(event)) => {
+                        tracing::trace!("change stream: {:?} event", event.operation_type);
+                        Read::Event(Box::new(event), stream.resume_token())
+                    }
+                    Ok(None) => {
+                        tracing::trace!("change stream: nothing new");
+                        Read::Idle(stream.resume_token())
+                    }
+                    Err(err) => Read::Failed(err),
+                };
+                let failed = matches!(read, Read::Failed(_));
+                if tx.send(read).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Self { rx, task }
+    }
+
+    /// The next read (`None` once the reader stopped after a failure). Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Read> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -76,6 +76,9 @@ pub struct SyncOptions {
     pub retain_snapshots: Duration,
     /// `max_snapshots`: the sync keeps at most this many snapshots (the newest). Default 50.
     pub max_snapshots: usize,
+    /// `lease_ttl`: how long the sync's lease on its table lasts without renewal; a standby
+    /// takes over after it. Default 30s.
+    pub lease_ttl: Duration,
     /// The options written in the statement, in the order given (the rest are defaults).
     pub given: Vec<SyncOption>,
 }
@@ -95,6 +98,7 @@ impl Default for SyncOptions {
             auto_optimize: true,
             retain_snapshots: Duration::from_secs(3600),
             max_snapshots: 50,
+            lease_ttl: Duration::from_secs(30),
             given: Vec::new(),
         }
     }
@@ -132,11 +136,13 @@ pub enum SyncOption {
     RetainSnapshots,
     /// `max_snapshots`
     MaxSnapshots,
+    /// `lease_ttl`
+    LeaseTtl,
 }
 
 impl SyncOption {
     /// Every sync option.
-    pub const ALL: [SyncOption; 12] = [
+    pub const ALL: [SyncOption; 13] = [
         SyncOption::FlushInterval,
         SyncOption::MaxBatchRows,
         SyncOption::MaxBatchBytes,
@@ -149,6 +155,7 @@ impl SyncOption {
         SyncOption::AutoOptimize,
         SyncOption::RetainSnapshots,
         SyncOption::MaxSnapshots,
+        SyncOption::LeaseTtl,
     ];
 
     /// The option's name as written in `WITH (...)`.
@@ -166,6 +173,7 @@ impl SyncOption {
             SyncOption::AutoOptimize => "auto_optimize",
             SyncOption::RetainSnapshots => "retain_snapshots",
             SyncOption::MaxSnapshots => "max_snapshots",
+            SyncOption::LeaseTtl => "lease_ttl",
         }
     }
 
@@ -271,6 +279,7 @@ impl SyncOptions {
             SyncOption::AutoOptimize => self.auto_optimize = boolean(option)?,
             SyncOption::RetainSnapshots => self.retain_snapshots = duration_or_zero(option)?,
             SyncOption::MaxSnapshots => self.max_snapshots = positive(option)?,
+            SyncOption::LeaseTtl => self.lease_ttl = duration(option)?,
         }
         Ok(())
     }
@@ -291,6 +300,7 @@ impl SyncOptions {
                 write!(f, "'{}'", format_duration(self.retain_snapshots))
             }
             SyncOption::MaxSnapshots => write!(f, "{}", self.max_snapshots),
+            SyncOption::LeaseTtl => write!(f, "'{}'", format_duration(self.lease_ttl)),
         }
     }
 }

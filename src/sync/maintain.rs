@@ -3,8 +3,8 @@
 //!
 //! - **compaction** once the table has [`COMPACT_DELETE_FILES`] delete files, or
 //!   [`COMPACT_NEW_DATA_FILES`] more data files than after the last compaction: partitions with
-//!   deletes or small files are rewritten (`OPTIMIZE`), at most about one `flush_interval` of
-//!   work per batch, the rest at the next batches;
+//!   deletes or small files are rewritten (`OPTIMIZE`), at most about one `flush_interval` (at
+//!   least a second) of work per batch, the rest at the next batches;
 //! - **manifest merging** once the current snapshot has more than [`MAX_MANIFESTS`] manifests;
 //! - **snapshot expiry** beyond `max_snapshots` snapshots or past `retain_snapshots`, with the
 //!   files only expired snapshots referenced deleted at once;
@@ -33,6 +33,9 @@ pub const MAX_MANIFESTS: u64 = 32;
 /// Snapshots beyond `max_snapshots` tolerated before expiring (so expiry is not a commit per
 /// batch).
 const EXPIRE_SLACK: usize = 10;
+/// The least time a compaction round may take (with a short `flush_interval`, rounds that
+/// small could not keep up with what the batches add).
+pub const MIN_COMPACTION_BUDGET: Duration = Duration::from_secs(1);
 /// How often the sync lists its table's location for orphaned files.
 pub const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod dead_letter;
 pub mod evolve;
+pub mod lease;
 pub mod maintain;
 pub mod plan;
 pub mod progress;
@@ -31,6 +32,9 @@ use status::{Registry, SyncPhase, SyncStatus};
 
 /// The longest wait between two attempts of a sync whose server or catalog is unavailable.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The longest a standby waits between looks at the lease.
+const MAX_STANDBY_POLL: Duration = Duration::from_secs(5);
 
 /// Everything a running sync needs.
 pub struct Sync {
@@ -87,6 +91,11 @@ impl Sync {
         }
         let (mut table, mut checkpoint) =
             target::prepare(&self.connection, &self.create, &self.plan()).await?;
+        if drain {
+            lease::check(self, &table)?;
+        } else {
+            table = lease::acquire(self, &table).await?;
+        }
         if self.plan().evolving {
             table = evolve::reconcile(self, table).await?;
         }
@@ -144,51 +153,80 @@ impl Sync {
     /// stayed unknown) wait 1 s doubling to 60 s; a batch superseded by another writer's commit
     /// for this sync continues at once from the checkpoint that writer left.
     pub async fn run_with_retries(&self, drain: bool, attempts: u32) -> Result<()> {
+        let result = self.retrying(drain, attempts).await;
+        if result.is_ok() && self.stop.is_cancelled() {
+            lease::release(self).await;
+        }
+        result
+    }
+
+    async fn retrying(&self, drain: bool, attempts: u32) -> Result<()> {
         let mut backoff = Duration::from_secs(1);
         let mut attempt = 1;
+        let mut standing_by = false;
         loop {
             let started = Instant::now();
             let err = match self.run(drain).await {
+                Err(err) if err.kind() == ErrorKind::LeaseHeld && !drain => err,
                 Err(err)
-                    if err.is_transient() && attempt < attempts && !self.stop.is_cancelled() =>
+                    if err.is_transient()
+                        && err.kind() != ErrorKind::LeaseHeld
+                        && attempt < attempts
+                        && !self.stop.is_cancelled() =>
                 {
                     err
                 }
                 result => return result,
             };
-            if started.elapsed() > MAX_BACKOFF {
-                backoff = Duration::from_secs(1); // it ran a while: a new outage
-            }
-            let wait = match err.kind() {
-                ErrorKind::Superseded => Duration::ZERO,
-                _ => backoff,
-            };
             let message = err.user_facing().to_string();
-            tracing::warn!(
-                "sync {}: {message}; retrying in {}s ({:?})",
-                self.name,
-                wait.as_secs(),
-                err.kind()
-            );
-            self.status(|s| {
-                s.enter(SyncPhase::Retrying);
-                s.retries += 1;
-                s.errors += 1;
-                s.last_error = Some(message);
-            });
+            let wait = if err.kind() == ErrorKind::LeaseHeld {
+                // A standby: look at the lease again a few times per its time to live.
+                if !standing_by {
+                    tracing::info!("sync {}: {message}; standing by", self.name);
+                    standing_by = true;
+                }
+                self.status(|s| {
+                    s.enter(SyncPhase::Standby);
+                    s.last_error = Some(message);
+                });
+                (self.create.options.lease_ttl / 3)
+                    .clamp(Duration::from_millis(200), MAX_STANDBY_POLL)
+            } else {
+                standing_by = false;
+                if started.elapsed() > MAX_BACKOFF {
+                    backoff = Duration::from_secs(1); // it ran a while: a new outage
+                }
+                let wait = match err.kind() {
+                    ErrorKind::Superseded => Duration::ZERO,
+                    _ => backoff,
+                };
+                tracing::warn!(
+                    "sync {}: {message}; retrying in {}s ({:?})",
+                    self.name,
+                    wait.as_secs(),
+                    err.kind()
+                );
+                self.status(|s| {
+                    s.enter(SyncPhase::Retrying);
+                    s.retries += 1;
+                    s.errors += 1;
+                    s.last_error = Some(message);
+                });
+                if wait > Duration::ZERO {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                attempt += 1;
+                wait
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.stop.cancelled() => return Ok(()),
             }
-            if wait > Duration::ZERO {
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            attempt += 1;
         }
     }
 
     /// The target table as the catalog has it now.
-    async fn load_table(&self) -> Result<iceberg::table::Table> {
+    pub(crate) async fn load_table(&self) -> Result<iceberg::table::Table> {
         self.catalog
             .load_table(&self.target)
             .await

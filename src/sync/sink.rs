@@ -14,10 +14,10 @@ use bson::{RawBson, RawDocument, RawDocumentBuf};
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
 
-use super::Sync;
 use super::checkpoint::Checkpoint;
 use super::dead_letter::{self, DeadLetter};
 use super::evolve;
+use super::{Sync, lease};
 use crate::failpoint::failpoint;
 use crate::iceberg::commit::{Change, Guard, commit};
 use crate::iceberg::key_index::RowLocation;
@@ -289,6 +289,16 @@ impl<'a> Sink<'a> {
         let expected = self.continues.clone();
         let sync = self.sync.name.clone();
         Box::new(move |base| {
+            if let Some((owner, _)) = lease::holder(base).filter(|(owner, _)| owner != lease::me())
+            {
+                return Err(Error::commit(
+                    ErrorKind::LeaseHeld,
+                    format!(
+                        "sync {sync} lost its lease on {}: {owner} holds it now",
+                        base.identifier()
+                    ),
+                ));
+            }
             let now = checkpoint_of(base)?;
             let same = match (&now, &expected) {
                 (Some(now), Some(expected)) => expected.same_position(now),

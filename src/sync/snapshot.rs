@@ -193,6 +193,9 @@ impl SnapshotCopy<'_> {
             rows: self.rows(),
         };
         self.sink.commit(&checkpoint).await?;
+        if let Some(renewed) = super::lease::renew_if_due(self.sync, self.sink.table()).await? {
+            self.sink.continue_on(renewed)?;
+        }
         let rows = checkpoint.rows;
         self.sync.status(|s| s.rows_copied = rows);
         tracing::debug!(sync = %self.sync.name, rows, %phase, "committed");

@@ -22,6 +22,8 @@ pub enum SyncPhase {
     Failed,
     /// Stopped by STOP SYNC (or at shutdown), its batch committed.
     Stopped,
+    /// Waiting for the lease another process holds on the table (see `last_error`).
+    Standby,
 }
 
 impl fmt::Display for SyncPhase {
@@ -33,6 +35,7 @@ impl fmt::Display for SyncPhase {
             SyncPhase::Retrying => "retrying",
             SyncPhase::Failed => "failed",
             SyncPhase::Stopped => "stopped",
+            SyncPhase::Standby => "standby",
         })
     }
 }
@@ -84,6 +87,8 @@ pub struct SyncStatus {
     pub last_event_applied: Option<SystemTime>,
     /// The change stream had nothing more to read at the last batch.
     pub caught_up: bool,
+    /// The cluster time of the oldest change read but not yet committed.
+    pub pending_since: Option<SystemTime>,
     /// The key index's estimated heap size.
     pub key_index_bytes: u64,
     /// The collection's estimated document count when the snapshot started.
@@ -128,13 +133,16 @@ impl SyncStatus {
         self.phase = phase;
     }
 
-    /// How far the table is behind the collection: now minus the cluster time of the last
-    /// change applied; 0 when the stream is caught up (or nothing was applied yet).
+    /// How far the table is behind the collection: now minus the cluster time of the oldest
+    /// change read but not committed yet, else of the last change applied; 0 when the stream
+    /// is caught up and idle (or nothing was applied yet).
     pub fn lag(&self, now: SystemTime) -> std::time::Duration {
-        match self.last_event_time {
-            Some(time) if !self.caught_up => now.duration_since(time).unwrap_or_default(),
-            _ => std::time::Duration::ZERO,
-        }
+        let since = match (self.pending_since, self.last_event_time) {
+            (Some(pending), _) => Some(pending),
+            (None, Some(applied)) if !self.caught_up => Some(applied),
+            _ => None,
+        };
+        since.map_or(std::time::Duration::ZERO, |t| now.duration_since(t).unwrap_or_default())
     }
 
     /// Time since the last change was applied (`None` before the first).

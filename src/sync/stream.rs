@@ -13,12 +13,13 @@ use mongodb::change_stream::event::OperationType;
 
 use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
+use super::lease;
 use super::sink::Sink;
 use super::status::SyncPhase;
 use crate::iceberg::key_index::KeyIndex;
 use crate::iceberg::lineage::rows_moved_since;
 use crate::mongo::bson_arrow::BatchBuilder;
-use crate::mongo::change_stream::{Event, cluster_time, token_to_raw, watch};
+use crate::mongo::change_stream::{Event, Read, Reader, cluster_time, token_to_raw, watch};
 use crate::{Error, Result};
 
 /// The changes of one batch: per `_id`, the document after the last change, or `None` when
@@ -27,8 +28,10 @@ use crate::{Error, Result};
 struct Changes {
     order: Vec<(RawBson, Option<RawDocumentBuf>)>,
     by_id: HashMap<Vec<u8>, usize>,
-    /// The cluster time of the latest event in the batch.
+    /// The cluster time of the latest change in the batch.
     latest: Option<bson::Timestamp>,
+    /// A change was read (the status says since when it waits).
+    pending: bool,
 }
 
 impl Changes {
@@ -95,8 +98,8 @@ pub async fn run(
     let index_bytes = index.heap_bytes() as u64;
     sync.status(|s| s.key_index_bytes = index_bytes);
     let stream = watch(&sync.source, &sync.database, &sync.collection, Some(&token)).await;
-    let mut stream = match stream {
-        Ok(stream) => stream,
+    let mut reader = match stream {
+        Ok(stream) => Reader::spawn(stream),
         Err(err) if history_lost(&err) => return Ok(StreamEnd::Resnapshot(lost(&err))),
         Err(err) => return Err(sync.source.unreachable("opening the change stream", err)),
     };
@@ -105,15 +108,18 @@ pub async fn run(
     let mut last_commit = Instant::now();
     let options = &sync.create.options;
     sync.status(|s| s.enter(SyncPhase::Streaming));
+    // Whether the last read found the stream idle (everything up to now was read).
+    let mut idle = false;
     loop {
         let mut changes = Changes::default();
         let started = Instant::now();
         let mut caught_up = false;
         let mut stopping = false;
+        let mut read_token = None;
         while changes.len() < options.max_batch_rows {
             let Some(left) = options.flush_interval.checked_sub(started.elapsed()) else { break };
             let next = tokio::select! {
-                next = tokio::time::timeout(left, stream.next_if_any()) => next,
+                next = tokio::time::timeout(left, reader.recv()) => next,
                 _ = sync.stop.cancelled() => {
                     stopping = true;
                     break;
@@ -121,12 +127,19 @@ pub async fn run(
             };
             match next {
                 Err(_elapsed) => break,
-                Ok(Err(err)) if history_lost(&err) => return Ok(StreamEnd::Resnapshot(lost(&err))),
-                Ok(Err(err)) => return Err(Error::mongo("reading the change stream", err)),
-                Ok(Ok(Some(event))) => {
+                Ok(None) => return Err(Error::plan("the change stream reader stopped")),
+                Ok(Some(Read::Failed(err))) if history_lost(&err) => {
+                    return Ok(StreamEnd::Resnapshot(lost(&err)));
+                }
+                Ok(Some(Read::Failed(err))) => {
+                    return Err(Error::mongo("reading the change stream", err));
+                }
+                Ok(Some(Read::Event(event, token))) => {
+                    read_token = token.or(read_token);
+                    idle = !is_change(&event); // a heartbeat: nothing else to read
                     let later =
                         stop_after.is_some_and(|t| event.cluster_time.is_some_and(|c| c > t));
-                    if let Some(reason) = add(sync, &mut changes, event)? {
+                    if let Some(reason) = add(sync, &mut changes, *event)? {
                         // Apply what came before the end of the stream, then copy again.
                         if !changes.is_empty() {
                             let token = saved_token.clone();
@@ -139,25 +152,28 @@ pub async fn run(
                         break;
                     }
                 }
-                Ok(Ok(None)) => {
+                Ok(Some(Read::Idle(token))) => {
+                    read_token = token.or(read_token);
                     caught_up = true;
+                    idle = true;
                     if drain || !changes.is_empty() {
                         break;
                     }
                 }
             }
         }
-        let token = match stream.resume_token() {
-            Some(token) => token_to_raw(&token)?,
+        let token = match &read_token {
+            Some(token) => token_to_raw(token)?,
             None => saved_token.clone(),
         };
         let progress = token != saved_token;
-        sync.status(|s| s.caught_up = caught_up);
+        let mut committed = false;
+        sync.status(|s| s.caught_up = idle);
         if !changes.is_empty() {
             apply(sync, &mut sink, &mut index, changes, &token).await?;
             saved_token = token;
             last_commit = Instant::now();
-            maintain(sync, &mut sink, &mut index).await?;
+            committed = true;
         } else if progress && !drain && last_commit.elapsed() >= options.flush_interval {
             // An idle stream still moves its token; save it, but not more often than
             // flush_interval (and not in a --once run, which must commit nothing when nothing
@@ -167,8 +183,9 @@ pub async fn run(
             reindex_if_moved(sync, since, sink.table(), &mut index).await?;
             saved_token = token;
             last_commit = Instant::now();
-            maintain(sync, &mut sink, &mut index).await?;
+            committed = true;
         }
+        between_batches(sync, &mut sink, &mut index, committed).await?;
         if stopping {
             return Ok(StreamEnd::Stopped);
         }
@@ -185,7 +202,14 @@ fn lost(err: &mongodb::error::Error) -> String {
 
 /// Adds one event to the batch; returns why the stream ended when the event ends it.
 fn add(sync: &Sync, changes: &mut Changes, event: Event) -> Result<Option<String>> {
-    changes.latest = changes.latest.max(event.cluster_time);
+    if is_change(&event) {
+        if !changes.pending {
+            changes.pending = true;
+            let read = event.cluster_time.map(system_time);
+            sync.status(|s| s.pending_since = read.or(Some(std::time::SystemTime::now())));
+        }
+        changes.latest = changes.latest.max(event.cluster_time);
+    }
     let id = || -> Result<RawBson> {
         let key =
             event.document_key.as_ref().and_then(|k| k.get("_id")).cloned().ok_or_else(|| {
@@ -214,6 +238,22 @@ fn add(sync: &Sync, changes: &mut Changes, event: Event) -> Result<Option<String
         _ => {}
     }
     Ok(None)
+}
+
+/// Whether `event` changes a document (not a heartbeat or another event the sync skips).
+fn is_change(event: &Event) -> bool {
+    matches!(
+        event.operation_type,
+        OperationType::Insert
+            | OperationType::Update
+            | OperationType::Replace
+            | OperationType::Delete
+    )
+}
+
+/// A cluster time as a wall-clock time (second precision).
+fn system_time(time: bson::Timestamp) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(time.time))
 }
 
 /// The checkpoint of a streaming sync at `token`.
@@ -253,28 +293,38 @@ async fn apply(
     reindex_if_moved(sync, since, sink.table(), index).await?;
     let applied = changes.len() as u64;
     let index_bytes = index.heap_bytes() as u64;
-    let latest = changes
-        .latest
-        .map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::from(t.time)));
+    let latest = changes.latest.map(system_time);
     sync.status(|s| {
         s.events_applied += applied;
         s.key_index_bytes = index_bytes;
         s.last_event_time = latest.or(s.last_event_time);
+        s.pending_since = None;
         s.last_event_applied = Some(std::time::SystemTime::now());
     });
     Ok(())
 }
 
-/// Between batches: the table's maintenance; the sink continues on the table it leaves, and the
-/// key index is rebuilt when rows moved to new files.
-async fn maintain(sync: &Sync, sink: &mut Sink<'_>, index: &mut KeyIndex) -> Result<()> {
-    let mut maintenance = *sync.maintenance.lock().unwrap_or_else(|e| e.into_inner());
-    let done = maintenance.after_commit(sync, sink.table()).await;
-    *sync.maintenance.lock().unwrap_or_else(|e| e.into_inner()) = maintenance;
-    let Some(table) = done? else {
-        return Ok(());
-    };
+/// Between batches: the table's maintenance (after a commit) and the lease's renewal; the sink
+/// continues on the table they leave, and the key index is rebuilt when rows moved.
+async fn between_batches(
+    sync: &Sync,
+    sink: &mut Sink<'_>,
+    index: &mut KeyIndex,
+    committed: bool,
+) -> Result<()> {
     let since = sink.table().metadata().current_snapshot_id();
+    let mut changed = None;
+    if committed {
+        let mut maintenance = *sync.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        let done = maintenance.after_commit(sync, sink.table()).await;
+        *sync.maintenance.lock().unwrap_or_else(|e| e.into_inner()) = maintenance;
+        changed = done?;
+    }
+    let current = changed.as_ref().unwrap_or(sink.table());
+    if let Some(renewed) = lease::renew_if_due(sync, current).await? {
+        changed = Some(renewed);
+    }
+    let Some(table) = changed else { return Ok(()) };
     sink.continue_on(table)?;
     reindex_if_moved(sync, since, sink.table(), index).await
 }

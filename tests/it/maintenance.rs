@@ -169,7 +169,7 @@ async fn a_streaming_sync_keeps_its_own_table_compact() {
     let snapshots = metadata["snapshots"].as_array().unwrap().len();
     assert!(snapshots <= 15 + 10 + 1, "{snapshots} snapshots kept:\n{log}");
     let deletes = referenced(&dir, &db, "position deletes");
-    assert!(deletes < 2 * 32, "{deletes} delete files left");
+    assert!(deletes < 3 * 32, "{deletes} delete files left");
     drained_exactly(&dir, &db, "a streamed, self-maintained table", &log);
 }
 
@@ -181,6 +181,11 @@ async fn optimize_from_another_process_while_a_sync_streams_loses_nothing() {
     let file = streaming_sync(&dir, &db, "auto_optimize = false");
     let log = dir.join("daemon.log");
     let mut daemon = daemon_logged(&dir, &file, Some(&log));
+    let until = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("snapshot complete") {
+        assert!(Instant::now() < until, "no snapshot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let coll = client().await.database(&db).collection::<Document>("orders");
     let (mut rng, mut next_id) = (Rng::new(94), 70_000);
     let (mut optimized, mut rewritten) = (0, 0);

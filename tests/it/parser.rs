@@ -232,7 +232,8 @@ fn the_default_sync_options_are_documented_values() {
     assert_eq!(options.retain_snapshots, std::time::Duration::from_secs(3600));
     assert_eq!(options.max_snapshots, 50);
     assert!(options.given.is_empty());
-    assert_eq!(SyncOption::ALL.len(), 12);
+    assert_eq!(options.lease_ttl, std::time::Duration::from_secs(30));
+    assert_eq!(SyncOption::ALL.len(), 13);
 }
 
 #[test]

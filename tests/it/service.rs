@@ -249,3 +249,48 @@ async fn stop_sync_commits_and_keeps_the_definition_start_sync_resumes() {
     assert!(run.stdout.contains("| stopped"), "{}", run.stdout);
     assert!(run.stderr.contains("no sync named nope"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_takes_over_when_the_active_process_is_killed() {
+    let db = unique_db("standby");
+    load(&db, "orders", &orders(200, 110)).await;
+    let dir = warehouse("standby");
+    let file = dir.join("syncs.sql");
+    let sync = sync_sql(&db)
+        .replace("flush_interval = '1s'", "flush_interval = '500ms', lease_ttl = '5s'");
+    std::fs::write(&file, &sync).unwrap();
+    let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
+    let mut a = daemon_logged(&dir, &file, Some(&log_a));
+    wait_for_log(&log_a, "snapshot complete", Duration::from_secs(60));
+    let mut b = daemon_logged(&dir, &file, Some(&log_b));
+    wait_for_log(&log_b, "standing by", Duration::from_secs(30));
+
+    // --once does not run beside the active process: it names the holder.
+    let run = crate::support::misql_in(&dir, &["--once", "-f", file.to_str().unwrap()]);
+    assert!(!run.success && run.stderr.contains("holds its lease"), "{}", run.stderr);
+
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let mut rng = Rng::new(111);
+    let mut next_id = 30_000;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        crate::sync_stream::change(&coll, &mut rng, &mut next_id).await;
+    }
+    a.kill().unwrap(); // SIGKILL: the lease is not released
+    a.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        crate::sync_stream::change(&coll, &mut rng, &mut next_id).await;
+    }
+    wait_for_log(&log_b, "snapshot already complete", Duration::from_secs(30));
+    let expected = json_rows(&dir, &preview_sql(&db));
+    let until = Instant::now() + Duration::from_secs(60);
+    while json_rows(&dir, &synced_sql(&db)) != expected {
+        let log = std::fs::read_to_string(&log_b).unwrap();
+        assert!(Instant::now() < until, "the standby did not catch up:\n{log}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(terminate(&mut b, Duration::from_secs(30)), Some(0));
+    let log = std::fs::read_to_string(&log_b).unwrap();
+    assert!(log.contains("lease released"), "{log}");
+}

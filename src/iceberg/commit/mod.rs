@@ -32,7 +32,7 @@ use ::iceberg::{TableIdent, TableRequirement, TableUpdate};
 
 use super::catalog::IcebergConnection;
 use super::lineage::main_lineage;
-use super::live::live_entries;
+use super::live::{ManifestCache, live_entries_cached};
 use crate::{Error, ErrorKind, Result};
 pub use rewrite::Rewrite;
 pub use swap::REST_TIMEOUT_OPTION;
@@ -77,7 +77,13 @@ enum Content {
     /// with the same rows; every manifest merged. The summary keeps the base snapshot's keys
     /// that start with `carry` (a sync's checkpoint). Rewrites that no longer apply on a moved
     /// base are left out and listed in `dropped`.
-    Replace { rewrites: Vec<Rewrite>, carry: String, dropped: Mutex<Vec<usize>> },
+    Replace {
+        rewrites: Vec<Rewrite>,
+        carry: String,
+        dropped: Mutex<Vec<usize>>,
+        /// The manifests read by earlier attempts.
+        manifests: ManifestCache,
+    },
     /// Metadata only, applied where `requirements` hold.
     Metadata {
         what: String,
@@ -115,7 +121,12 @@ impl Change {
     /// `replace` snapshot whose summary keeps the base snapshot's properties starting with
     /// `carry`. Committed by [`commit_replace`], which says which rewrites were left out.
     fn replace(rewrites: Vec<Rewrite>, carry: impl Into<String>) -> Self {
-        Self::new(Content::Replace { rewrites, carry: carry.into(), dropped: Mutex::default() })
+        Self::new(Content::Replace {
+            rewrites,
+            carry: carry.into(),
+            dropped: Mutex::default(),
+            manifests: ManifestCache::default(),
+        })
     }
 
     fn new(content: Content) -> Self {
@@ -205,8 +216,9 @@ impl Change {
                 },
                 self.properties.clone(),
             )),
-            Content::Replace { rewrites, carry, dropped } => {
-                Some(self.replacement(rewrites, carry, dropped, base, first).await?)
+            Content::Replace { rewrites, carry, dropped, manifests } => {
+                let live = live_entries_cached(base, manifests).await?;
+                Some(self.replacement(rewrites, carry, dropped, live, base, first))
             }
         };
         let (what, requirements, updates, snapshot_id, files) = match (&self.content, files) {
@@ -236,18 +248,18 @@ impl Change {
         }
     }
 
-    /// A replace on `base`: reads the base's live entries, leaves out the rewrites that no
+    /// A replace on `base` (whose live entries are `live`): leaves out the rewrites that no
     /// longer apply there (when the base moved past `first`, the table they were computed on),
     /// and carries the base snapshot's properties that start with `carry`.
-    async fn replacement(
+    fn replacement(
         &self,
         rewrites: &[Rewrite],
         carry: &str,
         dropped: &Mutex<Vec<usize>>,
+        live: Vec<crate::iceberg::live::Live>,
         base: &Table,
         first: &Table,
-    ) -> Result<(snapshot::Files, HashMap<String, String>)> {
-        let live = live_entries(base).await?;
+    ) -> (snapshot::Files, HashMap<String, String>) {
         let left_out = if base.metadata_location() == first.metadata_location() {
             Vec::new()
         } else {
@@ -271,7 +283,7 @@ impl Change {
             }
         }
         let files = snapshot::Files { data, deletes: Vec::new(), removed, merge: Some(live) };
-        Ok((files, properties))
+        (files, properties)
     }
 }
 
