@@ -137,20 +137,17 @@ fn main() -> ExitCode {
     if code != ExitCode::SUCCESS || args.once || !session.has_syncs() {
         return code;
     }
-    run_daemon(&runtime, &mut session, args.shutdown_timeout)
+    run_daemon(&runtime, &mut session, &args)
 }
 
 /// Keeps the syncs running until SIGTERM or Ctrl-C, then stops them: each commits what it has
 /// read, within `timeout`. A sync that fails stays failed (logged, in SHOW SYNCS) while the
 /// others go on; the exit status is non-zero if one had failed, or if the time ran out. A second
 /// signal exits at once.
-fn run_daemon(
-    runtime: &tokio::runtime::Runtime,
-    session: &mut Session,
-    timeout: Duration,
-) -> ExitCode {
+fn run_daemon(runtime: &tokio::runtime::Runtime, session: &mut Session, args: &Args) -> ExitCode {
+    let timeout = args.shutdown_timeout;
     runtime.block_on(async {
-        let signal = match stop_signal().await {
+        let signal = match serve_until_stopped(session, args).await {
             Ok(signal) => signal,
             Err(err) => {
                 eprintln!("error: cannot listen for signals: {err}");
@@ -182,6 +179,43 @@ fn run_daemon(
             }
         }
     })
+}
+
+/// Runs until SIGTERM or SIGINT (named in the result), reloading the files on each SIGHUP.
+async fn serve_until_stopped(session: &mut Session, args: &Args) -> std::io::Result<&'static str> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            signal = &mut stop => return signal,
+            _ = hangup.recv() => reload(session, args).await,
+        }
+    }
+}
+
+/// SIGHUP: reads the files again and applies them (see `Session::reload`); a file that cannot
+/// be read or parsed changes nothing.
+async fn reload(session: &mut Session, args: &Args) {
+    tracing::info!("SIGHUP: reloading {}", args.files.join(", "));
+    let mut texts = Vec::new();
+    for path in &args.files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => texts.push(text),
+            Err(err) => {
+                tracing::error!("reload: cannot read {path}: {err}; nothing changed");
+                return;
+            }
+        }
+    }
+    texts.extend(args.statements.iter().cloned());
+    match misql::exec::parse_all(&texts) {
+        Ok(statements) => {
+            let done = session.reload(&statements).await;
+            tracing::info!("reload done: {done:?}");
+        }
+        Err(err) => tracing::error!("reload: {}; nothing changed", err.user_facing()),
+    }
 }
 
 /// Waits for SIGTERM or SIGINT (Ctrl-C); names the one that came.

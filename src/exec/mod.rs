@@ -5,9 +5,11 @@ mod blame;
 mod describe;
 mod describe_table;
 mod maintenance;
+mod reload;
 mod show;
 mod sync;
 
+pub use reload::{Reloaded, parse_all};
 pub use sync::Mode;
 
 use std::collections::BTreeMap;

@@ -294,3 +294,77 @@ async fn a_standby_takes_over_when_the_active_process_is_killed() {
     let log = std::fs::read_to_string(&log_b).unwrap();
     assert!(log.contains("lease released"), "{log}");
 }
+
+/// Sends SIGHUP to `child`.
+fn hangup(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_files_starting_stopping_and_replacing_syncs() {
+    let db = unique_db("reload");
+    load(&db, "orders", &orders(60, 112)).await;
+    load(&db, "payments", &orders(20, 113)).await;
+    load(&db, "customers", &orders(30, 114)).await;
+    let dir = warehouse("reload");
+    let simple = |name: &str, extra: &str| {
+        format!(
+            "CREATE SYNC {name} FROM mongo.{db}.{name} INTO iceberg.{db}.{name} \
+             SELECT _id, status {extra} WITH (flush_interval = '500ms')"
+        )
+    };
+    let file = dir.join("syncs.sql");
+    let write = |statements: &[String]| std::fs::write(&file, statements.join(";\n")).unwrap();
+    write(&[simple("orders", ""), simple("payments", "")]);
+    let log = dir.join("daemon.log");
+    let mut daemon = daemon_logged(&dir, &file, Some(&log));
+    wait_for_log(&log, "sync payments: snapshot complete", Duration::from_secs(60));
+    wait_for_log(&log, "sync orders: snapshot complete", Duration::from_secs(60));
+
+    write(&[simple("orders", ""), simple("customers", "")]);
+    hangup(&daemon);
+    wait_for_log(&log, "reload done", Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("reload: sync orders is unchanged"), "{text}");
+    assert!(text.contains("reload: sync customers is new: started"), "{text}");
+    assert!(text.contains("reload: sync payments is no longer in the files: stopped"), "{text}");
+    wait_for_log(&log, "sync customers: snapshot complete", Duration::from_secs(60));
+
+    // A changed definition without OR REPLACE is refused; with it, the sync is replaced.
+    write(&[simple("orders", "WHERE status <> 'test'"), simple("customers", "")]);
+    hangup(&daemon);
+    wait_for_log(&log, "does not say OR REPLACE", Duration::from_secs(60));
+    let replaced =
+        simple("orders", "WHERE status <> 'test'").replace("CREATE SYNC", "CREATE OR REPLACE SYNC");
+    write(&[replaced, simple("customers", "")]);
+    hangup(&daemon);
+    wait_for_log(&log, "reload: sync orders changed: replaced", Duration::from_secs(60));
+
+    // The running syncs keep streaming.
+    let coll = client().await.database(&db).collection::<Document>("customers");
+    coll.insert_one(doc! { "_id": "late", "status": "new" }).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let query = format!("SELECT _id FROM iceberg.{db}.customers WHERE _id = 'late'");
+    while json_rows(&dir, &query).is_empty() {
+        assert!(Instant::now() < until, "{}", std::fs::read_to_string(&log).unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let expected = json_rows(
+        &dir,
+        &format!("SELECT count(*) AS n FROM mongo.{db}.orders WHERE status <> 'test'"),
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    while json_rows(&dir, &format!("SELECT count(*) AS n FROM iceberg.{db}.orders")) != expected {
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            Instant::now() < until,
+            "the replaced sync did not copy its new definition:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
+}
