@@ -43,16 +43,19 @@
 #     retain_snapshots 1h), logging with RUST_LOG=misql::sync::sink=debug,info. The same workload
 #     runs until the log has LONG_COMMITS commit lines after the snapshot (at most LONG_COMMITS *
 #     0.6 s + 300 s); the daemon is stopped and drained as in 2; figures. A daemon that makes no
-#     commit for STALL_SECONDS (default 30) while the updates go on is stuck: the end of its log,
-#     the warehouse files it holds open and its sockets are recorded and printed at the end, and
-#     it is restarted (at most MAX_RESTARTS times, default 20; the run goes on towards
+#     commit for STALL_SECONDS (default 60) while the updates go on, and that used less than 2%
+#     of a core meanwhile, is stuck (a slow one, busy with its maintenance, is not): the end of
+#     its log, the warehouse files it holds open and its sockets are recorded and printed at the
+#     end, and it is restarted (at most MAX_RESTARTS times, default 20; the run goes on towards
 #     LONG_COMMITS within the same time limit, the restarted daemon's log appended to the first
-#     one's). From the daemon's log:
+#     one's). From the daemon's log (RUST_LOG also has misql::sync::stream=debug: the key index
+#     rebuilds after compactions):
 #     the commit time (`committed snapshot ... in N ms`, the commit alone: manifests, metadata
 #     JSON, catalog swap; the sync's maintenance runs between commits and is not in it) p50 and
 #     p99 of the first 500 and of the last 500 commits after the snapshot (of the first and last
-#     half when there are fewer than 1000), the compactions and expiries it logged, and the
-#     longest gap between two commits;
+#     half when there are fewer than 1000), the time those commits took (the commit rate), the
+#     compactions (partitions each, time each), expiries and key index rebuilds it logged, and
+#     the longest gap between two commits;
 #  7. correctness: every table holds as many rows as the collection (2000: the workload only
 #     updates), and its (_id, total, status) set equals the collection's (pyiceberg against
 #     pymongo), for `streamed` after the drain and after OPTIMIZE + VACUUM, `fresh`, and
@@ -85,7 +88,7 @@ LOAD_TIMEOUT=120
 RUN_TIMEOUT=600     # a --once drain or copy, OPTIMIZE, VACUUM, a misql read
 READY_TIMEOUT=300   # a daemon's snapshot
 FIGURES_TIMEOUT=900 # table_figures.py (8 full reads with a metadata JSON of thousands of snapshots)
-STALL_SECONDS=${STALL_SECONDS:-30} # no commit for this long during the long run: the daemon is stuck
+STALL_SECONDS=${STALL_SECONDS:-60} # no commit for this long, no CPU used: the daemon is stuck
 MAX_RESTARTS=${MAX_RESTARTS:-20}   # stuck daemons restarted in the long run, at most
 case $STALL_SECONDS in '' | *[!0-9]* | 0) echo "STALL_SECONDS must be a positive integer" >&2; exit 2 ;; esac
 case $MAX_RESTARTS in '' | *[!0-9]*) echo "MAX_RESTARTS must be an integer" >&2; exit 2 ;; esac
@@ -135,7 +138,7 @@ events=$(awk -v r="$RATE" -v s="$STREAM_SECONDS" -v l="$LONG_TIMEOUT" -v d="$N_D
   'BEGIN { t = s + l + 3600; printf "%d", 2 * (d + r * (s + l) + t) + 10000 }')
 start_server --noop-heartbeat-seconds 1 --oplog-max-entries "$events"
 WAREHOUSE=$tmp/warehouse
-LOG_FILTER=misql::sync::sink=debug,info
+LOG_FILTER=misql::sync::sink=debug,misql::sync::stream=debug,info
 
 SELECT="SELECT _id, customer.name AS customer, items, total::DECIMAL(18,2) AS total,
          created_at, status, priority"
@@ -200,12 +203,21 @@ def wait_ready(log, offset, pid, limit):
         time.sleep(0.2)
     sys.exit(f"no complete snapshot within {limit} s:\n{open(log).read()[-3000:]}")
 
-def updates(uri, rate, seconds, log=None, commits=0, stall=0.0):
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` so far (None when it is gone)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+def updates(uri, rate, seconds, log=None, commits=0, stall=0.0, pid=None):
     """`$set` updates of random documents, `rate` a second (paced by the clock), for `seconds`,
     or until `log` has `commits` commit lines after the snapshot (then `seconds` is the limit,
     and the run ends early, exit status 4, when the log has no new commit line for `stall`
-    seconds: the daemon is stuck). Prints `updates=N seconds=S commits=C`; exit status 3 when
-    the time limit ended the run before `commits`."""
+    seconds while the daemon `pid` used less than 2% of a core: it is stuck, not busy). Prints
+    `updates=N seconds=S commits=C`; exit status 3 when the time limit ended the run before
+    `commits`."""
     from bson.decimal128 import Decimal128
     from pymongo import MongoClient
     coll = MongoClient(uri).bench.orders
@@ -216,6 +228,7 @@ def updates(uri, rate, seconds, log=None, commits=0, stall=0.0):
     start = time.monotonic()
     n, next_poll, count = 0, start, 0
     last_count, last_change, stalled = -1, start, False
+    cpu = []  # (time, the daemon's CPU seconds), one sample a poll
     while True:
         now = time.monotonic()
         if now - start >= seconds:
@@ -224,11 +237,17 @@ def updates(uri, rate, seconds, log=None, commits=0, stall=0.0):
             count = counter.poll()
             if count >= commits:
                 break
+            if pid:
+                cpu.append((now, cpu_seconds(pid)))
+                cpu = [c for c in cpu if c[0] >= now - stall - 5]
             if count != last_count:
                 last_count, last_change = count, now
             elif stall and now - last_change >= stall:
-                stalled = True
-                break
+                window = [c for c in cpu if c[0] >= now - stall and c[1] is not None]
+                used = window[-1][1] - window[0][1] if len(window) > 1 else 0.0
+                if used < 0.02 * stall:
+                    stalled = True
+                    break
             next_poll = now + 0.5
         due = start + n / rate
         if due > now:
@@ -246,7 +265,8 @@ def updates(uri, rate, seconds, log=None, commits=0, stall=0.0):
         count = counter.poll()
     print(f"updates={n} seconds={elapsed:.3f} commits={count}")
     if stalled:
-        print(f"no commit for {stall:.0f} s after {count} commits: the daemon is stuck", file=sys.stderr)
+        print(f"no commit for {stall:.0f} s after {count} commits, and no CPU used: the daemon is stuck",
+              file=sys.stderr)
         sys.exit(4)
     if counter and count < commits:
         print(f"only {count} of {commits} commits within {seconds:.0f} s", file=sys.stderr)
@@ -282,7 +302,7 @@ def check(uri, warehouse, name, out):
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "wait-ready": wait_ready(args[0], int(args[1]), args[2], float(args[3]))
 elif cmd == "updates": updates(args[0], float(args[1]), float(args[2]),
-                               *([args[3], int(args[4]), float(args[5])] if len(args) > 3 else []))
+                               *([args[3], int(args[4]), float(args[5]), args[6]] if len(args) > 3 else []))
 elif cmd == "check": check(*args)
 else: sys.exit(f"unknown helper {cmd}")
 EOF
@@ -304,7 +324,7 @@ start_daemon() {
 # nobody reads).
 stall_report() {
   {
-    echo "--- $(date -u +%FT%TZ): daemon $1 (pid $daemon) made no commit for $STALL_SECONDS s; last log lines:"
+    echo "--- $(date -u +%FT%TZ): daemon $1 (pid $daemon) made no commit and used no CPU for $STALL_SECONDS s; last log lines:"
     tail -n 6 "$tmp/$1.log" | cut -c1-300
     echo "open files in the warehouse:"
     for fd in /proc/"$daemon"/fd/*; do
@@ -379,7 +399,7 @@ figures fresh fresh
 check fresh fresh
 
 echo "maintained: daemon c (default maintenance) until $LONG_COMMITS commits (at most $LONG_TIMEOUT s)..." >&2
-# A daemon that makes no commit for STALL_SECONDS while the workload runs is stuck: what it is
+# A daemon that makes no commit and uses no CPU for STALL_SECONDS while the workload runs is stuck: what it is
 # doing is recorded (stalls.txt, printed at the end), it is stopped and started again, at most
 # MAX_RESTARTS times, and the run goes on to LONG_COMMITS within the same time limit.
 start_daemon c
@@ -391,7 +411,7 @@ while :; do
   [ "$left" -gt 0 ] || { long_end=timeout; break; }
   rc=0
   timeout $((left + 120)) "$PY" "$tmp/helpers.py" updates "$URI" "$RATE" "$left" \
-    "$tmp/c.log" "$LONG_COMMITS" "$STALL_SECONDS" >>"$tmp/c.updates" || rc=$?
+    "$tmp/c.log" "$LONG_COMMITS" "$STALL_SECONDS" "$daemon" >>"$tmp/c.updates" || rc=$?
   kill -0 "$daemon" 2>/dev/null || { tail -n 30 "$tmp/c.log" >&2; echo "daemon c died" >&2; exit 1; }
   case $rc in
     0) break ;;
@@ -399,7 +419,7 @@ while :; do
       stall_report c
       if [ "$restarts" -ge "$MAX_RESTARTS" ]; then long_end=stalled; break; fi
       restarts=$((restarts + 1))
-      echo "daemon c is stuck (no commit for $STALL_SECONDS s): restarting it ($restarts of at most $MAX_RESTARTS)..." >&2
+      echo "daemon c is stuck (no commit and no CPU for $STALL_SECONDS s): restarting it ($restarts of at most $MAX_RESTARTS)..." >&2
       stop_daemon
       start_daemon c
       ;;
@@ -424,6 +444,10 @@ def figures(state):
 
 def wall(name):
     return float(open(f"{tmp}/{name}.m").read().split()[0])
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
 def kv(path):
     """The `key=value` figures of every line of `path`, summed."""
@@ -514,16 +538,32 @@ print(f"long run (sync c): {c_upd['updates']:.0f} updates in {c_upd['seconds']:.
       f"({c_upd['updates'] / c_upd['seconds']:.1f}/s), {len(c_commits)} commits{ended}, "
       f"{compactions} compactions and {expiries} snapshot expiries logged, longest gap between commits "
       f"{longest_gap(c_all):.1f} s; drain --once {wall('c.once'):.1f} s: {summary('c')}")
+def numbers(pattern, text):
+    return [float(x) for x in re.findall(pattern, text)]
+def spread(values, unit=""):
+    if not values:
+        return "none"
+    return f"{len(values)}, p50 {pct(values, 50):.0f}{unit}, max {max(values):.0f}{unit}"
+optimize_ms = numbers(r"OPTIMIZE: .*table=bench\.maintained elapsed_ms=(\d+)", c_log)
+parts = numbers(r"sync c: compacted (\d+) partitions", c_log)
+reindex_ms = numbers(r"sync c: key index rebuilt after a compaction in (\d+) ms", c_log)
+k = min(20, len(parts))
+if parts:
+    print(f"  compactions (in the sync): {spread(optimize_ms, ' ms')}; partitions each: first {k} "
+          f"{sum(parts[:k]) / k:.1f} on average, last {k} {sum(parts[-k:]) / k:.1f} (of 52)")
+print(f"  key index rebuilds after compactions: {spread(reindex_ms, ' ms')}")
+w = min(500, len(c_all) // 2)
+if w > 1:
+    first_s = c_all[w - 1][0] - c_all[0][0]
+    last_s = c_all[-1][0] - c_all[-w][0]
+    print(f"  commit rate: first {w} commits in {first_s:.0f} s ({w / max(first_s, 1e-9):.2f}/s), "
+          f"last {w} in {last_s:.0f} s ({w / max(last_s, 1e-9):.2f}/s)")
 stalls = restarts + (long_end == "stalled")
-print(f"daemon c stuck (no commit for {stall_seconds} s while updates went on): {stalls} time(s)"
+print(f"daemon c stuck (no commit and no CPU for {stall_seconds} s while updates went on): {stalls} time(s)"
       + (f", restarted {restarts} time(s); what it was doing:" if stalls else ""))
 if stalls:
     for line in open(f"{tmp}/stalls.txt"):
         print(f"    {line.rstrip()}")
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
 window = min(500, len(c_commits) // 2)
 first, last = c_commits[:window], c_commits[len(c_commits) - window:]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use misql::exec::{DEFAULT_MONGODB_URI, DEFAULT_WAREHOUSE, Mode, Session};
+use misql::logging::LogFormat;
 use misql::output::Format;
 use misql::script::{self, Origin};
 
@@ -52,6 +53,18 @@ struct Args {
     /// (off by default).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+
+    /// Log lines on stderr: plain text, or one JSON object per line (each line of a sync names
+    /// it). `RUST_LOG` filters them.
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Plain)]
+    log_format: LogFormatArg,
+}
+
+/// `--log-format`
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Plain,
+    Json,
 }
 
 /// `10s`, `500ms`, `2m` or a number of seconds.
@@ -82,14 +95,11 @@ Environment:
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "misql=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let log_format = match args.log_format {
+        LogFormatArg::Plain => LogFormat::Plain,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    misql::logging::init(log_format, std::io::stderr().is_terminal());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -169,7 +169,8 @@ impl Session {
             }
             Mode::Background => {
                 let registry = self.registry.clone();
-                Some(tokio::spawn(async move {
+                let span = crate::logging::sync_span(&name);
+                let run = async move {
                     let result = sync.run_with_retries(false, u32::MAX).await;
                     match &result {
                         Err(err) => {
@@ -187,7 +188,8 @@ impl Session {
                         Ok(()) => {}
                     }
                     result
-                }))
+                };
+                Some(tokio::spawn(tracing::Instrument::instrument(run, span)))
             }
         };
         Ok(SyncEntry { create: create.clone(), task, stop })

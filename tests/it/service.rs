@@ -368,3 +368,54 @@ async fn sighup_reloads_the_files_starting_stopping_and_replacing_syncs() {
     }
     assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_name_the_sync_and_no_secret_reaches_logs_status_or_metrics() {
+    let db = unique_db("jsonlogs");
+    load(&db, "orders", &orders(40, 115)).await;
+    let dir = warehouse("jsonlogs");
+    let weed = crate::support::seaweed::seaweed();
+    let mongo_password = "Pw0rd-in-the-uri";
+    let file = dir.join("syncs.sql");
+    let sync = sync_sql(&db).replace(&format!("INTO iceberg.{db}"), &format!("INTO lake.{db}"));
+    let bad = format!(
+        "ATTACH 'mongodb://app:{mongo_password}@127.0.0.1:1/?serverSelectionTimeoutMS=500' AS other (TYPE mongodb)"
+    );
+    std::fs::write(&file, format!("{};\n{bad};\n{sync};", weed.attach_sql("lake"))).unwrap();
+    let log = dir.join("daemon.log");
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon =
+        daemon_with(&dir, &file, Some(&log), &["--http", &http, "--log-format", "json"]);
+    wait_for_log(&log, "snapshot complete", Duration::from_secs(60));
+    let metrics = get(&http, "/metrics").await.1;
+    let status = crate::support::misql_in(
+        &dir,
+        &["-e", &weed.attach_sql("lake"), "-e", &bad, "-e", "SHOW DATABASES FROM other"],
+    );
+    assert!(!status.success, "the server at port 1 is unreachable");
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{text}");
+    let copied = lines
+        .iter()
+        .find(|l| l["message"].as_str().is_some_and(|m| m.contains("snapshot complete")));
+    assert_eq!(copied.unwrap()["span"]["sync"], "orders", "{text}");
+    for (what, secret) in
+        [("the MongoDB password", mongo_password), ("the REST secret", weed.secret_key.as_str())]
+    {
+        for (place, haystack) in [
+            ("the log", &text),
+            ("/metrics", &metrics),
+            ("stdout", &status.stdout),
+            ("errors", &status.stderr),
+        ] {
+            assert!(!haystack.contains(secret), "{what} appears in {place}:\n{haystack}");
+        }
+    }
+    assert!(status.stderr.contains("app:***@"), "{}", status.stderr);
+}
