@@ -120,6 +120,15 @@ async fn a_failing_sync_does_not_stop_the_others() {
     assert!(log.contains("sync(s) failed: payments"), "{log}");
 }
 
+/// Waits until `--http addr` answers (at most 30 s).
+async fn wait_for_http(addr: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://{addr}/healthz")).await.is_err() {
+        assert!(Instant::now() < until, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `GET http://addr{path}`: the status code and the body.
 async fn get(addr: &str, path: &str) -> (u16, String) {
     let response = reqwest::get(format!("http://{addr}{path}")).await.expect("GET");
@@ -143,11 +152,7 @@ async fn metrics_health_and_readiness_over_http_follow_a_workload() {
     let log = dir.join("daemon.log");
     let http = format!("127.0.0.1:{}", free_port());
     let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
-    let until = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://{http}/healthz")).await.is_err() {
-        assert!(Instant::now() < until, "no /healthz");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_http(&http).await;
     assert_eq!(get(&http, "/healthz").await.0, 200);
     let streaming = r#"misql_sync_phase{sync="orders",phase="streaming"}"#;
     let until = Instant::now() + Duration::from_secs(60);
@@ -386,6 +391,7 @@ async fn json_logs_name_the_sync_and_no_secret_reaches_logs_status_or_metrics() 
     let http = format!("127.0.0.1:{}", free_port());
     let mut daemon =
         daemon_with(&dir, &file, Some(&log), &["--http", &http, "--log-format", "json"]);
+    wait_for_http(&http).await;
     wait_for_log(&log, "snapshot complete", Duration::from_secs(60));
     let metrics = get(&http, "/metrics").await.1;
     let status = crate::support::misql_in(
@@ -418,4 +424,63 @@ async fn json_logs_name_the_sync_and_no_secret_reaches_logs_status_or_metrics() 
         }
     }
     assert!(status.stderr.contains("app:***@"), "{}", status.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_syncs_in_one_daemon_all_progress() {
+    let db = unique_db("many");
+    load(&db, "big", &orders(3000, 116)).await;
+    for i in 0..19 {
+        load(&db, &format!("c{i}"), &orders(20, 117 + i)).await;
+    }
+    let dir = warehouse("many");
+    let sync = |coll: &str| {
+        format!(
+            "CREATE SYNC s_{coll} FROM mongo.{db}.{coll} INTO iceberg.{db}.{coll} \
+             SELECT _id, status, total::DECIMAL(18,2) AS total WITH (flush_interval = '500ms', max_batch_rows = 500)"
+        )
+    };
+    let mut statements = vec![sync("big")];
+    statements.extend((0..19).map(|i| sync(&format!("c{i}"))));
+    let file = dir.join("syncs.sql");
+    std::fs::write(&file, statements.join(";\n")).unwrap();
+    let log = dir.join("daemon.log");
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
+    wait_for_http(&http).await;
+    let client = client().await;
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let metrics = get(&http, "/metrics").await.1;
+        let streaming = metrics
+            .lines()
+            .filter(|l| l.starts_with("misql_sync_phase{") && l.contains("phase=\"streaming\"} 1"))
+            .count();
+        if streaming == 20 {
+            break;
+        }
+        assert!(Instant::now() < until, "{streaming} of 20 syncs streaming:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A change in every collection reaches every table.
+    for i in 0..19 {
+        let coll = client.database(&db).collection::<Document>(&format!("c{i}"));
+        coll.insert_one(doc! { "_id": format!("new{i}"), "status": "new", "total": 1 })
+            .await
+            .unwrap();
+    }
+    let until = Instant::now() + Duration::from_secs(60);
+    for i in 0..19 {
+        let query = format!("SELECT _id FROM iceberg.{db}.c{i} WHERE _id = 'new{i}'");
+        while json_rows(&dir, &query).is_empty() {
+            assert!(Instant::now() < until, "c{i} did not get its change");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let metrics = get(&http, "/metrics").await.1;
+    let rss = sample(&metrics, "process_resident_memory_bytes").unwrap();
+    assert!(rss < 1.5e9, "resident memory {rss} bytes for 20 small syncs");
+    let big = json_rows(&dir, &format!("SELECT count(*) AS n FROM iceberg.{db}.big"));
+    assert_eq!(big[0]["n"], 3000);
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
 }
