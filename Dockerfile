@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# The misql image: one static-ish binary (glibc, no OpenSSL) on Debian slim, run as a non-root
-# user, serving a file of syncs by default:
+# The misql image: the one binary (it links only libc, libm and libgcc_s; no OpenSSL) on Debian
+# slim, run as a non-root user, serving a file of syncs by default:
 #
 #   docker build -t misql .
 #   docker run --rm -p 9187:9187 -v "$PWD/syncs.sql:/etc/misql/syncs.sql:ro" \

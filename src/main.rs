@@ -130,7 +130,8 @@ fn main() -> ExitCode {
             eprintln!("error: reading standard input: {err}");
             return ExitCode::FAILURE;
         }
-        return run_all(&runtime, &mut session, [(Origin::Stdin, text)], args.format);
+        let stop = listen_for_stop(&runtime);
+        return run_all(&runtime, &mut session, [(Origin::Stdin, text)], args.format, stop).0;
     }
     let mut sources = Vec::new();
     for path in &args.files {
@@ -143,21 +144,55 @@ fn main() -> ExitCode {
         }
     }
     sources.extend(args.statements.iter().map(|s| (Origin::Inline, s.clone())));
-    let code = run_all(&runtime, &mut session, sources, args.format);
+    let stop = listen_for_stop(&runtime);
+    let (code, stopped) = run_all(&runtime, &mut session, sources, args.format, stop.clone());
+    if stopped && args.once {
+        return ExitCode::from(130);
+    }
     if code != ExitCode::SUCCESS || args.once || !session.has_syncs() {
         return code;
     }
-    run_daemon(&runtime, &mut session, &args)
+    run_daemon(&runtime, &mut session, &args, stop)
+}
+
+/// A stop signal (SIGTERM, SIGINT), once one came: its name.
+type Stop = tokio::sync::watch::Receiver<Option<&'static str>>;
+
+/// Listens for SIGTERM and SIGINT from the start (as PID 1 in a container, a signal without a
+/// handler is ignored): the first is recorded in the returned [`Stop`]; the second exits at
+/// once.
+fn listen_for_stop(runtime: &tokio::runtime::Runtime) -> Stop {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    runtime.spawn(async move {
+        let first = match stop_signal().await {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!("cannot listen for SIGTERM and SIGINT: {err}");
+                return;
+            }
+        };
+        let _ = tx.send(Some(first));
+        if let Ok(again) = stop_signal().await {
+            eprintln!("misql: {again} again: exiting without committing");
+            std::process::exit(130);
+        }
+    });
+    rx
 }
 
 /// Keeps the syncs running until SIGTERM or Ctrl-C, then stops them: each commits what it has
 /// read, within `timeout`. A sync that fails stays failed (logged, in SHOW SYNCS) while the
 /// others go on; the exit status is non-zero if one had failed, or if the time ran out. A second
 /// signal exits at once.
-fn run_daemon(runtime: &tokio::runtime::Runtime, session: &mut Session, args: &Args) -> ExitCode {
+fn run_daemon(
+    runtime: &tokio::runtime::Runtime,
+    session: &mut Session,
+    args: &Args,
+    stop: Stop,
+) -> ExitCode {
     let timeout = args.shutdown_timeout;
     runtime.block_on(async {
-        let signal = match serve_until_stopped(session, args).await {
+        let signal = match serve_until_stopped(session, args, stop).await {
             Ok(signal) => signal,
             Err(err) => {
                 eprintln!("error: cannot listen for signals: {err}");
@@ -168,12 +203,6 @@ fn run_daemon(runtime: &tokio::runtime::Runtime, session: &mut Session, args: &A
             "{signal}: stopping the syncs, committing what they have read (at most {} s)",
             timeout.as_secs_f64()
         );
-        tokio::spawn(async {
-            if let Ok(signal) = stop_signal().await {
-                eprintln!("misql: {signal} again: exiting without committing");
-                std::process::exit(130);
-            }
-        });
         match session.shutdown(timeout).await {
             Ok(failed) if failed.is_empty() => {
                 tracing::info!("every sync stopped with its batch committed");
@@ -192,13 +221,18 @@ fn run_daemon(runtime: &tokio::runtime::Runtime, session: &mut Session, args: &A
 }
 
 /// Runs until SIGTERM or SIGINT (named in the result), reloading the files on each SIGHUP.
-async fn serve_until_stopped(session: &mut Session, args: &Args) -> std::io::Result<&'static str> {
+async fn serve_until_stopped(
+    session: &mut Session,
+    args: &Args,
+    mut stop: Stop,
+) -> std::io::Result<&'static str> {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let stop = stop_signal();
-    tokio::pin!(stop);
     loop {
         tokio::select! {
-            signal = &mut stop => return signal,
+            signal = stop.wait_for(Option::is_some) => {
+                let signal = signal.map_err(std::io::Error::other)?;
+                return Ok(signal.unwrap_or("SIGTERM"));
+            }
             _ = hangup.recv() => reload(session, args).await,
         }
     }
@@ -237,19 +271,35 @@ async fn stop_signal() -> std::io::Result<&'static str> {
     }
 }
 
-/// Runs each source in order; stops at the first failure.
+/// Runs each source in order; stops at the first failure, or when a stop signal comes (then
+/// the second value is true).
 fn run_all(
     runtime: &tokio::runtime::Runtime,
     session: &mut Session,
     sources: impl IntoIterator<Item = (Origin, String)>,
     format: Format,
-) -> ExitCode {
+    mut stop: Stop,
+) -> (ExitCode, bool) {
     let mut stdout = std::io::stdout().lock();
     for (origin, text) in sources {
-        if let Err(failure) = runtime.block_on(script::run(session, &text, format, &mut stdout)) {
-            eprintln!("{}", script::render(&failure, &origin, &text));
-            return ExitCode::FAILURE;
+        let result = runtime.block_on(async {
+            tokio::select! {
+                result = script::run(session, &text, format, &mut stdout) => Some(result),
+                _ = stop.wait_for(Option::is_some) => None,
+            }
+        });
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(failure)) => {
+                eprintln!("{}", script::render(&failure, &origin, &text));
+                return (ExitCode::FAILURE, false);
+            }
+            None => {
+                let signal = stop.borrow().unwrap_or("a signal");
+                eprintln!("misql: {signal} while running the statements: stopping");
+                return (ExitCode::SUCCESS, true);
+            }
         }
     }
-    ExitCode::SUCCESS
+    (ExitCode::SUCCESS, false)
 }

@@ -484,3 +484,25 @@ async fn twenty_syncs_in_one_daemon_all_progress() {
     assert_eq!(big[0]["n"], 3000);
     assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
 }
+
+#[test]
+fn sigterm_while_the_files_still_run_stops_at_once() {
+    let dir = warehouse("early_sigterm");
+    let file = dir.join("syncs.sql");
+    // A deployment that never answers: the statement waits for it for 30 s.
+    std::fs::write(
+        &file,
+        "ATTACH 'mongodb://10.255.255.1:27017/?serverSelectionTimeoutMS=30000' AS far (TYPE mongodb);\n\
+         SHOW DATABASES FROM far;",
+    )
+    .unwrap();
+    let log = dir.join("daemon.log");
+    let mut daemon = daemon_logged(&dir, &file, Some(&log));
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let code = terminate(&mut daemon, Duration::from_secs(10));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(text.contains("SIGTERM while running the statements: stopping"), "{text}");
+}
