@@ -120,7 +120,10 @@ print(f"{n} {snapshot:.2f} {n * docs / snapshot:.0f} {docs / snapshot:.0f} {stre
 PYTHON
 )
   kill -TERM "$daemon"
-  wait "$daemon" || echo "misql exited non-zero for $n syncs (see $tmp/daemon_$n.log)" >&2
+  if ! wait "$daemon"; then
+    echo "misql exited non-zero for $n syncs; the end of its log:" >&2
+    tail -20 "$tmp/daemon_$n.log" >&2
+  fi
   daemon=
   results+=("$line")
   echo "$n syncs done: $line" >&2

@@ -312,6 +312,9 @@ async fn between_batches(
     index: &mut KeyIndex,
     committed: bool,
 ) -> Result<()> {
+    if sync.stop.is_cancelled() {
+        return Ok(()); // stopping: maintenance waits for the next run
+    }
     let since = sink.table().metadata().current_snapshot_id();
     let mut changed = None;
     if committed {
