@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -369,7 +369,7 @@ async fn changes(coll: &Collection<Document>, n: usize, rng: &mut Rng, next_id: 
 
 /// A misql daemon with its log in a file, killed when the test ends however it ends.
 struct Daemon {
-    child: Child,
+    child: crate::support::Daemon,
     log: PathBuf,
 }
 

@@ -279,13 +279,15 @@ async fn a_mongodb_restart_while_streaming_is_survived_without_loss() {
     let dir = warehouse("restart");
     let file = dir.join("syncs.sql");
     std::fs::write(&file, sync_sql(&db)).unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_misql"))
-        .args(["--warehouse", dir.to_str().unwrap(), "--mongodb-uri", &uri])
-        .args(["-f", file.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
-        .spawn()
-        .expect("start misql");
+    let mut daemon = crate::support::Daemon(
+        Command::new(env!("CARGO_BIN_EXE_misql"))
+            .args(["--warehouse", dir.to_str().unwrap(), "--mongodb-uri", &uri])
+            .args(["-f", file.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+            .spawn()
+            .expect("start misql"),
+    );
     let query = |sql: String| {
         let run = misql_in(&dir, &["--mongodb-uri", &uri, "--format", "json", "-e", &sql]);
         run.success.then(|| {

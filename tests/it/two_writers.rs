@@ -4,7 +4,6 @@
 //! continues from the winner's checkpoint.
 
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use bson::Document;
@@ -58,7 +57,7 @@ fn query(dir: &Path, sql: &str) -> Option<Vec<Value>> {
     run.success.then(|| run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
 }
 
-fn stop(mut child: Child) {
+fn stop(mut child: crate::support::Daemon) {
     let _ = child.kill();
     let _ = child.wait();
 }

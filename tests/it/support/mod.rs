@@ -73,9 +73,35 @@ fn run_misql(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// A misql daemon a test started: killed (SIGKILL) when dropped, so a test that fails leaves
+/// no process behind to load the tests that follow.
+pub struct Daemon(pub std::process::Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `misql -f file` in warehouse `dir` as a daemon against the test server, its output
 /// discarded; crash tests kill it.
-pub fn daemon(dir: &std::path::Path, file: &std::path::Path) -> std::process::Child {
+pub fn daemon(dir: &std::path::Path, file: &std::path::Path) -> Daemon {
     daemon_logged(dir, file, None)
 }
 
@@ -84,7 +110,7 @@ pub fn daemon_logged(
     dir: &std::path::Path,
     file: &std::path::Path,
     log: Option<&std::path::Path>,
-) -> std::process::Child {
+) -> Daemon {
     daemon_with(dir, file, log, &[])
 }
 
@@ -94,7 +120,7 @@ pub fn daemon_with(
     file: &std::path::Path,
     log: Option<&std::path::Path>,
     args: &[&str],
-) -> std::process::Child {
+) -> Daemon {
     let stderr = match log {
         Some(path) => std::process::Stdio::from(std::fs::File::create(path).expect("log file")),
         None => std::process::Stdio::null(),
@@ -108,6 +134,7 @@ pub fn daemon_with(
         .stdout(std::process::Stdio::null())
         .stderr(stderr)
         .spawn()
+        .map(Daemon)
         .expect("start misql")
 }
 
