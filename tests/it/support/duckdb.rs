@@ -10,10 +10,7 @@
 //! One known difference from pyiceberg: pyiceberg 0.12 reads a null list of structs as `[]`
 //! (apache/iceberg-python#251); DuckDB reads `null`, which is what the data file holds.
 
-use std::path::Path;
-use std::process::Command;
-
-use super::pyiceberg::{PyCatalog, python};
+use super::pyiceberg::{PyCatalog, run_reader};
 
 /// The DuckDB version the tests are written against (its extensions come from the
 /// `duckdb-ext-*` wheels of the same version; see scripts/setup-test-env.sh).
@@ -24,28 +21,9 @@ pub const DUCKDB_VERSION: &str = "1.4.4";
 /// them (decimals as strings, timestamps as ISO-8601 strings, binary as hex). Panics with the
 /// script's stderr if DuckDB fails, or if the table is not on the local file system.
 pub fn duckdb_rows(catalog: &PyCatalog, table: &str, key: &str) -> Vec<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/read_duckdb.py");
-    let output = Command::new(python())
-        .arg(&script)
-        .arg(catalog.properties().to_string())
-        .args([table, key])
-        .env("PYICEBERG_HOME", std::env::temp_dir())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "DuckDB {DUCKDB_VERSION} could not read {table} ({}):\n{stderr}\n{stdout}\n\
-         (DuckDB and its extensions are installed by scripts/setup-test-env.sh)",
-        output.status
+    let failure = format!(
+        "DuckDB {DUCKDB_VERSION} could not read {table} (DuckDB and its extensions are \
+         installed by scripts/setup-test-env.sh)"
     );
-    stdout
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("bad JSON from DuckDB: {line}: {e}"))
-        })
-        .collect()
+    run_reader("read_duckdb.py", &[&catalog.properties().to_string(), table, key], &failure)
 }

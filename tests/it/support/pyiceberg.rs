@@ -120,7 +120,13 @@ pub fn pyiceberg_files(catalog: &PyCatalog, table: &str) -> Vec<serde_json::Valu
 /// Runs read_iceberg.py with `args`; its stdout as JSON lines. Panics with the script's stderr
 /// if pyiceberg fails.
 fn run_script(args: &[&str], table: &str) -> Vec<serde_json::Value> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/read_iceberg.py");
+    run_reader("read_iceberg.py", args, &format!("pyiceberg could not read {table}"))
+}
+
+/// Runs the reader script `script` (in tests/it/support) with `args`; its stdout as JSON lines.
+/// Panics with `failure`, the script's status, stderr and stdout when it fails.
+pub(crate) fn run_reader(script: &str, args: &[&str], failure: &str) -> Vec<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support").join(script);
     let output = Command::new(python())
         .arg(&script)
         .args(args)
@@ -129,17 +135,13 @@ fn run_script(args: &[&str], table: &str) -> Vec<serde_json::Value> {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "pyiceberg could not read {table} ({}):\n{stderr}\n{stdout}",
-        output.status
-    );
+    assert!(output.status.success(), "{failure} ({}):\n{stderr}\n{stdout}", output.status);
     stdout
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
             serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("bad JSON from pyiceberg: {line}: {e}"))
+                .unwrap_or_else(|e| panic!("bad JSON from {}: {line}: {e}", script.display()))
         })
         .collect()
 }

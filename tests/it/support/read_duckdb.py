@@ -30,16 +30,17 @@ DuckDB prints null, which is what the data file holds. Every other value prints 
 `SELECT *` (execution and fetchall, not the extension loading, the catalog lookup or any JSON
 conversion). Fails if the full read does not return n rows.
 """
-import datetime
-import decimal
 import importlib.metadata
 import json
 import sys
 import time
 import urllib.parse
-import uuid
 
 from pyiceberg.catalog import load_catalog
+
+# Values print as read_iceberg.py prints them (it sits beside this script).
+from read_iceberg import plain as plain_scalar
+from read_iceberg import sort_key
 
 try:
     import duckdb
@@ -107,18 +108,6 @@ def metadata_file(props_json, table_name):
     )
 
 
-def scalar(value):
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    return value
-
-
 def plain(value, column_type):
     """`value` as read_iceberg.py prints it, `column_type` (a DuckDBPyType) telling maps from
     structs."""
@@ -140,12 +129,7 @@ def plain(value, column_type):
         # pyarrow gives maps as lists of (key, value) tuples, which read_iceberg.py prints as
         # [key, value] arrays
         return [[plain(k, key_type), plain(v, value_type)] for k, v in pairs]
-    return scalar(value)
-
-
-def sort_key(row, key):
-    value = row.get(key)
-    return (value is None, str(type(value)), value if value is not None else 0)
+    return plain_scalar(value)
 
 
 SCAN = "SELECT * FROM iceberg_scan(?)"
