@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use ::iceberg::spec::{ManifestEntry, SnapshotRef};
 use ::iceberg::table::Table;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::{Error, Result};
 
@@ -17,6 +18,9 @@ pub struct Live {
     /// The entry: the file, its status and sequence numbers.
     pub entry: ManifestEntry,
 }
+
+/// Manifests read at once.
+const MANIFEST_CONCURRENCY: usize = 8;
 
 /// Manifests already read, by path (a manifest file never changes).
 pub type ManifestCache = Mutex<HashMap<String, Arc<Vec<Live>>>>;
@@ -47,30 +51,40 @@ async fn snapshot_entries(
         .load()
         .await
         .map_err(|e| Error::iceberg(format!("reading the manifest list of {name}"), e))?;
-    let mut live = Vec::new();
-    for manifest in list.entries() {
-        let cached =
-            cache.lock().unwrap_or_else(|e| e.into_inner()).get(&manifest.manifest_path).cloned();
-        let entries = match cached {
-            Some(entries) => entries,
-            None => {
-                let loaded = manifest
-                    .load_manifest(table.file_io())
-                    .await
-                    .map_err(|e| Error::iceberg(format!("reading a manifest of {name}"), e))?;
+    // (The stream maps owned values: closures over borrowed items make the future unusable
+    // in `tokio::spawn`, rust-lang/rust#102211.)
+    let cached = |path: &str| cache.lock().unwrap_or_else(|e| e.into_inner()).get(path).cloned();
+    let lists: Vec<Arc<Vec<Live>>> = futures::stream::iter(list.entries().to_vec())
+        .map(|manifest| {
+            let hit = cached(&manifest.manifest_path);
+            let (file_io, name) = (table.file_io().clone(), name.clone());
+            async move {
+                if let Some(entries) = hit {
+                    return Ok((manifest.manifest_path, entries, true));
+                }
+                let loaded = manifest.load_manifest(&file_io).await.map_err(|e| {
+                    Error::iceberg(
+                        format!("reading manifest {} of {name}", manifest.manifest_path),
+                        e,
+                    )
+                })?;
                 let entries: Vec<Live> = loaded
                     .entries()
                     .iter()
                     .filter(|e| e.is_alive())
                     .map(|e| Live { spec_id: manifest.partition_spec_id, entry: (**e).clone() })
                     .collect();
-                let entries = Arc::new(entries);
-                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-                cache.insert(manifest.manifest_path.clone(), entries.clone());
-                entries
+                Ok::<_, Error>((manifest.manifest_path, Arc::new(entries), false))
             }
-        };
-        live.extend(entries.iter().cloned());
-    }
-    Ok(live)
+        })
+        .buffered(MANIFEST_CONCURRENCY)
+        .map_ok(|(path, entries, hit)| {
+            if !hit {
+                cache.lock().unwrap_or_else(|e| e.into_inner()).insert(path, entries.clone());
+            }
+            entries
+        })
+        .try_collect()
+        .await?;
+    Ok(lists.iter().flat_map(|entries| entries.iter().cloned()).collect())
 }

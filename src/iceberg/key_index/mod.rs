@@ -47,13 +47,13 @@ use self::read::{
     next_batch, open_columns,
 };
 use self::tier::{Slot, Tier, table_heap_bytes};
+use crate::iceberg::live::live_entries;
 use crate::{Error, Result};
 
 /// Files opened ahead (footer read) while the previous one is being indexed.
 const OPEN_AHEAD: usize = 4;
 
 /// Manifests loaded concurrently.
-const MANIFEST_CONCURRENCY: usize = 8;
 
 /// Where a live row is: its data file and its 0-based row position in that file, which is what a
 /// position delete names.
@@ -171,76 +171,49 @@ impl KeyIndex {
     pub async fn build(table: &Table, key: &str) -> Result<Self> {
         let name = table.identifier().to_string();
         let mut index = Self::new();
-        let Some(snapshot) = table.metadata().current_snapshot() else {
+        if table.metadata().current_snapshot().is_none() {
             return Ok(index);
-        };
+        }
         let key_column = KeyColumn::resolve(table, key)?;
         let file_io = table.file_io();
 
         // 1. The live files of the snapshot, from its manifests.
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .map_err(|e| Error::iceberg(format!("reading the manifest list of {name}"), e))?;
-        // (Streams below map owned values: closures over borrowed items make the future
-        // unusable in `tokio::spawn`, rust-lang/rust#102211.)
-        let manifests: Vec<_> = futures::stream::iter(list.entries().to_vec())
-            .map(|manifest| {
-                let (file_io, name) = (file_io.clone(), name.clone());
-                async move {
-                    manifest.load_manifest(&file_io).await.map_err(|e| {
-                        Error::iceberg(
-                            format!("reading manifest {} of {name}", manifest.manifest_path),
-                            e,
-                        )
-                    })
-                }
-            })
-            .buffered(MANIFEST_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let live = live_entries(table).await?;
         let mut data: Vec<(i64, Arc<DataFile>)> = Vec::new();
         let mut deletes: Vec<(i64, Arc<DataFile>)> = Vec::new();
-        for (manifest, listed) in manifests.into_iter().zip(list.entries()) {
-            let (entries, _) = manifest.into_parts();
-            for entry in entries.iter().filter(|e| e.is_alive()) {
-                let file = entry.data_file();
-                let unsupported = |what: &str| {
-                    Error::plan(format!(
-                        "cannot index the keys of {name}: its snapshot has {what} (`{}`), which \
+        for entry in live.iter().map(|l| &l.entry) {
+            let file = entry.data_file();
+            let unsupported = |what: &str| {
+                Error::plan(format!(
+                    "cannot index the keys of {name}: its snapshot has {what} (`{}`), which \
                          misql does not read",
-                        file.file_path()
-                    ))
-                };
-                match file.content_type() {
-                    DataContentType::Data => {
-                        if file.file_format() != DataFileFormat::Parquet {
-                            return Err(unsupported(&format!(
-                                "a {:?} data file",
-                                file.file_format()
-                            ))
+                    file.file_path()
+                ))
+            };
+            match file.content_type() {
+                DataContentType::Data => {
+                    if file.file_format() != DataFileFormat::Parquet {
+                        return Err(unsupported(&format!("a {:?} data file", file.file_format()))
                             .with_hint("misql reads Parquet data files only"));
-                        }
-                        let sequence = entry.sequence_number().unwrap_or(listed.sequence_number);
-                        data.push((sequence, Arc::new(file.clone())));
                     }
-                    DataContentType::PositionDeletes => {
-                        if file.file_format() != DataFileFormat::Parquet {
-                            return Err(unsupported("a deletion vector").with_hint(
-                                "misql reads Parquet position delete files; rewrite the table \
+                    let sequence = entry.sequence_number().unwrap_or_default();
+                    data.push((sequence, Arc::new(file.clone())));
+                }
+                DataContentType::PositionDeletes => {
+                    if file.file_format() != DataFileFormat::Parquet {
+                        return Err(unsupported("a deletion vector").with_hint(
+                            "misql reads Parquet position delete files; rewrite the table \
                                  (OPTIMIZE) to apply the deletes",
-                            ));
-                        }
-                        let sequence = entry.sequence_number().unwrap_or(i64::MAX);
-                        deletes.push((sequence, Arc::new(file.clone())));
-                    }
-                    DataContentType::EqualityDeletes => {
-                        return Err(unsupported("an equality delete file").with_hint(
-                            "misql writes position deletes; rewrite the table (OPTIMIZE) to \
-                             apply the equality deletes",
                         ));
                     }
+                    let sequence = entry.sequence_number().unwrap_or(i64::MAX);
+                    deletes.push((sequence, Arc::new(file.clone())));
+                }
+                DataContentType::EqualityDeletes => {
+                    return Err(unsupported("an equality delete file").with_hint(
+                        "misql writes position deletes; rewrite the table (OPTIMIZE) to \
+                             apply the equality deletes",
+                    ));
                 }
             }
         }
