@@ -53,7 +53,6 @@ use crate::{Error, Result};
 /// Files opened ahead (footer read) while the previous one is being indexed.
 const OPEN_AHEAD: usize = 4;
 
-
 /// Where a live row is: its data file and its 0-based row position in that file, which is what a
 /// position delete names.
 #[derive(Debug, Clone, PartialEq)]
