@@ -51,10 +51,11 @@ pub struct Maintenance {
 
 impl Maintenance {
     /// After a commit: does what the thresholds call for. Returns the table when maintenance
-    /// committed to it (its rows may have moved to new files).
-    pub async fn after_commit(&mut self, sync: &Sync, table: &Table) -> Result<Option<Table>> {
+    /// committed to it, with what its compaction did.
+    pub async fn after_commit(&mut self, sync: &Sync, table: &Table) -> Result<Option<Maintained>> {
         let options = &sync.create.options;
         let mut changed: Option<Table> = None;
+        let mut compaction = None;
         if options.auto_optimize {
             let data_files = total(table, "total-data-files");
             let baseline = *self.data_files_after_compaction.get_or_insert(data_files);
@@ -79,6 +80,8 @@ impl Maintenance {
                     report.manifests_after
                 );
                 if report.committed {
+                    let id = optimized.metadata().current_snapshot_id();
+                    compaction = id.map(|id| (id, report.added.clone()));
                     changed = Some(optimized);
                 }
             }
@@ -118,8 +121,17 @@ impl Maintenance {
                 changed = Some(vacuumed);
             }
         }
-        Ok(changed)
+        Ok(changed.map(|table| Maintained { table, compaction }))
     }
+}
+
+/// What the sync's maintenance left.
+pub struct Maintained {
+    /// The table after it.
+    pub table: Table,
+    /// The compaction's snapshot and the data files it added (with the rows of those it
+    /// removed), when it compacted.
+    pub compaction: Option<(i64, Vec<iceberg::spec::DataFile>)>,
 }
 
 /// A `total-*` count of the table's current snapshot summary (0 when unknown).

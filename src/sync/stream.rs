@@ -17,7 +17,7 @@ use super::lease;
 use super::sink::Sink;
 use super::status::SyncPhase;
 use crate::iceberg::key_index::KeyIndex;
-use crate::iceberg::lineage::rows_moved_since;
+use crate::iceberg::lineage::{committed_since, data_files_removed, rows_moved_since};
 use crate::mongo::bson_arrow::BatchBuilder;
 use crate::mongo::change_stream::{Event, Read, Reader, cluster_time, token_to_raw, watch};
 use crate::{Error, Result};
@@ -317,11 +317,15 @@ async fn between_batches(
     }
     let since = sink.table().metadata().current_snapshot_id();
     let mut changed = None;
+    let mut compaction = None;
     if committed {
         let mut maintenance = *sync.maintenance.lock().unwrap_or_else(|e| e.into_inner());
         let done = maintenance.after_commit(sync, sink.table()).await;
         *sync.maintenance.lock().unwrap_or_else(|e| e.into_inner()) = maintenance;
-        changed = done?;
+        if let Some(maintained) = done? {
+            changed = Some(maintained.table);
+            compaction = maintained.compaction;
+        }
     }
     let current = changed.as_ref().unwrap_or(sink.table());
     if let Some(renewed) = lease::renew_if_due(sync, current).await? {
@@ -329,7 +333,29 @@ async fn between_batches(
     }
     let Some(table) = changed else { return Ok(()) };
     sink.continue_on(table)?;
-    reindex_if_moved(sync, since, sink.table(), index).await
+    // Rows the sync's own compaction moved: their keys move to the new files (cheaper than
+    // reading every file's keys again); any other move (another process's compaction) means a
+    // full rebuild.
+    let own = compaction.as_ref().map(|(id, _)| *id);
+    let foreign = committed_since(sink.table().metadata(), since).is_none_or(|after| {
+        after.iter().any(|s| Some(s.snapshot_id()) != own && data_files_removed(s) > 0)
+    });
+    if foreign {
+        return reindex_if_moved(sync, since, sink.table(), index).await;
+    }
+    if let Some((_, added)) = compaction {
+        let started = Instant::now();
+        for file in &added {
+            index.add_rewritten_file(sink.table(), file, &sync.plan().key).await?;
+        }
+        tracing::debug!(
+            "sync {}: key index moved to {} compacted files in {} ms",
+            sync.name,
+            added.len(),
+            started.elapsed().as_millis()
+        );
+    }
+    Ok(())
 }
 
 /// Rebuilds the key index when rows moved to new files since snapshot `since`: a compaction

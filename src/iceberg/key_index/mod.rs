@@ -355,6 +355,28 @@ impl KeyIndex {
         file: &DataFile,
         key: &str,
     ) -> Result<()> {
+        self.read_file(table, file, key, false).await
+    }
+
+    /// Records `file`, a data file a compaction wrote in place of others, as
+    /// [`Self::add_written_file`] does; its keys were live in the files it replaces, so each
+    /// moves to it (no warning).
+    pub async fn add_rewritten_file(
+        &mut self,
+        table: &Table,
+        file: &DataFile,
+        key: &str,
+    ) -> Result<()> {
+        self.read_file(table, file, key, true).await
+    }
+
+    async fn read_file(
+        &mut self,
+        table: &Table,
+        file: &DataFile,
+        key: &str,
+        moving: bool,
+    ) -> Result<()> {
         check_data_file(file)?;
         let name = table.identifier().to_string();
         self.check_new(file.file_path(), &name)?;
@@ -386,6 +408,9 @@ impl KeyIndex {
             position += keys.len() as u64;
         }
         self.release_if_empty(slot);
+        if moving {
+            oddities.duplicates = 0;
+        }
         oddities.report(&format!("indexing the keys of `{}`", file.file_path()));
         result
     }

@@ -53,7 +53,7 @@ impl Default for OptimizeOptions {
 }
 
 /// What a compaction did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct OptimizeReport {
     /// Partitions rewritten.
     pub partitions: u64,
@@ -79,6 +79,8 @@ pub struct OptimizeReport {
     pub partitions_skipped: u64,
     /// Whether a snapshot was committed.
     pub committed: bool,
+    /// The data files added (committed).
+    pub added: Vec<DataFile>,
 }
 
 /// One partition of a table: its spec and value.
@@ -116,8 +118,8 @@ pub async fn optimize(
         {
             break;
         }
-        let deadline = options.time_budget.map(|budget| started + budget);
-        let (rewrites, keys) = rewrite_partitions(&table, chosen, &write, deadline).await?;
+        let (rewrites, keys) =
+            rewrite_partitions(&table, chosen, &write, options.time_budget).await?;
         let tallies: Vec<Tally> = rewrites.iter().map(Tally::of).collect();
         let added: Vec<Vec<DataFile>> = rewrites.iter().map(|r| r.added.clone()).collect();
         failpoint("optimize-before-commit");
@@ -132,6 +134,7 @@ pub async fn optimize(
                 left.insert(key);
             } else {
                 tally.add_to(&mut report);
+                report.added.extend(added[i].iter().cloned());
             }
         }
         if left.is_empty() {
@@ -212,9 +215,11 @@ async fn rewrite_partitions(
     table: &Table,
     chosen: Vec<(&PartitionKey, Vec<&Live>, Vec<&Live>)>,
     write: &WriteOptions,
-    deadline: Option<Instant>,
+    budget: Option<Duration>,
 ) -> Result<(Vec<Rewrite>, Vec<PartitionKey>)> {
     let tasks = scan_tasks(table).await?;
+    // The budget is for rewriting: planning is paid once per round whatever it holds.
+    let deadline = budget.map(|budget| Instant::now() + budget);
     let (mut rewrites, mut keys) = (Vec::new(), Vec::new());
     for (key, data, deletes) in chosen {
         if deadline.is_some_and(|d| Instant::now() >= d) && !rewrites.is_empty() {
