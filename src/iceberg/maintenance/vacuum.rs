@@ -68,14 +68,15 @@ pub async fn vacuum(
     let mut report = VacuumReport::default();
     let cutoff = SystemTime::now().checked_sub(options.retain).unwrap_or(SystemTime::UNIX_EPOCH);
     let expired = expired_snapshots(table.metadata(), cutoff, options.max_snapshots);
-    let before = reachable(table).await?;
+    let mut read = ReadManifests::new();
+    let before = reachable(table, &mut read).await?;
     let table = if expired.is_empty() {
         table.clone()
     } else {
         report.snapshots_expired = expired.len() as u64;
         commit(conn, table, expire(expired)).await?
     };
-    let after = reachable(&table).await?;
+    let after = reachable(&table, &mut read).await?;
     // The files only the expired snapshots referenced were committed: no writer has them in
     // flight, so they go whatever their age.
     let mut gone: Vec<String> = before.difference(&after).cloned().collect();
@@ -176,9 +177,12 @@ fn refs(metadata: &TableMetadata) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// The live files of each manifest read, by manifest path (a manifest never changes).
+type ReadManifests = std::collections::HashMap<String, Vec<String>>;
+
 /// Every file the table's metadata references: the current and logged metadata files, and for
 /// every snapshot its manifest list, manifests and live data and delete files, plus statistics.
-async fn reachable(table: &Table) -> Result<HashSet<String>> {
+async fn reachable(table: &Table, read: &mut ReadManifests) -> Result<HashSet<String>> {
     let name = table.identifier();
     let metadata = table.metadata();
     let mut files: HashSet<String> =
@@ -199,13 +203,16 @@ async fn reachable(table: &Table) -> Result<HashSet<String>> {
             if !manifests.insert(manifest.manifest_path.clone()) {
                 continue;
             }
-            let loaded = manifest
-                .load_manifest(table.file_io())
-                .await
-                .map_err(|e| Error::iceberg(format!("reading a manifest of {name}"), e))?;
-            for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
-                files.insert(entry.file_path().to_string());
+            if !read.contains_key(&manifest.manifest_path) {
+                let loaded = manifest
+                    .load_manifest(table.file_io())
+                    .await
+                    .map_err(|e| Error::iceberg(format!("reading a manifest of {name}"), e))?;
+                let live = loaded.entries().iter().filter(|e| e.is_alive());
+                let paths = live.map(|e| e.file_path().to_string()).collect();
+                read.insert(manifest.manifest_path.clone(), paths);
             }
+            files.extend(read[&manifest.manifest_path].iter().cloned());
         }
     }
     files.extend(manifests);
