@@ -12,6 +12,14 @@ use crate::{Error, Result};
 /// One change event, the document as raw BSON.
 pub type Event = ChangeStreamEvent<RawDocumentBuf>;
 
+/// How long the server may hold a read of an idle stream: an idle stream still answers this
+/// often, so a stream that stays silent much longer has stalled (see [`SILENT_LIMIT`]).
+const MAX_AWAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A stream that gives nothing (not even an empty answer) for this long has stalled; the sync
+/// opens it again from its checkpoint.
+pub const SILENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Opens the change stream of `database.collection` with `fullDocument: updateLookup`, after
 /// `resume_after` when given. The driver's error is returned as is, so the caller can tell a
 /// lost resume point from an unreachable server.
@@ -27,7 +35,11 @@ pub async fn watch(
         Ok(token) => token,
         Err(e) => return Err(mongodb::error::Error::custom(e.to_string())),
     };
-    coll.watch().full_document(FullDocumentType::UpdateLookup).resume_after(token).await
+    coll.watch()
+        .full_document(FullDocumentType::UpdateLookup)
+        .resume_after(token)
+        .max_await_time(MAX_AWAIT)
+        .await
 }
 
 /// A resume token as a raw BSON document, for the checkpoint.

@@ -19,7 +19,9 @@ use super::status::SyncPhase;
 use crate::iceberg::key_index::KeyIndex;
 use crate::iceberg::lineage::{committed_since, data_files_removed, rows_moved_since};
 use crate::mongo::bson_arrow::BatchBuilder;
-use crate::mongo::change_stream::{Event, Read, Reader, cluster_time, token_to_raw, watch};
+use crate::mongo::change_stream::{
+    Event, Read, Reader, SILENT_LIMIT, cluster_time, token_to_raw, watch,
+};
 use crate::{Error, Result};
 
 /// The changes of one batch: per `_id`, the document after the last change, or `None` when
@@ -110,6 +112,7 @@ pub async fn run(
     sync.status(|s| s.enter(SyncPhase::Streaming));
     // Whether the last read found the stream idle (everything up to now was read).
     let mut idle = false;
+    let mut last_heard = Instant::now();
     loop {
         let mut changes = Changes::default();
         let started = Instant::now();
@@ -125,7 +128,13 @@ pub async fn run(
                     break;
                 }
             };
+            if next.is_ok() {
+                last_heard = Instant::now();
+            }
             match next {
+                Err(_elapsed) if last_heard.elapsed() >= SILENT_LIMIT => {
+                    return Err(stalled(sync, last_heard.elapsed()));
+                }
                 Err(_elapsed) => break,
                 Ok(None) => return Err(Error::plan("the change stream reader stopped")),
                 Ok(Some(Read::Failed(err))) if history_lost(&err) => {
@@ -192,6 +201,20 @@ pub async fn run(
         if drain && caught_up {
             return Ok(StreamEnd::Drained);
         }
+    }
+}
+
+/// The error for a change stream that gave nothing for `silent`: transient, so the sync opens
+/// it again from its checkpoint.
+fn stalled(sync: &Sync, silent: std::time::Duration) -> Error {
+    Error::Unavailable {
+        message: format!(
+            "the change stream of {}.{} gave nothing for {} s (not even an empty answer)",
+            sync.database,
+            sync.collection,
+            silent.as_secs()
+        ),
+        hint: Some("the sync opens it again from its checkpoint".to_string()),
     }
 }
 
