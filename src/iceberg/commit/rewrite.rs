@@ -69,8 +69,8 @@ pub(super) fn conflicts(rewrites: &[Rewrite], live: &[Live], computed_at: i64) -
     dropped
 }
 
-/// Writes the table's live entries, less `removed` (written as `DELETED` entries), into merged
-/// manifests: per partition spec, data and delete entries apart, at most
+/// Writes the table's live entries into merged manifests, those of `removed` as `DELETED`
+/// entries: per partition spec, data and delete entries apart, at most
 /// [`MANIFEST_ENTRIES`] entries each. Returns the manifests and the paths written.
 pub(super) async fn merged_manifests(
     base: &Table,
@@ -83,16 +83,20 @@ pub(super) async fn merged_manifests(
     let context = || format!("merging the manifests of {name}");
     let metadata = base.metadata();
     let schema = metadata.current_schema().clone();
-    let mut groups: HashMap<(i32, bool), Vec<ManifestEntry>> = HashMap::new();
+    // The files taken out are written as `DELETED` entries (writers validating a concurrent
+    // commit look for them) in manifests of their own, which hold no live file: readers skip
+    // those, and the next replace drops them.
+    let mut groups: HashMap<(i32, bool, bool), Vec<ManifestEntry>> = HashMap::new();
     for Live { spec_id, entry } in live {
         let deletes = entry.content_type() != DataContentType::Data;
-        groups.entry((spec_id, deletes)).or_default().push(entry);
+        let gone = removed.contains(entry.file_path());
+        groups.entry((spec_id, deletes, gone)).or_default().push(entry);
     }
-    let mut keys: Vec<(i32, bool)> = groups.keys().copied().collect();
+    let mut keys: Vec<(i32, bool, bool)> = groups.keys().copied().collect();
     keys.sort();
     let (mut manifests, mut files) = (Vec::new(), Vec::new());
     for key in keys {
-        let (spec_id, deletes) = key;
+        let (spec_id, deletes, gone) = key;
         let spec = metadata
             .partition_spec_by_id(spec_id)
             .cloned()
@@ -114,7 +118,7 @@ pub(super) async fn merged_manifests(
                 let sequence = entry.sequence_number().unwrap_or_default();
                 let file = entry.data_file().clone();
                 let file_sequence = entry.file_sequence_number.or(Some(sequence));
-                let written = if removed.contains(entry.file_path()) {
+                let written = if gone {
                     writer.add_delete_file(file, sequence, file_sequence)
                 } else {
                     let added_in = entry.snapshot_id().unwrap_or(snapshot_id);

@@ -207,6 +207,9 @@ fn choose<'a>(
             chosen.push((key, smalls, Vec::new()));
         }
     }
+    // The partitions with the most delete files, then the most files, first: a round cut short
+    // by its time budget does the worst ones, and the next round the next ones.
+    chosen.sort_by_key(|(_, data, deletes)| std::cmp::Reverse((deletes.len(), data.len())));
     chosen
 }
 
@@ -265,7 +268,12 @@ async fn rewrite_rows(
     let name = table.identifier();
     let context = || format!("reading the files of {name} to compact");
     let runtime = Runtime::try_current().map_err(|e| Error::iceberg(context(), e))?;
-    let reader = ArrowReaderBuilder::new(table.file_io().clone(), runtime).build();
+    // One file at a time: iceberg 0.10.1's delete-file cache can wait forever when two
+    // concurrent reads share a position delete file (fixed upstream in apache/iceberg-rust#2859,
+    // not released); a compaction's files of one partition share theirs.
+    let reader = ArrowReaderBuilder::new(table.file_io().clone(), runtime)
+        .with_data_file_concurrency_limit(1)
+        .build();
     let stream = futures::stream::iter(tasks.into_iter().map(Ok)).boxed();
     let mut batches = reader.read(stream).map_err(|e| Error::iceberg(context(), e))?.stream();
     let mut writer = TableWriter::new(table, write)?;
