@@ -18,6 +18,16 @@ pub struct Server {
     _child: Mutex<Child>,
 }
 
+impl Drop for Server {
+    /// Closes the wrapper's stdin and waits until it has stopped the server, so that a server
+    /// started again on the same storage never meets the old one still writing to it.
+    fn drop(&mut self) {
+        let child = self._child.get_mut().unwrap_or_else(|e| e.into_inner());
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+}
+
 /// The shared server, started on first use.
 pub fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
