@@ -72,11 +72,13 @@ pub async fn prepare(
 }
 
 /// Table properties of the tables a sync creates: a streaming sync commits every
-/// `flush_interval`, so each commit deletes the metadata files that leave the log (kept at 20
-/// versions) instead of leaving thousands an hour for VACUUM.
+/// `flush_interval`, so each commit deletes the metadata files that leave the log instead of
+/// leaving thousands an hour for VACUUM. The log keeps 5 versions: time travel goes through
+/// snapshots (kept for `retain_snapshots`), and every logged version adds to the metadata file
+/// each reader loads.
 const METADATA_PROPERTIES: [(&str, &str); 2] = [
     (DELETE_AFTER_COMMIT_PROPERTY, "true"),
-    (TableProperties::PROPERTY_METADATA_PREVIOUS_VERSIONS_MAX, "20"),
+    (TableProperties::PROPERTY_METADATA_PREVIOUS_VERSIONS_MAX, "5"),
 ];
 
 /// The table properties of the WITH options that shape written files (`target_file_size`,

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use ::iceberg::spec::{
     DataContentType, DataFile, ManifestEntry, ManifestFile, ManifestWriterBuilder, Struct,
+    UNASSIGNED_SEQUENCE_NUMBER,
 };
 use ::iceberg::table::Table;
 
@@ -69,11 +70,23 @@ pub(super) fn conflicts(rewrites: &[Rewrite], live: &[Live], computed_at: i64) -
     dropped
 }
 
-/// Writes the table's live entries into merged manifests, those of `removed` as `DELETED`
-/// entries: per partition spec, data and delete entries apart, at most
-/// [`MANIFEST_ENTRIES`] entries each. Returns the manifests and the paths written.
-pub(super) async fn merged_manifests(
+/// One entry of a merged manifest.
+enum Entry<'a> {
+    /// A file the replace adds.
+    Added(&'a DataFile),
+    /// A live file that stays.
+    Existing(ManifestEntry),
+    /// A live data file the replace takes out.
+    Removed(ManifestEntry),
+}
+
+/// Writes the files `added` (spec id, file) and the table's live entries into merged manifests,
+/// the data files of `removed` as `DELETED` entries: per partition spec, data and delete
+/// entries apart, at most [`MANIFEST_ENTRIES`] entries each. Returns the manifests and the
+/// paths written.
+pub(super) async fn merged_manifests<'a>(
     base: &Table,
+    added: Vec<(i32, &'a DataFile)>,
     live: Vec<Live>,
     removed: &HashSet<&str>,
     snapshot_id: i64,
@@ -83,20 +96,29 @@ pub(super) async fn merged_manifests(
     let context = || format!("merging the manifests of {name}");
     let metadata = base.metadata();
     let schema = metadata.current_schema().clone();
-    // The files taken out are written as `DELETED` entries (writers validating a concurrent
-    // commit look for them) in manifests of their own, which hold no live file: readers skip
-    // those, and the next replace drops them.
-    let mut groups: HashMap<(i32, bool, bool), Vec<ManifestEntry>> = HashMap::new();
+    // The data files taken out are written as `DELETED` entries beside the live ones (writers
+    // validating a concurrent commit look for them; readers skip them, and the next replace
+    // drops them). The delete files taken out are left out: no validation asks for them, and a
+    // table whose deletes were all applied keeps no delete manifest.
+    let mut groups: HashMap<(i32, bool), Vec<Entry<'a>>> = HashMap::new();
+    for (spec_id, file) in added {
+        let deletes = file.content_type() != DataContentType::Data;
+        groups.entry((spec_id, deletes)).or_default().push(Entry::Added(file));
+    }
     for Live { spec_id, entry } in live {
         let deletes = entry.content_type() != DataContentType::Data;
-        let gone = removed.contains(entry.file_path());
-        groups.entry((spec_id, deletes, gone)).or_default().push(entry);
+        let entry = match (removed.contains(entry.file_path()), deletes) {
+            (false, _) => Entry::Existing(entry),
+            (true, false) => Entry::Removed(entry),
+            (true, true) => continue,
+        };
+        groups.entry((spec_id, deletes)).or_default().push(entry);
     }
-    let mut keys: Vec<(i32, bool, bool)> = groups.keys().copied().collect();
+    let mut keys: Vec<(i32, bool)> = groups.keys().copied().collect();
     keys.sort();
     let (mut manifests, mut files) = (Vec::new(), Vec::new());
     for key in keys {
-        let (spec_id, deletes, gone) = key;
+        let (spec_id, deletes) = key;
         let spec = metadata
             .partition_spec_by_id(spec_id)
             .cloned()
@@ -115,14 +137,24 @@ pub(super) async fn merged_manifests(
                 if deletes { builder.build_v2_deletes() } else { builder.build_v2_data() };
             files.push(path);
             for entry in chunk {
-                let sequence = entry.sequence_number().unwrap_or_default();
-                let file = entry.data_file().clone();
-                let file_sequence = entry.file_sequence_number.or(Some(sequence));
-                let written = if gone {
-                    writer.add_delete_file(file, sequence, file_sequence)
-                } else {
-                    let added_in = entry.snapshot_id().unwrap_or(snapshot_id);
-                    writer.add_existing_file(file, added_in, sequence, file_sequence)
+                let written = match entry {
+                    Entry::Added(file) => {
+                        writer.add_file((*file).clone(), UNASSIGNED_SEQUENCE_NUMBER)
+                    }
+                    Entry::Existing(entry) => {
+                        let (sequence, file_sequence) = sequences(entry);
+                        let added_in = entry.snapshot_id().unwrap_or(snapshot_id);
+                        writer.add_existing_file(
+                            entry.data_file().clone(),
+                            added_in,
+                            sequence,
+                            file_sequence,
+                        )
+                    }
+                    Entry::Removed(entry) => {
+                        let (sequence, file_sequence) = sequences(entry);
+                        writer.add_delete_file(entry.data_file().clone(), sequence, file_sequence)
+                    }
                 };
                 written.map_err(|e| Error::iceberg(context(), e))?;
             }
@@ -132,4 +164,10 @@ pub(super) async fn merged_manifests(
         }
     }
     Ok((manifests, files))
+}
+
+/// An entry's data sequence number and file sequence number, as a rewritten manifest keeps them.
+fn sequences(entry: &ManifestEntry) -> (i64, Option<i64>) {
+    let sequence = entry.sequence_number().unwrap_or_default();
+    (sequence, entry.file_sequence_number.or(Some(sequence)))
 }

@@ -126,41 +126,47 @@ pub(super) async fn stage(
     let manifest_path = |i: usize| format!("{metadata_dir}/{commit_uuid}-a{attempt}-m{i}.avro");
     let mut written = Vec::new();
 
-    // Manifests of the new files.
     let mut manifests: Vec<ManifestFile> = Vec::new();
     let groups =
         data_groups.iter().map(|g| (false, g)).chain(delete_groups.iter().map(|g| (true, g)));
-    for (deletes, (spec, group)) in groups {
-        let path = manifest_path(written.len());
-        let output = file_io.new_output(&path).map_err(|e| Error::iceberg(context(), e))?;
-        let builder =
-            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), (**spec).clone());
-        let mut writer = if deletes { builder.build_v2_deletes() } else { builder.build_v2_data() };
-        for file in group {
-            writer
-                .add_file((*file).clone(), UNASSIGNED_SEQUENCE_NUMBER)
-                .map_err(|e| Error::iceberg(context(), e))?;
-        }
-        written.push(path);
-        manifests
-            .push(writer.write_manifest_file().await.map_err(|e| Error::iceberg(context(), e))?);
-    }
-
     let replace = files.merge.is_some();
     match files.merge {
-        // A replace merges every manifest of the parent; the files taken out become deleted
-        // entries.
+        // A replace merges every manifest of the parent with the new files; the files taken
+        // out become deleted entries.
         Some(live) => {
             let removed: HashSet<&str> = files.removed.iter().map(|f| f.file_path()).collect();
-            let first = written.len();
-            let path_of = |i: usize| manifest_path(first + i);
+            let added: Vec<(i32, &DataFile)> = groups
+                .flat_map(|(_, (spec, group))| group.iter().map(|file| (spec.spec_id(), *file)))
+                .collect();
             let (merged, paths) =
-                rewrite::merged_manifests(base, live, &removed, snapshot_id, path_of).await?;
+                rewrite::merged_manifests(base, added, live, &removed, snapshot_id, manifest_path)
+                    .await?;
             written.extend(paths);
             manifests.extend(merged);
         }
-        // Every manifest of the parent comes along.
+        // Manifests of the new files, and every manifest of the parent.
         None => {
+            for (deletes, (spec, group)) in groups {
+                let path = manifest_path(written.len());
+                let output = file_io.new_output(&path).map_err(|e| Error::iceberg(context(), e))?;
+                let builder = ManifestWriterBuilder::new(
+                    output,
+                    Some(snapshot_id),
+                    schema.clone(),
+                    (**spec).clone(),
+                );
+                let mut writer =
+                    if deletes { builder.build_v2_deletes() } else { builder.build_v2_data() };
+                for file in group {
+                    writer
+                        .add_file((*file).clone(), UNASSIGNED_SEQUENCE_NUMBER)
+                        .map_err(|e| Error::iceberg(context(), e))?;
+                }
+                written.push(path);
+                let manifest =
+                    writer.write_manifest_file().await.map_err(|e| Error::iceberg(context(), e))?;
+                manifests.push(manifest);
+            }
             if let Some(parent) = parent {
                 let list = base.manifest_list_reader(parent).load().await.map_err(|e| {
                     Error::iceberg(format!("reading the manifest list of {name}"), e)
