@@ -77,7 +77,7 @@ pub enum Error {
         reason: String,
     },
     /// The MongoDB server or driver failed.
-    #[error("MongoDB: {context}: {source}")]
+    #[error("MongoDB: {context}: {}", mongo_reason(source))]
     Mongo {
         /// What misql was doing.
         context: String,
@@ -247,3 +247,38 @@ fn iceberg_kind(source: &iceberg::Error) -> ErrorKind {
 
 /// Result with the crate's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A driver error as one sentence: what the server or the driver said, with the server's code,
+/// instead of the driver's debug structure (the whole error is logged at debug level).
+pub fn mongo_reason(source: &mongodb::error::Error) -> String {
+    use mongodb::error::ErrorKind as K;
+    tracing::debug!("MongoDB driver error: {source:?}");
+    let command = |e: &mongodb::error::CommandError| {
+        format!("{} (code {}, {})", e.message.trim_end_matches('.'), e.code, e.code_name)
+    };
+    match source.kind.as_ref() {
+        K::Authentication { message, .. } => {
+            let code = std::error::Error::source(source)
+                .and_then(|s| s.downcast_ref::<mongodb::error::Error>())
+                .and_then(|s| match s.kind.as_ref() {
+                    K::Command(e) => Some(format!(", code {}", e.code)),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let message = message.trim_end_matches('.');
+            format!("authentication failed ({message}{code}); check the user name and password")
+        }
+        K::Command(e) => command(e),
+        K::Write(mongodb::error::WriteFailure::WriteError(e)) => {
+            format!("{} (code {})", e.message.trim_end_matches('.'), e.code)
+        }
+        K::ServerSelection { message, .. } => {
+            let first = message.lines().next().unwrap_or(message).trim();
+            format!("no server answered in time ({first})")
+        }
+        K::DnsResolve { message, .. } => format!("cannot resolve the host name: {message}"),
+        K::Io(e) => format!("connection error: {e}"),
+        K::InvalidArgument { message, .. } => message.clone(),
+        _ => source.to_string(),
+    }
+}

@@ -2,6 +2,7 @@
 //! through DataFusion's planner.
 
 mod blame;
+mod column_names;
 mod describe;
 mod describe_table;
 mod maintenance;
@@ -44,6 +45,9 @@ pub const DEFAULT_WAREHOUSE: &str = "./warehouse";
 pub enum Output {
     /// Rows, streamed.
     Rows(SendableRecordBatchStream),
+    /// Rows best read one field per line (a sync's status): the table format shows them
+    /// expanded.
+    Record(SendableRecordBatchStream),
     /// A one-line confirmation (`ATTACH` and other statements without rows).
     Done(String),
 }
@@ -67,6 +71,38 @@ impl Session {
     pub fn names(&self) -> Vec<String> {
         let catalogs = self.mongo.keys().chain(self.iceberg.keys());
         catalogs.chain(self.syncs.keys()).cloned().collect()
+    }
+
+    /// The attached systems, for the names the shell completes.
+    pub fn sources(&self) -> crate::repl::Sources {
+        let mongo = self.mongo.iter().map(|(n, s)| (n.clone(), s.clone())).collect();
+        let iceberg = self.iceberg.iter().map(|(n, c)| (n.clone(), c.clone())).collect();
+        crate::repl::Sources { mongo, iceberg }
+    }
+
+    /// Whether `name` (`mongo`, `mongo.shop`) starts with an attached MongoDB's name.
+    pub fn is_mongo_name(&self, name: &str) -> bool {
+        self.mongo.contains_key(name.split('.').next().unwrap_or_default())
+    }
+
+    /// One line per sync: its phase and how far it is (`\progress` in the shell).
+    pub fn progress(&self) -> String {
+        let all = self.registry.all();
+        if all.is_empty() {
+            return "no syncs in this session".to_string();
+        }
+        let lines = all.iter().map(|(name, s)| {
+            let rows = match s.snapshot_rows_estimated {
+                0 => format!("{} rows copied", s.rows_copied),
+                total => format!(
+                    "{} of about {total} rows copied ({:.0}%)",
+                    s.rows_copied,
+                    100.0 * s.rows_copied as f64 / total.max(s.rows_copied) as f64
+                ),
+            };
+            format!("sync {name}: {}, {rows}, {} change events applied", s.phase, s.events_applied)
+        });
+        lines.collect::<Vec<_>>().join("\n")
     }
 
     /// A session with `mongo` attached from `mongodb_uri` and `iceberg` as the embedded catalog
@@ -135,6 +171,7 @@ impl Session {
                     .state()
                     .statement_to_plan(DfStatement::Statement(statement.clone()))
                     .await?;
+                let plan = column_names::name_by_path(plan)?;
                 let frame = self.ctx.execute_logical_plan(plan).await?;
                 let task = Arc::new(frame.task_ctx());
                 let physical = blame::wrap(frame.create_physical_plan().await?)?;
@@ -142,9 +179,9 @@ impl Session {
             }
             Statement::CreateSync(create) => self.create_sync(create).await,
             Statement::ExplainSync(explain) => self.explain_sync(explain).await,
-            Statement::ShowSyncs => self.show_syncs(None),
+            Statement::ShowSyncs => self.show_syncs(),
             Statement::ShowSyncStatus { name } => {
-                self.show_syncs(name.as_ref().map(|n| n.value.as_str()))
+                self.show_sync_status(name.as_ref().map(|n| n.value.as_str()))
             }
             Statement::StopSync { name } => self.stop_sync(&name.value).await,
             Statement::StartSync { name } => self.start_sync(&name.value).await,

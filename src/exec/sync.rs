@@ -10,7 +10,7 @@ use super::{Output, Session};
 use crate::iceberg::schema::iceberg_schema;
 use crate::sql::{CreateSync, DeleteMode, ExplainSync, SyncOption};
 use crate::sync::plan::SyncPlan;
-use crate::sync::status::SyncPhase;
+use crate::sync::status::{SyncPhase, SyncStatus};
 use crate::sync::target::table_ident;
 use crate::sync::{Sync, dead_letter};
 use crate::{Error, Result};
@@ -303,8 +303,32 @@ impl Session {
         ])?)
     }
 
-    /// SHOW SYNCS / SHOW SYNC STATUS [name].
-    pub(super) fn show_syncs(&self, name: Option<&str>) -> Result<Output> {
+    /// SHOW SYNCS: one short row per sync, to fit 100 columns (every detail is in SHOW SYNC
+    /// STATUS).
+    pub(super) fn show_syncs(&self) -> Result<Output> {
+        let all = self.registry.all();
+        let now = std::time::SystemTime::now();
+        let text = |f: &dyn Fn(&SyncStatus) -> String| {
+            Arc::new(StringArray::from(all.values().map(f).collect::<Vec<_>>())) as ArrayRef
+        };
+        let count = |f: &dyn Fn(&SyncStatus) -> u64| {
+            Arc::new(UInt64Array::from(all.values().map(f).collect::<Vec<_>>())) as ArrayRef
+        };
+        let names = all.keys().cloned().collect::<Vec<_>>();
+        rows(RecordBatch::try_from_iter([
+            ("name", Arc::new(StringArray::from(names)) as ArrayRef),
+            ("phase", text(&|s| s.phase.to_string())),
+            ("rows", count(&|s| s.rows_copied)),
+            ("events", count(&|s| s.events_applied)),
+            ("lag", text(&|s| format!("{}s", s.lag(now).as_secs()))),
+            ("last_commit", text(&|s| s.last_commit.map(clock_time).unwrap_or_default())),
+            ("error", text(&|s| shortened(s.last_error.as_deref().unwrap_or_default(), 32))),
+        ])?)
+    }
+
+    /// SHOW SYNC STATUS [name]: everything known about one sync (or each), one record per
+    /// sync, shown one field per line.
+    pub(super) fn show_sync_status(&self, name: Option<&str>) -> Result<Output> {
         let all = self.registry.all();
         if let Some(name) = name.filter(|n| !all.contains_key(*n)) {
             return Err(unknown_sync(name));
@@ -312,18 +336,18 @@ impl Session {
         let selected: Vec<_> =
             all.iter().filter(|(n, _)| name.is_none_or(|w| w == n.as_str())).collect();
         let now = std::time::SystemTime::now();
-        let text = |f: &dyn Fn(&crate::sync::status::SyncStatus) -> String| {
+        let text = |f: &dyn Fn(&SyncStatus) -> String| {
             Arc::new(StringArray::from(selected.iter().map(|(_, s)| f(s)).collect::<Vec<_>>()))
                 as ArrayRef
         };
-        let count = |f: &dyn Fn(&crate::sync::status::SyncStatus) -> u64| {
+        let count = |f: &dyn Fn(&SyncStatus) -> u64| {
             Arc::new(UInt64Array::from(selected.iter().map(|(_, s)| f(s)).collect::<Vec<_>>()))
                 as ArrayRef
         };
         let names = Arc::new(StringArray::from(
             selected.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>(),
         )) as ArrayRef;
-        rows(RecordBatch::try_from_iter([
+        let batch = RecordBatch::try_from_iter([
             ("name", names),
             ("phase", text(&|s| s.phase.to_string())),
             ("source", text(&|s| s.source.clone())),
@@ -349,7 +373,9 @@ impl Session {
             ("compactions", count(&|s| s.compactions)),
             ("snapshots_expired", count(&|s| s.snapshots_expired)),
             ("last_maintenance", text(&|s| s.last_maintenance.clone().unwrap_or_default())),
-        ])?)
+        ])?;
+        let Output::Rows(stream) = rows(batch)? else { unreachable!("rows gives rows") };
+        Ok(Output::Record(stream))
     }
 
     /// DROP SYNC name [PURGE]: stops it; PURGE also drops the target table.
@@ -435,6 +461,24 @@ fn unknown_sync(name: &str) -> Error {
 
 fn json(doc: &bson::Document) -> String {
     crate::mongo::scan::json(doc)
+}
+
+/// The time of day of `time` (UTC), for the short SHOW SYNCS.
+fn clock_time(time: std::time::SystemTime) -> String {
+    let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    arrow::temporal_conversions::timestamp_s_to_datetime(secs)
+        .map(|t| t.format("%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// `text` cut to `max` characters, an ellipsis marking the cut.
+fn shortened(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() <= max && line.len() == text.len() {
+        return text.to_string();
+    }
+    let cut: String = line.chars().take(max - 1).collect();
+    format!("{cut}…")
 }
 
 fn format_time(time: std::time::SystemTime) -> String {

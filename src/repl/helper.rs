@@ -1,5 +1,7 @@
 //! The rustyline helper: keeps reading lines until the statement ends with `;`, and completes
-//! keywords, `WITH` option names and their quoted values, and attached catalog names.
+//! keywords, backslash commands, `WITH` option names and their quoted values, catalog and sync
+//! names, and what is attached: databases, collections, namespaces, tables, and the field paths
+//! of the collections and tables the statement names.
 
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;
@@ -7,6 +9,9 @@ use rustyline::hint::Hinter;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
+use super::commands::COMMANDS;
+use super::names::Names;
+use crate::exec::Session;
 use crate::sql::{self, COMPRESSIONS, DeleteMode, OnError, OnTypeChange, SyncOption};
 
 /// Words offered by tab completion.
@@ -44,10 +49,60 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// The shell's line-editing helper.
-#[derive(Debug, Default)]
 pub struct ReplHelper {
-    /// Extra words to complete, such as attached catalog names.
-    pub names: Vec<String>,
+    /// Extra words to complete: catalog and sync names.
+    names: Vec<String>,
+    /// What is attached, fetched on demand.
+    attached: Names,
+}
+
+impl ReplHelper {
+    /// A helper completing the names of `session`, fetching them on `handle`'s runtime.
+    pub fn new(session: &Session, handle: tokio::runtime::Handle) -> Self {
+        Self { names: session.names(), attached: Names::new(session.sources(), handle) }
+    }
+
+    /// Takes the session's names again (after ATTACH, CREATE SYNC, DROP SYNC): the fetched
+    /// names are forgotten too, so new collections and tables show.
+    pub fn refresh_names(&mut self, session: &Session) {
+        self.names = session.names();
+        self.attached.set_sources(session.sources());
+        self.attached.forget();
+    }
+
+    /// Forgets the fetched names (`\refresh`).
+    pub fn forget(&self) {
+        self.attached.forget();
+    }
+
+    /// Candidates for a word with a dot: the names below its first parts when they start with a
+    /// catalog (`mongo.shop.or`), else the field paths of the tables `line` names (`customer.na`).
+    fn dotted(&self, line: &str, word: &str) -> Vec<String> {
+        let (parent, _) = word.rsplit_once('.').unwrap_or_default();
+        let catalog = parent.split('.').next().unwrap_or_default();
+        if self.attached.catalogs().any(|c| c == catalog) {
+            return self
+                .attached
+                .below(parent)
+                .into_iter()
+                .map(|name| format!("{parent}.{name}"))
+                .collect();
+        }
+        self.fields(line)
+    }
+
+    /// The field paths of every collection or table `line` names (`catalog.db.name`).
+    fn fields(&self, line: &str) -> Vec<String> {
+        let words = line.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ';');
+        let mut fields = Vec::new();
+        for word in words {
+            let parts: Vec<&str> = word.split('.').collect();
+            if parts.len() == 3 && self.attached.catalogs().any(|c| c == parts[0]) {
+                fields.extend(self.attached.below(word));
+            }
+        }
+        fields
+    }
 }
 
 impl Validator for ReplHelper {
@@ -83,9 +138,20 @@ impl Completer for ReplHelper {
         if word.is_empty() {
             return Ok((start, vec![]));
         }
+        if word.contains('.') {
+            let candidates = self.dotted(line, word);
+            let pairs = candidates
+                .into_iter()
+                .filter(|c| c.starts_with(word) && c.len() > word.len())
+                .map(|c| Pair { display: c.clone(), replacement: c })
+                .collect();
+            return Ok((start, pairs));
+        }
         let lower = word.to_ascii_lowercase();
+        let fields = self.fields(line).into_iter().filter(|f| !f.contains('.'));
         let candidates = self
             .words()
+            .chain(fields)
             .filter(|k| k.to_ascii_lowercase().starts_with(&lower) && k.len() > word.len())
             .map(|k| {
                 let replacement = if word.chars().all(|c| !c.is_ascii_uppercase())
@@ -113,6 +179,7 @@ impl ReplHelper {
             .map(|k| k.to_string())
             .chain(SyncOption::ALL.iter().map(|o| o.name().to_string()))
             .chain(values.into_iter().flatten().map(|v| format!("'{v}'")))
+            .chain(COMMANDS.iter().map(|c| c.name.to_string()))
             .chain(self.names.iter().cloned())
             .filter(move |w| seen.insert(w.clone()))
     }

@@ -21,7 +21,7 @@ pub struct Progress {
 impl Progress {
     /// Progress for `sync` over about `total` documents, `done` of them copied before.
     pub fn new(sync: &str, total: u64, done: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = (std::io::stderr().is_terminal() && !crate::logging::in_shell()).then(|| {
             let bar = ProgressBar::new(total.max(done));
             let style = ProgressStyle::with_template(
                 "{prefix} [{bar:30}] {human_pos}/{human_len} rows {per_sec} ETA {eta}",
@@ -46,7 +46,7 @@ impl Progress {
                 }
                 bar.set_position(rows);
             }
-            None if self.last_log.elapsed() >= LOG_EVERY => {
+            None if self.last_log.elapsed() >= LOG_EVERY && !crate::logging::in_shell() => {
                 self.last_log = Instant::now();
                 tracing::info!(
                     "sync {}: {rows} of about {} rows copied ({:.0} rows/s)",

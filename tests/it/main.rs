@@ -18,6 +18,7 @@ mod proptest_bson;
 mod row_delta;
 mod schema_drift;
 mod service;
+mod shell;
 mod sync_snapshot;
 mod sync_stream;
 mod two_writers;

@@ -269,7 +269,11 @@ fn a_backslash_command_is_complete_without_a_semicolon() {
 #[test]
 fn tab_completion_offers_sync_options_and_their_quoted_values() {
     use rustyline::completion::Completer;
-    let helper = misql::repl::ReplHelper { names: vec!["lake".into()] };
+    // The shell completes the session's names: attached catalogs (connected on first use).
+    let session = misql::exec::Session::new("mongodb://127.0.0.1:9", "/nonexistent/warehouse");
+    assert_eq!(session.names(), ["mongo", "iceberg"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let helper = misql::repl::ReplHelper::new(&session, runtime.handle().clone());
     let history = rustyline::history::MemHistory::new();
     let ctx = rustyline::Context::new(&history);
     let complete = |line: &str| -> Vec<String> {
@@ -282,10 +286,11 @@ fn tab_completion_offers_sync_options_and_their_quoted_values() {
     assert_eq!(complete(&format!("{create}on_error = 'd")), ["'dead_letter'"]);
     assert_eq!(complete(&format!("{create}max_batch_rows = 10, comp")), ["compression"]);
     assert_eq!(complete(&format!("{create}compression = 'z")), ["'zstd'"]);
-    assert_eq!(complete("SELECT * FROM la"), ["lake"]);
+    assert_eq!(complete("SELECT * FROM ice"), ["iceberg"]);
     assert_eq!(complete("desc"), ["describe"], "lower case stays lower case");
-
-    // The shell completes the session's names: attached catalogs (connected on first use).
-    let session = misql::exec::Session::new("mongodb://127.0.0.1:9", "/nonexistent/warehouse");
-    assert_eq!(session.names(), ["mongo", "iceberg"]);
+    assert_eq!(complete("\\tim"), ["\\timing"], "backslash commands");
+    // Names below a catalog that cannot be reached: nothing, within the fetch wait.
+    let started = std::time::Instant::now();
+    assert!(complete("DESCRIBE mongo.sh").is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "Tab never hangs");
 }

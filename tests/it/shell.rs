@@ -1,0 +1,135 @@
+//! The interactive shell driven through a pseudo-terminal, as a user types into it: Tab
+//! completion from what is attached, log lines of a running sync that leave the typed line
+//! intact, the backslash commands, and readable errors.
+
+use std::path::Path;
+use std::process::Command;
+
+use rexpect::session::{PtySession, spawn_with_options};
+
+use crate::support::data::{load, orders};
+use crate::support::server::server;
+use crate::support::{unique_db, warehouse};
+
+/// `misql` (the shell: no statement, no file) on a pseudo-terminal, in `dir`.
+fn shell(dir: &Path) -> PtySession {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_misql"));
+    command
+        .args(["--warehouse", dir.to_str().unwrap()])
+        .env("MONGODB_URI", &server().uri)
+        .env("HOME", dir)
+        .env("TERM", "xterm")
+        .env("RUST_LOG", "misql=info,warn");
+    let options = rexpect::reader::Options::new().timeout_ms(Some(30_000));
+    let mut session = spawn_with_options(command, options.strip_ansi_escape_codes(true))
+        .expect("start the shell on a pseudo-terminal");
+    session.exp_string("type \\? for help").expect("the shell's greeting");
+    session
+}
+
+/// Types `text` key by key, as a person does, and waits for `expected` in what the shell
+/// prints. Each printable key waits for its echo before the next is sent: rustyline 17, with
+/// an external printer, leaves keys that reach it in one read unprocessed until the next key
+/// (its `select` does not look at what it has buffered), which a person typing never meets.
+fn typed(session: &mut PtySession, text: &str, expected: &str) -> String {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        session.send(&c.to_string()).unwrap();
+        session.flush().unwrap();
+        if chars.peek().is_some() {
+            if c.is_ascii_graphic() || c == ' ' {
+                session.exp_string(&c.to_string()).unwrap_or_else(|e| panic!("echo of {c:?}: {e}"));
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    }
+    session.exp_string(expected).unwrap_or_else(|e| panic!("after {text:?}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tab_completes_databases_collections_and_field_paths() {
+    let db = unique_db("tabdb");
+    load(&db, "orders", &orders(20, 301)).await;
+    let dir = warehouse("tab");
+    let mut sh = shell(&dir);
+    // The database from its first letters, the collection from `.ord`.
+    let prefix = &db[..db.len() - 2];
+    typed(&mut sh, &format!("DESCRIBE mongo.{prefix}\t"), &db);
+    typed(&mut sh, ".ord\t", "orders");
+    typed(&mut sh, ";\r", "customer");
+    sh.exp_string("misql> ").unwrap();
+    // A field of the collection the statement names, then a nested path of it.
+    typed(&mut sh, &format!("SELECT _id FROM mongo.{db}.orders WHERE cust\t"), "customer");
+    typed(&mut sh, ".addr\t", "customer.address");
+    typed(&mut sh, ".ci\t", "customer.address.city");
+    typed(&mut sh, " IS NOT NULL LIMIT 1;\r", "650000000000000000000000");
+    // A nested field's column is named by its path.
+    typed(
+        &mut sh,
+        &format!("SELECT customer.address.city FROM mongo.{db}.orders LIMIT 1;\r"),
+        "| customer.address.city |",
+    );
+    // A backslash command.
+    typed(&mut sh, "\\tim\t", "\\timing");
+    typed(&mut sh, "\r", "timing is off");
+    sh.send_line("\\q").unwrap();
+    sh.exp_eof().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_sync_logs_after_the_typed_line_never_over_it() {
+    let db = unique_db("shelllog");
+    load(&db, "orders", &orders(300, 302)).await;
+    let dir = warehouse("shelllog");
+    let mut sh = shell(&dir);
+    let create = format!(
+        "CREATE SYNC orders FROM mongo.{db}.orders INTO iceberg.{db}.orders \
+         WITH (max_batch_rows = 50, flush_interval = '500ms');\r"
+    );
+    typed(&mut sh, &create, "misql> ");
+    // Half a statement typed while the sync copies and logs: nothing is printed over it.
+    typed(&mut sh, "SELECT 4", "4");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let mut shown = String::new();
+    while let Some(c) = sh.try_read() {
+        shown.push(c);
+    }
+    assert!(!shown.contains("INFO"), "a log line was printed over the typed line: {shown:?}");
+    // The rest of the line: the held log lines come first, then the answer of the whole line.
+    typed(&mut sh, "0 + 2 AS answer;\r", "snapshot complete");
+    sh.exp_string("| 42 ").expect("the typed line ran whole");
+    typed(&mut sh, "\\progress\r", "sync orders: streaming");
+    sh.send_line("\\q").unwrap();
+    sh.exp_eof().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backslash_commands_list_describe_format_and_redirect() {
+    let db = unique_db("bslash");
+    load(&db, "orders", &orders(5, 303)).await;
+    let dir = warehouse("bslash");
+    let script = dir.join("two.sql");
+    std::fs::write(&script, "SELECT 7 AS seven;\nSELECT 8 AS eight;\n").unwrap();
+    let out = dir.join("out.txt");
+    let mut sh = shell(&dir);
+    typed(&mut sh, "\\?\r", "\\dt [name]");
+    typed(&mut sh, "\\l\r", &db);
+    typed(&mut sh, &format!("\\dt mongo.{db}\r"), "| orders");
+    typed(&mut sh, &format!("\\d mongo.{db}.orders\r"), "created_at");
+    typed(&mut sh, "\\x\r", "expanded display is on");
+    typed(&mut sh, "SELECT 1 AS a, 'b' AS bee;\r", "-[ RECORD 1 ]");
+    sh.exp_string("bee | b").unwrap();
+    typed(&mut sh, "\\x\r", "expanded display is off");
+    typed(&mut sh, "\\format csv\r", "results are printed as Csv");
+    typed(&mut sh, "\\timing\r", "timing is off");
+    typed(&mut sh, &format!("\\o {}\r", out.display()), "results go to");
+    typed(&mut sh, &format!("\\i {}\r", script.display()), "misql> ");
+    typed(&mut sh, "\\o\r", "results go to the screen");
+    typed(&mut sh, "\\format tables\r", "unknown format `tables`");
+    typed(&mut sh, "\\zz\r", "unknown command \\zz");
+    typed(&mut sh, "\\d\r", "\\d needs a name");
+    sh.send_line("\\q").unwrap();
+    sh.exp_eof().unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "seven\n7\neight\n8\n");
+}
