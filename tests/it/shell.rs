@@ -9,7 +9,7 @@ use rexpect::session::{PtySession, spawn_with_options};
 
 use crate::support::data::{load, orders};
 use crate::support::server::server;
-use crate::support::{unique_db, warehouse};
+use crate::support::{misql, unique_db, warehouse};
 
 /// `misql` (the shell: no statement, no file) on a pseudo-terminal, in `dir`.
 fn shell(dir: &Path) -> PtySession {
@@ -132,4 +132,43 @@ async fn backslash_commands_list_describe_format_and_redirect() {
     sh.send_line("\\q").unwrap();
     sh.exp_eof().unwrap();
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "seven\n7\neight\n8\n");
+}
+
+/// What a driver error says must be one sentence, never the driver's debug structure.
+fn assert_sentence(stderr: &str, expected: &str) {
+    assert!(stderr.contains(expected), "{stderr}");
+    for debug in ["Kind:", "labels:", "source: Some", "CommandError {"] {
+        assert!(!stderr.contains(debug), "the driver's debug structure leaked: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn driver_errors_read_as_one_sentence() {
+    use crate::support::server::{free_port, start_persistent, start_persistent_with};
+    // A wrong password: a server of the test's own, with a user, restarted with --auth.
+    let storage = warehouse("auth_data");
+    let port = free_port();
+    let server = start_persistent(port, &storage);
+    let client = mongodb::Client::with_uri_str(&server.uri).await.unwrap();
+    let create = bson::doc! { "createUser": "admin", "pwd": "right", "roles": ["root"] };
+    client.database("admin").run_command(create).await.unwrap();
+    drop(client);
+    drop(server);
+    let _server = start_persistent_with(port, &storage, &["--auth"]);
+    let uri = format!("mongodb://admin:wrong@127.0.0.1:{port}/?directConnection=true");
+    let run = misql(&["--mongodb-uri", &uri, "-e", "SHOW DATABASES"]);
+    assert!(!run.success);
+    assert_sentence(&run.stderr, "authentication failed");
+    assert!(run.stderr.contains("check the user name and password"), "{}", run.stderr);
+    assert!(!run.stderr.contains("wrong"), "the password is never printed: {}", run.stderr);
+    // An unknown host and a server that is down.
+    let unknown = "mongodb://nohost.invalid:27017/?serverSelectionTimeoutMS=2000";
+    let run = misql(&["--mongodb-uri", unknown, "-e", "SHOW DATABASES"]);
+    assert_sentence(
+        &run.stderr,
+        "cannot reach MongoDB: listing databases at mongodb://nohost.invalid",
+    );
+    let down = format!("mongodb://127.0.0.1:{}/?serverSelectionTimeoutMS=500", free_port());
+    let run = misql(&["--mongodb-uri", &down, "-e", "SHOW COLLECTIONS FROM mongo.shop"]);
+    assert_sentence(&run.stderr, "Connection refused");
 }

@@ -47,7 +47,12 @@ pub fn start_private(extra: &[&str]) -> Server {
 /// A server of the test's own on `port` keeping its data in `storage`, so that it can be
 /// stopped (dropped) and started again with the same data, as a restarted mongod would.
 pub fn start_persistent(port: u16, storage: &Path) -> Server {
-    start_with(port, storage.to_str().expect("UTF-8 path"), &[])
+    start_persistent_with(port, storage, &[])
+}
+
+/// [`start_persistent`] with extra flags (`--auth`).
+pub fn start_persistent_with(port: u16, storage: &Path, extra: &[&str]) -> Server {
+    start_with(port, storage.to_str().expect("UTF-8 path"), extra)
 }
 
 fn start_with(port: u16, storage: &str, extra: &[&str]) -> Server {
