@@ -465,10 +465,7 @@ fn json(doc: &bson::Document) -> String {
 
 /// The time of day of `time` (UTC), for the short SHOW SYNCS.
 fn clock_time(time: std::time::SystemTime) -> String {
-    let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    arrow::temporal_conversions::timestamp_s_to_datetime(secs)
-        .map(|t| t.format("%H:%M:%S").to_string())
-        .unwrap_or_default()
+    utc(time, "%H:%M:%S")
 }
 
 /// `text` cut to `max` characters, an ellipsis marking the cut.
@@ -482,9 +479,14 @@ fn shortened(text: &str, max: usize) -> String {
 }
 
 fn format_time(time: std::time::SystemTime) -> String {
+    utc(time, "%Y-%m-%d %H:%M:%S UTC")
+}
+
+/// `time` in UTC as `pattern` (chrono's format) has it.
+fn utc(time: std::time::SystemTime, pattern: &str) -> String {
     let secs = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     arrow::temporal_conversions::timestamp_s_to_datetime(secs)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .map(|t| t.format(pattern).to_string())
         .unwrap_or_default()
 }
 
