@@ -229,13 +229,7 @@ impl Session {
 
     /// The Iceberg catalog attached as `name` (or the default one).
     pub fn iceberg_catalog(&self, name: Option<&str>) -> Result<&Arc<LazyIceberg>> {
-        let name = name.unwrap_or(DEFAULT_ICEBERG);
-        self.iceberg.get(name).ok_or_else(|| {
-            Error::plan(format!("no Iceberg catalog is attached as `{name}`")).with_hint(format!(
-                "attached: {}; ATTACH './warehouse' AS {name} (TYPE iceberg)",
-                self.iceberg.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })
+        iceberg_catalog(&self.iceberg, name)
     }
 
     /// `catalog[.namespace]` of SHOW TABLES FROM.
@@ -300,11 +294,6 @@ impl Session {
         })
     }
 
-    /// The names MongoDB deployments are attached under, for hints.
-    fn mongo_names(&self) -> String {
-        self.mongo.keys().cloned().collect::<Vec<_>>().join(", ")
-    }
-
     /// `catalog.database` of SHOW COLLECTIONS FROM.
     fn mongo_database(&self, from: Option<&ObjectName>) -> Result<(&Arc<MongoSource>, String)> {
         let parts = from.map(name_parts).unwrap_or_default();
@@ -321,13 +310,35 @@ impl Session {
         &self,
         name: &ObjectName,
     ) -> Result<Option<(Arc<MongoSource>, String, String)>> {
-        match name_parts(name).as_slice() {
-            [catalog, database, collection] if self.mongo.contains_key(catalog) => {
-                Ok(Some((self.mongo[catalog].clone(), database.clone(), collection.clone())))
-            }
-            _ => Ok(None),
-        }
+        mongo_collection(&self.mongo, name)
     }
+}
+
+/// `catalog.database.collection` when `name` is in one of the `mongo` catalogs.
+fn mongo_collection(
+    mongo: &BTreeMap<String, Arc<MongoSource>>,
+    name: &ObjectName,
+) -> Result<Option<(Arc<MongoSource>, String, String)>> {
+    match name_parts(name).as_slice() {
+        [catalog, database, collection] if mongo.contains_key(catalog) => {
+            Ok(Some((mongo[catalog].clone(), database.clone(), collection.clone())))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The Iceberg catalog attached as `name` (the default one when `None`).
+fn iceberg_catalog<'a>(
+    iceberg: &'a BTreeMap<String, Arc<LazyIceberg>>,
+    name: Option<&str>,
+) -> Result<&'a Arc<LazyIceberg>> {
+    let name = name.unwrap_or(DEFAULT_ICEBERG);
+    iceberg.get(name).ok_or_else(|| {
+        Error::plan(format!("no Iceberg catalog is attached as `{name}`")).with_hint(format!(
+            "attached: {}; ATTACH './warehouse' AS {name} (TYPE iceberg)",
+            iceberg.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })
 }
 
 /// The session setting for the schema sample size.

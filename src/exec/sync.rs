@@ -9,6 +9,7 @@ use super::show::rows;
 use super::{Output, Session};
 use crate::iceberg::schema::iceberg_schema;
 use crate::sql::{CreateSync, DeleteMode, ExplainSync, SyncOption};
+use crate::sync::database::DatabaseSync;
 use crate::sync::plan::SyncPlan;
 use crate::sync::status::{SyncPhase, SyncStatus};
 use crate::sync::target::table_ident;
@@ -42,9 +43,22 @@ pub struct SyncEntry {
     pub stop: tokio_util::sync::CancellationToken,
 }
 
-impl Session {
+/// What planning and preparing a sync needs from the session, detached from it so that a
+/// database sync can build the sync of a collection created while it runs.
+#[derive(Clone)]
+pub struct SyncBuilder {
+    pub(super) ctx: datafusion::prelude::SessionContext,
+    pub(super) mongo: std::collections::BTreeMap<String, Arc<crate::mongo::client::MongoSource>>,
+    pub(super) iceberg:
+        std::collections::BTreeMap<String, Arc<crate::catalog::iceberg::LazyIceberg>>,
+    pub(super) registry: crate::sync::status::Registry,
+    pub(super) sample_override: crate::mongo::client::SampleSizeOverride,
+    pub(super) stop: tokio_util::sync::CancellationToken,
+}
+
+impl SyncBuilder {
     /// Plans a sync and prepares everything it needs, without running it.
-    pub(super) async fn build_sync(&self, create: &CreateSync) -> Result<Sync> {
+    pub async fn build(&self, create: &CreateSync) -> Result<Sync> {
         if create.options.delete_mode == DeleteMode::Equality {
             return Err(Error::plan(format!(
                 "sync {}: delete_mode = 'equality' is not supported yet; misql writes position \
@@ -53,17 +67,20 @@ impl Session {
             ))
             .with_hint("leave the option out, or write delete_mode = 'position'"));
         }
-        let (source, database, collection) =
-            self.mongo_collection(&create.source)?.ok_or_else(|| {
+        let (source, database, collection) = super::mongo_collection(&self.mongo, &create.source)?
+            .ok_or_else(|| {
                 Error::plan(format!(
                     "the source of sync {} must be a MongoDB collection",
                     create.name
                 ))
-                .with_hint(format!("attached MongoDB deployments: {}", self.mongo_names()))
+                .with_hint(format!(
+                    "attached MongoDB deployments: {}",
+                    self.mongo.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
             })?;
         let parts = super::name_parts(&create.target);
-        let connection =
-            self.iceberg_catalog(parts.first().map(String::as_str))?.get().await?.clone();
+        let catalog = super::iceberg_catalog(&self.iceberg, parts.first().map(String::as_str))?;
+        let connection = catalog.get().await?.clone();
         let plan = self.plan_with_sample_size(create).await?;
         if !plan.evolving && create.options.given.contains(&SyncOption::OnTypeChange) {
             return Err(Error::plan(format!(
@@ -89,7 +106,36 @@ impl Session {
             registry: self.registry.clone(),
             maintenance: Default::default(),
             stop: self.stop.child_token(),
+            feed: None,
         })
+    }
+
+    /// Plans `create`, sampling `WITH (sample_size = N)` documents when the option is given.
+    async fn plan_with_sample_size(&self, create: &CreateSync) -> Result<SyncPlan> {
+        if !create.options.given.contains(&SyncOption::SampleSize) {
+            return SyncPlan::new(&self.ctx, create).await;
+        }
+        let _scoped = self.sample_override.scoped(create.options.sample_size);
+        SyncPlan::new(&self.ctx, create).await
+    }
+}
+
+impl Session {
+    /// What building a sync needs, detached from the session.
+    pub(super) fn builder(&self) -> SyncBuilder {
+        SyncBuilder {
+            ctx: self.ctx.clone(),
+            mongo: self.mongo.clone(),
+            iceberg: self.iceberg.clone(),
+            registry: self.registry.clone(),
+            sample_override: self.sample_override.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Plans a sync and prepares everything it needs, without running it.
+    pub(super) async fn build_sync(&self, create: &CreateSync) -> Result<Sync> {
+        self.builder().build(create).await
     }
 
     /// [`Self::build_sync`], retried while the server or catalog is unavailable (planning
@@ -114,15 +160,6 @@ impl Session {
         self.build_sync(create).await
     }
 
-    /// Plans `create`, sampling `WITH (sample_size = N)` documents when the option is given.
-    async fn plan_with_sample_size(&self, create: &CreateSync) -> Result<SyncPlan> {
-        if !create.options.given.contains(&SyncOption::SampleSize) {
-            return SyncPlan::new(&self.ctx, create).await;
-        }
-        let _scoped = self.sample_override.scoped(create.options.sample_size);
-        SyncPlan::new(&self.ctx, create).await
-    }
-
     /// CREATE SYNC.
     pub(super) async fn create_sync(&mut self, create: &CreateSync) -> Result<Output> {
         let name = create.name.value.clone();
@@ -139,7 +176,21 @@ impl Session {
         }
         let entry = self.start(create).await?;
         self.syncs.insert(name.clone(), entry);
-        let status = &self.registry.all()[&name];
+        let all = self.registry.all();
+        let status = &all[&name];
+        if create.collections.is_some() {
+            let prefix = format!("{name}/");
+            let members: Vec<_> = all.iter().filter(|(n, _)| n.starts_with(&prefix)).collect();
+            let rows: u64 = members.iter().map(|(_, s)| s.rows_copied).sum();
+            return Ok(Output::Done(match self.mode {
+                Mode::Once => format!(
+                    "sync {name}: {} collections, {rows} rows in {}",
+                    members.len(),
+                    create.target
+                ),
+                Mode::Background => format!("sync {name} started"),
+            }));
+        }
         Ok(Output::Done(match self.mode {
             Mode::Once => format!(
                 "sync {name}: snapshot complete, {} rows in {}; {} change events applied",
@@ -149,8 +200,82 @@ impl Session {
         }))
     }
 
+    /// A database sync of `create` (its `collections` set).
+    fn database_sync(&self, create: &CreateSync) -> Result<DatabaseSync> {
+        let parts = super::name_parts(&create.source);
+        let source = self.mongo_source(parts.first().map(String::as_str))?.clone();
+        let database = parts.get(1).cloned().unwrap_or_default();
+        let catalog = parts.first().cloned().unwrap_or_default();
+        // Collections a sync of their own reads are left out.
+        let taken_elsewhere = self
+            .syncs
+            .values()
+            .filter(|e| e.create.collections.is_none() && e.create.name != create.name)
+            .filter_map(|e| match super::name_parts(&e.create.source).as_slice() {
+                [c, d, coll] if *c == catalog && *d == database => Some(coll.clone()),
+                _ => None,
+            })
+            .collect();
+        let builder = self.builder();
+        let build: crate::sync::database::Build = Arc::new(move |create: CreateSync| {
+            let builder = builder.clone();
+            Box::pin(async move { builder.build(&create).await })
+        });
+        Ok(DatabaseSync {
+            name: create.name.value.clone(),
+            create: create.clone(),
+            source,
+            database,
+            taken_elsewhere,
+            registry: self.registry.clone(),
+            stop: self.stop.child_token(),
+            build,
+        })
+    }
+
+    /// Starts a database sync: in the background, or (`--once`) to completion.
+    async fn start_database(&mut self, create: &CreateSync) -> Result<SyncEntry> {
+        let name = create.name.value.clone();
+        let database = Arc::new(self.database_sync(create)?);
+        let stop = database.stop.clone();
+        self.registry.update(&name, |s| {
+            *s = Default::default();
+            s.enter(SyncPhase::Starting);
+            let glob = create.collections.as_ref().map_or("*", |p| p.glob.as_str());
+            s.source = format!("{}.{glob}", create.source);
+            s.target = create.target.to_string();
+        });
+        let task = match self.mode {
+            Mode::Once => {
+                let result = database.run(true, ONCE_ATTEMPTS).await;
+                self.record_failure(&name, &result);
+                result?;
+                self.registry.update(&name, |s| s.enter(SyncPhase::Stopped));
+                None
+            }
+            Mode::Background => {
+                let registry = self.registry.clone();
+                Some(tokio::spawn(async move {
+                    let result = database.clone().run(false, u32::MAX).await;
+                    registry.update(&database.name, |s| match &result {
+                        Ok(()) => s.enter(SyncPhase::Stopped),
+                        Err(err) => {
+                            s.enter(SyncPhase::Failed);
+                            s.last_error = Some(err.user_facing().to_string());
+                        }
+                    });
+                    result
+                }))
+            }
+        };
+        Ok(SyncEntry { create: create.clone(), task, stop })
+    }
+
     /// Builds and starts a sync: in the background, or (`--once`) to completion.
     async fn start(&mut self, create: &CreateSync) -> Result<SyncEntry> {
+        if create.collections.is_some() {
+            return self.start_database(create).await;
+        }
         let name = create.name.value.clone();
         let sync = self.build_sync_with_retries(create).await?;
         let stop = sync.stop.clone();
@@ -168,31 +293,45 @@ impl Session {
                 None
             }
             Mode::Background => {
-                let registry = self.registry.clone();
                 let span = crate::logging::sync_span(&name);
-                let run = async move {
-                    let result = sync.run_with_retries(false, u32::MAX).await;
-                    match &result {
-                        Err(err) => {
-                            tracing::error!("sync {}: {}", sync.name, err.user_facing());
-                            registry.update(&sync.name, |s| {
-                                s.enter(SyncPhase::Failed);
-                                s.errors += 1;
-                                s.last_error = Some(err.user_facing().to_string());
-                            });
-                        }
-                        Ok(()) if sync.stop.is_cancelled() => {
-                            tracing::info!("sync {}: stopped, its batch committed", sync.name);
-                            registry.update(&sync.name, |s| s.enter(SyncPhase::Stopped));
-                        }
-                        Ok(()) => {}
-                    }
-                    result
-                };
+                let run = sync.run_and_report(false, u32::MAX);
                 Some(tokio::spawn(tracing::Instrument::instrument(run, span)))
             }
         };
         Ok(SyncEntry { create: create.clone(), task, stop })
+    }
+
+    /// EXPLAIN of a database sync: the collections it would take now, and those it leaves out.
+    async fn explain_database_sync(&self, create: &CreateSync) -> Result<Output> {
+        let database = self.database_sync(create)?;
+        let (taken, elsewhere) = database.collections().await?;
+        let pattern = create.collections.as_ref().map(|p| p.glob.as_str()).unwrap_or("*");
+        let all = database.source.collection_names(&database.database).await?;
+        let excluded: Vec<String> = all
+            .iter()
+            .filter(|c| crate::sql::glob_matches(pattern, c) && !taken.contains(c))
+            .filter(|c| !elsewhere.contains(c))
+            .cloned()
+            .collect();
+        let list = |names: &[String]| {
+            if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+        };
+        let tables: Vec<String> = taken.iter().map(|c| format!("{}.{c}", create.target)).collect();
+        let sections = [
+            ("sync", create.to_string()),
+            ("collections", list(&taken)),
+            ("excluded", list(&excluded)),
+            ("synced_by_other_syncs", list(&elsewhere)),
+            ("target_tables", list(&tables)),
+            ("each_table", "SELECT * (the table follows its documents; on_type_change, on_error and dead letters apply per table)".to_string()),
+            ("change_stream", format!("one for the database: {}.watch(), each event routed to its collection's table", database.database)),
+            ("new_collections", format!("a collection created later whose name matches `{pattern}` is copied, then followed")),
+        ];
+        let column = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
+        rows(RecordBatch::try_from_iter([
+            ("item", column(sections.iter().map(|(k, _)| k.to_string()).collect())),
+            ("value", column(sections.iter().map(|(_, v)| v.clone()).collect())),
+        ])?)
     }
 
     /// STOP SYNC name: the sync commits what it has read, with its checkpoint, and stops; its
@@ -255,6 +394,9 @@ impl Session {
                 .map(|e| e.create.clone())
                 .ok_or_else(|| unknown_sync(&name.value))?,
         };
+        if create.collections.is_some() {
+            return self.explain_database_sync(&create).await;
+        }
         let sync = self.build_sync(&create).await?;
         if sync.plan().evolving {
             crate::sync::evolve::leave_out_untyped(&sync).await?;
@@ -391,8 +533,25 @@ impl Session {
             }
             return Err(unknown_sync(name));
         };
+        if purge && entry.create.collections.is_some() {
+            self.syncs.insert(name.to_string(), entry);
+            return Err(Error::plan(format!(
+                "DROP SYNC {name} PURGE: {name} is a database sync, whose tables are not dropped \
+                 in one statement"
+            ))
+            .with_hint(format!("DROP SYNC {name}, then drop the tables you no longer want")));
+        }
         stop_task(&mut entry).await;
         self.registry.remove(name);
+        let members: Vec<String> = self
+            .registry
+            .all()
+            .into_keys()
+            .filter(|n| n.strip_prefix(name).is_some_and(|rest| rest.starts_with('/')))
+            .collect();
+        for member in members {
+            self.registry.remove(&member);
+        }
         if purge {
             let parts = super::name_parts(&entry.create.target);
             let catalog = self

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use crate::sync::status::{COMMIT_BUCKETS, Registry, SyncPhase, SyncStatus};
 
 /// Every phase a sync can be in, for `misql_sync_phase`.
-const PHASES: [SyncPhase; 7] = [
+const PHASES: [SyncPhase; 8] = [
     SyncPhase::Starting,
     SyncPhase::Snapshot,
     SyncPhase::Streaming,
@@ -20,6 +20,7 @@ const PHASES: [SyncPhase; 7] = [
     SyncPhase::Failed,
     SyncPhase::Stopped,
     SyncPhase::Standby,
+    SyncPhase::Dropped,
 ];
 
 /// A counter per sync: name (without `_total`), help, value.

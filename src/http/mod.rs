@@ -117,7 +117,8 @@ pub fn readiness(registry: &Registry) -> (bool, String) {
             SyncPhase::Snapshot
             | SyncPhase::Streaming
             | SyncPhase::Stopped
-            | SyncPhase::Standby => None,
+            | SyncPhase::Standby
+            | SyncPhase::Dropped => None,
             SyncPhase::Retrying => status
                 .retrying_since
                 .and_then(|since| now.duration_since(since).ok())

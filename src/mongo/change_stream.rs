@@ -42,6 +42,28 @@ pub async fn watch(
         .await
 }
 
+/// Opens the change stream of a whole database (`db.watch()`), `fullDocument: updateLookup`,
+/// after `resume_after` when given.
+pub async fn watch_database(
+    source: &MongoSource,
+    database: &str,
+    resume_after: Option<&RawDocumentBuf>,
+) -> Result<ChangeStream<Event>, mongodb::error::Error> {
+    let client = source.client().await.map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+    let token = match resume_after.map(token_from_raw).transpose() {
+        Ok(token) => token,
+        Err(e) => return Err(mongodb::error::Error::custom(e.to_string())),
+    };
+    client
+        .database(database)
+        .watch()
+        .full_document(FullDocumentType::UpdateLookup)
+        .resume_after(token)
+        .max_await_time(MAX_AWAIT)
+        .await
+        .map(|stream| stream.with_type::<Event>())
+}
+
 /// A resume token as a raw BSON document, for the checkpoint.
 pub fn token_to_raw(token: &ResumeToken) -> Result<RawDocumentBuf> {
     bson::serialize_to_raw_document_buf(token)
@@ -80,8 +102,15 @@ const READ_AHEAD: usize = 4096;
 /// network error inside `next_if_any`; a read cut off by a timeout while it resumes can leave
 /// the stream stalled). The task ends with the reader.
 pub struct Reader {
-    rx: tokio::sync::mpsc::Receiver<Read>,
-    task: tokio::task::JoinHandle<()>,
+    rx: Reads,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Where a [`Reader`]'s reads come from: its own task (bounded read-ahead), or a router that
+/// shares one stream among several readers.
+enum Reads {
+    Own(tokio::sync::mpsc::Receiver<Read>),
+    Routed(tokio::sync::mpsc::UnboundedReceiver<Read>),
 }
 
 impl Reader {
@@ -107,17 +136,27 @@ impl Reader {
                 }
             }
         });
-        Self { rx, task }
+        Self { rx: Reads::Own(rx), task: Some(task) }
+    }
+
+    /// Reads handed over by a router (see `sync::database::router`).
+    pub fn from_channel(rx: tokio::sync::mpsc::UnboundedReceiver<Read>) -> Self {
+        Self { rx: Reads::Routed(rx), task: None }
     }
 
     /// The next read (`None` once the reader stopped after a failure). Cancel-safe.
     pub async fn recv(&mut self) -> Option<Read> {
-        self.rx.recv().await
+        match &mut self.rx {
+            Reads::Own(rx) => rx.recv().await,
+            Reads::Routed(rx) => rx.recv().await,
+        }
     }
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }

@@ -1,12 +1,12 @@
 //! `CREATE [OR REPLACE] SYNC [IF NOT EXISTS] name FROM src INTO dst [SELECT ...] [WHERE ...]
 //! [PARTITION BY ...] [WITH (...)]`: the clauses after `INTO` come in any order, each at most once.
 
-use sqlparser::ast::{ObjectName, SelectItem};
+use sqlparser::ast::{Ident, ObjectName, SelectItem};
 use sqlparser::tokenizer::Token;
 
 use super::options::{OptionValue, RawOption, SyncOptions, closest};
 use super::parser::StatementParser;
-use super::statement::{CreateSync, PartitionField, Transform};
+use super::statement::{CollectionPattern, CreateSync, PartitionField, Transform};
 use crate::{Error, Result};
 
 const SOURCE_HINT: &str = "source must be catalog.database.collection, e.g. mongo.shop.orders";
@@ -30,15 +30,22 @@ impl StatementParser<'_> {
         }
         let name = self.parse_ident("a sync name after CREATE SYNC")?;
         self.expect_word("FROM", &format!("after the sync name {name}"))?;
-        let source = self.parse_three_part_name("source", &name.value, SOURCE_HINT)?;
+        let (source, collections) = match self.peek_pattern() {
+            Some(n) => self.parse_pattern_source(n, &name.value)?,
+            None => (self.parse_three_part_name("source", &name.value, SOURCE_HINT)?, None),
+        };
         self.expect_word("INTO", &format!("after the source of SYNC {name}"))?;
-        let target = self.parse_three_part_name("target", &name.value, TARGET_HINT)?;
+        let target = match collections {
+            Some(_) => self.parse_namespace_target(&name.value)?,
+            None => self.parse_three_part_name("target", &name.value, TARGET_HINT)?,
+        };
         let mut sync = CreateSync {
             or_replace,
             if_not_exists,
             name,
             source,
             target,
+            collections,
             projection: None,
             projection_text: None,
             selection: None,
@@ -47,6 +54,101 @@ impl StatementParser<'_> {
         };
         self.parse_sync_clauses(&mut sync)?;
         Ok(sync)
+    }
+
+    /// When the source ahead is a pattern (`mongo.shop.*`, `mongo.shop.orders_*`: a `*` in the
+    /// tokens written together), how many tokens it spans.
+    fn peek_pattern(&self) -> Option<usize> {
+        let mut n = 0;
+        let mut star = false;
+        loop {
+            let token = self.parser.peek_nth_token_ref(n);
+            match &token.token {
+                Token::Word(_) | Token::Period => {}
+                Token::Mul => star = true,
+                _ => break,
+            }
+            let next = self.parser.peek_nth_token_ref(n + 1);
+            n += 1;
+            if next.span.start != token.span.end {
+                break;
+            }
+        }
+        star.then_some(n)
+    }
+
+    /// A pattern source of `n` tokens and its `EXCLUDE (...)`.
+    fn parse_pattern_source(
+        &mut self,
+        n: usize,
+        sync: &str,
+    ) -> Result<(ObjectName, Option<CollectionPattern>)> {
+        let at = self.peek_location();
+        let mut text = String::new();
+        for _ in 0..n {
+            text.push_str(&self.parser.next_token().token.to_string());
+        }
+        let parts: Vec<&str> = text.split('.').collect();
+        let hint = "a database sync reads catalog.database.* or catalog.database.prefix_*";
+        if parts.len() != 3 || parts[..2].iter().any(|p| p.is_empty() || p.contains('*')) {
+            let message = format!("the source of SYNC {sync} ({text}) is not a collection pattern");
+            return Err(Error::sql(message, at).with_hint(hint));
+        }
+        let mut exclude = Vec::new();
+        if self.parse_words(&["EXCLUDE"]) {
+            self.expect_token(&Token::LParen, "after EXCLUDE")?;
+            loop {
+                let item =
+                    self.parse_name_or_glob(&format!("a collection to exclude from {sync}"))?;
+                exclude.push(item);
+                if self.parser.consume_token(&Token::Comma) {
+                    continue;
+                }
+                self.expect_token(&Token::RParen, "after the excluded collections")?;
+                break;
+            }
+        }
+        let source = ObjectName::from(vec![Ident::new(parts[0]), Ident::new(parts[1])]);
+        Ok((source, Some(CollectionPattern { glob: parts[2].to_string(), exclude })))
+    }
+
+    /// A collection name or glob written as one run of tokens (`orders`, `tmp_*`, `'a b'`).
+    fn parse_name_or_glob(&mut self, what: &str) -> Result<String> {
+        let mut text = String::new();
+        loop {
+            let token = self.parser.peek_token_ref().clone();
+            match &token.token {
+                Token::Word(w) => text.push_str(&w.value),
+                Token::SingleQuotedString(s) if text.is_empty() => {
+                    self.parser.advance_token();
+                    return Ok(s.clone());
+                }
+                Token::Mul => text.push('*'),
+                _ if text.is_empty() => return Err(self.expected(what)),
+                _ => return Ok(text),
+            }
+            self.parser.advance_token();
+            if self.parser.peek_token_ref().span.start != token.span.end {
+                return Ok(text);
+            }
+        }
+    }
+
+    /// The `catalog.namespace` a database sync writes its tables into.
+    fn parse_namespace_target(&mut self, sync: &str) -> Result<ObjectName> {
+        let at = self.peek_location();
+        let what = format!("the target of SYNC {sync}");
+        let hint = "a database sync writes into catalog.namespace, e.g. lake.shop: each \
+                    collection becomes the table lake.shop.<collection>";
+        let name = self.parse_object_name(&what).map_err(|error| error.with_hint(hint))?;
+        if name.0.len() != 2 {
+            let message = format!(
+                "{what} has {} parts ({name}), expected 2 for a database sync",
+                name.0.len()
+            );
+            return Err(Error::sql(message, at).with_hint(hint));
+        }
+        Ok(name)
     }
 
     fn parse_three_part_name(&mut self, role: &str, sync: &str, hint: &str) -> Result<ObjectName> {
@@ -86,6 +188,17 @@ impl StatementParser<'_> {
                 );
             }
             seen.push(clause);
+            if sync.collections.is_some() && clause != "WITH" {
+                let message = format!(
+                    "{clause} is not allowed in the database sync {}: each collection is synced \
+                     with SELECT * into a table of its own",
+                    sync.name
+                );
+                return Err(Error::sql(message, at).with_hint(
+                    "write a CREATE SYNC of its own for a collection that needs it; the database \
+                     sync leaves that collection out by itself",
+                ));
+            }
             self.parser.advance_token();
             match clause {
                 "SELECT" => self.parse_sync_projection(sync)?,

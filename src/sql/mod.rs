@@ -20,7 +20,8 @@ use crate::{Location, Result};
 pub use maintenance::{MaintenanceTarget, Optimize, Vacuum};
 pub use options::{COMPRESSIONS, DeleteMode, OnError, OnTypeChange, SyncOption, SyncOptions};
 pub use statement::{
-    Attach, AttachKind, CreateSync, ExplainSync, PartitionField, Statement, Transform,
+    Attach, AttachKind, CollectionPattern, CreateSync, ExplainSync, PartitionField, Statement,
+    Transform, glob_matches,
 };
 
 /// One statement of a file or buffer, with where it came from.

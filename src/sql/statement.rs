@@ -115,10 +115,13 @@ pub struct CreateSync {
     pub if_not_exists: bool,
     /// The sync's name.
     pub name: Ident,
-    /// `catalog.database.collection`: always three parts.
+    /// `catalog.database.collection`: three parts; for a database sync (`collections` given),
+    /// `catalog.database`.
     pub source: ObjectName,
-    /// `catalog.namespace.table`: always three parts.
+    /// `catalog.namespace.table`: three parts; for a database sync, `catalog.namespace`.
     pub target: ObjectName,
+    /// A database sync: which collections of the source database it takes.
+    pub collections: Option<CollectionPattern>,
     /// The `SELECT` list; `None` means `SELECT *` with schema evolution.
     pub projection: Option<Vec<SelectItem>>,
     /// The `SELECT` list as the user wrote it, for `SHOW` and `EXPLAIN`.
@@ -129,6 +132,43 @@ pub struct CreateSync {
     pub partition_by: Vec<PartitionField>,
     /// The `WITH (...)` options, with defaults for those not given.
     pub options: SyncOptions,
+}
+
+/// The collections a database sync takes: `mongo.shop.*`, `mongo.shop.orders_*`, with
+/// `EXCLUDE (name or glob, ...)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionPattern {
+    /// The glob on collection names (`*` matches any run of characters).
+    pub glob: String,
+    /// Names or globs left out.
+    pub exclude: Vec<String>,
+}
+
+impl CollectionPattern {
+    /// Whether the sync takes the collection `name`.
+    pub fn takes(&self, name: &str) -> bool {
+        glob_matches(&self.glob, name) && !self.exclude.iter().any(|e| glob_matches(e, name))
+    }
+}
+
+/// Whether `name` matches `glob`, where `*` stands for any run of characters.
+pub fn glob_matches(glob: &str, name: &str) -> bool {
+    let parts: Vec<&str> = glob.split('*').collect();
+    if parts.len() == 1 {
+        return glob == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || !name[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// `EXPLAIN SYNC name` or `EXPLAIN CREATE SYNC ...`
@@ -255,7 +295,14 @@ impl fmt::Display for CreateSync {
         if self.if_not_exists {
             f.write_str("IF NOT EXISTS ")?;
         }
-        write!(f, "{} FROM {} INTO {}", self.name, self.source, self.target)?;
+        write!(f, "{} FROM {}", self.name, self.source)?;
+        if let Some(pattern) = &self.collections {
+            write!(f, ".{}", pattern.glob)?;
+            if !pattern.exclude.is_empty() {
+                write!(f, " EXCLUDE ({})", pattern.exclude.join(", "))?;
+            }
+        }
+        write!(f, " INTO {}", self.target)?;
         if let Some(items) = &self.projection {
             write!(f, " SELECT {}", comma_separated(items))?;
         }

@@ -21,6 +21,9 @@ pub const HIGH_WATER: &str = "misql.snapshot-high-water";
 pub const HIGH_WATER_BSON: &str = "misql.snapshot-high-water-bson";
 /// Summary key: the change-stream resume token as hex-encoded BSON.
 pub const RESUME_TOKEN: &str = "misql.resume-token";
+/// Summary key: a cluster time at or before the resume token (`seconds,increment`): where a
+/// database sync's one stream must start for this table.
+pub const RESUME_TIME: &str = "misql.resume-cluster-time";
 /// Summary key: rows copied by the snapshot so far.
 pub const ROWS: &str = "misql.snapshot-rows";
 
@@ -57,6 +60,8 @@ pub struct Checkpoint {
     pub resume_token: Option<RawDocumentBuf>,
     /// Rows copied by the snapshot so far.
     pub rows: u64,
+    /// A cluster time at or before the resume token, when known.
+    pub resume_time: Option<bson::Timestamp>,
 }
 
 impl Checkpoint {
@@ -74,6 +79,9 @@ impl Checkpoint {
         }
         if let Some(token) = &self.resume_token {
             props.insert(RESUME_TOKEN.to_string(), hex::encode(token.as_bytes()));
+        }
+        if let Some(time) = self.resume_time {
+            props.insert(RESUME_TIME.to_string(), format!("{},{}", time.time, time.increment));
         }
         props
     }
@@ -110,6 +118,13 @@ impl Checkpoint {
             high_water,
             resume_token,
             rows: get(ROWS).and_then(|r| r.parse().ok()).unwrap_or(0),
+            resume_time: get(RESUME_TIME).and_then(|t| {
+                let (time, increment) = t.split_once(',')?;
+                Some(bson::Timestamp {
+                    time: time.parse().ok()?,
+                    increment: increment.parse().ok()?,
+                })
+            }),
         }))
     }
 }

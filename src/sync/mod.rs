@@ -3,8 +3,10 @@
 //! checkpoint it leaves.
 
 pub mod checkpoint;
+pub mod database;
 pub mod dead_letter;
 pub mod evolve;
+pub mod feed;
 pub mod lease;
 pub mod maintain;
 pub mod plan;
@@ -18,7 +20,6 @@ pub mod target;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bson::RawDocumentBuf;
 use iceberg::{Catalog, TableIdent};
 
 use crate::iceberg::catalog::IcebergConnection;
@@ -63,6 +64,8 @@ pub struct Sync {
     /// Cancelled to stop the sync: it commits what it has read, with its checkpoint, and
     /// returns (STOP SYNC, SIGTERM).
     pub stop: tokio_util::sync::CancellationToken,
+    /// For a collection of a database sync: the database's change stream it reads from.
+    pub feed: Option<feed::Feed>,
 }
 
 impl Sync {
@@ -124,6 +127,14 @@ impl Sync {
         loop {
             match stream::run(self, table, checkpoint, drain).await? {
                 stream::StreamEnd::Drained | stream::StreamEnd::Stopped => return Ok(()),
+                stream::StreamEnd::Dropped(reason) => {
+                    tracing::warn!("sync {}: {reason}; its table is kept", self.name);
+                    self.status(|s| {
+                        s.enter(SyncPhase::Dropped);
+                        s.last_error = Some(format!("{reason}; the table is kept"));
+                    });
+                    return Ok(());
+                }
                 stream::StreamEnd::Resnapshot(reason) => {
                     tracing::warn!("sync {}: {reason}; copying the collection again", self.name);
                     self.status(|s| {
@@ -156,6 +167,28 @@ impl Sync {
         let result = self.retrying(drain, attempts).await;
         if result.is_ok() && self.stop.is_cancelled() {
             lease::release(self).await;
+        }
+        result
+    }
+
+    /// [`Self::run_with_retries`] as a task of its own: a failure is logged and marks the sync
+    /// `failed` (the other syncs go on); a stop marks it `stopped`.
+    pub async fn run_and_report(self, drain: bool, attempts: u32) -> Result<()> {
+        let result = self.run_with_retries(drain, attempts).await;
+        match &result {
+            Err(err) => {
+                tracing::error!("sync {}: {}", self.name, err.user_facing());
+                self.status(|s| {
+                    s.enter(SyncPhase::Failed);
+                    s.errors += 1;
+                    s.last_error = Some(err.user_facing().to_string());
+                });
+            }
+            Ok(()) if self.stop.is_cancelled() => {
+                tracing::info!("sync {}: stopped, its batch committed", self.name);
+                self.status(|s| s.enter(SyncPhase::Stopped));
+            }
+            Ok(()) => {}
         }
         result
     }
@@ -233,18 +266,24 @@ impl Sync {
             .map_err(|e| Error::iceberg(format!("loading {}", self.create.target), e))
     }
 
-    /// The change stream's resume token at this moment, taken before the snapshot starts so no
-    /// change made during the snapshot is missed later. `None` (with a warning) when the
-    /// deployment has no change streams.
-    pub async fn resume_token(&self) -> Result<Option<RawDocumentBuf>> {
+    /// Where the change stream is at this moment, taken before the snapshot starts so no
+    /// change made during the snapshot is missed later: the database stream's position the
+    /// database sync chose, or the collection stream's resume token with the cluster time just
+    /// before it. `None` (with a warning) when the deployment has no change streams.
+    pub async fn start_position(&self) -> Result<Option<feed::Position>> {
+        if let Some(feed) = &self.feed {
+            return Ok(Some(feed.start.clone()));
+        }
+        let time = crate::mongo::change_stream::cluster_time(&self.source).await;
         let client = self.source.client().await?;
         let coll = client.database(&self.database).collection::<bson::Document>(&self.collection);
         let mut stream = match coll.watch().await {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::warn!(
-                    "sync {}: no change stream ({err}); only the snapshot is copied",
-                    self.name
+                    "sync {}: no change stream ({}); only the snapshot is copied",
+                    self.name,
+                    crate::error::mongo_reason(&err)
                 );
                 return Ok(None);
             }
@@ -253,8 +292,7 @@ impl Sync {
             let _ = stream.next_if_any().await;
         }
         let Some(token) = stream.resume_token() else { return Ok(None) };
-        let token = bson::serialize_to_raw_document_buf(&token)
-            .map_err(|e| Error::plan(format!("cannot store the resume token: {e}")))?;
-        Ok(Some(token))
+        let token = crate::mongo::change_stream::token_to_raw(&token)?;
+        Ok(Some(feed::Position { token, time }))
     }
 }

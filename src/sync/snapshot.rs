@@ -12,6 +12,7 @@ use mongodb::options::FindOptions;
 
 use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
+use super::feed::Position;
 use super::progress::Progress;
 use super::sink::Sink;
 use crate::iceberg::key_index::{KeyIndex, RowLocation};
@@ -20,18 +21,21 @@ use crate::{Error, Result};
 /// Copies the collection into `table`, starting after `checkpoint`'s high-water mark; the last
 /// commit marks the snapshot complete. Returns the table after the last commit.
 pub async fn run(sync: &Sync, table: Table, checkpoint: Option<Checkpoint>) -> Result<Table> {
-    let (high_water, resume_token, rows) = match checkpoint {
-        Some(cp) => (cp.high_water, cp.resume_token, cp.rows),
-        None => (None, sync.resume_token().await?, 0),
+    let (high_water, resume, rows) = match checkpoint {
+        Some(cp) => {
+            let resume = cp.resume_token.map(|token| Position { token, time: cp.resume_time });
+            (cp.high_water, resume, cp.rows)
+        }
+        None => (None, sync.start_position().await?, 0),
     };
-    copy(sync, table, high_water, resume_token, rows, None).await
+    copy(sync, table, high_water, resume, rows, None).await
 }
 
 /// Copies the whole collection again and replaces the table's contents with it in one commit at
 /// the end: new data files, position deletes for every row that was live, and a checkpoint
 /// whose resume token was taken before the copy began.
 pub async fn replace(sync: &Sync, table: Table) -> Result<Table> {
-    let resume_token = sync.resume_token().await?;
+    let resume = sync.start_position().await?;
     let mut index = KeyIndex::build(&table, &sync.plan().key).await?;
     let mut live = Vec::with_capacity(index.len());
     let keys = table
@@ -51,7 +55,7 @@ pub async fn replace(sync: &Sync, table: Table) -> Result<Table> {
             live.extend(index.remove(&key));
         }
     }
-    copy(sync, table, None, resume_token, 0, Some(live)).await
+    copy(sync, table, None, resume, 0, Some(live)).await
 }
 
 /// A snapshot in progress: where it is, and the sink its documents go to.
@@ -59,7 +63,7 @@ struct SnapshotCopy<'a> {
     sync: &'a Sync,
     sink: Sink<'a>,
     high_water: Option<RawBson>,
-    resume_token: Option<RawDocumentBuf>,
+    resume: Option<Position>,
     /// Rows copied before this run.
     rows_before: u64,
     last_commit: Instant,
@@ -74,7 +78,7 @@ async fn copy(
     sync: &Sync,
     table: Table,
     high_water: Option<RawBson>,
-    resume_token: Option<RawDocumentBuf>,
+    resume: Option<Position>,
     rows: u64,
     replacing: Option<Vec<RowLocation>>,
 ) -> Result<Table> {
@@ -102,7 +106,7 @@ async fn copy(
         sync,
         sink,
         high_water,
-        resume_token,
+        resume,
         rows_before: rows,
         last_commit: Instant::now(),
         progress: Progress::new(&sync.name, total, rows),
@@ -189,8 +193,9 @@ impl SnapshotCopy<'_> {
             definition_hash: self.sync.plan().definition_hash.clone(),
             phase,
             high_water: self.high_water.clone(),
-            resume_token: self.resume_token.clone(),
+            resume_token: self.resume.as_ref().map(|p| p.token.clone()),
             rows: self.rows(),
+            resume_time: self.resume.as_ref().and_then(|p| p.time),
         };
         self.sink.commit(&checkpoint).await?;
         if let Some(renewed) = super::lease::renew_if_due(self.sync, self.sink.table()).await? {

@@ -24,6 +24,8 @@ pub enum SyncPhase {
     Stopped,
     /// Waiting for the lease another process holds on the table (see `last_error`).
     Standby,
+    /// The collection of a database sync was dropped or renamed; its table is kept.
+    Dropped,
 }
 
 impl fmt::Display for SyncPhase {
@@ -36,6 +38,7 @@ impl fmt::Display for SyncPhase {
             SyncPhase::Failed => "failed",
             SyncPhase::Stopped => "stopped",
             SyncPhase::Standby => "standby",
+            SyncPhase::Dropped => "dropped",
         })
     }
 }

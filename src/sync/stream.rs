@@ -13,6 +13,7 @@ use mongodb::change_stream::event::OperationType;
 
 use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
+use super::feed::Position;
 use super::lease;
 use super::sink::Sink;
 use super::status::SyncPhase;
@@ -67,6 +68,8 @@ pub enum StreamEnd {
     Resnapshot(String),
     /// The sync was stopped; what it had read is committed.
     Stopped,
+    /// The collection of a database sync was dropped or renamed: its table is kept as it is.
+    Dropped(String),
 }
 
 /// Server error codes meaning the resume point is gone: ChangeStreamHistoryLost,
@@ -99,12 +102,21 @@ pub async fn run(
     let mut index = KeyIndex::build(&table, &sync.plan().key).await?;
     let index_bytes = index.heap_bytes() as u64;
     sync.status(|s| s.key_index_bytes = index_bytes);
-    let stream = watch(&sync.source, &sync.database, &sync.collection, Some(&token)).await;
-    let mut reader = match stream {
-        Ok(stream) => Reader::spawn(stream),
-        Err(err) if history_lost(&err) => return Ok(StreamEnd::Resnapshot(lost(&err))),
-        Err(err) => return Err(sync.source.unreachable("opening the change stream", err)),
+    let mut saved_time = checkpoint.resume_time;
+    let mut reader = match &sync.feed {
+        Some(feed) => feed.reader(Position { token: token.clone(), time: saved_time }),
+        None => {
+            let stream = watch(&sync.source, &sync.database, &sync.collection, Some(&token)).await;
+            match stream {
+                Ok(stream) => Reader::spawn(stream),
+                Err(err) if history_lost(&err) => return Ok(StreamEnd::Resnapshot(lost(&err))),
+                Err(err) => return Err(sync.source.unreachable("opening the change stream", err)),
+            }
+        }
     };
+    // A database stream may start before this table's checkpoint (another table needed it):
+    // the events before it are already in the table.
+    let skip_before = sync.feed.as_ref().and(saved_time);
     let mut sink = Sink::new(sync, table)?;
     let mut saved_token = token;
     let mut last_commit = Instant::now();
@@ -145,14 +157,21 @@ pub async fn run(
                 }
                 Ok(Some(Read::Event(event, token))) => {
                     read_token = token.or(read_token);
+                    if skip_before.is_some_and(|t| event.cluster_time.is_some_and(|c| c < t)) {
+                        continue;
+                    }
                     idle = !is_change(&event); // a heartbeat: nothing else to read
                     let later =
                         stop_after.is_some_and(|t| event.cluster_time.is_some_and(|c| c > t));
                     if let Some(reason) = add(sync, &mut changes, *event)? {
-                        // Apply what came before the end of the stream, then copy again.
+                        // Apply what came before the end of the stream, then copy again (or,
+                        // in a database sync, stop: the collection is gone).
                         if !changes.is_empty() {
                             let token = saved_token.clone();
-                            apply(sync, &mut sink, &mut index, changes, &token).await?;
+                            apply(sync, &mut sink, &mut index, changes, &token, saved_time).await?;
+                        }
+                        if sync.feed.is_some() {
+                            return Ok(StreamEnd::Dropped(reason));
                         }
                         return Ok(StreamEnd::Resnapshot(reason));
                     }
@@ -179,7 +198,8 @@ pub async fn run(
         let mut committed = false;
         sync.status(|s| s.caught_up = idle);
         if !changes.is_empty() {
-            apply(sync, &mut sink, &mut index, changes, &token).await?;
+            saved_time = changes.latest.or(saved_time);
+            apply(sync, &mut sink, &mut index, changes, &token, saved_time).await?;
             saved_token = token;
             last_commit = Instant::now();
             committed = true;
@@ -188,7 +208,7 @@ pub async fn run(
             // flush_interval (and not in a --once run, which must commit nothing when nothing
             // changed).
             let since = sink.table().metadata().current_snapshot_id();
-            sink.commit(&checkpoint_at(sync, &token)).await?;
+            sink.commit(&checkpoint_at(sync, &token, saved_time)).await?;
             reindex_if_moved(sync, since, sink.table(), &mut index).await?;
             saved_token = token;
             last_commit = Instant::now();
@@ -280,7 +300,11 @@ fn system_time(time: bson::Timestamp) -> std::time::SystemTime {
 }
 
 /// The checkpoint of a streaming sync at `token`.
-fn checkpoint_at(sync: &Sync, token: &RawDocumentBuf) -> Checkpoint {
+fn checkpoint_at(
+    sync: &Sync,
+    token: &RawDocumentBuf,
+    resume_time: Option<bson::Timestamp>,
+) -> Checkpoint {
     Checkpoint {
         sync: sync.name.clone(),
         definition_hash: sync.plan().definition_hash.clone(),
@@ -288,6 +312,7 @@ fn checkpoint_at(sync: &Sync, token: &RawDocumentBuf) -> Checkpoint {
         high_water: None,
         resume_token: Some(token.clone()),
         rows: sync.registry.all().get(&sync.name).map_or(0, |s| s.rows_copied),
+        resume_time,
     }
 }
 
@@ -299,6 +324,7 @@ async fn apply(
     index: &mut KeyIndex,
     changes: Changes,
     token: &RawDocumentBuf,
+    resume_time: Option<bson::Timestamp>,
 ) -> Result<()> {
     let docs: Vec<&RawDocument> =
         changes.order.iter().filter_map(|(_, doc)| doc.as_deref()).collect();
@@ -309,7 +335,7 @@ async fn apply(
         }
     }
     let since = sink.table().metadata().current_snapshot_id();
-    let files = sink.commit(&checkpoint_at(sync, token)).await?;
+    let files = sink.commit(&checkpoint_at(sync, token, resume_time)).await?;
     for file in &files {
         index.add_written_file(sink.table(), file, &sync.plan().key).await?;
     }

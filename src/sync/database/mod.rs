@@ -1,0 +1,291 @@
+//! A database sync (`CREATE SYNC shop FROM mongo.shop.* INTO lake.shop`): every collection the
+//! pattern takes becomes a sync of its own (`shop/orders` into `lake.shop.orders`, `SELECT *`
+//! rules), each with its own table, checkpoint and commits, all fed by one change stream of the
+//! database ([`router::Router`]). A collection that appears later is picked up while the others
+//! go on; a dropped or renamed one ends its sync and keeps its table.
+
+pub mod router;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
+
+use super::Sync;
+use super::feed::{Feed, Position};
+use super::status::{Registry, SyncPhase};
+use crate::mongo::change_stream::{cluster_time, token_to_raw, watch_database};
+use crate::mongo::client::MongoSource;
+use crate::sql::{CollectionPattern, CreateSync};
+use crate::{Error, Result};
+
+/// Builds (plans and prepares) the sync of one collection.
+pub type Build =
+    Arc<dyn Fn(CreateSync) -> BoxFuture<'static, Result<Sync>> + Send + std::marker::Sync>;
+
+/// Collections planned at the same time when a database sync starts.
+const PLANNED_AT_ONCE: usize = 8;
+
+/// A database sync.
+pub struct DatabaseSync {
+    /// Its name.
+    pub name: String,
+    /// Its statement (`collections` set).
+    pub create: CreateSync,
+    /// The deployment.
+    pub source: Arc<MongoSource>,
+    /// The database.
+    pub database: String,
+    /// Collections other syncs of the session read: left out.
+    pub taken_elsewhere: HashSet<String>,
+    /// Where progress is reported.
+    pub registry: Registry,
+    /// Stops it and every collection's sync.
+    pub stop: tokio_util::sync::CancellationToken,
+    /// Builds a collection's sync.
+    pub build: Build,
+}
+
+impl DatabaseSync {
+    fn pattern(&self) -> &CollectionPattern {
+        self.create.collections.as_ref().expect("a database sync has a collection pattern")
+    }
+
+    /// Whether the sync takes `collection` (by its pattern, and not read by another sync).
+    pub fn takes(&self, collection: &str) -> bool {
+        self.pattern().takes(collection) && !self.taken_elsewhere.contains(collection)
+    }
+
+    /// The name of a collection's sync: `shop/orders`.
+    pub fn member_name(&self, collection: &str) -> String {
+        format!("{}/{collection}", self.name)
+    }
+
+    /// The definition of a collection's sync: `SELECT *` from it into `namespace.<collection>`.
+    pub fn member(&self, collection: &str) -> CreateSync {
+        let mut source = self.create.source.0.clone();
+        source.push(ObjectNamePart::Identifier(Ident::new(collection)));
+        let mut target = self.create.target.0.clone();
+        target.push(ObjectNamePart::Identifier(Ident::new(collection)));
+        CreateSync {
+            name: Ident::new(self.member_name(collection)),
+            source: ObjectName(source),
+            target: ObjectName(target),
+            collections: None,
+            or_replace: false,
+            if_not_exists: false,
+            ..self.create.clone()
+        }
+    }
+
+    /// The collections it takes now, sorted, and those the pattern matches but it leaves out
+    /// (read by another sync).
+    pub async fn collections(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let names = self.source.collection_names(&self.database).await?;
+        let matching: Vec<String> = names.into_iter().filter(|c| self.pattern().takes(c)).collect();
+        let (taken, left): (Vec<String>, Vec<String>) =
+            matching.into_iter().partition(|c| !self.taken_elsewhere.contains(c));
+        Ok((taken, left))
+    }
+
+    /// The database stream's position now: its resume token, and the cluster time just before.
+    async fn position_now(&self) -> Result<Position> {
+        let time = cluster_time(&self.source).await;
+        let mut stream = watch_database(&self.source, &self.database, None)
+            .await
+            .map_err(|e| self.source.unreachable("opening the database's change stream", e))?;
+        if stream.resume_token().is_none() {
+            let _ = stream.next_if_any().await;
+        }
+        let token = stream.resume_token().ok_or_else(|| {
+            Error::plan(format!(
+                "the change stream of database {} gives no resume token",
+                self.database
+            ))
+        })?;
+        Ok(Position { token: token_to_raw(&token)?, time })
+    }
+
+    fn status(&self, change: impl FnOnce(&mut super::status::SyncStatus)) {
+        self.registry.update(&self.name, change);
+    }
+
+    /// Runs the database sync: every collection's sync, and the one stream feeding them —
+    /// until stopped, or (`drain`, `--once`) until every collection is copied and caught up.
+    pub async fn run(self: Arc<Self>, drain: bool, attempts: u32) -> Result<()> {
+        self.status(|s| s.enter(SyncPhase::Starting));
+        let (collections, left_out) = self.collections().await?;
+        for collection in &left_out {
+            tracing::info!(
+                "sync {}: {}.{collection} is left out: another sync reads it",
+                self.name,
+                self.database
+            );
+        }
+        let start = self.position_now().await?;
+        let this = self.clone();
+        let takes = Box::new(move |c: &str| this.takes(c));
+        let (router, mut discovered) =
+            router::Router::new(self.source.clone(), &self.database, takes);
+        let builds = futures::stream::iter(collections.clone())
+            .map(|c| {
+                let build = (self.build)(self.member(&c));
+                async move { (c, build.await) }
+            })
+            .buffer_unordered(PLANNED_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
+        let mut oldest = start.clone();
+        let mut members: HashMap<String, tokio::task::JoinHandle<Result<()>>> = HashMap::new();
+        for (collection, built) in builds {
+            let sync = match built {
+                Ok(sync) => sync,
+                Err(err) => {
+                    self.member_failed(&collection, &err);
+                    continue;
+                }
+            };
+            if let Some(position) = checkpoint_position(&sync).await
+                && position.before(&oldest)
+            {
+                oldest = position;
+            }
+            let events = router.subscribe(&collection, None);
+            let handle = self.spawn_member(
+                sync,
+                &router,
+                &collection,
+                start.clone(),
+                events,
+                drain,
+                attempts,
+            );
+            members.insert(collection, handle);
+        }
+        let router_stop = self.stop.child_token();
+        let routing = tokio::spawn(router.clone().run(oldest, router_stop.clone()));
+        self.status(|s| s.enter(SyncPhase::Streaming));
+        tracing::info!(
+            "sync {}: {} collections of {}, one change stream",
+            self.name,
+            members.len(),
+            self.database
+        );
+        let result = self.follow(&router, &mut discovered, &mut members, drain, attempts).await;
+        router_stop.cancel();
+        let _ = routing.await;
+        result
+    }
+
+    /// Picks up new collections until stopped (or, with `drain`, until every collection's sync
+    /// has ended), then waits for the collections' syncs.
+    async fn follow(
+        &self,
+        router: &Arc<router::Router>,
+        discovered: &mut tokio::sync::mpsc::UnboundedReceiver<router::Discovered>,
+        members: &mut HashMap<String, tokio::task::JoinHandle<Result<()>>>,
+        drain: bool,
+        attempts: u32,
+    ) -> Result<()> {
+        let mut failed = Vec::new();
+        loop {
+            if drain && members.values().all(|m| m.is_finished()) {
+                break;
+            }
+            let found = tokio::select! {
+                found = discovered.recv() => found,
+                _ = self.stop.cancelled() => break,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)), if drain => continue,
+            };
+            let Some(found) = found else { break };
+            if members.get(&found.collection).is_some_and(|m| !m.is_finished()) {
+                continue; // its sync runs (and reads again from its checkpoint after a retry)
+            }
+            tracing::info!(
+                "sync {}: new collection {}.{}: copying it, then following it",
+                self.name,
+                self.database,
+                found.collection
+            );
+            let sync = match (self.build)(self.member(&found.collection)).await {
+                Ok(sync) => sync,
+                Err(err) => {
+                    self.member_failed(&found.collection, &err);
+                    continue;
+                }
+            };
+            let handle = self.spawn_member(
+                sync,
+                router,
+                &found.collection,
+                found.start,
+                found.events,
+                drain,
+                attempts,
+            );
+            members.insert(found.collection, handle);
+        }
+        for (collection, member) in members.drain() {
+            if let Ok(Err(_)) = member.await {
+                failed.push(collection);
+            }
+        }
+        if !self.stop.is_cancelled() && !failed.is_empty() && drain {
+            failed.sort();
+            return Err(Error::plan(format!(
+                "sync {}: the syncs of {} failed (SHOW SYNC STATUS shows why)",
+                self.name,
+                failed.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts the sync of `collection`, fed from `start` by `events`.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_member(
+        &self,
+        mut sync: Sync,
+        router: &Arc<router::Router>,
+        collection: &str,
+        start: Position,
+        events: tokio::sync::mpsc::UnboundedReceiver<crate::mongo::change_stream::Read>,
+        drain: bool,
+        attempts: u32,
+    ) -> tokio::task::JoinHandle<Result<()>> {
+        sync.stop = self.stop.child_token();
+        sync.feed = Some(Feed::new(router.clone(), collection, start, events));
+        let name = sync.name.clone();
+        self.registry.update(&name, |s| {
+            *s = Default::default();
+            s.enter(SyncPhase::Starting);
+            s.source = sync.create.source.to_string();
+            s.target = sync.create.target.to_string();
+        });
+        let span = crate::logging::sync_span(&name);
+        tokio::spawn(tracing::Instrument::instrument(sync.run_and_report(drain, attempts), span))
+    }
+
+    fn member_failed(&self, collection: &str, err: &Error) {
+        let message = err.user_facing().to_string();
+        tracing::error!("sync {}: {message}", self.member_name(collection));
+        self.registry.update(&self.member_name(collection), |s| {
+            s.enter(SyncPhase::Failed);
+            s.errors += 1;
+            s.last_error = Some(message);
+        });
+    }
+}
+
+/// Where the table of `sync` says its stream is, when it has a checkpoint with a token.
+async fn checkpoint_position(sync: &Sync) -> Option<Position> {
+    let table = sync.load_table().await.ok()?;
+    let checkpoint = super::sink::checkpoint_of(&table).ok()??;
+    if checkpoint.sync != sync.name {
+        return None;
+    }
+    let token = checkpoint.resume_token?;
+    Some(Position { token, time: checkpoint.resume_time })
+}

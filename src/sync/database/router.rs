@@ -1,0 +1,244 @@
+//! One change stream for a whole database (`db.watch()`), its events handed to the syncs of the
+//! collections they belong to.
+//!
+//! Each collection's sync commits on its own and keeps its own checkpoint; the router only
+//! routes. When a sync has to read again from an older position than the router has reached
+//! (it failed and retries from its checkpoint), the router goes back to that position: the
+//! other syncs then see events they already have again, which they skip by cluster time or
+//! apply again (an event sets a document's state as of that event, so applying a run of events
+//! again in order ends in the same table). An event of a collection no sync reads yet, which
+//! the database sync takes, is "discovered": a channel is opened for it at once (so nothing is
+//! lost while its sync is planned and copies the collection) and the controller is told.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mongodb::change_stream::event::OperationType;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::mongo::change_stream::{Read, Reader, token_to_raw, watch_database};
+use crate::mongo::client::MongoSource;
+use crate::sync::feed::Position;
+
+/// The longest wait before the router opens its stream again after a failure.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A collection seen in the stream that the database sync takes and no sync reads yet.
+pub struct Discovered {
+    /// The collection.
+    pub collection: String,
+    /// Its events, from the one that revealed it.
+    pub events: UnboundedReceiver<Read>,
+    /// The stream position just before that event.
+    pub start: Position,
+}
+
+/// Routes one database's change stream.
+pub struct Router {
+    source: Arc<MongoSource>,
+    database: String,
+    takes: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    state: Mutex<State>,
+    rewind: tokio::sync::Notify,
+    discovered: UnboundedSender<Discovered>,
+}
+
+#[derive(Default)]
+struct State {
+    subscribers: HashMap<String, UnboundedSender<Read>>,
+    /// Where the stream has got to (the last event or idle answer routed).
+    at: Option<Position>,
+    /// A position before `at` that a subscriber needs the stream to go back to.
+    rewind: Option<Position>,
+}
+
+impl Router {
+    /// A router of `database`'s stream; collections for which `takes` is true are discovered
+    /// (announced on the returned receiver) when an event shows them.
+    pub fn new(
+        source: Arc<MongoSource>,
+        database: &str,
+        takes: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    ) -> (Arc<Self>, UnboundedReceiver<Discovered>) {
+        let (discovered, announced) = unbounded_channel();
+        let router = Self {
+            source,
+            database: database.to_string(),
+            takes,
+            state: Mutex::default(),
+            rewind: tokio::sync::Notify::new(),
+            discovered,
+        };
+        (Arc::new(router), announced)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The events of `collection` from now on; with `from`, the stream goes back there first
+    /// when it is past it.
+    pub fn subscribe(&self, collection: &str, from: Option<Position>) -> UnboundedReceiver<Read> {
+        let (tx, rx) = unbounded_channel();
+        let mut state = self.state();
+        state.subscribers.insert(collection.to_string(), tx);
+        if let Some(from) = from
+            && state.at.as_ref().is_some_and(|at| from.before(at))
+            && state.rewind.as_ref().is_none_or(|r| from.before(r))
+        {
+            state.rewind = Some(from);
+            self.rewind.notify_one();
+        }
+        rx
+    }
+
+    /// Routes the stream from `start` until `stop` is cancelled. A failed stream is opened
+    /// again from where it had got to, after a backoff.
+    pub async fn run(self: Arc<Self>, start: Position, stop: tokio_util::sync::CancellationToken) {
+        let mut from = start;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            self.state().at = Some(from.clone());
+            let stream = watch_database(&self.source, &self.database, Some(&from.token)).await;
+            let mut reader = match stream {
+                Ok(stream) => Reader::spawn(stream),
+                Err(err) => {
+                    tracing::warn!(
+                        "database sync of {}: cannot open its change stream ({}); again in {} s",
+                        self.database,
+                        crate::error::mongo_reason(&err),
+                        backoff.as_secs()
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            loop {
+                let read = tokio::select! {
+                    read = reader.recv() => read,
+                    _ = self.rewind.notified() => None,
+                    _ = stop.cancelled() => return,
+                };
+                let Some(read) = read else { break };
+                if let Read::Failed(err) = &read {
+                    tracing::warn!(
+                        "database sync of {}: the change stream failed ({}); opening it again",
+                        self.database,
+                        crate::error::mongo_reason(err)
+                    );
+                    self.broadcast(read);
+                    break;
+                }
+                backoff = Duration::from_secs(1);
+                self.route(read);
+            }
+            let mut state = self.state();
+            from = state.rewind.take().or_else(|| state.at.clone()).unwrap_or(from);
+        }
+    }
+
+    /// Hands one read to the syncs it concerns.
+    fn route(&self, read: Read) {
+        match read {
+            Read::Idle(token) => {
+                if let Some(token) = token.as_ref().and_then(|t| token_to_raw(t).ok()) {
+                    let mut state = self.state();
+                    let time = state.at.as_ref().and_then(|at| at.time);
+                    state.at = Some(Position { token, time });
+                }
+                self.broadcast(Read::Idle(token));
+            }
+            Read::Event(event, token) => {
+                let before = self.state().at.clone();
+                let position = token.as_ref().and_then(|t| token_to_raw(t).ok()).map(|token| {
+                    let time = event.cluster_time.or(before.as_ref().and_then(|b| b.time));
+                    Position { token, time }
+                });
+                let collection = event.ns.as_ref().and_then(|ns| ns.coll.clone());
+                let renamed_to = match event.operation_type {
+                    OperationType::Rename => event.to.as_ref().and_then(|to| to.coll.clone()),
+                    _ => None,
+                };
+                let ends = matches!(
+                    event.operation_type,
+                    OperationType::Drop | OperationType::Rename | OperationType::DropDatabase
+                );
+                if let Some(collection) = &collection {
+                    self.deliver(collection, Read::Event(event, token), before.clone(), ends);
+                } else if ends {
+                    self.broadcast(Read::Event(event, token)); // dropDatabase
+                }
+                if let (Some(to), Some(position)) = (renamed_to, position.clone()) {
+                    self.discover(&to, None, position);
+                }
+                if let Some(position) = position {
+                    self.state().at = Some(position);
+                }
+            }
+            Read::Failed(_) => {}
+        }
+    }
+
+    /// Sends `read` to the sync of `collection`, discovering the collection when no sync reads
+    /// it and the database sync takes it; `ends`: the collection's stream ends with it.
+    fn deliver(&self, collection: &str, read: Read, before: Option<Position>, ends: bool) {
+        let mut state = self.state();
+        let Some(tx) = state.subscribers.get(collection) else {
+            drop(state);
+            if !ends && let Some(before) = before {
+                self.discover(collection, Some(read), before);
+            }
+            return;
+        };
+        if tx.send(read).is_err() || ends {
+            state.subscribers.remove(collection);
+        }
+    }
+
+    /// Opens a channel for a collection the database sync takes, with `first` in it, and
+    /// announces it.
+    fn discover(&self, collection: &str, first: Option<Read>, start: Position) {
+        if !(self.takes)(collection) || self.state().subscribers.contains_key(collection) {
+            return;
+        }
+        let events = self.subscribe(collection, None);
+        if let Some(first) = first {
+            let tx = self.state().subscribers.get(collection).cloned();
+            if let Some(tx) = tx {
+                let _ = tx.send(first);
+            }
+        }
+        let discovered = Discovered { collection: collection.to_string(), events, start };
+        let _ = self.discovered.send(discovered);
+    }
+
+    /// Sends `read` to every sync (an idle answer, or a failure).
+    fn broadcast(&self, read: Read) {
+        let state = self.state();
+        for tx in state.subscribers.values() {
+            let copy = match &read {
+                Read::Idle(token) => Read::Idle(token.clone()),
+                Read::Event(event, token) => match copy_event(event) {
+                    Some(event) => Read::Event(Box::new(event), token.clone()),
+                    None => continue,
+                },
+                Read::Failed(err) => Read::Failed(err.clone()),
+            };
+            let _ = tx.send(copy);
+        }
+    }
+}
+
+/// A copy of `event` (the driver's event type is not `Clone`), through its BSON form; only a
+/// `dropDatabase` event, which every sync gets, is copied.
+fn copy_event(
+    event: &crate::mongo::change_stream::Event,
+) -> Option<crate::mongo::change_stream::Event> {
+    let document = bson::serialize_to_document(event).ok()?;
+    bson::deserialize_from_document(document).ok()
+}

@@ -1,0 +1,178 @@
+//! A whole database in one statement: `CREATE SYNC shop FROM mongo.shop.* INTO lake.shop`, one
+//! table per collection, one change stream, collections created, dropped and renamed while it
+//! runs, restarts and kill -9.
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use bson::{Document, doc};
+use mongodb::Collection;
+use serde_json::Value;
+
+use crate::support::duckdb::duckdb_rows;
+use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
+use crate::support::{client, daemon_with, json_rows, misql_in, unique_db, warehouse};
+
+/// A small document of collection `c`: `_id`, a number and a text.
+fn small(id: i64, n: i64) -> Document {
+    doc! { "_id": id, "n": n, "s": format!("v{n}") }
+}
+
+/// `_id`, `n`, `s` of every document of `db.coll` as misql reads them, in `_id` order.
+fn in_mongo(dir: &Path, db: &str, coll: &str) -> Vec<Value> {
+    json_rows(dir, &format!("SELECT _id, n, s FROM mongo.{db}.{coll} ORDER BY _id"))
+}
+
+/// The same columns of the table `iceberg.db.coll`, or `None` when it cannot be read yet.
+fn in_table(dir: &Path, db: &str, coll: &str) -> Option<Vec<Value>> {
+    let sql = format!("SELECT _id, n, s FROM iceberg.{db}.{coll} ORDER BY _id");
+    let run = misql_in(dir, &["--format", "json", "-e", &sql]);
+    run.success.then(|| run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+}
+
+/// Waits (at most 90 s) until every table of `colls` equals its collection.
+fn wait_equal(dir: &Path, db: &str, colls: &[&str], log: &Path) {
+    let until = Instant::now() + Duration::from_secs(90);
+    let mut pending: Vec<&str> = colls.to_vec();
+    while !pending.is_empty() {
+        pending.retain(|c| in_table(dir, db, c) != Some(in_mongo(dir, db, c)));
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "{pending:?} never matched their collections:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Inserts, updates and deletes a few documents of `coll` (ids from `next`).
+async fn crud(coll: &Collection<Document>, next: &mut i64) {
+    for _ in 0..5 {
+        coll.insert_one(small(*next, *next)).await.unwrap();
+        *next += 1;
+    }
+    coll.update_one(doc! { "_id": *next - 3 }, doc! { "$set": { "n": -1, "s": "updated" } })
+        .await
+        .unwrap();
+    coll.delete_one(doc! { "_id": *next - 5 }).await.unwrap();
+}
+
+fn kill(daemon: &mut Child) {
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}
+
+#[test]
+fn a_database_sync_is_explained_and_refuses_what_it_cannot_do() {
+    let dir = warehouse("dbexplain");
+    let run = misql_in(
+        &dir,
+        &["-e", "CREATE SYNC s FROM mongo.shop.* INTO iceberg.shop PARTITION BY day(created_at)"],
+    );
+    assert!(!run.success);
+    assert!(
+        run.stderr.contains("PARTITION BY is not allowed in the database sync s"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("write a CREATE SYNC of its own"), "{}", run.stderr);
+    let run = misql_in(&dir, &["-e", "CREATE SYNC s FROM mongo.shop.* INTO iceberg.shop.orders"]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("expected 2 for a database sync"), "{}", run.stderr);
+    let run = misql_in(&dir, &["-e", "CREATE SYNC s FROM mongo.* INTO iceberg.shop"]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("is not a collection pattern"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_sync_follows_new_dropped_and_renamed_collections_through_restarts() {
+    let db = unique_db("dbsync");
+    let database = client().await.database(&db);
+    let orders = database.collection::<Document>("orders");
+    let customers = database.collection::<Document>("customers");
+    let scratch = database.collection::<Document>("tmp_scratch");
+    let doomed = database.collection::<Document>("doomed");
+    orders.insert_many((0..40).map(|i| small(i, i))).await.unwrap();
+    customers.insert_many((0..25).map(|i| small(i, i * 10))).await.unwrap();
+    scratch.insert_one(small(1, 1)).await.unwrap();
+    doomed.insert_many((0..5).map(|i| small(i, i))).await.unwrap();
+    let dir = warehouse("dbsync");
+    let file = dir.join("syncs.sql");
+    let sync = format!(
+        "CREATE SYNC shop FROM mongo.{db}.* EXCLUDE (tmp_*) INTO iceberg.{db} \
+         WITH (flush_interval = '500ms', max_batch_rows = 20)"
+    );
+    std::fs::write(&file, &sync).unwrap();
+
+    // EXPLAIN names the collections it takes now and those it leaves out.
+    let explain = misql_in(&dir, &["--format", "json", "-e", &format!("EXPLAIN {sync}")]);
+    assert!(explain.success, "{}", explain.stderr);
+    assert!(explain.stdout.contains("customers, doomed, orders"), "{}", explain.stdout);
+    assert!(explain.stdout.contains("tmp_scratch"), "{}", explain.stdout);
+
+    let log = dir.join("daemon.log");
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &[]);
+    wait_equal(&dir, &db, &["orders", "customers", "doomed"], &log);
+    assert!(in_table(&dir, &db, "tmp_scratch").is_none(), "an excluded collection has no table");
+
+    // Changes on two collections, a new collection, a drop and a rename, while it runs.
+    let (mut next_orders, mut next_customers) = (1000, 2000);
+    crud(&orders, &mut next_orders).await;
+    crud(&customers, &mut next_customers).await;
+    let returns = database.collection::<Document>("returns");
+    returns.insert_many((0..8).map(|i| small(i, i + 100))).await.unwrap();
+    doomed.drop().await.unwrap();
+    let admin = client().await.database("admin");
+    let rename = doc! {
+        "renameCollection": format!("{db}.customers"),
+        "to": format!("{db}.clients"),
+    };
+    wait_equal(&dir, &db, &["orders", "customers", "returns"], &log);
+    admin.run_command(rename).await.unwrap();
+    let clients = database.collection::<Document>("clients");
+    crud(&clients, &mut next_customers).await;
+    crud(&returns, &mut 500).await;
+    wait_equal(&dir, &db, &["orders", "returns", "clients"], &log);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains(&format!("new collection {db}.returns")), "{logged}");
+    assert!(logged.contains("sync shop/doomed"), "{logged}");
+    // The dropped collection's table is kept as it was.
+    assert_eq!(in_table(&dir, &db, "doomed").map(|rows| rows.len()), Some(5));
+
+    // kill -9 three times with writes in between: every table ends equal to its collection.
+    for round in 0..3 {
+        kill(&mut daemon);
+        crud(&orders, &mut next_orders).await;
+        crud(&returns, &mut (600 + round * 10)).await;
+        crud(&clients, &mut next_customers).await;
+        daemon = daemon_with(&dir, &file, Some(&log), &[]);
+        std::thread::sleep(Duration::from_millis(700 * (round as u64 + 1)));
+    }
+    wait_equal(&dir, &db, &["orders", "returns", "clients"], &log);
+    let status = misql_in(&dir, &["-e", "SHOW SYNCS"]);
+    assert!(status.success, "{}", status.stderr);
+    kill(&mut daemon);
+
+    // Two of the tables read the same in pyiceberg and DuckDB.
+    for coll in ["orders", "clients"] {
+        let table = format!("{db}.{coll}");
+        let expected: Vec<(i64, i64)> = in_mongo(&dir, &db, coll)
+            .iter()
+            .map(|r| (r["_id"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
+            .collect();
+        for rows in [
+            pyiceberg_rows(&PyCatalog::sql(&dir), &table, "_id"),
+            duckdb_rows(&PyCatalog::sql(&dir), &table, "_id"),
+        ] {
+            let got: Vec<(i64, i64)> = rows
+                .iter()
+                .map(|r| (r["_id"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
+                .collect();
+            assert_eq!(got, expected, "{table}");
+        }
+    }
+}
