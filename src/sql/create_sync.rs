@@ -96,7 +96,8 @@ impl StatementParser<'_> {
         }
         let mut exclude = Vec::new();
         if self.parse_words(&["EXCLUDE"]) {
-            self.expect_token(&Token::LParen, "after EXCLUDE")?;
+            self.expect_token(&Token::LParen, "`(` after EXCLUDE")
+                .map_err(|e| e.with_hint("EXCLUDE (name, prefix_*, ...)"))?;
             loop {
                 let item =
                     self.parse_name_or_glob(&format!("a collection to exclude from {sync}"))?;
@@ -104,7 +105,8 @@ impl StatementParser<'_> {
                 if self.parser.consume_token(&Token::Comma) {
                     continue;
                 }
-                self.expect_token(&Token::RParen, "after the excluded collections")?;
+                self.expect_token(&Token::RParen, "`,` or `)` after an excluded collection")
+                    .map_err(|e| e.with_hint("EXCLUDE (name, prefix_*, ...)"))?;
                 break;
             }
         }

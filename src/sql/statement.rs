@@ -151,6 +151,14 @@ impl CollectionPattern {
     }
 }
 
+/// A collection name or glob as written in EXCLUDE: bare when it can be, else quoted.
+fn name_or_glob(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '*')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if bare { name.to_string() } else { format!("'{}'", name.replace('\'', "''")) }
+}
+
 /// Whether `name` matches `glob`, where `*` stands for any run of characters.
 pub fn glob_matches(glob: &str, name: &str) -> bool {
     let parts: Vec<&str> = glob.split('*').collect();
@@ -299,7 +307,8 @@ impl fmt::Display for CreateSync {
         if let Some(pattern) = &self.collections {
             write!(f, ".{}", pattern.glob)?;
             if !pattern.exclude.is_empty() {
-                write!(f, " EXCLUDE ({})", pattern.exclude.join(", "))?;
+                let names: Vec<String> = pattern.exclude.iter().map(|n| name_or_glob(n)).collect();
+                write!(f, " EXCLUDE ({})", names.join(", "))?;
             }
         }
         write!(f, " INTO {}", self.target)?;

@@ -107,6 +107,9 @@ fn render_sync(sync: &CreateSync) -> String {
     let flags = format!("or_replace={} if_not_exists={}", sync.or_replace, sync.if_not_exists);
     writeln!(out, "    name: {} ({flags})", sync.name).unwrap();
     writeln!(out, "    source: {} -> target: {}", sync.source, sync.target).unwrap();
+    if let Some(pattern) = &sync.collections {
+        writeln!(out, "    collections: {} excluding {:?}", pattern.glob, pattern.exclude).unwrap();
+    }
     match (&sync.projection, &sync.projection_text) {
         (Some(items), Some(text)) => {
             writeln!(out, "    select ({} items) as written: {text}", items.len()).unwrap();
@@ -293,4 +296,18 @@ fn tab_completion_offers_sync_options_and_their_quoted_values() {
     let started = std::time::Instant::now();
     assert!(complete("DESCRIBE mongo.sh").is_empty());
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "Tab never hangs");
+}
+
+#[test]
+fn collection_globs_match_names() {
+    use misql::sql::glob_matches;
+    assert!(glob_matches("*", "orders"));
+    assert!(glob_matches("log_*", "log_app"));
+    assert!(!glob_matches("log_*", "blog_app"));
+    assert!(glob_matches("*_log", "app_log"));
+    assert!(glob_matches("a*b*c", "axxbyyc"));
+    assert!(!glob_matches("a*b*c", "acb"));
+    assert!(!glob_matches("a*a", "a"), "the prefix and suffix may not overlap");
+    assert!(glob_matches("orders", "orders"));
+    assert!(!glob_matches("orders", "orders2"));
 }

@@ -1,0 +1,1 @@
+CREATE SYNC shop FROM mongo.* INTO lake.shop;

@@ -1,0 +1,1 @@
+CREATE SYNC shop FROM mongo.shop.* INTO lake.shop.orders;
