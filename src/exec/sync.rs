@@ -39,6 +39,8 @@ pub struct SyncEntry {
     pub create: CreateSync,
     /// The task running it (background mode).
     pub task: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// A database sync's shared state (to hand a collection over to a sync of its own).
+    pub database: Option<Arc<DatabaseSync>>,
     /// Stops it at a batch boundary, with what it read committed.
     pub stop: tokio_util::sync::CancellationToken,
 }
@@ -221,16 +223,15 @@ impl Session {
             let builder = builder.clone();
             Box::pin(async move { builder.build(&create).await })
         });
-        Ok(DatabaseSync {
-            name: create.name.value.clone(),
-            create: create.clone(),
+        Ok(DatabaseSync::new(
+            create.clone(),
             source,
             database,
             taken_elsewhere,
-            registry: self.registry.clone(),
-            stop: self.stop.child_token(),
+            self.registry.clone(),
+            self.stop.child_token(),
             build,
-        })
+        ))
     }
 
     /// Starts a database sync: in the background, or (`--once`) to completion.
@@ -238,6 +239,7 @@ impl Session {
         let name = create.name.value.clone();
         let database = Arc::new(self.database_sync(create)?);
         let stop = database.stop.clone();
+        let shared = database.clone();
         self.registry.update(&name, |s| {
             *s = Default::default();
             s.enter(SyncPhase::Starting);
@@ -268,7 +270,31 @@ impl Session {
                 }))
             }
         };
-        Ok(SyncEntry { create: create.clone(), task, stop })
+        Ok(SyncEntry { create: create.clone(), task, stop, database: Some(shared) })
+    }
+
+    /// A sync of its own for `create`'s collection takes precedence over the database syncs
+    /// whose pattern takes it: they leave it out, and stop their sync of it (waiting at most
+    /// [`STOP_WAIT`] for its batch to be committed).
+    async fn hand_over(&self, create: &CreateSync) {
+        let parts = super::name_parts(&create.source);
+        let [catalog, database, collection] = parts.as_slice() else { return };
+        for entry in self.syncs.values() {
+            let Some(db) = &entry.database else { continue };
+            let source = super::name_parts(&db.create.source);
+            if source != [catalog.clone(), database.clone()] {
+                continue;
+            }
+            let Some(member) = db.hand_over(collection, &create.name.value) else { continue };
+            let until = std::time::Instant::now() + STOP_WAIT;
+            while std::time::Instant::now() < until {
+                let phase = self.registry.all().get(&member).map(|s| s.phase);
+                if !matches!(phase, Some(p) if p != SyncPhase::Stopped && p != SyncPhase::Failed) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
     }
 
     /// Builds and starts a sync: in the background, or (`--once`) to completion.
@@ -276,6 +302,7 @@ impl Session {
         if create.collections.is_some() {
             return self.start_database(create).await;
         }
+        self.hand_over(create).await;
         let name = create.name.value.clone();
         let sync = self.build_sync_with_retries(create).await?;
         let stop = sync.stop.clone();
@@ -298,7 +325,7 @@ impl Session {
                 Some(tokio::spawn(tracing::Instrument::instrument(run, span)))
             }
         };
-        Ok(SyncEntry { create: create.clone(), task, stop })
+        Ok(SyncEntry { create: create.clone(), task, stop, database: None })
     }
 
     /// EXPLAIN of a database sync: the collections it would take now, and those it leaves out.

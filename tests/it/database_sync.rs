@@ -176,3 +176,44 @@ async fn a_database_sync_follows_new_dropped_and_renamed_collections_through_res
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_of_its_own_takes_a_collection_over_from_the_database_sync() {
+    let db = unique_db("dbhand");
+    let database = client().await.database(&db);
+    let orders = database.collection::<Document>("orders");
+    let notes = database.collection::<Document>("notes");
+    orders.insert_many((0..20).map(|i| small(i, i))).await.unwrap();
+    notes.insert_many((0..10).map(|i| small(i, i))).await.unwrap();
+    let dir = warehouse("dbhand");
+    let file = dir.join("syncs.sql");
+    // The database sync comes first in the file; the sync of its own still wins.
+    std::fs::write(
+        &file,
+        format!(
+            "CREATE SYNC everything FROM mongo.{db}.* INTO iceberg.{db} \
+             WITH (flush_interval = '500ms');\n\
+             CREATE SYNC own FROM mongo.{db}.orders INTO iceberg.{db}.own_orders \
+             SELECT _id, n, s WITH (flush_interval = '500ms');"
+        ),
+    )
+    .unwrap();
+    let log = dir.join("daemon.log");
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &[]);
+    wait_equal(&dir, &db, &["notes"], &log);
+    let mut next = 100;
+    crud(&orders, &mut next).await;
+    crud(&notes, &mut 200).await;
+    let until = Instant::now() + Duration::from_secs(60);
+    while in_table(&dir, &db, "own_orders") != Some(in_mongo(&dir, &db, "orders")) {
+        assert!(Instant::now() < until, "{}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_equal(&dir, &db, &["notes"], &log);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains(&format!("{db}.orders is left to sync own")), "{logged}");
+    // The database sync's own table of orders, if it got that far, does not follow it.
+    let theirs = in_table(&dir, &db, "orders").unwrap_or_default();
+    assert_ne!(theirs, in_mongo(&dir, &db, "orders"), "two syncs followed one collection");
+    kill(&mut daemon);
+}

@@ -39,7 +39,9 @@ pub struct DatabaseSync {
     /// The database.
     pub database: String,
     /// Collections other syncs of the session read: left out.
-    pub taken_elsewhere: HashSet<String>,
+    pub taken_elsewhere: std::sync::Mutex<HashSet<String>>,
+    /// The stop token of each collection's running sync.
+    members: std::sync::Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
     /// Where progress is reported.
     pub registry: Registry,
     /// Stops it and every collection's sync.
@@ -53,9 +55,56 @@ impl DatabaseSync {
         self.create.collections.as_ref().expect("a database sync has a collection pattern")
     }
 
+    /// A database sync (see the fields); nothing runs yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        create: CreateSync,
+        source: Arc<MongoSource>,
+        database: String,
+        taken_elsewhere: HashSet<String>,
+        registry: Registry,
+        stop: tokio_util::sync::CancellationToken,
+        build: Build,
+    ) -> Self {
+        Self {
+            name: create.name.value.clone(),
+            create,
+            source,
+            database,
+            taken_elsewhere: std::sync::Mutex::new(taken_elsewhere),
+            members: Default::default(),
+            registry,
+            stop,
+            build,
+        }
+    }
+
+    fn elsewhere(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.taken_elsewhere.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether the sync takes `collection` (by its pattern, and not read by another sync).
     pub fn takes(&self, collection: &str) -> bool {
-        self.pattern().takes(collection) && !self.taken_elsewhere.contains(collection)
+        self.pattern().takes(collection) && !self.elsewhere().contains(collection)
+    }
+
+    /// A sync of its own now reads `collection`: the database sync leaves it out from now on,
+    /// and its sync of the collection, if one runs, stops (committing what it read). Returns
+    /// the name of that sync when one was stopped.
+    pub fn hand_over(&self, collection: &str, to: &str) -> Option<String> {
+        if !self.pattern().takes(collection) {
+            return None;
+        }
+        tracing::info!(
+            "sync {}: {}.{collection} is left to sync {to}, which reads it on its own",
+            self.name,
+            self.database
+        );
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        self.elsewhere().insert(collection.to_string());
+        let stop = members.get(collection)?;
+        stop.cancel();
+        Some(self.member_name(collection))
     }
 
     /// The name of a collection's sync: `shop/orders`.
@@ -85,8 +134,9 @@ impl DatabaseSync {
     pub async fn collections(&self) -> Result<(Vec<String>, Vec<String>)> {
         let names = self.source.collection_names(&self.database).await?;
         let matching: Vec<String> = names.into_iter().filter(|c| self.pattern().takes(c)).collect();
+        let elsewhere = self.elsewhere().clone();
         let (taken, left): (Vec<String>, Vec<String>) =
-            matching.into_iter().partition(|c| !self.taken_elsewhere.contains(c));
+            matching.into_iter().partition(|c| !elsewhere.contains(c));
         Ok((taken, left))
     }
 
@@ -162,7 +212,7 @@ impl DatabaseSync {
                 drain,
                 attempts,
             );
-            members.insert(collection, handle);
+            members.extend(handle.map(|h| (collection, h)));
         }
         let router_stop = self.stop.child_token();
         let routing = tokio::spawn(router.clone().run(oldest, router_stop.clone()));
@@ -225,7 +275,7 @@ impl DatabaseSync {
                 drain,
                 attempts,
             );
-            members.insert(found.collection, handle);
+            members.extend(handle.map(|h| (found.collection, h)));
         }
         for (collection, member) in members.drain() {
             if let Ok(Err(_)) = member.await {
@@ -254,8 +304,16 @@ impl DatabaseSync {
         events: tokio::sync::mpsc::UnboundedReceiver<crate::mongo::change_stream::Read>,
         drain: bool,
         attempts: u32,
-    ) -> tokio::task::JoinHandle<Result<()>> {
+    ) -> Option<tokio::task::JoinHandle<Result<()>>> {
         sync.stop = self.stop.child_token();
+        // Under the members' lock, so a hand-over either sees this sync or keeps it from
+        // starting.
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.takes(collection) {
+            return None;
+        }
+        members.insert(collection.to_string(), sync.stop.clone());
+        drop(members);
         sync.feed = Some(Feed::new(router.clone(), collection, start, events));
         let name = sync.name.clone();
         self.registry.update(&name, |s| {
@@ -265,7 +323,8 @@ impl DatabaseSync {
             s.target = sync.create.target.to_string();
         });
         let span = crate::logging::sync_span(&name);
-        tokio::spawn(tracing::Instrument::instrument(sync.run_and_report(drain, attempts), span))
+        let run = sync.run_and_report(drain, attempts);
+        Some(tokio::spawn(tracing::Instrument::instrument(run, span)))
     }
 
     fn member_failed(&self, collection: &str, err: &Error) {
