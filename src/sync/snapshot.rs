@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use bson::{Document, RawBson, RawDocument, RawDocumentBuf, doc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::table::Table;
 use mongodb::options::FindOptions;
 
@@ -91,12 +91,13 @@ async fn copy(
         .projection(sync.plan().mongo_projection.clone())
         .build();
     let context = format!("reading {}.{}", sync.database, sync.collection);
-    let mut cursor = coll
+    let cursor = coll
         .find(filter(&sync.plan().mongo_filter, high_water.as_ref()))
         .with_options(options)
         .batch()
         .await
         .map_err(|e| sync.source.unreachable(&context, e))?;
+    let mut cursor = ReadAhead::spawn(cursor);
     let mut sink = Sink::new(sync, table)?;
     let replace = replacing.is_some();
     for location in replacing.into_iter().flatten() {
@@ -114,7 +115,7 @@ async fn copy(
     };
     loop {
         let next = tokio::select! {
-            next = cursor.try_next() => next.map_err(|e| Error::mongo(context.clone(), e))?,
+            next = cursor.next() => next.transpose().map_err(|e| Error::mongo(context.clone(), e))?,
             _ = sync.stop.cancelled() => {
                 // Stopped: what was read is committed with its high-water mark (a replacing
                 // copy commits nothing: it would replace the table with part of the collection).
@@ -142,6 +143,41 @@ async fn copy(
     copy.commit(Phase::Streaming).await?;
     copy.progress.finish(copy.rows());
     Ok(copy.sink.into_table())
+}
+
+/// Reads the cursor's next batch while the one before is converted, written and committed:
+/// the server's work overlaps misql's. One batch is read ahead, so memory stays bounded.
+struct ReadAhead {
+    rx: tokio::sync::mpsc::Receiver<mongodb::error::Result<mongodb::raw_batch_cursor::RawBatch>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReadAhead {
+    fn spawn(mut cursor: mongodb::raw_batch_cursor::RawBatchCursor) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            while let Some(batch) = cursor.next().await {
+                let failed = batch.is_err();
+                if tx.send(batch).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Self { rx, task }
+    }
+
+    /// The next batch; `None` at the end of the cursor. Cancel-safe.
+    async fn next(
+        &mut self,
+    ) -> Option<mongodb::error::Result<mongodb::raw_batch_cursor::RawBatch>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The pushed-down WHERE, and `_id` after the high-water mark when resuming.

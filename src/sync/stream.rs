@@ -98,7 +98,9 @@ pub async fn run(
         tracing::warn!("sync {}: no resume token; changes are not followed", sync.name);
         return Ok(StreamEnd::Drained);
     };
-    let stop_after = if drain { cluster_time(&sync.source).await } else { None };
+    // A database sync's collection ends its drain when the database stream is idle.
+    let stop_after =
+        if drain && sync.feed.is_none() { cluster_time(&sync.source).await } else { None };
     let mut index = KeyIndex::build(&table, &sync.plan().key).await?;
     let index_bytes = index.heap_bytes() as u64;
     sync.status(|s| s.key_index_bytes = index_bytes);
