@@ -35,18 +35,7 @@ PY=.venv/bin/python
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/misql-database-sync.XXXXXX")
-server=
-daemon=
-cleanup() {
-  if [ -n "$daemon" ]; then kill -9 "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-cp "${MISQL:-target/debug/misql}" "$tmp/misql"
-start_server --noop-heartbeat-seconds 1 --oplog-max-entries 10000000
+daemon_bench database-sync
 echo "SecantusDB at $URI; misql: ${MISQL:-target/debug/misql}; $N collections of $DOCS documents" >&2
 for i in $(seq 1 "$N"); do
   "$PY" examples/load_orders.py "$URI" "$DOCS" "bench_db.c$i" >/dev/null
@@ -69,40 +58,21 @@ for mode in database separate; do
     >/dev/null 2>"$tmp/daemon_$mode.log" &
   daemon=$!
   line=$("$PY" - "$port" "$N" "$UPDATES" "$URI" "$mode" "$launched" <<'PYTHON'
-import sys, time, threading, urllib.request
+import sys, time
+sys.path.insert(0, "benches")
 from concurrent.futures import ThreadPoolExecutor
 from pymongo import MongoClient, UpdateOne
+from scrape import Scraper, wait_for
 port, n, updates, uri, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 launched = float(sys.argv[6])
-peak = 0
 client = MongoClient(uri)
+# In the database sync, the collections' syncs are named d/<collection>.
+metrics = Scraper(port, lambda line: mode == "separate" or 'sync="d/' in line)
 
-def scrape():
-    global peak
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    except Exception:
-        return None
-    streaming, applied = 0, 0.0
-    for line in text.splitlines():
-        # In the database sync, the collections' syncs are named d/<collection>.
-        collection_sync = mode == "separate" or 'sync="d/' in line
-        if line.startswith("misql_sync_phase{") and 'phase="streaming"} 1' in line and collection_sync:
-            streaming += 1
-        elif line.startswith("misql_sync_events_applied_total{"):
-            applied += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("process_resident_memory_bytes "):
-            peak = max(peak, float(line.split()[1]))
-    return streaming, applied
-
-start = time.monotonic()
-while True:
-    got = scrape()
-    if got and got[0] >= n:
-        break
-    if time.monotonic() > start + 900:
-        sys.exit(f"only {got} of {n} syncs streaming after 900 s")
-    time.sleep(0.2)
+def streaming():
+    got = metrics.scrape()
+    return got and got[0] >= n
+wait_for(f"not all {n} syncs streaming", streaming, 900)
 first_commits = time.time() - launched
 
 db = client["bench_db"]
@@ -110,30 +80,20 @@ ids = {i: [d["_id"] for d in db[f"c{i}"].find({}, {"_id": 1})] for i in range(1,
 def write(i):
     ops = [UpdateOne({"_id": ids[i][k % len(ids[i])]}, {"$set": {"status": f"{mode}-{k}"}}) for k in range(updates)]
     db[f"c{i}"].bulk_write(ops, ordered=False)
-connections = cursors = 0
-start = time.monotonic()
+server = {"connections": 0, "cursors": 0}
+def applied():
+    status = client.admin.command("serverStatus")
+    server["connections"] = max(server["connections"], status["connections"]["current"])
+    server["cursors"] = max(server["cursors"], status["metrics"]["cursor"]["open"]["total"])
+    got = metrics.scrape()
+    return got and got[1] >= n * updates
 with ThreadPoolExecutor(8) as pool:
     writes = [pool.submit(write, i) for i in range(1, n + 1)]
-    while True:
-        status = client.admin.command("serverStatus")
-        connections = max(connections, status["connections"]["current"])
-        cursors = max(cursors, status["metrics"]["cursor"]["open"]["total"])
-        got = scrape()
-        if got and got[1] >= n * updates:
-            break
-        if time.monotonic() > start + 900:
-            sys.exit(f"only {got} events applied of {n * updates} after 900 s")
-        time.sleep(0.2)
-stream = time.monotonic() - start
-print(f"{mode} {first_commits:.1f} {n * updates / stream:.0f} {connections} {cursors} {peak / 1e6:.0f}")
+    stream = wait_for(f"not all {n * updates} events applied", applied, 900)
+print(f"{mode} {first_commits:.1f} {n * updates / stream:.0f} {server['connections']} {server['cursors']} {metrics.peak / 1e6:.0f}")
 PYTHON
 )
-  kill -TERM "$daemon"
-  if ! wait "$daemon"; then
-    echo "misql exited non-zero ($mode); the end of its log:" >&2
-    tail -20 "$tmp/daemon_$mode.log" >&2
-  fi
-  daemon=
+  stop_daemon "$tmp/daemon_$mode.log"
   results+=("$line")
   echo "$mode done: $line" >&2
 done

@@ -1,5 +1,6 @@
 # Shared by the benchmark scripts (sourced, not run): starting SecantusDB and timing a command.
-# Expects PY (the .venv Python) and tmp (the script's temporary directory) to be set.
+# Expects PY (the .venv Python) to be set, and tmp (the script's temporary directory) for all but
+# daemon_bench, which makes it.
 
 # start_server [EXTRA ARGS...]: starts SecantusDB on a free loopback port with in-memory storage
 # (log in $tmp/server.log), waits until it listens, and sets `server` (its pid, for cleanup) and
@@ -37,4 +38,35 @@ with open(out, "w") as f:
     f.write(f"{seconds:.3f} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime:.3f}\n")
 sys.exit(code)
 PYTHON
+}
+
+# daemon_bench NAME: the setup of a benchmark that runs misql daemons: a temporary directory
+# ($tmp, misql-NAME.XXXXXX), a copy of target/debug/misql (or $MISQL) in it as $tmp/misql (a
+# rebuild during the run changes nothing), SecantusDB started with a no-op heartbeat every second
+# and an oplog big enough for every event, and a cleanup on exit that kills the daemon ($daemon,
+# when set) and the server and removes the directory.
+daemon_bench() {
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/misql-$1.XXXXXX")
+  server=
+  daemon=
+  trap 'bench_cleanup' EXIT
+  cp "${MISQL:-target/debug/misql}" "$tmp/misql"
+  start_server --noop-heartbeat-seconds 1 --oplog-max-entries 10000000
+}
+
+bench_cleanup() {
+  if [ -n "$daemon" ]; then kill -9 "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+
+# stop_daemon LOG: SIGTERM to $daemon (misql commits and exits); when it exits non-zero, the end
+# of its LOG on stderr.
+stop_daemon() {
+  kill -TERM "$daemon"
+  if ! wait "$daemon"; then
+    echo "misql exited non-zero; the end of its log ($1):" >&2
+    tail -20 "$1" >&2
+  fi
+  daemon=
 }

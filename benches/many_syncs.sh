@@ -35,18 +35,7 @@ PY=.venv/bin/python
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/misql-many-syncs.XXXXXX")
-server=
-daemon=
-cleanup() {
-  if [ -n "$daemon" ]; then kill -9 "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; fi
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-cp "${MISQL:-target/debug/misql}" "$tmp/misql"
-start_server --noop-heartbeat-seconds 1 --oplog-max-entries 10000000
+daemon_bench many-syncs
 echo "SecantusDB at $URI; misql: ${MISQL:-target/debug/misql}" >&2
 
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -65,37 +54,17 @@ for n in $COUNTS; do
     >/dev/null 2>"$tmp/daemon_$n.log" &
   daemon=$!
   line=$("$PY" - "$port" "$n" "$DOCS" "$UPDATES" "$URI" "$db" <<'PYTHON'
-import sys, time, threading, urllib.request
+import sys, threading
+sys.path.insert(0, "benches")
 from pymongo import MongoClient, UpdateOne
+from scrape import Scraper, wait_for
 port, n, docs, updates, uri, db = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
-peak = 0
+metrics = Scraper(port)
 
-def scrape():
-    global peak
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    except Exception:
-        return None
-    streaming, applied = 0, 0.0
-    for line in text.splitlines():
-        if line.startswith("misql_sync_phase{") and 'phase="streaming"} 1' in line:
-            streaming += 1
-        elif line.startswith("misql_sync_events_applied_total{"):
-            applied += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("process_resident_memory_bytes "):
-            peak = max(peak, float(line.split()[1]))
-    return streaming, applied
-
-start = time.monotonic()
-deadline = start + 600
-while True:
-    got = scrape()
-    if got and got[0] == n:
-        break
-    if time.monotonic() > deadline:
-        sys.exit(f"only {got} of {n} syncs streaming after 600 s")
-    time.sleep(0.2)
-snapshot = time.monotonic() - start
+def streaming():
+    got = metrics.scrape()
+    return got and got[0] == n
+snapshot = wait_for(f"not all {n} syncs streaming", streaming, 600)
 
 client = MongoClient(uri)
 ids = {i: [d["_id"] for d in client[db][f"c{i}"].find({}, {"_id": 1})] for i in range(1, n + 1)}
@@ -104,27 +73,19 @@ def write(i):
     ops = [UpdateOne({"_id": ids[i][k % len(ids[i])]}, {"$set": {"status": f"u{k}"}}) for k in range(updates)]
     for k in range(0, len(ops), 500):
         coll.bulk_write(ops[k:k + 500], ordered=False)
-start = time.monotonic()
 threads = [threading.Thread(target=write, args=(i,)) for i in range(1, n + 1)]
 for t in threads: t.start()
-while True:
-    got = scrape()
-    if got and got[1] >= n * updates:
-        break
-    if time.monotonic() > start + 900:
-        sys.exit(f"only {got} events applied of {n * updates} after 900 s")
-    time.sleep(0.2)
-stream = time.monotonic() - start
+
+def applied():
+    got = metrics.scrape()
+    return got and got[1] >= n * updates
+stream = wait_for(f"not all {n * updates} events applied", applied, 900)
 for t in threads: t.join()
+peak = metrics.peak
 print(f"{n} {snapshot:.2f} {n * docs / snapshot:.0f} {docs / snapshot:.0f} {stream:.2f} {n * updates / stream:.0f} {updates / stream:.0f} {peak / 1e6:.0f}")
 PYTHON
 )
-  kill -TERM "$daemon"
-  if ! wait "$daemon"; then
-    echo "misql exited non-zero for $n syncs; the end of its log:" >&2
-    tail -20 "$tmp/daemon_$n.log" >&2
-  fi
-  daemon=
+  stop_daemon "$tmp/daemon_$n.log"
   results+=("$line")
   echo "$n syncs done: $line" >&2
 done
