@@ -252,7 +252,6 @@ impl Session {
                 let result = database.run(true, ONCE_ATTEMPTS).await;
                 self.record_failure(&name, &result);
                 result?;
-                self.registry.update(&name, |s| s.enter(SyncPhase::Stopped));
                 None
             }
             Mode::Background => {
@@ -475,7 +474,20 @@ impl Session {
     /// SHOW SYNCS: one short row per sync, to fit 100 columns (every detail is in SHOW SYNC
     /// STATUS).
     pub(super) fn show_syncs(&self) -> Result<Output> {
-        let all = self.registry.all();
+        let mut all = self.registry.all();
+        // A database sync's row counts what its collections' syncs (`name/collection`) did.
+        let members: Vec<(String, u64, u64)> = all
+            .iter()
+            .filter_map(|(n, s)| {
+                Some((n.split_once('/')?.0.to_string(), s.rows_copied, s.events_applied))
+            })
+            .collect();
+        for (parent, rows, events) in members {
+            if let Some(status) = all.get_mut(&parent) {
+                status.rows_copied += rows;
+                status.events_applied += events;
+            }
+        }
         let now = std::time::SystemTime::now();
         let text = |f: &dyn Fn(&SyncStatus) -> String| {
             Arc::new(StringArray::from(all.values().map(f).collect::<Vec<_>>())) as ArrayRef
