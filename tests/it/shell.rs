@@ -171,4 +171,13 @@ async fn driver_errors_read_as_one_sentence() {
     let down = format!("mongodb://127.0.0.1:{}/?serverSelectionTimeoutMS=500", free_port());
     let run = misql(&["--mongodb-uri", &down, "-e", "SHOW COLLECTIONS FROM mongo.shop"]);
     assert_sentence(&run.stderr, "Connection refused");
+    // A catalog that is down.
+    let attach = "ATTACH 'http://127.0.0.1:9' AS lake (TYPE iceberg, CATALOG 'rest')";
+    let run = misql(&["-e", attach]);
+    assert_sentence(&run.stderr, "cannot reach the Iceberg REST catalog at http://127.0.0.1:9");
+    assert!(
+        run.stderr.contains("hint: check that the catalog server is running"),
+        "{}",
+        run.stderr
+    );
 }
