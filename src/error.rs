@@ -86,7 +86,7 @@ pub enum Error {
         source: mongodb::error::Error,
     },
     /// An Iceberg catalog, table or file operation failed.
-    #[error("Iceberg: {context}: {source}")]
+    #[error("Iceberg: {context}: {}", iceberg_reason(source))]
     Iceberg {
         /// What misql was doing.
         context: String,
@@ -237,6 +237,9 @@ fn mongo_kind(source: &mongodb::error::Error) -> ErrorKind {
 /// unsupported feature do not get better by waiting.
 fn iceberg_kind(source: &iceberg::Error) -> ErrorKind {
     use iceberg::ErrorKind as Iceberg;
+    if storage_error(source).is_some_and(|e| e.kind() == opendal::ErrorKind::PermissionDenied) {
+        return ErrorKind::Permanent; // retrying with the same credentials cannot help
+    }
     match source.kind() {
         Iceberg::CatalogCommitConflicts => ErrorKind::Conflict,
         Iceberg::Unexpected => ErrorKind::Transient,
@@ -281,4 +284,36 @@ pub fn mongo_reason(source: &mongodb::error::Error) -> String {
         K::InvalidArgument { message, .. } => message.clone(),
         _ => source.to_string(),
     }
+}
+
+/// The object-store error under an Iceberg error, when a file operation failed.
+fn storage_error(source: &iceberg::Error) -> Option<&opendal::Error> {
+    let mut current = std::error::Error::source(source);
+    while let Some(error) = current {
+        if let Some(storage) = error.downcast_ref::<opendal::Error>() {
+            return Some(storage);
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// An Iceberg error as one sentence. When the object store refused or failed a file
+/// operation, what it said instead of the whole chain with its request context (HTTP headers
+/// and all; logged at debug level).
+pub fn iceberg_reason(source: &iceberg::Error) -> String {
+    let Some(storage) = storage_error(source) else { return source.to_string() };
+    tracing::debug!("Iceberg storage error: {source:?}");
+    let what = match storage.kind() {
+        opendal::ErrorKind::PermissionDenied => "the object store refused it: permission denied; \
+             check the S3 credentials (s3.access-key-id, s3.secret-access-key) and the bucket's \
+             policy"
+            .to_string(),
+        opendal::ErrorKind::NotFound => "the object store has no such bucket or file".to_string(),
+        kind => {
+            let message = storage.message().lines().next().unwrap_or_default();
+            format!("the object store failed ({kind}): {message}")
+        }
+    };
+    format!("{}: {what}", source.message().trim_end_matches('.'))
 }

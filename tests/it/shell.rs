@@ -181,3 +181,24 @@ async fn driver_errors_read_as_one_sentence() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_that_refuses_the_writes_reads_as_one_sentence() {
+    use crate::support::data::{load, orders};
+    use crate::support::seaweed::seaweed;
+    let db = unique_db("denied");
+    load(&db, "orders", &orders(5, 304)).await;
+    let weed = seaweed();
+    let secret = format!("s3.secret-access-key '{}'", weed.secret_key);
+    let attach = weed.attach_sql("lake").replace(&secret, "s3.secret-access-key 'not-the-secret'");
+    let dir = warehouse("denied");
+    let create = format!("CREATE SYNC o FROM mongo.{db}.orders INTO lake.{db}.orders");
+    let run = crate::support::misql_in(&dir, &["--once", "-e", &attach, "-e", &create]);
+    assert!(!run.success);
+    let error = run.stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert_sentence(error, "the object store refused it: permission denied");
+    assert!(!error.contains("headers"), "the request's context leaked: {error}");
+    assert!(error.contains("check the S3 credentials"), "{error}");
+    // Retrying with the same credentials cannot help: the first refusal ends the run.
+    assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
+}
