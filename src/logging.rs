@@ -21,11 +21,18 @@ static JSON: AtomicBool = AtomicBool::new(false);
 /// instead of as a bar drawn over the prompt.
 static IN_SHELL: AtomicBool = AtomicBool::new(false);
 
-/// Log lines held while the shell reads a line (`None` otherwise). rustyline 17's external
-/// printer would print them above the prompt, but with it installed the editor stops taking
-/// keys that arrive together (its `select` ignores what it has buffered), so they wait here
-/// until the line is entered.
+/// Log lines held while the shell reads a line that is not empty (`None` when the shell does
+/// not read). rustyline 17's external printer would print them above the prompt, but with it
+/// installed the editor stops taking keys that arrive together (its `select` ignores what it
+/// has buffered), so they wait here until the line is entered. While the line is empty they
+/// are printed at once, followed by the prompt again.
 static HELD: Mutex<Option<Vec<String>>> = Mutex::new(None);
+
+/// Whether the line the shell reads has text in it (see [`line_typed`]).
+static TYPING: AtomicBool = AtomicBool::new(false);
+
+/// The shell's prompt, printed again after a log line shown while the line is empty.
+pub const PROMPT: &str = "misql> ";
 
 /// At most this many log lines are held; older ones are dropped (and counted).
 const MAX_HELD: usize = 1000;
@@ -60,9 +67,16 @@ pub fn enter_shell() {
     IN_SHELL.store(true, Ordering::Relaxed);
 }
 
-/// The shell reads a line: log lines are held until [`release_logs`].
+/// The shell reads a line: log lines are held (while the line has text) until
+/// [`release_logs`].
 pub fn hold_logs() {
+    TYPING.store(false, Ordering::Relaxed);
     HELD.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Vec::new);
+}
+
+/// The line being read has text in it (`true`) or is empty again.
+pub fn line_typed(typing: bool) {
+    TYPING.store(typing, Ordering::Relaxed);
 }
 
 /// The line was entered: the held log lines go to stderr, and new ones go there at once.
@@ -99,6 +113,14 @@ impl Drop for LogWriter {
             return;
         }
         let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_some() && !TYPING.load(Ordering::Relaxed) {
+            // Nothing typed: the line goes above a fresh prompt (the cursor stays after it,
+            // where the editor expects it).
+            // The terminal is in raw mode while the editor reads: a line feed needs its return.
+            let text = String::from_utf8_lossy(&self.0).replace('\n', "\r\n");
+            let _ = write!(std::io::stderr(), "\r\x1b[2K{text}{PROMPT}");
+            return;
+        }
         if let Some(held) = held.as_mut() {
             if held.len() >= MAX_HELD {
                 let dropped = held.len() + 1 - MAX_HELD;

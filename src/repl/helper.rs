@@ -187,6 +187,13 @@ impl ReplHelper {
 
 impl Hinter for ReplHelper {
     type Hint = String;
+
+    /// Called at every change of the line being typed: tells the log output whether the line
+    /// is empty (log lines are then printed at once, above a fresh prompt).
+    fn hint(&self, line: &str, _pos: usize, _ctx: &Context<'_>) -> Option<String> {
+        crate::logging::line_typed(!line.is_empty());
+        None
+    }
 }
 
 impl Highlighter for ReplHelper {}

@@ -61,7 +61,7 @@ pub fn run(runtime: &Runtime, session: &mut Session, format: Format) -> rustylin
     let mut shell = Shell { format, unexpanded: format, timing: true, output: None };
     loop {
         crate::logging::hold_logs();
-        let line = editor.readline("misql> ");
+        let line = editor.readline(crate::logging::PROMPT);
         crate::logging::release_logs();
         match line {
             Ok(input) if input.trim().is_empty() => continue,

@@ -13,13 +13,18 @@ use crate::support::{misql, unique_db, warehouse};
 
 /// `misql` (the shell: no statement, no file) on a pseudo-terminal, in `dir`.
 fn shell(dir: &Path) -> PtySession {
+    shell_logging(dir, "misql=info,warn")
+}
+
+/// [`shell`] with `RUST_LOG=filter`.
+fn shell_logging(dir: &Path, filter: &str) -> PtySession {
     let mut command = Command::new(env!("CARGO_BIN_EXE_misql"));
     command
         .args(["--warehouse", dir.to_str().unwrap()])
         .env("MONGODB_URI", &server().uri)
         .env("HOME", dir)
         .env("TERM", "xterm")
-        .env("RUST_LOG", "misql=info,warn");
+        .env("RUST_LOG", filter);
     let options = rexpect::reader::Options::new().timeout_ms(Some(30_000));
     let mut session = spawn_with_options(command, options.strip_ansi_escape_codes(true))
         .expect("start the shell on a pseudo-terminal");
@@ -78,26 +83,31 @@ async fn tab_completes_databases_collections_and_field_paths() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_running_sync_logs_after_the_typed_line_never_over_it() {
+async fn a_running_sync_logs_above_the_prompt_never_over_a_typed_line() {
     let db = unique_db("shelllog");
     load(&db, "orders", &orders(300, 302)).await;
     let dir = warehouse("shelllog");
-    let mut sh = shell(&dir);
+    // At debug level the sync logs every commit, idle ones too (every flush interval).
+    let mut sh = shell_logging(&dir, "misql=debug,warn");
     let create = format!(
         "CREATE SYNC orders FROM mongo.{db}.orders INTO iceberg.{db}.orders \
          WITH (max_batch_rows = 50, flush_interval = '500ms');\r"
     );
-    typed(&mut sh, &create, "misql> ");
-    // Half a statement typed while the sync copies and logs: nothing is printed over it.
+    typed(&mut sh, &create, "sync orders started");
+    // Nothing typed: its log lines show at once, each followed by the prompt again.
+    sh.exp_string("snapshot complete").expect("a log line shown while nothing is typed");
+    sh.exp_string("committed snapshot").expect("the commits go on");
+    sh.exp_string("misql> ").expect("the prompt drawn again below the log line");
+    // Half a statement typed: the commits' log lines wait; nothing is printed over it.
     typed(&mut sh, "SELECT 4", "4");
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let mut shown = String::new();
     while let Some(c) = sh.try_read() {
         shown.push(c);
     }
-    assert!(!shown.contains("INFO"), "a log line was printed over the typed line: {shown:?}");
+    assert!(!shown.contains("committed"), "a log line was printed over the typed line: {shown:?}");
     // The rest of the line: the held log lines come first, then the answer of the whole line.
-    typed(&mut sh, "0 + 2 AS answer;\r", "snapshot complete");
+    typed(&mut sh, "0 + 2 AS answer;\r", "committed snapshot");
     sh.exp_string("| 42 ").expect("the typed line ran whole");
     typed(&mut sh, "\\progress\r", "sync orders: streaming");
     sh.send_line("\\q").unwrap();
