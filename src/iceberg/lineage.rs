@@ -41,8 +41,10 @@ pub fn data_files_removed(snapshot: &SnapshotRef) -> u64 {
 }
 
 /// Whether rows of the table may sit at other positions than at snapshot `since`: a commit
-/// after it removed data files (a compaction), or the main branch no longer descends from it.
-pub fn rows_moved_since(metadata: &TableMetadata, since: Option<i64>) -> bool {
-    committed_since(metadata, since)
-        .is_none_or(|after| after.iter().any(|s| data_files_removed(s) > 0))
+/// after it other than `except` removed data files (a compaction), or the main branch no longer
+/// descends from it.
+pub fn rows_moved_since(metadata: &TableMetadata, since: Option<i64>, except: Option<i64>) -> bool {
+    committed_since(metadata, since).is_none_or(|after| {
+        after.iter().any(|s| Some(s.snapshot_id()) != except && data_files_removed(s) > 0)
+    })
 }

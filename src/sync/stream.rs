@@ -18,7 +18,7 @@ use super::lease;
 use super::sink::Sink;
 use super::status::SyncPhase;
 use crate::iceberg::key_index::KeyIndex;
-use crate::iceberg::lineage::{committed_since, data_files_removed, rows_moved_since};
+use crate::iceberg::lineage::rows_moved_since;
 use crate::mongo::bson_arrow::BatchBuilder;
 use crate::mongo::change_stream::{
     Event, Read, Reader, SILENT_LIMIT, cluster_time, token_to_raw, watch,
@@ -211,7 +211,7 @@ pub async fn run(
             // changed).
             let since = sink.table().metadata().current_snapshot_id();
             sink.commit(&checkpoint_at(sync, &token, saved_time)).await?;
-            reindex_if_moved(sync, since, sink.table(), &mut index).await?;
+            reindex_if_moved(sync, since, None, sink.table(), &mut index).await?;
             saved_token = token;
             last_commit = Instant::now();
             committed = true;
@@ -341,7 +341,7 @@ async fn apply(
     for file in &files {
         index.add_written_file(sink.table(), file, &sync.plan().key).await?;
     }
-    reindex_if_moved(sync, since, sink.table(), index).await?;
+    reindex_if_moved(sync, since, None, sink.table(), index).await?;
     let applied = changes.len() as u64;
     let index_bytes = index.heap_bytes() as u64;
     let latest = changes.latest.map(system_time);
@@ -388,11 +388,8 @@ async fn between_batches(
     // reading every file's keys again); any other move (another process's compaction) means a
     // full rebuild.
     let own = compaction.as_ref().map(|(id, _)| *id);
-    let foreign = committed_since(sink.table().metadata(), since).is_none_or(|after| {
-        after.iter().any(|s| Some(s.snapshot_id()) != own && data_files_removed(s) > 0)
-    });
-    if foreign {
-        return reindex_if_moved(sync, since, sink.table(), index).await;
+    if reindex_if_moved(sync, since, own, sink.table(), index).await? {
+        return Ok(());
     }
     if let Some((_, added)) = compaction {
         let started = Instant::now();
@@ -409,17 +406,19 @@ async fn between_batches(
     Ok(())
 }
 
-/// Rebuilds the key index when rows moved to new files since snapshot `since`: a compaction
-/// (the sync's own, or another process's that a commit of the sync landed on) removed data
-/// files the index points into.
+/// Rebuilds the key index when rows moved to new files since snapshot `since` by a commit other
+/// than `except` (the sync's own compaction, whose moves the caller applies): a compaction that
+/// a commit of the sync landed on, or another process's, removed data files the index points
+/// into. Returns whether it rebuilt the index.
 async fn reindex_if_moved(
     sync: &Sync,
     since: Option<i64>,
+    except: Option<i64>,
     table: &Table,
     index: &mut KeyIndex,
-) -> Result<()> {
-    if !rows_moved_since(table.metadata(), since) {
-        return Ok(());
+) -> Result<bool> {
+    if !rows_moved_since(table.metadata(), since, except) {
+        return Ok(false);
     }
     let started = Instant::now();
     *index = KeyIndex::build(table, &sync.plan().key).await?;
@@ -428,7 +427,7 @@ async fn reindex_if_moved(
         sync.name,
         started.elapsed().as_millis()
     );
-    Ok(())
+    Ok(true)
 }
 
 /// The output key of each changed `_id`, computed by the sync's key expression.
