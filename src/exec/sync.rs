@@ -240,13 +240,9 @@ impl Session {
         let database = Arc::new(self.database_sync(create)?);
         let stop = database.stop.clone();
         let shared = database.clone();
-        self.registry.update(&name, |s| {
-            *s = Default::default();
-            s.enter(SyncPhase::Starting);
-            let glob = create.collections.as_ref().map_or("*", |p| p.glob.as_str());
-            s.source = format!("{}.{glob}", create.source);
-            s.target = create.target.to_string();
-        });
+        let glob = create.collections.as_ref().map_or("*", |p| p.glob.as_str());
+        let source = format!("{}.{glob}", create.source);
+        self.registry.starting(&name, source, create.target.to_string());
         let task = match self.mode {
             Mode::Once => {
                 let result = database.run(true, ONCE_ATTEMPTS).await;
@@ -258,13 +254,10 @@ impl Session {
                 let registry = self.registry.clone();
                 Some(tokio::spawn(async move {
                     let result = database.clone().run(false, u32::MAX).await;
-                    registry.update(&database.name, |s| match &result {
-                        Ok(()) => s.enter(SyncPhase::Stopped),
-                        Err(err) => {
-                            s.enter(SyncPhase::Failed);
-                            s.last_error = Some(err.user_facing().to_string());
-                        }
-                    });
+                    match &result {
+                        Ok(()) => registry.update(&database.name, |s| s.enter(SyncPhase::Stopped)),
+                        Err(err) => registry.failed(&database.name, err),
+                    }
                     result
                 }))
             }
@@ -288,7 +281,11 @@ impl Session {
             let until = std::time::Instant::now() + STOP_WAIT;
             while std::time::Instant::now() < until {
                 let phase = self.registry.all().get(&member).map(|s| s.phase);
-                if !matches!(phase, Some(p) if p != SyncPhase::Stopped && p != SyncPhase::Failed) {
+                let running = !matches!(
+                    phase,
+                    None | Some(SyncPhase::Stopped | SyncPhase::Failed | SyncPhase::Dropped)
+                );
+                if !running {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -305,12 +302,7 @@ impl Session {
         let name = create.name.value.clone();
         let sync = self.build_sync_with_retries(create).await?;
         let stop = sync.stop.clone();
-        self.registry.update(&name, |s| {
-            *s = Default::default();
-            s.enter(SyncPhase::Starting);
-            s.source = create.source.to_string();
-            s.target = create.target.to_string();
-        });
+        self.registry.starting(&name, create.source.to_string(), create.target.to_string());
         let task = match self.mode {
             Mode::Once => {
                 let result = sync.run_with_retries(true, ONCE_ATTEMPTS).await;
@@ -330,15 +322,9 @@ impl Session {
     /// EXPLAIN of a database sync: the collections it would take now, and those it leaves out.
     async fn explain_database_sync(&self, create: &CreateSync) -> Result<Output> {
         let database = self.database_sync(create)?;
-        let (taken, elsewhere) = database.collections().await?;
+        let found = database.collections().await?;
+        let (taken, excluded, elsewhere) = (found.taken, found.excluded, found.elsewhere);
         let pattern = create.collections.as_ref().map(|p| p.glob.as_str()).unwrap_or("*");
-        let all = database.source.collection_names(&database.database).await?;
-        let excluded: Vec<String> = all
-            .iter()
-            .filter(|c| crate::sql::glob_matches(pattern, c) && !taken.contains(c))
-            .filter(|c| !elsewhere.contains(c))
-            .cloned()
-            .collect();
         let list = |names: &[String]| {
             if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
         };
@@ -401,12 +387,7 @@ impl Session {
 
     fn record_failure(&self, name: &str, result: &Result<()>) {
         if let Err(err) = result {
-            let message = err.user_facing().to_string();
-            self.registry.update(name, |s| {
-                s.enter(SyncPhase::Failed);
-                s.errors += 1;
-                s.last_error = Some(message);
-            });
+            self.registry.failed(name, err);
         }
     }
 

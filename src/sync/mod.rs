@@ -178,11 +178,7 @@ impl Sync {
         match &result {
             Err(err) => {
                 tracing::error!("sync {}: {}", self.name, err.user_facing());
-                self.status(|s| {
-                    s.enter(SyncPhase::Failed);
-                    s.errors += 1;
-                    s.last_error = Some(err.user_facing().to_string());
-                });
+                self.registry.failed(&self.name, err);
             }
             Ok(()) if self.stop.is_cancelled() => {
                 tracing::info!("sync {}: stopped, its batch committed", self.name);

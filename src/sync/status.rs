@@ -167,6 +167,26 @@ impl Registry {
         change(syncs.entry(name.to_string()).or_default());
     }
 
+    /// `name` starts (again): its status is reset, with its source and target.
+    pub fn starting(&self, name: &str, source: String, target: String) {
+        self.update(name, |s| {
+            *s = SyncStatus::default();
+            s.enter(SyncPhase::Starting);
+            s.source = source;
+            s.target = target;
+        });
+    }
+
+    /// `name` stopped on `error` (permanent, or out of attempts).
+    pub fn failed(&self, name: &str, error: &crate::Error) {
+        let message = error.user_facing().to_string();
+        self.update(name, |s| {
+            s.enter(SyncPhase::Failed);
+            s.errors += 1;
+            s.last_error = Some(message);
+        });
+    }
+
     /// A copy of every status, by name.
     pub fn all(&self) -> BTreeMap<String, SyncStatus> {
         self.syncs.lock().unwrap_or_else(|e| e.into_inner()).clone()

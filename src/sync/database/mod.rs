@@ -18,8 +18,19 @@ use super::feed::{Feed, Position};
 use super::status::{Registry, SyncPhase};
 use crate::mongo::change_stream::{cluster_time, token_to_raw, watch_database};
 use crate::mongo::client::MongoSource;
-use crate::sql::{CollectionPattern, CreateSync};
+use crate::sql::{CollectionPattern, CreateSync, glob_matches};
 use crate::{Error, Result};
+
+/// The collections whose names match a database sync's glob, by what it does with them.
+#[derive(Debug, Default)]
+pub struct Collections {
+    /// Synced, each into a table of its own.
+    pub taken: Vec<String>,
+    /// Left out by EXCLUDE.
+    pub excluded: Vec<String>,
+    /// Left out because a sync of their own reads them.
+    pub elsewhere: Vec<String>,
+}
 
 /// Builds (plans and prepares) the sync of one collection.
 pub type Build =
@@ -129,15 +140,23 @@ impl DatabaseSync {
         }
     }
 
-    /// The collections it takes now, sorted, and those the pattern matches but it leaves out
-    /// (read by another sync).
-    pub async fn collections(&self) -> Result<(Vec<String>, Vec<String>)> {
+    /// The collections of the database now, sorted, by what the sync does with them.
+    pub async fn collections(&self) -> Result<Collections> {
         let names = self.source.collection_names(&self.database).await?;
-        let matching: Vec<String> = names.into_iter().filter(|c| self.pattern().takes(c)).collect();
+        let pattern = self.pattern();
         let elsewhere = self.elsewhere().clone();
-        let (taken, left): (Vec<String>, Vec<String>) =
-            matching.into_iter().partition(|c| !elsewhere.contains(c));
-        Ok((taken, left))
+        let mut found = Collections::default();
+        for name in names.into_iter().filter(|c| glob_matches(&pattern.glob, c)) {
+            let list = if !pattern.takes(&name) {
+                &mut found.excluded
+            } else if elsewhere.contains(&name) {
+                &mut found.elsewhere
+            } else {
+                &mut found.taken
+            };
+            list.push(name);
+        }
+        Ok(found)
     }
 
     /// The database stream's position now: its resume token, and the cluster time just before.
@@ -166,8 +185,8 @@ impl DatabaseSync {
     /// until stopped, or (`drain`, `--once`) until every collection is copied and caught up.
     pub async fn run(self: Arc<Self>, drain: bool, attempts: u32) -> Result<()> {
         self.status(|s| s.enter(SyncPhase::Starting));
-        let (collections, left_out) = self.collections().await?;
-        for collection in &left_out {
+        let Collections { taken: collections, elsewhere, .. } = self.collections().await?;
+        for collection in &elsewhere {
             tracing::info!(
                 "sync {}: {}.{collection} is left out: another sync reads it",
                 self.name,
@@ -316,25 +335,17 @@ impl DatabaseSync {
         drop(members);
         sync.feed = Some(Feed::new(router.clone(), collection, start, events));
         let name = sync.name.clone();
-        self.registry.update(&name, |s| {
-            *s = Default::default();
-            s.enter(SyncPhase::Starting);
-            s.source = sync.create.source.to_string();
-            s.target = sync.create.target.to_string();
-        });
+        let (source, target) = (sync.create.source.to_string(), sync.create.target.to_string());
+        self.registry.starting(&name, source, target);
         let span = crate::logging::sync_span(&name);
         let run = sync.run_and_report(drain, attempts);
         Some(tokio::spawn(tracing::Instrument::instrument(run, span)))
     }
 
     fn member_failed(&self, collection: &str, err: &Error) {
-        let message = err.user_facing().to_string();
-        tracing::error!("sync {}: {message}", self.member_name(collection));
-        self.registry.update(&self.member_name(collection), |s| {
-            s.enter(SyncPhase::Failed);
-            s.errors += 1;
-            s.last_error = Some(message);
-        });
+        let name = self.member_name(collection);
+        tracing::error!("sync {name}: {}", err.user_facing());
+        self.registry.failed(&name, err);
     }
 }
 

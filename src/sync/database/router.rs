@@ -206,13 +206,11 @@ impl Router {
         if !(self.takes)(collection) || self.state().subscribers.contains_key(collection) {
             return;
         }
-        let events = self.subscribe(collection, None);
+        let (tx, events) = unbounded_channel();
         if let Some(first) = first {
-            let tx = self.state().subscribers.get(collection).cloned();
-            if let Some(tx) = tx {
-                let _ = tx.send(first);
-            }
+            let _ = tx.send(first);
         }
+        self.state().subscribers.insert(collection.to_string(), tx);
         let discovered = Discovered { collection: collection.to_string(), events, start };
         let _ = self.discovered.send(discovered);
     }
