@@ -137,7 +137,7 @@ fn checkpoint(phase: Phase, rows: u64) -> Checkpoint {
         sync: "bench".into(),
         definition_hash: String::new(),
         phase,
-        high_water: None,
+        ranges: Vec::new(),
         resume_token: Some(token),
         rows,
         resume_time: None,

@@ -6,6 +6,7 @@ pub mod client;
 pub mod decimal;
 pub mod ext_json;
 pub mod filter;
+pub mod id_range;
 pub mod infer;
 pub mod kind;
 pub mod provider;

@@ -79,6 +79,9 @@ pub struct SyncOptions {
     /// `lease_ttl`: how long the sync's lease on its table lasts without renewal; a standby
     /// takes over after it. Default 30s.
     pub lease_ttl: Duration,
+    /// `snapshot_parallelism`: the `_id` ranges the snapshot reads concurrently. Default
+    /// [`DEFAULT_SNAPSHOT_PARALLELISM`].
+    pub snapshot_parallelism: usize,
     /// The options written in the statement, in the order given (the rest are defaults).
     pub given: Vec<SyncOption>,
 }
@@ -99,10 +102,17 @@ impl Default for SyncOptions {
             retain_snapshots: Duration::from_secs(3600),
             max_snapshots: 50,
             lease_ttl: Duration::from_secs(30),
+            snapshot_parallelism: DEFAULT_SNAPSHOT_PARALLELISM,
             given: Vec::new(),
         }
     }
 }
+
+/// The default `snapshot_parallelism`.
+pub const DEFAULT_SNAPSHOT_PARALLELISM: usize = 1;
+
+/// The most `_id` ranges a snapshot reads at once.
+pub const MAX_SNAPSHOT_PARALLELISM: usize = 64;
 
 /// The Parquet compression codecs `compression` accepts.
 pub const COMPRESSIONS: [&str; 5] = ["zstd", "snappy", "gzip", "lz4", "uncompressed"];
@@ -138,11 +148,13 @@ pub enum SyncOption {
     MaxSnapshots,
     /// `lease_ttl`
     LeaseTtl,
+    /// `snapshot_parallelism`
+    SnapshotParallelism,
 }
 
 impl SyncOption {
     /// Every sync option.
-    pub const ALL: [SyncOption; 13] = [
+    pub const ALL: [SyncOption; 14] = [
         SyncOption::FlushInterval,
         SyncOption::MaxBatchRows,
         SyncOption::MaxBatchBytes,
@@ -156,6 +168,7 @@ impl SyncOption {
         SyncOption::RetainSnapshots,
         SyncOption::MaxSnapshots,
         SyncOption::LeaseTtl,
+        SyncOption::SnapshotParallelism,
     ];
 
     /// The option's name as written in `WITH (...)`.
@@ -174,6 +187,7 @@ impl SyncOption {
             SyncOption::RetainSnapshots => "retain_snapshots",
             SyncOption::MaxSnapshots => "max_snapshots",
             SyncOption::LeaseTtl => "lease_ttl",
+            SyncOption::SnapshotParallelism => "snapshot_parallelism",
         }
     }
 
@@ -280,6 +294,9 @@ impl SyncOptions {
             SyncOption::RetainSnapshots => self.retain_snapshots = duration_or_zero(option)?,
             SyncOption::MaxSnapshots => self.max_snapshots = positive(option)?,
             SyncOption::LeaseTtl => self.lease_ttl = duration(option)?,
+            SyncOption::SnapshotParallelism => {
+                self.snapshot_parallelism = at_most(option, MAX_SNAPSHOT_PARALLELISM)?;
+            }
         }
         Ok(())
     }
@@ -301,6 +318,7 @@ impl SyncOptions {
             }
             SyncOption::MaxSnapshots => write!(f, "{}", self.max_snapshots),
             SyncOption::LeaseTtl => write!(f, "'{}'", format_duration(self.lease_ttl)),
+            SyncOption::SnapshotParallelism => write!(f, "{}", self.snapshot_parallelism),
         }
     }
 }
@@ -403,6 +421,14 @@ pub(crate) fn positive<T: TryFrom<u64>>(option: &RawOption) -> Result<T> {
         return Err(invalid(option, expected));
     }
     T::try_from(number).map_err(|_| invalid(option, "a smaller number"))
+}
+
+/// A positive integer up to `max`.
+fn at_most(option: &RawOption, max: usize) -> Result<usize> {
+    match positive::<usize>(option)? {
+        n if n > max => Err(invalid(option, &format!("a positive integer up to {max}"))),
+        n => Ok(n),
+    }
 }
 
 pub(crate) fn duration(option: &RawOption) -> Result<Duration> {

@@ -7,6 +7,7 @@ use std::fmt;
 use bson::{RawBson, RawDocumentBuf};
 
 use crate::mongo::ext_json;
+use crate::mongo::id_range::IdRange;
 use crate::{Error, Result};
 
 /// Summary key: the sync's name.
@@ -19,6 +20,11 @@ pub const PHASE: &str = "misql.phase";
 pub const HIGH_WATER: &str = "misql.snapshot-high-water";
 /// Summary key: the same `_id` as hex-encoded BSON (exact, for resuming).
 pub const HIGH_WATER_BSON: &str = "misql.snapshot-high-water-bson";
+/// Summary key: a parallel snapshot's `_id` ranges and how far each is copied, as relaxed
+/// Extended JSON (for people).
+pub const RANGES: &str = "misql.snapshot-ranges";
+/// Summary key: the same ranges as hex-encoded BSON (exact, for resuming).
+pub const RANGES_BSON: &str = "misql.snapshot-ranges-bson";
 /// Summary key: the change-stream resume token as hex-encoded BSON.
 pub const RESUME_TOKEN: &str = "misql.resume-token";
 /// Summary key: a cluster time at or before the resume token (`seconds,increment`): where a
@@ -45,6 +51,24 @@ impl fmt::Display for Phase {
     }
 }
 
+/// How far the snapshot has copied one `_id` range (documents are read in `_id` order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeMark {
+    /// The range.
+    pub range: IdRange,
+    /// The last `_id` copied from it.
+    pub after: Option<RawBson>,
+    /// Whether it is copied to its end.
+    pub done: bool,
+}
+
+impl RangeMark {
+    /// A range not read yet.
+    pub fn new(range: IdRange) -> Self {
+        Self { range, after: None, done: false }
+    }
+}
+
 /// A sync's progress as committed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
@@ -54,8 +78,9 @@ pub struct Checkpoint {
     pub definition_hash: String,
     /// The phase.
     pub phase: Phase,
-    /// The last `_id` copied by the snapshot (documents are read in `_id` order).
-    pub high_water: Option<RawBson>,
+    /// While copying: the `_id` ranges the snapshot reads (one, or one per parallel cursor), and
+    /// how far each is copied. Empty once streaming.
+    pub ranges: Vec<RangeMark>,
     /// The change-stream resume token taken before the snapshot started, as a BSON document.
     pub resume_token: Option<RawDocumentBuf>,
     /// Rows copied by the snapshot so far.
@@ -73,9 +98,20 @@ impl Checkpoint {
             (PHASE.to_string(), self.phase.to_string()),
             (ROWS.to_string(), self.rows.to_string()),
         ]);
-        if let Some(id) = &self.high_water {
-            props.insert(HIGH_WATER.to_string(), ext_json::to_string(id.as_raw_bson_ref()));
-            props.insert(HIGH_WATER_BSON.to_string(), hex::encode(wrap(id).as_bytes()));
+        match self.ranges.as_slice() {
+            [] => {}
+            [one] if one.range.is_all() => {
+                if let Some(id) = &one.after {
+                    props.insert(HIGH_WATER.to_string(), ext_json::to_string(id.as_raw_bson_ref()));
+                    props.insert(HIGH_WATER_BSON.to_string(), hex::encode(wrap(id).as_bytes()));
+                }
+            }
+            ranges => {
+                let doc = ranges_document(ranges);
+                let value = bson::RawBsonRef::Document(&doc);
+                props.insert(RANGES.to_string(), ext_json::to_string(value));
+                props.insert(RANGES_BSON.to_string(), hex::encode(doc.as_bytes()));
+            }
         }
         if let Some(token) = &self.resume_token {
             props.insert(RESUME_TOKEN.to_string(), hex::encode(token.as_bytes()));
@@ -94,7 +130,7 @@ impl Checkpoint {
             && self.definition_hash == other.definition_hash
             && self.phase == other.phase
             && self.resume_token == other.resume_token
-            && (self.phase == Phase::Streaming || self.high_water == other.high_water)
+            && (self.phase == Phase::Streaming || self.ranges == other.ranges)
     }
 
     /// Reads a checkpoint back from snapshot-summary properties; `None` when the snapshot was not
@@ -106,16 +142,21 @@ impl Checkpoint {
             Some("streaming") => Phase::Streaming,
             other => return Err(corrupt(&format!("unknown phase {other:?}"))),
         };
-        let high_water = match get(HIGH_WATER_BSON) {
-            Some(text) => Some(unwrap(&document(&text)?)?),
-            None => None,
+        let ranges = match (phase, get(RANGES_BSON)) {
+            (Phase::Streaming, _) => Vec::new(),
+            (Phase::Snapshot, Some(text)) => read_ranges(&document(&text)?)?,
+            (Phase::Snapshot, None) => {
+                let after =
+                    get(HIGH_WATER_BSON).map(|text| unwrap(&document(&text)?)).transpose()?;
+                vec![RangeMark { range: IdRange::all(), after, done: false }]
+            }
         };
         let resume_token = get(RESUME_TOKEN).map(|t| document(&t)).transpose()?;
         Ok(Some(Self {
             sync,
             definition_hash: get(DEFINITION).unwrap_or_default(),
             phase,
-            high_water,
+            ranges,
             resume_token,
             rows: get(ROWS).and_then(|r| r.parse().ok()).unwrap_or(0),
             resume_time: get(RESUME_TIME).and_then(|t| {
@@ -141,6 +182,48 @@ fn unwrap(doc: &RawDocumentBuf) -> Result<RawBson> {
         Ok(Some(value)) => Ok(RawBson::from(value)),
         _ => Err(corrupt("the high-water mark holds no value")),
     }
+}
+
+/// `{ranges: [{from, to, after, done}, ...]}`, a missing bound or mark left out.
+fn ranges_document(ranges: &[RangeMark]) -> RawDocumentBuf {
+    let mut list = bson::RawArrayBuf::new();
+    for mark in ranges {
+        let mut entry = RawDocumentBuf::new();
+        let values = [
+            (bson::raw::cstr!("from"), &mark.range.from),
+            (bson::raw::cstr!("to"), &mark.range.to),
+            (bson::raw::cstr!("after"), &mark.after),
+        ];
+        for (key, value) in values {
+            if let Some(value) = value {
+                entry.append(key, value.clone());
+            }
+        }
+        entry.append(bson::raw::cstr!("done"), mark.done);
+        list.push(entry);
+    }
+    let mut doc = RawDocumentBuf::new();
+    doc.append(bson::raw::cstr!("ranges"), list);
+    doc
+}
+
+fn read_ranges(doc: &RawDocumentBuf) -> Result<Vec<RangeMark>> {
+    let list = doc.get_array("ranges").map_err(|_| corrupt("the snapshot ranges are missing"))?;
+    let mut ranges = Vec::new();
+    for entry in list {
+        let entry = entry
+            .ok()
+            .and_then(|e| e.as_document())
+            .ok_or_else(|| corrupt("a snapshot range is not a document"))?;
+        let value = |key: &str| entry.get(key).ok().flatten().map(RawBson::from);
+        let range = IdRange { from: value("from"), to: value("to") };
+        let done = entry.get_bool("done").unwrap_or(false);
+        ranges.push(RangeMark { range, after: value("after"), done });
+    }
+    if ranges.is_empty() {
+        return Err(corrupt("the snapshot ranges list is empty"));
+    }
+    Ok(ranges)
 }
 
 fn document(text: &str) -> Result<RawDocumentBuf> {

@@ -311,7 +311,7 @@ fn checkpoint_at(
         sync: sync.name.clone(),
         definition_hash: sync.plan().definition_hash.clone(),
         phase: Phase::Streaming,
-        high_water: None,
+        ranges: Vec::new(),
         resume_token: Some(token.clone()),
         rows: sync.registry.all().get(&sync.name).map_or(0, |s| s.rows_copied),
         resume_time,

@@ -11,6 +11,7 @@ mod explore;
 mod hostile;
 mod iceberg_catalog;
 mod iceberg_write;
+mod id_ranges;
 mod infer;
 mod key_index;
 mod maintenance;

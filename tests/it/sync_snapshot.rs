@@ -103,15 +103,29 @@ async fn rerunning_a_complete_snapshot_commits_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_killed_at_random_points_resumes_without_loss_or_duplicates() {
-    let db = unique_db("kill");
+    killed_at_random_points("kill", "WITH (max_batch_rows = 50)", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parallel_snapshot_killed_at_random_points_resumes_every_range() {
+    let with = "WITH (max_batch_rows = 50, snapshot_parallelism = 4)";
+    killed_at_random_points("kill_par", with, 4).await;
+}
+
+/// Kills `CREATE SYNC ... {with}` with SIGKILL between commits, at least 3 times, then lets it
+/// finish: the table must hold each matching document once. While interrupted, the table's
+/// checkpoint holds `ranges` `_id` ranges.
+async fn killed_at_random_points(name: &str, with: &str, ranges: usize) {
+    let db = unique_db(name);
     load(&db, "orders", &orders(ORDERS, 5)).await;
-    let dir = warehouse("kill");
-    let sync = create_sync(&db, "WITH (max_batch_rows = 50)");
+    let dir = warehouse(name);
+    let sync = create_sync(&db, with);
     let mut rng = Rng::new(99);
     let metadata = dir.join(&db).join("orders").join("metadata");
     let commits = || std::fs::read_dir(&metadata).map_or(0, |d| d.count());
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut kills = 0;
+    let mut ranges_seen = Vec::new();
     while kills < 6 && Instant::now() < deadline {
         let mut child = Command::new(env!("CARGO_BIN_EXE_misql"))
             .args(["--warehouse", dir.to_str().unwrap(), "--once", "-e", &sync])
@@ -134,11 +148,37 @@ async fn a_snapshot_killed_at_random_points_resumes_without_loss_or_duplicates()
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
         kills += 1;
+        ranges_seen.push(snapshot_ranges(&metadata));
     }
     let run = misql_in(&dir, &["--once", "-e", &sync]);
     assert!(run.success, "{}", run.stderr);
     assert!(kills >= 3, "the snapshot was interrupted only {kills} times; the test proves little");
+    assert!(ranges_seen.contains(&ranges), "ranges in the checkpoints: {ranges_seen:?}");
     assert_exactly(&synced(&dir, &db), &preview(&dir, &db), &format!("{kills} kills"));
+}
+
+/// How many `_id` ranges the newest checkpoint in `metadata` holds (1 without a ranges list).
+fn snapshot_ranges(metadata: &Path) -> usize {
+    let mut files: Vec<_> = std::fs::read_dir(metadata)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".metadata.json"))
+        .collect();
+    files.sort();
+    let Some(newest) = files.last() else { return 0 };
+    let json: Value = serde_json::from_slice(&std::fs::read(newest).unwrap()).unwrap();
+    let current = &json["current-snapshot-id"];
+    let Some(snapshot) =
+        json["snapshots"].as_array().into_iter().flatten().find(|s| &s["snapshot-id"] == current)
+    else {
+        return 0;
+    };
+    match snapshot["summary"]["misql.snapshot-ranges"].as_str() {
+        Some(text) => {
+            serde_json::from_str::<Value>(text).unwrap()["ranges"].as_array().unwrap().len()
+        }
+        None => 1,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,238 @@
+//! `_id` ranges: how a collection is split for a parallel snapshot, and the query that reads one
+//! range in `_id` order.
+//!
+//! MongoDB sorts `_id` values of different types in a fixed type order (null, numbers, strings,
+//! objects, binary, ObjectId, booleans, dates, ...), but a query comparison such as
+//! `{_id: {$lt: ObjectId(..)}}` only matches values of the bound's own type ("type
+//! bracketing"). A range whose bounds have different types, or no bound on one side, therefore
+//! names the types between them with `$type`, so that the ranges together hold every document
+//! whatever its `_id` type.
+
+use bson::{Bson, Document, RawBson, RawDocumentBuf, doc};
+use futures::TryStreamExt;
+use mongodb::Collection;
+
+/// The `_id` values from `from` (inclusive) up to `to` (exclusive), in MongoDB's sort order; a
+/// missing bound is open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdRange {
+    /// The first `_id` of the range.
+    pub from: Option<RawBson>,
+    /// The first `_id` after the range.
+    pub to: Option<RawBson>,
+}
+
+/// The `$type` names of each place in MongoDB's order of BSON types, lowest first.
+const TYPE_ORDER: [&[&str]; 17] = [
+    &["minKey"],
+    &["undefined"],
+    &["null"],
+    &["number"],
+    &["string", "symbol"],
+    &["object"],
+    &["array"],
+    &["binData"],
+    &["objectId"],
+    &["bool"],
+    &["date"],
+    &["timestamp"],
+    &["regex"],
+    &["dbPointer"],
+    &["javascript"],
+    &["javascriptWithScope"],
+    &["maxKey"],
+];
+
+/// The place of `value`'s type in [`TYPE_ORDER`].
+fn type_rank(value: &RawBson) -> usize {
+    match value {
+        RawBson::MinKey => 0,
+        RawBson::Undefined => 1,
+        RawBson::Null => 2,
+        RawBson::Double(_) | RawBson::Int32(_) | RawBson::Int64(_) | RawBson::Decimal128(_) => 3,
+        RawBson::String(_) | RawBson::Symbol(_) => 4,
+        RawBson::Document(_) => 5,
+        RawBson::Array(_) => 6,
+        RawBson::Binary(_) => 7,
+        RawBson::ObjectId(_) => 8,
+        RawBson::Boolean(_) => 9,
+        RawBson::DateTime(_) => 10,
+        RawBson::Timestamp(_) => 11,
+        RawBson::RegularExpression(_) => 12,
+        RawBson::DbPointer(_) => 13,
+        RawBson::JavaScriptCode(_) => 14,
+        RawBson::JavaScriptCodeWithScope(_) => 15,
+        RawBson::MaxKey => 16,
+    }
+}
+
+impl IdRange {
+    /// Every `_id`.
+    pub fn all() -> Self {
+        Self { from: None, to: None }
+    }
+
+    /// Whether the range is open on both sides.
+    pub fn is_all(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    /// The query selecting the range's documents whose `_id` comes after `after` (when given,
+    /// it replaces the lower bound, exclusive); `None` when nothing is excluded.
+    pub fn filter(&self, after: Option<&RawBson>) -> Option<Document> {
+        let lower = match after {
+            Some(id) => Some(("$gt", id)),
+            None => self.from.as_ref().map(|id| ("$gte", id)),
+        };
+        let upper = self.to.as_ref();
+        if lower.is_none() && upper.is_none() {
+            return None;
+        }
+        let low = lower.map(|(_, id)| type_rank(id));
+        let high = upper.map(type_rank);
+        let mut clauses = Vec::new();
+        // The lower bound's own type (and the upper bound when it has the same type).
+        let mut same_type = Document::new();
+        if let Some((op, id)) = lower {
+            same_type.insert(op, bson(id));
+        }
+        if let Some(id) = upper.filter(|_| low.is_some() && low == high) {
+            same_type.insert("$lt", bson(id));
+        }
+        if !same_type.is_empty() {
+            clauses.push(doc! { "_id": same_type });
+        }
+        // Every type strictly between the bounds' types (an open bound reaches the end).
+        let between = low.map_or(0, |rank| rank + 1)..high.unwrap_or(TYPE_ORDER.len());
+        let names: Vec<&str> = TYPE_ORDER[between.start.min(between.end)..between.end]
+            .iter()
+            .flat_map(|n| n.iter().copied())
+            .collect();
+        if !names.is_empty() {
+            clauses.push(doc! { "_id": { "$type": names } });
+        }
+        // The upper bound's own type, when it differs from the lower bound's.
+        if let Some(id) = upper.filter(|_| low != high) {
+            clauses.push(doc! { "_id": { "$lt": bson(id) } });
+        }
+        Some(match clauses.len() {
+            1 => clauses.remove(0),
+            _ => doc! { "$or": clauses },
+        })
+    }
+}
+
+fn bson(value: &RawBson) -> Bson {
+    Bson::try_from(value.clone()).unwrap_or(Bson::Null)
+}
+
+/// Splits `coll`'s documents matching `filter` into about `parts` ranges of similar size:
+/// `splitVector` where the server allows it (it reads the `_id` index), `$bucketAuto` on `_id`
+/// otherwise (a scan, as on Atlas where `splitVector` is not allowed), and one range when
+/// neither answers.
+pub async fn split(
+    coll: &Collection<RawDocumentBuf>,
+    filter: &Document,
+    documents: u64,
+    parts: usize,
+) -> Vec<IdRange> {
+    if parts <= 1 || documents < parts as u64 {
+        return vec![IdRange::all()];
+    }
+    let bounds = match split_vector(coll, documents, parts).await {
+        Ok(bounds) => bounds,
+        Err(vector) => match bucket_auto(coll, filter, parts).await {
+            Ok(bounds) => bounds,
+            Err(buckets) => {
+                tracing::warn!(
+                    collection = %coll.namespace(),
+                    "cannot split the collection into _id ranges (splitVector: {vector}; \
+                     $bucketAuto: {buckets}); it is read with one cursor"
+                );
+                Vec::new()
+            }
+        },
+    };
+    ranges(evenly(bounds, parts - 1))
+}
+
+/// Consecutive ranges between sorted, distinct split points.
+fn ranges(bounds: Vec<RawBson>) -> Vec<IdRange> {
+    let mut ranges = Vec::with_capacity(bounds.len() + 1);
+    let mut from = None;
+    for bound in bounds {
+        ranges.push(IdRange { from: from.take(), to: Some(bound.clone()) });
+        from = Some(bound);
+    }
+    ranges.push(IdRange { from, to: None });
+    ranges
+}
+
+/// At most `wanted` of `points`, evenly spaced.
+fn evenly(points: Vec<RawBson>, wanted: usize) -> Vec<RawBson> {
+    if points.len() <= wanted {
+        return points;
+    }
+    let step = points.len() as f64 / (wanted + 1) as f64;
+    (1..=wanted)
+        .map(|i| points[((i as f64 * step) as usize).min(points.len() - 1)].clone())
+        .collect()
+}
+
+/// Split points from the `splitVector` command, which walks the `_id` index.
+async fn split_vector(
+    coll: &Collection<RawDocumentBuf>,
+    documents: u64,
+    parts: usize,
+) -> Result<Vec<RawBson>, String> {
+    let per_part = documents.div_ceil(parts as u64) as i64;
+    let command = doc! {
+        "splitVector": coll.namespace().to_string(),
+        "keyPattern": { "_id": 1 },
+        "maxChunkSizeBytes": i64::MAX / 2,
+        "maxChunkObjects": per_part,
+    };
+    let database = coll.client().database(&coll.namespace().db);
+    let reply = database.run_command(command).await.map_err(|e| e.to_string())?;
+    let keys = reply.get_array("splitKeys").map_err(|e| bad_reply("splitVector", e))?;
+    keys.iter()
+        .map(|key| match key {
+            Bson::Document(key) => {
+                key.get("_id").cloned().ok_or_else(|| bad_reply("splitVector", "no _id"))
+            }
+            _ => Err(bad_reply("splitVector", "a split key is not a document")),
+        })
+        .map(|id| id.and_then(|id| RawBson::try_from(id).map_err(|e| bad_reply("splitVector", e))))
+        .collect()
+}
+
+/// Split points from `$bucketAuto` on `_id`: the first `_id` of every bucket after the first.
+async fn bucket_auto(
+    coll: &Collection<RawDocumentBuf>,
+    filter: &Document,
+    parts: usize,
+) -> Result<Vec<RawBson>, String> {
+    let mut pipeline = Vec::new();
+    if !filter.is_empty() {
+        pipeline.push(doc! { "$match": filter.clone() });
+    }
+    pipeline.push(doc! { "$bucketAuto": { "groupBy": "$_id", "buckets": parts as i32 } });
+    let cursor = coll.aggregate(pipeline).allow_disk_use(true).await.map_err(|e| e.to_string())?;
+    let buckets: Vec<Document> = cursor.try_collect().await.map_err(|e| e.to_string())?;
+    buckets
+        .iter()
+        .skip(1)
+        .map(|bucket| {
+            let min = bucket
+                .get_document("_id")
+                .ok()
+                .and_then(|id| id.get("min"))
+                .ok_or_else(|| bad_reply("$bucketAuto", "a bucket has no _id.min"))?;
+            RawBson::try_from(min.clone()).map_err(|e| bad_reply("$bucketAuto", e))
+        })
+        .collect()
+}
+
+fn bad_reply(command: &str, what: impl std::fmt::Display) -> String {
+    format!("unexpected {command} reply: {what}")
+}
