@@ -3,6 +3,7 @@
 # table, against a raw full read of the same collection with the Rust driver.
 #
 #   benches/snapshot.sh [N]        N order documents (default 20000)
+#   PARALLEL="2 4" benches/snapshot.sh [N]   also with those snapshot_parallelism values
 #
 # The reference size is N=200000: about 2 minutes here, most of it loading (pymongo into
 # SecantusDB, 5-12k docs/s). The script builds `misql` and `examples/raw_read.rs` in release,
@@ -11,6 +12,7 @@
 # examples/load_orders.py, then times each of these end to end:
 #   - raw_read: every document as raw BSON, counted (the baseline),
 #   - misql --once: a CREATE SYNC of bench.orders into a fresh temporary warehouse,
+#   - the same with WITH (snapshot_parallelism = P) for each P in $PARALLEL (default 4),
 #   - misql --once of a `SELECT *` sync (whole documents, each batch checked for new fields),
 #   - raw_read --sort-id --fields=...: the query misql sends (`_id` order and its projection),
 #   - raw_read --sort-id: `_id` order alone,
@@ -64,6 +66,21 @@ fields=_id,status,customer,items,total,created_at
 measure "$tmp/misql.m" "$RUN_TIMEOUT" \
   env RUST_LOG=misql=debug,warn "$MISQL" --once --warehouse "$tmp/warehouse" --mongodb-uri "$URI" -e "$sql" \
   >"$tmp/misql.out" 2>"$tmp/misql.log" || { cat "$tmp/misql.log" >&2; exit 1; }
+
+# The same sync into a table of its own, reading P _id ranges at once.
+par_sql() {
+  local with="WITH (snapshot_parallelism = $1)"
+  sed "s/SYNC bench FROM/SYNC bench_p$1 FROM/; s/bench.orders SELECT/bench.orders_p$1 SELECT/" <<<"$sql $with"
+}
+for p in ${PARALLEL-4}; do
+  echo "misql --once snapshot, snapshot_parallelism = $p..." >&2
+  measure "$tmp/par$p.m" "$RUN_TIMEOUT" \
+    "$MISQL" --once --warehouse "$tmp/warehouse" --mongodb-uri "$URI" \
+    -e "$(par_sql "$p")" \
+    >/dev/null 2>"$tmp/par$p.log" || { cat "$tmp/par$p.log" >&2; exit 1; }
+  "$MISQL" --warehouse "$tmp/warehouse" --mongodb-uri "$URI" --format csv \
+    -e "SELECT count(*) FROM iceberg.bench.orders_p$p" 2>/dev/null | tail -n 1 >"$tmp/par$p.rows"
+done
 
 echo "misql --once snapshot, SELECT * (schema follows the documents)..." >&2
 star="CREATE SYNC star FROM mongo.bench.orders INTO iceberg.bench.orders_star"
@@ -126,5 +143,13 @@ print(f"raw, _id order:       {rate(counted('sorted'), sorted_s)}{check(counted(
 print(f"misql / raw:          {raw_s / misql_s:.2f}")
 print(f"misql / raw same query: {same_s / misql_s:.2f}")
 print(f"misql peak RSS:       {misql_rss / 1024:.0f} MB")
+for name in sorted(f for f in __import__("os").listdir(tmp) if f.startswith("par") and f.endswith(".m")):
+    p = name[3:-2]
+    par_s, par_rss, par_cpu = measured(name[:-2])
+    print(f"snapshot_parallelism = {p}: {rate(n, par_s)}  CPU {par_cpu:.2f} s, peak RSS {par_rss / 1024:.0f} MB;"
+          f" {misql_s / par_s:.2f}x parallelism 1, {same_s / par_s:.2f} of the raw same query")
+    rows = open(f"{tmp}/par{p}.rows").read().strip()
+    if rows != str(n):
+        print(f"  rows in its table: {rows}  (expected {n}!)")
 print(f"rows in the table:    {copied}" + ("" if copied == str(n) else f"  (expected {n}!)"))
 PYTHON

@@ -236,7 +236,8 @@ fn the_default_sync_options_are_documented_values() {
     assert_eq!(options.max_snapshots, 50);
     assert!(options.given.is_empty());
     assert_eq!(options.lease_ttl, std::time::Duration::from_secs(30));
-    assert_eq!(SyncOption::ALL.len(), 13);
+    assert_eq!(options.snapshot_parallelism, 1);
+    assert_eq!(SyncOption::ALL.len(), 14);
 }
 
 #[test]

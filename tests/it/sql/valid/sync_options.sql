@@ -9,7 +9,8 @@ WITH (
   sample_size = 250,
   target_file_size = 536870912,
   compression = 'snappy',
-  delete_mode = 'equality'
+  delete_mode = 'equality',
+  snapshot_parallelism = 8
 );
 
 CREATE SYNC a FROM m.d.a INTO l.n.a WITH (flush_interval = '2m', max_batch_bytes = '64MB', compression = 'lz4');
