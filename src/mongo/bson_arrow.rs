@@ -421,7 +421,13 @@ impl Column {
 
     /// Appends one value, widening where the module documentation says so.
     fn append(&mut self, value: RawBsonRef<'_>) -> Result<(), Failure> {
-        if let RawBsonRef::Null = value {
+        // A null in a column that cannot hold one is written as the text `null` when the
+        // column holds Extended JSON: a mixed-type `_id` can be null.
+        let null_as_text =
+            !self.nullable && matches!(self.values, Values::Utf8 { extjson: true, .. });
+        if let RawBsonRef::Null = value
+            && !null_as_text
+        {
             return self.append_null(true);
         }
         let wrong = |why: Option<&str>| mismatch(&self.data_type, value, why);

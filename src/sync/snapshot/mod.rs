@@ -71,7 +71,9 @@ struct SnapshotCopy<'a> {
     resume: Option<Position>,
     /// Rows copied before this run.
     rows_before: u64,
-    last_commit: Instant,
+    /// When the oldest row not committed yet was read: `flush_interval` counts from there, not
+    /// from a wait for the server's first batch.
+    pending_since: Option<Instant>,
     progress: Progress,
     /// Copying again over existing contents: the one commit at the end replaces the table's
     /// rows (so readers never see the table half replaced).
@@ -120,7 +122,7 @@ async fn copy(
         ranges,
         resume,
         rows_before: rows,
-        last_commit: Instant::now(),
+        pending_since: None,
         progress: Progress::new(&sync.name, total, rows),
         replacing: replace,
     };
@@ -170,6 +172,7 @@ impl SnapshotCopy<'_> {
     /// Hands a cursor batch of `range` to the sink; its last `_id` becomes the range's mark.
     async fn add(&mut self, range: usize, docs: &[&RawDocument]) -> Result<()> {
         self.sink.add(docs).await?;
+        self.pending_since.get_or_insert_with(Instant::now);
         if let Some(last) = docs.last() {
             self.ranges[range].after = last.get("_id").ok().flatten().map(RawBson::from);
         }
@@ -190,7 +193,7 @@ impl SnapshotCopy<'_> {
         let options = &self.sync.create.options;
         self.sink.pending_rows() >= options.max_batch_rows as u64
             || self.sink.pending_bytes() >= options.max_batch_bytes
-            || self.last_commit.elapsed() >= options.flush_interval
+            || self.pending_since.is_some_and(|since| since.elapsed() >= options.flush_interval)
     }
 
     /// Commits with the checkpoint; `Streaming` marks the snapshot complete.
@@ -215,7 +218,7 @@ impl SnapshotCopy<'_> {
         let rows = checkpoint.rows;
         self.sync.status(|s| s.rows_copied = rows);
         tracing::debug!(sync = %self.sync.name, rows, %phase, "committed");
-        self.last_commit = Instant::now();
+        self.pending_since = None;
         Ok(())
     }
 }
