@@ -44,6 +44,10 @@ pub struct Fit {
 /// `<field>__json` columns. Nothing is changed yet.
 pub fn fit(sync: &Sync, docs: &[&RawDocument]) -> Result<Fit> {
     let current = sync.plan().input_schema.clone();
+    let stringify = sync.create.options.on_type_change == OnTypeChange::Stringify;
+    if !stringify && docs.iter().all(|doc| fits(current.fields(), doc)) {
+        return Ok(Fit::default()); // the usual batch: no inference needed
+    }
     let mut seen = Inference::new();
     for doc in docs {
         // Unreadable documents fail their conversion and follow the sync's policy there.
@@ -51,7 +55,7 @@ pub fn fit(sync: &Sync, docs: &[&RawDocument]) -> Result<Fit> {
     }
     let mut schema = grow(&current, &observed(&seen));
     let mut rewritten = Vec::new();
-    if sync.create.options.on_type_change == OnTypeChange::Stringify {
+    if stringify {
         let mut builder = BatchBuilder::new(schema.clone());
         let mut json = Inference::new();
         for (i, doc) in docs.iter().enumerate() {
@@ -65,6 +69,36 @@ pub fn fit(sync: &Sync, docs: &[&RawDocument]) -> Result<Fit> {
     }
     let changed = schema.as_ref() != current.as_ref();
     Ok(Fit { rewritten, schema: changed.then_some(schema) })
+}
+
+/// Whether `doc` surely needs no change of a schema with `fields`: every field it has with a
+/// typed value is known, no int64 meets an int32 column, no decimal meets a decimal column
+/// narrower than 38 digits — the only ways [`grow`] changes a schema. A walk over the keys and
+/// value types, far cheaper than inferring the document; `false` means "infer to know".
+pub fn fits(fields: &Fields, doc: &RawDocument) -> bool {
+    doc.iter().all(|element| match element {
+        Ok((key, value)) => match fields.find(key.as_str()) {
+            Some((_, field)) => value_fits(field.data_type(), value),
+            None => matches!(value, bson::RawBsonRef::Null),
+        },
+        Err(_) => false,
+    })
+}
+
+fn value_fits(data_type: &DataType, value: bson::RawBsonRef<'_>) -> bool {
+    use bson::RawBsonRef as V;
+    match (data_type, value) {
+        (_, V::Null) => true,
+        (DataType::Struct(fields), V::Document(doc)) => fits(fields, doc),
+        (DataType::List(item), V::Array(items)) => items
+            .into_iter()
+            .all(|item_value| item_value.is_ok_and(|v| value_fits(item.data_type(), v))),
+        (DataType::Int32, V::Int64(_)) => false,
+        (DataType::Decimal128(precision, _), V::Decimal128(_)) => {
+            *precision >= crate::mongo::decimal::MAX_PRECISION
+        }
+        _ => true,
+    }
 }
 
 /// `doc` with every value that does not convert under `builder`'s schema moved to a

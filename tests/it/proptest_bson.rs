@@ -13,6 +13,7 @@ use bson::{Binary, DateTime, Decimal128, Regex, Timestamp, oid::ObjectId};
 use misql::Error;
 use misql::mongo::bson_arrow::{BatchBuilder, ENCODING_KEY, EXTJSON, document_id};
 use misql::mongo::infer::Inference;
+use misql::sync::evolve::{fits, grow, typed};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -156,6 +157,16 @@ fn infer(docs: &[RawDocumentBuf]) -> SchemaRef {
     inference.schema()
 }
 
+/// The input schema a `SELECT *` sync has after seeing `docs`: the inferred schema without the
+/// fields that carried no typed value.
+fn sync_schema(docs: &[RawDocumentBuf]) -> SchemaRef {
+    let mut inference = Inference::new();
+    for doc in docs {
+        inference.observe(doc).expect("well-formed BSON is always observed");
+    }
+    std::sync::Arc::new(typed(&inference.schema(), &inference.fields()))
+}
+
 /// Appends every document; returns the batch of the appended ones, with their indices.
 fn convert(schema: &SchemaRef, docs: &[RawDocumentBuf]) -> (RecordBatch, Vec<usize>) {
     let mut builder = BatchBuilder::new(schema.clone());
@@ -287,4 +298,49 @@ proptest! {
         let kept: Vec<&RawDocumentBuf> = appended.iter().map(|&i| &docs[i]).collect();
         assert_round_trip(&batch, &kept);
     }
+
+    /// The quick check a `SELECT *` sync makes before inferring a batch never lets a batch
+    /// past that would change its schema: whenever every document fits, growing the schema by
+    /// what the batch shows changes nothing.
+    #[test]
+    fn a_batch_that_fits_never_grows_the_schema(
+        sample in vec(document(), 1..6),
+        docs in vec(document(), 1..8),
+    ) {
+        let schema = sync_schema(&sample);
+        for batch in [&docs[..], &sample[..]] {
+            if batch.iter().all(|doc| fits(schema.fields(), doc)) {
+                prop_assert_eq!(grow(&schema, &sync_schema(batch)), schema.clone());
+            }
+        }
+    }
+}
+
+/// Order documents fit the schema inferred from them (the quick check is not vacuous), and a
+/// new field, an int64 in an int32 column or a nested new field does not.
+#[test]
+fn orders_fit_their_own_schema_and_new_fields_do_not() {
+    let docs: Vec<RawDocumentBuf> = crate::support::data::orders(200, 4)
+        .iter()
+        .map(|doc| RawDocumentBuf::try_from(doc).unwrap())
+        .collect();
+    let schema = sync_schema(&docs);
+    assert!(docs.iter().all(|doc| fits(schema.fields(), doc)));
+    let changed = |change: &dyn Fn(&mut bson::Document)| {
+        let mut doc = bson::Document::try_from(docs[0].as_ref()).unwrap();
+        change(&mut doc);
+        fits(schema.fields(), &RawDocumentBuf::try_from(&doc).unwrap())
+    };
+    assert!(!changed(&|d| {
+        d.insert("coupon", "SPRING");
+    }));
+    assert!(changed(&|d| {
+        d.insert("coupon", bson::Bson::Null);
+    }));
+    assert!(!changed(&|d| {
+        d.insert("priority", i64::MAX);
+    }));
+    assert!(!changed(&|d| {
+        d.get_document_mut("customer").unwrap().insert("vip", true);
+    }));
 }
