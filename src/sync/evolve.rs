@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use bson::spec::ElementType;
 use bson::{Bson, Document, RawBson, RawDocument, RawDocumentBuf};
 use iceberg::table::Table;
 
@@ -76,25 +77,42 @@ pub fn fit(sync: &Sync, docs: &[&RawDocument]) -> Result<Fit> {
 /// narrower than 38 digits — the only ways [`grow`] changes a schema. A walk over the keys and
 /// value types, far cheaper than inferring the document; `false` means "infer to know".
 pub fn fits(fields: &Fields, doc: &RawDocument) -> bool {
-    doc.iter().all(|element| match element {
-        Ok((key, value)) => match fields.find(key.as_str()) {
-            Some((_, field)) => value_fits(field.data_type(), value),
-            None => matches!(value, bson::RawBsonRef::Null),
-        },
-        Err(_) => false,
+    elements_fit(doc.iter_elements(), |key| fields.find(key).map(|(_, field)| field.data_type()))
+}
+
+/// Whether each element fits the type `column` gives its key (`None`: an unknown key). Only
+/// element types are read, and values only where a document or array is descended into (no
+/// string is decoded).
+fn elements_fit<'a>(
+    elements: bson::raw::RawIter<'a>,
+    column: impl Fn(&str) -> Option<&'a DataType> + Copy,
+) -> bool {
+    elements.into_iter().all(|element| {
+        let Ok(element) = element else { return false };
+        match column(element.key().as_str()) {
+            Some(data_type) => element_fits(data_type, &element),
+            None => element.element_type() == ElementType::Null,
+        }
     })
 }
 
-fn value_fits(data_type: &DataType, value: bson::RawBsonRef<'_>) -> bool {
-    use bson::RawBsonRef as V;
-    match (data_type, value) {
-        (_, V::Null) => true,
-        (DataType::Struct(fields), V::Document(doc)) => fits(fields, doc),
-        (DataType::List(item), V::Array(items)) => items
-            .into_iter()
-            .all(|item_value| item_value.is_ok_and(|v| value_fits(item.data_type(), v))),
-        (DataType::Int32, V::Int64(_)) => false,
-        (DataType::Decimal128(precision, _), V::Decimal128(_)) => {
+fn element_fits(data_type: &DataType, element: &bson::raw::RawElement<'_>) -> bool {
+    match (data_type, element.element_type()) {
+        (_, ElementType::Null) => true,
+        (DataType::Struct(fields), ElementType::EmbeddedDocument) => {
+            match element.value().ok().and_then(|value| value.as_document()) {
+                Some(doc) => fits(fields, doc),
+                None => false,
+            }
+        }
+        (DataType::List(item), ElementType::Array) => {
+            match element.value().ok().and_then(|value| value.as_array()) {
+                Some(items) => elements_fit(items.iter_elements(), |_| Some(item.data_type())),
+                None => false,
+            }
+        }
+        (DataType::Int32, ElementType::Int64) => false,
+        (DataType::Decimal128(precision, _), ElementType::Decimal128) => {
             *precision >= crate::mongo::decimal::MAX_PRECISION
         }
         _ => true,
