@@ -77,25 +77,26 @@ pub fn fit(sync: &Sync, docs: &[&RawDocument]) -> Result<Fit> {
 /// narrower than 38 digits — the only ways [`grow`] changes a schema. A walk over the keys and
 /// value types, far cheaper than inferring the document; `false` means "infer to know".
 pub fn fits(fields: &Fields, doc: &RawDocument) -> bool {
-    elements_fit(doc.iter_elements(), |key| fields.find(key).map(|(_, field)| field.data_type()))
-}
-
-/// Whether each element fits the type `column` gives its key (`None`: an unknown key). Only
-/// element types are read, and values only where a document or array is descended into (no
-/// string is decoded).
-fn elements_fit<'a>(
-    elements: bson::raw::RawIter<'a>,
-    column: impl Fn(&str) -> Option<&'a DataType> + Copy,
-) -> bool {
-    elements.into_iter().all(|element| {
+    let mut next = 0; // documents mostly hold their fields in schema order: look there first
+    doc.iter_elements().all(|element| {
         let Ok(element) = element else { return false };
-        match column(element.key().as_str()) {
-            Some(data_type) => element_fits(data_type, &element),
+        let key = element.key().as_str();
+        let found = match fields.get(next) {
+            Some(field) if field.name() == key => Some(next),
+            _ => fields.iter().position(|field| field.name() == key),
+        };
+        match found {
+            Some(i) => {
+                next = i + 1;
+                element_fits(fields[i].data_type(), &element)
+            }
             None => element.element_type() == ElementType::Null,
         }
     })
 }
 
+/// Whether one element fits its column's type; only element types are read, and values only
+/// where a document or array is descended into (no string is decoded).
 fn element_fits(data_type: &DataType, element: &bson::raw::RawElement<'_>) -> bool {
     match (data_type, element.element_type()) {
         (_, ElementType::Null) => true,
@@ -107,7 +108,9 @@ fn element_fits(data_type: &DataType, element: &bson::raw::RawElement<'_>) -> bo
         }
         (DataType::List(item), ElementType::Array) => {
             match element.value().ok().and_then(|value| value.as_array()) {
-                Some(items) => elements_fit(items.iter_elements(), |_| Some(item.data_type())),
+                Some(items) => items.iter_elements().all(|element| {
+                    element.is_ok_and(|element| element_fits(item.data_type(), &element))
+                }),
                 None => false,
             }
         }
