@@ -217,6 +217,17 @@ fn assert_round_trip(batch: &RecordBatch, docs: &[&RawDocumentBuf]) {
         let extjson = field.metadata().get(ENCODING_KEY).is_some_and(|e| e == EXTJSON);
         for (row, doc) in docs.iter().enumerate() {
             let value = first(doc, field.name());
+            // A column of Extended JSON that cannot hold a null (a mixed-type `_id`) holds the
+            // text `null`.
+            if extjson && !field.is_nullable() && value == Some(RawBson::Null) {
+                assert_eq!(
+                    column.as_string::<i32>().value(row),
+                    "null",
+                    "{} of row {row}",
+                    field.name()
+                );
+                continue;
+            }
             let null = matches!(value, None | Some(RawBson::Null));
             assert_eq!(column.is_null(row), null, "{} of row {row}", field.name());
             let Some(value) = value.filter(|_| !null) else { continue };

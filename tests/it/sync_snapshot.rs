@@ -158,6 +158,7 @@ async fn killed_at_random_points(name: &str, with: &str, ranges: usize) {
 }
 
 /// How many `_id` ranges the newest checkpoint in `metadata` holds (1 without a ranges list).
+/// A metadata file the kill cut short is passed over: it was never committed.
 fn snapshot_ranges(metadata: &Path) -> usize {
     let mut files: Vec<_> = std::fs::read_dir(metadata)
         .unwrap()
@@ -165,8 +166,13 @@ fn snapshot_ranges(metadata: &Path) -> usize {
         .filter(|p| p.to_string_lossy().ends_with(".metadata.json"))
         .collect();
     files.sort();
-    let Some(newest) = files.last() else { return 0 };
-    let json: Value = serde_json::from_slice(&std::fs::read(newest).unwrap()).unwrap();
+    let Some(json) = files
+        .iter()
+        .rev()
+        .find_map(|file| serde_json::from_slice::<Value>(&std::fs::read(file).ok()?).ok())
+    else {
+        return 0;
+    };
     let current = &json["current-snapshot-id"];
     let Some(snapshot) =
         json["snapshots"].as_array().into_iter().flatten().find(|s| &s["snapshot-id"] == current)
