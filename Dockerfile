@@ -19,14 +19,18 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
-# The crates.io registry and target/ are cache mounts: after the first build (~10 minutes on 2
-# cores) a source change recompiles misql only. target/ is not part of the image, so the binary
-# is copied out of it in the same step.
+# The crates.io registry and target/ are cache mounts: after the first build a source change
+# recompiles misql only. target/ is not part of the image, so the binary is copied out of it in
+# the same step. PROFILE=dist (the default) links the whole program with LTO: a 107 MB binary,
+# about 25 minutes and 9.5 GB of memory for the first build on 2 cores (8 for a source change);
+# PROFILE=release builds in about 15 minutes with much less memory and gives a 165 MB binary
+# (`docker build --build-arg PROFILE=release`). Either is stripped.
+ARG PROFILE=dist
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin misql \
-    && install -m 0755 target/release/misql /usr/local/bin/misql
+    cargo build --profile "$PROFILE" --locked --bin misql \
+    && install -s -m 0755 "target/$PROFILE/misql" /usr/local/bin/misql
 
 # ---- runtime -------------------------------------------------------------------------------
 FROM debian:bookworm-slim
