@@ -91,7 +91,7 @@ impl BatchBuilder {
     /// Appends one document as a row. All or nothing: on error no column keeps any part of the
     /// document, and the builder is ready for the next one.
     pub fn append(&mut self, doc: &RawDocument) -> Result<()> {
-        match self.root.append(doc) {
+        match self.root.append(doc, false) {
             Ok(()) => {
                 self.len += 1;
                 Ok(())
@@ -101,6 +101,24 @@ impl BatchBuilder {
                 let field = e.path();
                 self.failed_at = e.path.into_iter().rev().collect();
                 Err(Error::Convert { id: document_id(doc), field, reason: e.reason })
+            }
+        }
+    }
+
+    /// Appends `doc` only if it fits the schema as it is — every field that has a value is a
+    /// column, no int64 meets an int32 column, no decimal meets a decimal column narrower than
+    /// 38 digits (the ways a `SELECT *` sync's schema grows), and every value converts — and
+    /// says whether it did; when not, nothing of it is kept. One pass over the document: the
+    /// usual document of a `SELECT *` sync needs no schema inference.
+    pub fn append_if_fits(&mut self, doc: &RawDocument) -> bool {
+        match self.root.append(doc, true) {
+            Ok(()) => {
+                self.len += 1;
+                true
+            }
+            Err(_) => {
+                self.root.truncate(self.len);
+                false
             }
         }
     }
@@ -268,19 +286,26 @@ impl Record {
     }
 
     /// Appends one document: each column gets its field's value, or null if it is missing.
-    fn append(&mut self, doc: &RawDocument) -> Result<(), Failure> {
+    /// `strict`: a field with a value but no column, or a value the column's type would have to
+    /// grow for, fails (see [`BatchBuilder::append_if_fits`]).
+    fn append(&mut self, doc: &RawDocument, strict: bool) -> Result<(), Failure> {
         self.seen.fill(false);
         let mut hint = 0;
         for element in doc.iter_elements() {
             let element = element?;
             let key = element.key().as_str();
-            let Some(i) = self.find(key, hint) else { continue };
+            let Some(i) = self.find(key, hint) else {
+                if strict && element.element_type() != bson::spec::ElementType::Null {
+                    return Err(Failure::new(format!("no column for field `{key}`")));
+                }
+                continue;
+            };
             hint = i + 1;
             if mem::replace(&mut self.seen[i], true) {
                 continue; // a repeated key: the first occurrence wins
             }
             let value = element.value().map_err(|e| Failure::from(e).at(key_segment(key)))?;
-            self.columns[i].append(value).map_err(|e| e.at(key_segment(key)))?;
+            self.columns[i].append(value, strict).map_err(|e| e.at(key_segment(key)))?;
         }
         for (i, column) in self.columns.iter_mut().enumerate() {
             if !self.seen[i] {
@@ -419,8 +444,12 @@ impl Column {
         Ok(())
     }
 
-    /// Appends one value, widening where the module documentation says so.
-    fn append(&mut self, value: RawBsonRef<'_>) -> Result<(), Failure> {
+    /// Appends one value, widening where the module documentation says so (`strict`: see
+    /// [`Record::append`]).
+    fn append(&mut self, value: RawBsonRef<'_>, strict: bool) -> Result<(), Failure> {
+        if strict && self.would_grow(value) {
+            return Err(Failure::new("the column's type would grow for this value".into()));
+        }
         // A null in a column that cannot hold one is written as the text `null` when the
         // column holds Extended JSON: a mixed-type `_id` can be null.
         let null_as_text =
@@ -494,11 +523,11 @@ impl Column {
             (Values::Fixed16(v), RawBsonRef::Binary(b)) if b.bytes.len() == 16 => {
                 v.extend_from_slice(b.bytes)
             }
-            (Values::Struct(record), RawBsonRef::Document(doc)) => record.append(doc)?,
+            (Values::Struct(record), RawBsonRef::Document(doc)) => record.append(doc, strict)?,
             (Values::List { offsets, child, .. }, RawBsonRef::Array(array)) => {
                 for (i, item) in array.into_iter().enumerate() {
                     let item = item.map_err(|e| Failure::from(e).at(Segment::Index(i)))?;
-                    child.append(item).map_err(|e| e.at(Segment::Index(i)))?;
+                    child.append(item, strict).map_err(|e| e.at(Segment::Index(i)))?;
                 }
                 offsets.push(offset(child.len())?);
             }
@@ -506,6 +535,18 @@ impl Column {
         }
         self.nulls.append_non_null();
         Ok(())
+    }
+
+    /// Whether a `SELECT *` sync's schema grows this column for `value` (an int32 column meeting
+    /// an int64, a decimal column narrower than 38 digits meeting a decimal).
+    fn would_grow(&self, value: RawBsonRef<'_>) -> bool {
+        match (&self.values, value) {
+            (Values::Int32(_), RawBsonRef::Int64(_)) => true,
+            (Values::Decimal { precision, .. }, RawBsonRef::Decimal128(_)) => {
+                *precision < decimal::MAX_PRECISION
+            }
+            _ => false,
+        }
     }
 
     /// Drops rows from `len` on, here and in the children.

@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
-use bson::spec::ElementType;
 use bson::{Bson, Document, RawBson, RawDocument, RawDocumentBuf};
 use iceberg::table::Table;
 
@@ -46,9 +45,6 @@ pub struct Fit {
 pub fn fit(sync: &Sync, docs: &[&RawDocument]) -> Result<Fit> {
     let current = sync.plan().input_schema.clone();
     let stringify = sync.create.options.on_type_change == OnTypeChange::Stringify;
-    if !stringify && docs.iter().all(|doc| fits(current.fields(), doc)) {
-        return Ok(Fit::default()); // the usual batch: no inference needed
-    }
     let mut seen = Inference::new();
     for doc in docs {
         // Unreadable documents fail their conversion and follow the sync's policy there.
@@ -70,56 +66,6 @@ pub fn fit(sync: &Sync, docs: &[&RawDocument]) -> Result<Fit> {
     }
     let changed = schema.as_ref() != current.as_ref();
     Ok(Fit { rewritten, schema: changed.then_some(schema) })
-}
-
-/// Whether `doc` surely needs no change of a schema with `fields`: every field it has with a
-/// typed value is known, no int64 meets an int32 column, no decimal meets a decimal column
-/// narrower than 38 digits — the only ways [`grow`] changes a schema. A walk over the keys and
-/// value types, far cheaper than inferring the document; `false` means "infer to know".
-pub fn fits(fields: &Fields, doc: &RawDocument) -> bool {
-    let mut next = 0; // documents mostly hold their fields in schema order: look there first
-    doc.iter_elements().all(|element| {
-        let Ok(element) = element else { return false };
-        let key = element.key().as_str();
-        let found = match fields.get(next) {
-            Some(field) if field.name() == key => Some(next),
-            _ => fields.iter().position(|field| field.name() == key),
-        };
-        match found {
-            Some(i) => {
-                next = i + 1;
-                element_fits(fields[i].data_type(), &element)
-            }
-            None => element.element_type() == ElementType::Null,
-        }
-    })
-}
-
-/// Whether one element fits its column's type; only element types are read, and values only
-/// where a document or array is descended into (no string is decoded).
-fn element_fits(data_type: &DataType, element: &bson::raw::RawElement<'_>) -> bool {
-    match (data_type, element.element_type()) {
-        (_, ElementType::Null) => true,
-        (DataType::Struct(fields), ElementType::EmbeddedDocument) => {
-            match element.value().ok().and_then(|value| value.as_document()) {
-                Some(doc) => fits(fields, doc),
-                None => false,
-            }
-        }
-        (DataType::List(item), ElementType::Array) => {
-            match element.value().ok().and_then(|value| value.as_array()) {
-                Some(items) => items.iter_elements().all(|element| {
-                    element.is_ok_and(|element| element_fits(item.data_type(), &element))
-                }),
-                None => false,
-            }
-        }
-        (DataType::Int32, ElementType::Int64) => false,
-        (DataType::Decimal128(precision, _), ElementType::Decimal128) => {
-            *precision >= crate::mongo::decimal::MAX_PRECISION
-        }
-        _ => true,
-    }
 }
 
 /// `doc` with every value that does not convert under `builder`'s schema moved to a

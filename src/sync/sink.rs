@@ -26,7 +26,7 @@ use crate::iceberg::position_delete::write_position_deletes;
 use crate::iceberg::writer::{TableWriter, WriteOptions};
 use crate::mongo::bson_arrow::{BatchBuilder, document_id};
 use crate::mongo::ext_json;
-use crate::sql::OnError;
+use crate::sql::{OnError, OnTypeChange};
 use crate::{Error, ErrorKind, Result};
 
 /// Rows converted and run through the plan at a time (a commit holds many such chunks).
@@ -126,6 +126,22 @@ impl<'a> Sink<'a> {
             }
             return Ok(());
         }
+        // The usual documents fit the schema as it is, and are converted in one pass; from the
+        // first one that does not, the rest of the batch is checked (inferred) first.
+        let mut fitting = 0;
+        if self.sync.create.options.on_type_change != OnTypeChange::Stringify {
+            while let Some(doc) = docs.get(fitting) {
+                if !self.builder.append_if_fits(doc) {
+                    break;
+                }
+                self.appended(doc).await?;
+                fitting += 1;
+            }
+        }
+        let docs = &docs[fitting..];
+        if docs.is_empty() {
+            return Ok(());
+        }
         let fit = evolve::fit(self.sync, docs)?;
         if let Some(schema) = fit.schema {
             self.evolve(schema).await?;
@@ -161,23 +177,27 @@ impl<'a> Sink<'a> {
     /// Converts one document; a document that does not fit follows the conversion policy.
     async fn add_one(&mut self, doc: &RawDocument) -> Result<()> {
         match self.builder.append(doc) {
-            Ok(()) => {
-                // Only a dead letter needs the whole document back.
-                let keep = self.sync.create.options.on_error == OnError::DeadLetter;
-                self.sources.push(if keep {
-                    Source::Document(doc.to_owned())
-                } else {
-                    Source::Id(doc.get("_id").ok().flatten().map_or(RawBson::Null, RawBson::from))
-                });
-            }
+            Ok(()) => self.appended(doc).await,
             Err(err) => {
                 let policy = evolve::conversion_policy(self.sync);
                 if policy == OnError::Fail {
                     return Err(evolve::conversion_error(self.sync, err));
                 }
                 self.reject(policy, Some(doc), &document_id(doc), err.to_string());
+                Ok(())
             }
         }
+    }
+
+    /// Notes where the row just appended came from, and runs a full chunk through the plan.
+    async fn appended(&mut self, doc: &RawDocument) -> Result<()> {
+        // Only a dead letter needs the whole document back.
+        let keep = self.sync.create.options.on_error == OnError::DeadLetter;
+        self.sources.push(if keep {
+            Source::Document(doc.to_owned())
+        } else {
+            Source::Id(doc.get("_id").ok().flatten().map_or(RawBson::Null, RawBson::from))
+        });
         if self.builder.len() >= CHUNK_ROWS {
             self.flush_chunk().await?;
         }
