@@ -12,6 +12,8 @@ use bson::{Bson, Document, RawBson, RawDocumentBuf, doc};
 use futures::TryStreamExt;
 use mongodb::Collection;
 
+use crate::{Error, Result};
+
 /// The `_id` values from `from` (inclusive) up to `to` (exclusive), in MongoDB's sort order; a
 /// missing bound is open.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,15 +80,16 @@ impl IdRange {
     }
 
     /// The query selecting the range's documents whose `_id` comes after `after` (when given,
-    /// it replaces the lower bound, exclusive); `None` when nothing is excluded.
-    pub fn filter(&self, after: Option<&RawBson>) -> Option<Document> {
+    /// it replaces the lower bound, exclusive); `None` when nothing is excluded. An error if a
+    /// bound is not a valid BSON value.
+    pub fn filter(&self, after: Option<&RawBson>) -> Result<Option<Document>> {
         let lower = match after {
             Some(id) => Some(("$gt", id)),
             None => self.from.as_ref().map(|id| ("$gte", id)),
         };
         let upper = self.to.as_ref();
         if lower.is_none() && upper.is_none() {
-            return None;
+            return Ok(None);
         }
         let low = lower.map(|(_, id)| type_rank(id));
         let high = upper.map(type_rank);
@@ -94,10 +97,10 @@ impl IdRange {
         // The lower bound's own type (and the upper bound when it has the same type).
         let mut same_type = Document::new();
         if let Some((op, id)) = lower {
-            same_type.insert(op, bson(id));
+            same_type.insert(op, bson(id)?);
         }
         if let Some(id) = upper.filter(|_| low.is_some() && low == high) {
-            same_type.insert("$lt", bson(id));
+            same_type.insert("$lt", bson(id)?);
         }
         if !same_type.is_empty() {
             clauses.push(doc! { "_id": same_type });
@@ -113,17 +116,18 @@ impl IdRange {
         }
         // The upper bound's own type, when it differs from the lower bound's.
         if let Some(id) = upper.filter(|_| low != high) {
-            clauses.push(doc! { "_id": { "$lt": bson(id) } });
+            clauses.push(doc! { "_id": { "$lt": bson(id)? } });
         }
-        Some(match clauses.len() {
+        Ok(Some(match clauses.len() {
             1 => clauses.remove(0),
             _ => doc! { "$or": clauses },
-        })
+        }))
     }
 }
 
-fn bson(value: &RawBson) -> Bson {
-    Bson::try_from(value.clone()).unwrap_or(Bson::Null)
+fn bson(value: &RawBson) -> Result<Bson> {
+    Bson::try_from(value.clone())
+        .map_err(|e| Error::plan(format!("an _id range bound is not a valid BSON value: {e}")))
 }
 
 /// Splits `coll`'s documents matching `filter` into about `parts` ranges of similar size:
@@ -184,7 +188,7 @@ async fn split_vector(
     coll: &Collection<RawDocumentBuf>,
     documents: u64,
     parts: usize,
-) -> Result<Vec<RawBson>, String> {
+) -> std::result::Result<Vec<RawBson>, String> {
     let per_part = documents.div_ceil(parts as u64) as i64;
     let command = doc! {
         "splitVector": coll.namespace().to_string(),
@@ -211,7 +215,7 @@ async fn bucket_auto(
     coll: &Collection<RawDocumentBuf>,
     filter: &Document,
     parts: usize,
-) -> Result<Vec<RawBson>, String> {
+) -> std::result::Result<Vec<RawBson>, String> {
     let mut pipeline = Vec::new();
     if !filter.is_empty() {
         pipeline.push(doc! { "$match": filter.clone() });

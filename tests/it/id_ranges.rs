@@ -63,19 +63,19 @@ async fn ranges_over_mixed_id_types_hold_every_document_once_and_resume_exactly(
         assert_eq!(ranges.len(), parts, "{parts} parts: {ranges:?}");
         let mut read = Vec::new();
         for range in &ranges {
-            let filter = range.filter(None).unwrap_or_default();
+            let filter = range.filter(None).unwrap().unwrap_or_default();
             let part = ids(&coll, filter).await;
             assert!(!part.is_empty(), "{parts} parts: empty range {range:?}");
             // Resumed after its first, a middle and its last `_id`: exactly the rest.
             for k in [0, part.len() / 2, part.len() - 1] {
-                let after = range.filter(Some(&part[k])).unwrap();
+                let after = range.filter(Some(&part[k])).unwrap().unwrap();
                 assert_eq!(ids(&coll, after).await, part[k + 1..], "{range:?} after {k}");
             }
             read.extend(part);
         }
         assert_eq!(read, all, "{parts} ranges read in order are the collection in _id order");
     }
-    assert!(IdRange::all().filter(None).is_none());
+    assert!(IdRange::all().filter(None).unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,8 +53,7 @@ impl Readers {
         let (tx, rx) = mpsc::channel(ranges.len().max(1));
         let mut tasks = JoinSet::new();
         for (index, mark) in ranges.iter().enumerate().filter(|(_, mark)| !mark.done) {
-            let filter = range_filter(&query.filter, mark);
-            tasks.spawn(read(query.clone(), filter, index, tx.clone()));
+            tasks.spawn(read(query.clone(), range_filter(&query.filter, mark), index, tx.clone()));
         }
         Self { rx, _tasks: tasks }
     }
@@ -67,24 +66,25 @@ impl Readers {
 }
 
 /// The pushed-down WHERE and the range's `_id` bounds after its mark.
-fn range_filter(pushed: &Document, mark: &RangeMark) -> Document {
-    match mark.range.filter(mark.after.as_ref()) {
+fn range_filter(pushed: &Document, mark: &RangeMark) -> Result<Document> {
+    Ok(match mark.range.filter(mark.after.as_ref())? {
         None => pushed.clone(),
         Some(range) if pushed.is_empty() => range,
         Some(range) => doc! { "$and": [pushed.clone(), range] },
-    }
+    })
 }
 
 /// Reads one range to its end, in `_id` order; stops at the first error, or when nobody
 /// listens any more.
 async fn read(
     query: Arc<Query>,
-    filter: Document,
+    filter: Result<Document>,
     index: usize,
     tx: mpsc::Sender<(usize, Result<Read>)>,
 ) {
     let context = format!("reading {}.{}", query.database, query.collection);
     let opened = async {
+        let filter = filter?;
         let client = query.source.client().await?;
         let coll = client.database(&query.database).collection::<RawDocumentBuf>(&query.collection);
         let options = FindOptions::builder()
