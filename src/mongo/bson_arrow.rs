@@ -452,10 +452,8 @@ impl Column {
         }
         // A null in a column that cannot hold one is written as the text `null` when the
         // column holds Extended JSON: a mixed-type `_id` can be null.
-        let null_as_text =
-            !self.nullable && matches!(self.values, Values::Utf8 { extjson: true, .. });
         if let RawBsonRef::Null = value
-            && !null_as_text
+            && (self.nullable || !matches!(self.values, Values::Utf8 { extjson: true, .. }))
         {
             return self.append_null(true);
         }

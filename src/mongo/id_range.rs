@@ -107,7 +107,9 @@ impl IdRange {
         }
         // Every type strictly between the bounds' types (an open bound reaches the end).
         let between = low.map_or(0, |rank| rank + 1)..high.unwrap_or(TYPE_ORDER.len());
-        let names: Vec<&str> = TYPE_ORDER[between.start.min(between.end)..between.end]
+        let names: Vec<&str> = TYPE_ORDER
+            .get(between) // none when both bounds have one type
+            .unwrap_or_default()
             .iter()
             .flat_map(|n| n.iter().copied())
             .collect();

@@ -61,6 +61,33 @@ impl fmt::Display for FindRequest {
     }
 }
 
+impl FindRequest {
+    /// What reading this request is called in errors: `reading db.collection`.
+    pub fn context(&self) -> String {
+        format!("reading {}.{}", self.database, self.collection)
+    }
+
+    /// Sends the `find` (in `sort` order, if given) and returns its cursor of raw batches.
+    pub async fn cursor(
+        &self,
+        source: &MongoSource,
+        sort: Option<Document>,
+    ) -> Result<mongodb::raw_batch_cursor::RawBatchCursor, Error> {
+        let client = source.client().await?;
+        let coll = client.database(&self.database).collection::<RawDocumentBuf>(&self.collection);
+        let options = FindOptions::builder()
+            .sort(sort)
+            .projection(self.projection.clone())
+            .limit(self.limit.map(|l| l as i64))
+            .build();
+        coll.find(self.filter.clone())
+            .with_options(options)
+            .batch()
+            .await
+            .map_err(|e| source.unreachable(&self.context(), e))
+    }
+}
+
 /// A document as compact relaxed Extended JSON.
 pub fn json(doc: &Document) -> String {
     match RawDocumentBuf::try_from(doc) {
@@ -199,26 +226,13 @@ async fn open(
     schema: SchemaRef,
     max_rows: usize,
 ) -> Result<Scan, Error> {
-    let context = format!("reading {}.{}", request.database, request.collection);
-    let client = source.client().await?;
-    let coll = client.database(&request.database).collection::<RawDocumentBuf>(&request.collection);
-    let options = FindOptions::builder()
-        .projection(request.projection.clone())
-        .limit(request.limit.map(|l| l as i64))
-        .build();
-    let cursor = coll
-        .find(request.filter.clone())
-        .with_options(options)
-        .batch()
-        .await
-        .map_err(|e| source.unreachable(&context, e))?;
     Ok(Scan {
-        cursor,
+        cursor: request.cursor(&source, None).await?,
         builder: BatchBuilder::new(schema),
         rows: 0,
         target: FIRST_BATCH_ROWS.min(max_rows),
         max_rows,
-        context,
+        context: request.context(),
         done: false,
     })
 }

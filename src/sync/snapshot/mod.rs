@@ -19,8 +19,9 @@ use super::progress::Progress;
 use super::sink::Sink;
 use crate::iceberg::key_index::{KeyIndex, RowLocation};
 use crate::mongo::id_range;
+use crate::mongo::scan::FindRequest;
 use crate::{Error, Result};
-use readers::{Query, Read, Readers};
+use readers::{Read, Readers};
 
 /// Copies the collection into `table`, starting after `checkpoint`'s marks; the last commit
 /// marks the snapshot complete. Returns the table after the last commit.
@@ -103,14 +104,15 @@ async fn copy(
     } else {
         ranges
     };
-    let query = Query {
-        source: sync.source.clone(),
+    let request = FindRequest {
         database: sync.database.clone(),
         collection: sync.collection.clone(),
         filter: plan.mongo_filter.clone(),
         projection: plan.mongo_projection.clone(),
+        limit: None,
     };
-    let mut readers = Readers::spawn(query, &ranges);
+    let context = request.context();
+    let mut readers = Readers::spawn(sync.source.clone(), request, &ranges);
     let mut sink = Sink::new(sync, table)?;
     let replace = replacing.is_some();
     for location in replacing.into_iter().flatten() {
@@ -126,7 +128,6 @@ async fn copy(
         progress: Progress::new(&sync.name, total, rows),
         replacing: replace,
     };
-    let context = format!("reading {}.{}", sync.database, sync.collection);
     while !copy.ranges.iter().all(|mark| mark.done) {
         let next = tokio::select! {
             next = readers.next() => next,

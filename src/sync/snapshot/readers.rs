@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use bson::{Document, RawDocumentBuf, doc};
+use bson::{Document, doc};
 use futures::StreamExt;
-use mongodb::options::FindOptions;
 use mongodb::raw_batch_cursor::RawBatch;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::mongo::client::MongoSource;
+use crate::mongo::scan::FindRequest;
 use crate::sync::checkpoint::RangeMark;
 use crate::{Error, Result};
 
@@ -25,20 +25,6 @@ pub enum Read {
     End,
 }
 
-/// The collection and query every range reads.
-pub struct Query {
-    /// The deployment.
-    pub source: Arc<MongoSource>,
-    /// Database name.
-    pub database: String,
-    /// Collection name.
-    pub collection: String,
-    /// The pushed-down WHERE.
-    pub filter: Document,
-    /// The pushed-down projection.
-    pub projection: Option<Document>,
-}
-
 /// The running readers.
 pub struct Readers {
     rx: mpsc::Receiver<(usize, Result<Read>)>,
@@ -47,13 +33,15 @@ pub struct Readers {
 }
 
 impl Readers {
-    /// Starts a reader for each range of `ranges` not done, after its mark.
-    pub fn spawn(query: Query, ranges: &[RangeMark]) -> Self {
-        let query = Arc::new(query);
+    /// Starts a reader of `request` (its filter being the pushed-down WHERE) for each range of
+    /// `ranges` not done, after its mark.
+    pub fn spawn(source: Arc<MongoSource>, request: FindRequest, ranges: &[RangeMark]) -> Self {
         let (tx, rx) = mpsc::channel(ranges.len().max(1));
         let mut tasks = JoinSet::new();
         for (index, mark) in ranges.iter().enumerate().filter(|(_, mark)| !mark.done) {
-            tasks.spawn(read(query.clone(), range_filter(&query.filter, mark), index, tx.clone()));
+            let range = range_filter(&request.filter, mark)
+                .map(|filter| FindRequest { filter, ..request.clone() });
+            tasks.spawn(read(source.clone(), range, index, tx.clone()));
         }
         Self { rx, _tasks: tasks }
     }
@@ -77,28 +65,20 @@ fn range_filter(pushed: &Document, mark: &RangeMark) -> Result<Document> {
 /// Reads one range to its end, in `_id` order; stops at the first error, or when nobody
 /// listens any more.
 async fn read(
-    query: Arc<Query>,
-    filter: Result<Document>,
+    source: Arc<MongoSource>,
+    request: Result<FindRequest>,
     index: usize,
     tx: mpsc::Sender<(usize, Result<Read>)>,
 ) {
-    let context = format!("reading {}.{}", query.database, query.collection);
-    let opened = async {
-        let filter = filter?;
-        let client = query.source.client().await?;
-        let coll = client.database(&query.database).collection::<RawDocumentBuf>(&query.collection);
-        let options = FindOptions::builder()
-            .sort(doc! { "_id": 1 })
-            .projection(query.projection.clone())
-            .build();
-        coll.find(filter)
-            .with_options(options)
-            .batch()
-            .await
-            .map_err(|e| query.source.unreachable(&context, e))
+    let opened = match request {
+        Ok(request) => {
+            let cursor = request.cursor(&source, Some(doc! { "_id": 1 })).await;
+            cursor.map(|cursor| (request.context(), cursor))
+        }
+        Err(err) => Err(err),
     };
-    let mut cursor = match opened.await {
-        Ok(cursor) => cursor,
+    let (context, mut cursor) = match opened {
+        Ok(opened) => opened,
         Err(err) => {
             let _ = tx.send((index, Err(err))).await;
             return;
