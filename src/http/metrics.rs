@@ -12,15 +12,16 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use crate::sync::status::{COMMIT_BUCKETS, Registry, SyncPhase, SyncStatus};
 
 /// Every phase a sync can be in, for `misql_sync_phase`.
-const PHASES: [SyncPhase; 8] = [
+const PHASES: [SyncPhase; 9] = [
     SyncPhase::Starting,
-    SyncPhase::Snapshot,
+    SyncPhase::Copying,
     SyncPhase::Streaming,
     SyncPhase::Retrying,
     SyncPhase::Failed,
     SyncPhase::Stopped,
     SyncPhase::Standby,
     SyncPhase::Dropped,
+    SyncPhase::Copied,
 ];
 
 /// A counter per sync: name (without `_total`), help, value.

@@ -114,11 +114,12 @@ pub fn readiness(registry: &Registry) -> (bool, String) {
         let why = match status.phase {
             // A sync stopped on purpose (STOP SYNC), or standing by for another process's
             // lease, does not make the process unready.
-            SyncPhase::Snapshot
+            SyncPhase::Copying
             | SyncPhase::Streaming
             | SyncPhase::Stopped
             | SyncPhase::Standby
-            | SyncPhase::Dropped => None,
+            | SyncPhase::Dropped
+            | SyncPhase::Copied => None,
             SyncPhase::Retrying => status
                 .retrying_since
                 .and_then(|since| now.duration_since(since).ok())

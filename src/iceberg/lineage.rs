@@ -17,6 +17,18 @@ pub fn snapshot_property(table: &Table, key: &str) -> Option<String> {
     main_lineage(table.metadata()).find_map(|s| s.summary().additional_properties.get(key).cloned())
 }
 
+/// The summary properties of the newest snapshot of the main branch that has `key` (walking
+/// back past snapshots other writers made): everything a writer put there is read from that one
+/// summary, never a key from one commit and another key from an older one.
+pub fn newest_summary_with<'a>(
+    table: &'a Table,
+    key: &str,
+) -> Option<&'a std::collections::HashMap<String, String>> {
+    main_lineage(table.metadata())
+        .map(|s| &s.summary().additional_properties)
+        .find(|properties| properties.contains_key(key))
+}
+
 /// The snapshots of the main branch committed after `since` (newest first); `None` when the
 /// main branch no longer descends from it. `since = None` means from the beginning.
 pub fn committed_since(metadata: &TableMetadata, since: Option<i64>) -> Option<Vec<&SnapshotRef>> {

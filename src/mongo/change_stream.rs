@@ -88,8 +88,10 @@ pub async fn cluster_time(source: &MongoSource) -> Option<Timestamp> {
 pub enum Read {
     /// An event, and the stream's resume token right after it.
     Event(Box<Event>, Option<ResumeToken>),
-    /// No event for now, and the stream's resume token (an idle stream's token moves too).
-    Idle(Option<ResumeToken>),
+    /// No event for now, and the stream's resume token (an idle stream's token moves too). The
+    /// instant is when the empty read was asked for: every change committed before then has
+    /// been handed over (a copy's chunk read at a cluster time known before it may be merged).
+    Idle(Option<ResumeToken>, std::time::Instant),
     /// The stream failed; nothing follows.
     Failed(mongodb::error::Error),
 }
@@ -119,6 +121,7 @@ impl Reader {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         let task = tokio::spawn(async move {
             loop {
+                let asked = std::time::Instant::now();
                 let read = match stream.next_if_any().await {
                     Ok(Some(event)) => {
                         tracing::trace!("change stream: {:?} event", event.operation_type);
@@ -126,7 +129,7 @@ impl Reader {
                     }
                     Ok(None) => {
                         tracing::trace!("change stream: nothing new");
-                        Read::Idle(stream.resume_token())
+                        Read::Idle(stream.resume_token(), asked)
                     }
                     Err(err) => Read::Failed(err),
                 };

@@ -2,6 +2,7 @@
 
 pub mod bson_arrow;
 pub mod change_stream;
+pub mod chunk;
 pub mod client;
 pub mod decimal;
 pub mod ext_json;

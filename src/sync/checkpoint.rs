@@ -30,6 +30,10 @@ pub const RESUME_TOKEN: &str = "misql.resume-token";
 /// Summary key: a cluster time at or before the resume token (`seconds,increment`): where a
 /// database sync's one stream must start for this table.
 pub const RESUME_TIME: &str = "misql.resume-cluster-time";
+/// Summary key: a re-copy in progress over existing rows: the table's last sequence number when
+/// it began (rows in data files of that sequence number or older that the re-copy did not
+/// write again are deleted at its end).
+pub const RECOPY_AFTER: &str = "misql.recopy-after-sequence";
 /// Summary key: rows copied by the snapshot so far.
 pub const ROWS: &str = "misql.snapshot-rows";
 
@@ -87,6 +91,8 @@ pub struct Checkpoint {
     pub rows: u64,
     /// A cluster time at or before the resume token, when known.
     pub resume_time: Option<bson::Timestamp>,
+    /// While re-copying over existing rows: the table's last sequence number when it began.
+    pub recopy_after: Option<i64>,
 }
 
 impl Checkpoint {
@@ -119,6 +125,9 @@ impl Checkpoint {
         if let Some(time) = self.resume_time {
             props.insert(RESUME_TIME.to_string(), format!("{},{}", time.time, time.increment));
         }
+        if let Some(sequence) = self.recopy_after {
+            props.insert(RECOPY_AFTER.to_string(), sequence.to_string());
+        }
         props
     }
 
@@ -131,10 +140,20 @@ impl Checkpoint {
             && self.phase == other.phase
             && self.resume_token == other.resume_token
             && (self.phase == Phase::Streaming || self.ranges == other.ranges)
+            && self.recopy_after == other.recopy_after
     }
 
-    /// Reads a checkpoint back from snapshot-summary properties; `None` when the snapshot was not
-    /// written by a sync.
+    /// The checkpoint of `table`: read whole from the summary of the newest snapshot a sync
+    /// wrote (other writers' snapshots are passed over); `None` when no sync wrote it.
+    pub fn of_table(table: &iceberg::table::Table) -> Result<Option<Self>> {
+        match crate::iceberg::lineage::newest_summary_with(table, SYNC) {
+            Some(summary) => Self::from_properties(|key| summary.get(key).cloned()),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads a checkpoint back from one snapshot's summary properties; `None` when the snapshot
+    /// was not written by a sync.
     pub fn from_properties(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
         let Some(sync) = get(SYNC) else { return Ok(None) };
         let phase = match get(PHASE).as_deref() {
@@ -166,6 +185,12 @@ impl Checkpoint {
                     increment: increment.parse().ok()?,
                 })
             }),
+            recopy_after: match get(RECOPY_AFTER) {
+                Some(text) if phase == Phase::Snapshot => Some(
+                    text.parse().map_err(|_| corrupt(&format!("re-copy sequence {text:?}")))?,
+                ),
+                _ => None,
+            },
         }))
     }
 }

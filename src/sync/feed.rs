@@ -33,7 +33,7 @@ impl Position {
 pub struct Feed {
     router: Arc<Router>,
     collection: String,
-    /// Where the collection's snapshot starts (the stream position taken before it).
+    /// Where the collection's stream starts when its table has no checkpoint.
     pub start: Position,
     /// The events routed to the collection since `start`, taken by the first stream phase.
     first: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::mongo::change_stream::Read>>>,
@@ -48,6 +48,12 @@ impl Feed {
         events: tokio::sync::mpsc::UnboundedReceiver<crate::mongo::change_stream::Read>,
     ) -> Self {
         Self { router, collection: collection.to_string(), start, first: Mutex::new(Some(events)) }
+    }
+
+    /// Where the database stream has got to (its start when not opened yet): a re-copy follows
+    /// the stream from there.
+    pub fn now(&self) -> Position {
+        self.router.position().unwrap_or_else(|| self.start.clone())
     }
 
     /// The events after `from` (the sync's checkpoint): the ones routed since the start, the

@@ -1,20 +1,20 @@
 //! A sync: its plan (SELECT → compiled projection, key, target schema), its target table, and
-//! the phases that fill it. The snapshot phase is here; the change-stream phase builds on the
-//! checkpoint it leaves.
+//! the loop that fills it: the change stream followed from the first second, with a copy of the
+//! collection beside it while one is needed ([`follow`], [`copy`]).
 
 pub mod checkpoint;
+pub mod copy;
 pub mod database;
 pub mod dead_letter;
 pub mod evolve;
 pub mod feed;
+pub mod follow;
 pub mod lease;
 pub mod maintain;
 pub mod plan;
 pub mod progress;
 pub mod sink;
-pub mod snapshot;
 pub mod status;
-pub mod stream;
 pub mod target;
 
 use std::sync::{Arc, RwLock};
@@ -27,7 +27,8 @@ use crate::iceberg::catalog::IcebergConnection;
 use crate::mongo::client::MongoSource;
 use crate::sql::CreateSync;
 use crate::{Error, ErrorKind, Result};
-use checkpoint::Phase;
+use checkpoint::{Checkpoint, Phase};
+use copy::CopyStart;
 use plan::SyncPlan;
 use status::{Registry, SyncPhase, SyncStatus};
 
@@ -84,15 +85,17 @@ impl Sync {
         self.registry.update(&self.name, change);
     }
 
-    /// Runs the sync: opens (or creates) the target, copies what its checkpoint says is
-    /// missing, then follows the change stream — until it has no more events with `drain`
-    /// (`--once`), or until an error otherwise.
+    /// Runs the sync: opens (or creates) the target, then follows the change stream with a copy
+    /// beside it while its checkpoint says one is missing — until the copy is complete and the
+    /// stream has no more events with `drain` (`--once`), or until an error otherwise. A stream
+    /// that cannot continue (history lost, collection dropped) is opened again from now with a
+    /// re-copy beside it.
     pub async fn run(&self, drain: bool) -> Result<()> {
         self.status(|s| s.enter(SyncPhase::Starting));
         if self.plan().evolving {
             evolve::leave_out_untyped(self).await?;
         }
-        let (mut table, mut checkpoint) =
+        let (mut table, checkpoint) =
             target::prepare(&self.connection, &self.create, &self.plan()).await?;
         if drain {
             lease::check(self, &table)?;
@@ -109,25 +112,11 @@ impl Sync {
                 self.name
             );
         }
-        if checkpoint.as_ref().is_none_or(|c| c.phase == Phase::Snapshot) {
-            self.status(|s| s.enter(SyncPhase::Snapshot));
-            table = snapshot::run(self, table, checkpoint.take()).await?;
-            if self.stop.is_cancelled() {
-                return Ok(());
-            }
-            checkpoint = sink::checkpoint_of(&table)?;
-        } else {
-            let rows = checkpoint.as_ref().map_or(0, |c| c.rows);
-            self.status(|s| s.rows_copied = rows);
-            tracing::info!("sync {}: snapshot already complete", self.name);
-        }
-        let mut checkpoint = checkpoint.ok_or_else(|| {
-            Error::plan(format!("sync {}: the snapshot left no checkpoint", self.name))
-        })?;
+        let Some(mut start) = self.start_of(checkpoint.as_ref()) else { return Ok(()) };
         loop {
-            match stream::run(self, table, checkpoint, drain).await? {
-                stream::StreamEnd::Drained | stream::StreamEnd::Stopped => return Ok(()),
-                stream::StreamEnd::Dropped(reason) => {
+            match follow::run(self, table, start, drain).await? {
+                follow::End::Drained | follow::End::Stopped => return Ok(()),
+                follow::End::Dropped(reason) => {
                     tracing::warn!("sync {}: {reason}; its table is kept", self.name);
                     self.status(|s| {
                         s.enter(SyncPhase::Dropped);
@@ -135,26 +124,62 @@ impl Sync {
                     });
                     return Ok(());
                 }
-                stream::StreamEnd::Resnapshot(reason) => {
+                follow::End::Unfollowed(reason) => {
+                    self.status(|s| {
+                        s.enter(SyncPhase::Copied);
+                        s.last_error = Some(reason);
+                    });
+                    return Ok(());
+                }
+                follow::End::Recopy(reason) => {
                     tracing::warn!("sync {}: {reason}; copying the collection again", self.name);
                     self.status(|s| {
-                        s.enter(SyncPhase::Snapshot);
-                        s.last_error = Some(format!("{reason}; copied the collection again"));
+                        s.recopies += 1;
+                        s.last_error = Some(format!("{reason}; copying the collection again"));
                     });
-                    let current = self.load_table().await?;
-                    table = snapshot::replace(self, current).await?;
-                    if self.stop.is_cancelled() {
-                        return Ok(());
-                    }
-                    checkpoint = sink::checkpoint_of(&table)?.ok_or_else(|| {
-                        Error::plan(format!(
-                            "sync {}: no checkpoint after copying again",
-                            self.name
-                        ))
-                    })?;
-                    self.status(|s| s.enter(SyncPhase::Streaming));
+                    table = self.load_table().await?;
+                    start = self.recopy_start(&table);
                 }
             }
+        }
+    }
+
+    /// Where a run starts from the table's checkpoint: a new table is copied beside a stream
+    /// opened now; a copy in progress (or a table of the earlier copy-then-follow design, whose
+    /// token was taken before its copy) continues its ranges beside the stream from its token;
+    /// a complete copy just follows. `None`: the table was copied where there was no change
+    /// stream, and nothing more is to be done.
+    fn start_of(&self, checkpoint: Option<&Checkpoint>) -> Option<follow::Start> {
+        let Some(checkpoint) = checkpoint else {
+            return Some(follow::Start { position: None, copy: Some(CopyStart::default()) });
+        };
+        let position = checkpoint
+            .resume_token
+            .clone()
+            .map(|token| feed::Position { token, time: checkpoint.resume_time });
+        if checkpoint.phase == Phase::Streaming {
+            let rows = checkpoint.rows;
+            self.status(|s| s.rows_copied = rows);
+            if position.is_none() {
+                tracing::warn!("sync {}: no resume token; changes are not followed", self.name);
+                self.status(|s| s.enter(SyncPhase::Copied));
+                return None;
+            }
+        }
+        let copy = (checkpoint.phase == Phase::Snapshot).then(|| CopyStart {
+            ranges: checkpoint.ranges.clone(),
+            recopy_after: checkpoint.recopy_after,
+            rows: checkpoint.rows,
+        });
+        Some(follow::Start { position, copy })
+    }
+
+    /// A re-copy of the collection over `table`, beside a stream from now.
+    fn recopy_start(&self, table: &iceberg::table::Table) -> follow::Start {
+        let after = table.metadata().last_sequence_number();
+        follow::Start {
+            position: self.feed.as_ref().map(feed::Feed::now),
+            copy: Some(CopyStart { ranges: Vec::new(), recopy_after: Some(after), rows: 0 }),
         }
     }
 
@@ -260,35 +285,5 @@ impl Sync {
             .load_table(&self.target)
             .await
             .map_err(|e| Error::iceberg(format!("loading {}", self.create.target), e))
-    }
-
-    /// Where the change stream is at this moment, taken before the snapshot starts so no
-    /// change made during the snapshot is missed later: the database stream's position the
-    /// database sync chose, or the collection stream's resume token with the cluster time just
-    /// before it. `None` (with a warning) when the deployment has no change streams.
-    pub async fn start_position(&self) -> Result<Option<feed::Position>> {
-        if let Some(feed) = &self.feed {
-            return Ok(Some(feed.start.clone()));
-        }
-        let time = crate::mongo::change_stream::cluster_time(&self.source).await;
-        let client = self.source.client().await?;
-        let coll = client.database(&self.database).collection::<bson::Document>(&self.collection);
-        let mut stream = match coll.watch().await {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::warn!(
-                    "sync {}: no change stream ({}); only the snapshot is copied",
-                    self.name,
-                    crate::error::mongo_reason(&err)
-                );
-                return Ok(None);
-            }
-        };
-        if stream.resume_token().is_none() {
-            let _ = stream.next_if_any().await;
-        }
-        let Some(token) = stream.resume_token() else { return Ok(None) };
-        let token = crate::mongo::change_stream::token_to_raw(&token)?;
-        Ok(Some(feed::Position { token, time }))
     }
 }

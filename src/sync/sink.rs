@@ -21,7 +21,6 @@ use super::{Sync, lease};
 use crate::failpoint::failpoint;
 use crate::iceberg::commit::{Change, Guard, commit};
 use crate::iceberg::key_index::RowLocation;
-use crate::iceberg::lineage::snapshot_property;
 use crate::iceberg::position_delete::write_position_deletes;
 use crate::iceberg::writer::{TableWriter, WriteOptions};
 use crate::mongo::bson_arrow::{BatchBuilder, document_id};
@@ -345,7 +344,7 @@ impl<'a> Sink<'a> {
 
 /// The checkpoint `table` has, if a sync wrote it.
 pub fn checkpoint_of(table: &Table) -> Result<Option<Checkpoint>> {
-    Checkpoint::from_properties(|k| snapshot_property(table, k))
+    Checkpoint::of_table(table)
 }
 
 /// The key column must never be null: Iceberg's identifier field is required.

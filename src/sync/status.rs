@@ -12,8 +12,8 @@ pub enum SyncPhase {
     /// Planned, opening its target.
     #[default]
     Starting,
-    /// Copying the collection.
-    Snapshot,
+    /// Copying the collection while following its change stream.
+    Copying,
     /// Following the change stream.
     Streaming,
     /// Waiting to try again after a transient error (see `last_error`).
@@ -26,19 +26,22 @@ pub enum SyncPhase {
     Standby,
     /// The collection of a database sync was dropped or renamed; its table is kept.
     Dropped,
+    /// Copied once on a deployment without change streams; nothing follows.
+    Copied,
 }
 
 impl fmt::Display for SyncPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             SyncPhase::Starting => "starting",
-            SyncPhase::Snapshot => "snapshot",
+            SyncPhase::Copying => "copying+streaming",
             SyncPhase::Streaming => "streaming",
             SyncPhase::Retrying => "retrying",
             SyncPhase::Failed => "failed",
             SyncPhase::Stopped => "stopped",
             SyncPhase::Standby => "standby",
             SyncPhase::Dropped => "dropped",
+            SyncPhase::Copied => "copied (no change stream)",
         })
     }
 }
@@ -74,6 +77,8 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// Retries after transient errors (and after another writer's commit) in this run.
     pub retries: u64,
+    /// Copies of the collection made again because the stream could not continue.
+    pub recopies: u64,
     /// Compactions the sync made of its own table in this run.
     pub compactions: u64,
     /// Snapshots the sync expired in this run.
@@ -96,6 +101,9 @@ pub struct SyncStatus {
     pub key_index_bytes: u64,
     /// The collection's estimated document count when the snapshot started.
     pub snapshot_rows_estimated: u64,
+    /// Keys the stream changed that the copy remembers (so that an older copied row does not
+    /// overwrite them).
+    pub copy_keys_remembered: u64,
     /// How long commits took.
     pub commit_seconds: Histogram,
 }

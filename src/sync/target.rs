@@ -11,7 +11,6 @@ use super::checkpoint::Checkpoint;
 use super::plan::SyncPlan;
 use crate::iceberg::catalog::IcebergConnection;
 use crate::iceberg::commit::{Change, DELETE_AFTER_COMMIT_PROPERTY, commit};
-use crate::iceberg::lineage::snapshot_property;
 use crate::iceberg::schema::{check_compatible, iceberg_schema};
 use crate::iceberg::table::create_table;
 use crate::sql::{CreateSync, SyncOption, Transform};
@@ -60,7 +59,7 @@ pub async fn prepare(
             check_compatible(&name, table.metadata().current_schema(), &wanted)
                 .map_err(|e| with_replace_hint(e, create))?;
         }
-        let checkpoint = Checkpoint::from_properties(|key| snapshot_property(&table, key))?;
+        let checkpoint = Checkpoint::of_table(&table)?;
         check_checkpoint(create, plan, &name, checkpoint.as_ref())?;
         let table = apply_write_options(conn, create, table).await?;
         return Ok((table, checkpoint));

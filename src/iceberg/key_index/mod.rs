@@ -428,6 +428,25 @@ impl KeyIndex {
         Some(location)
     }
 
+    /// Removes every key whose live row is in one of the data files at `paths`; returns where
+    /// those rows are (a re-copy deletes the rows it did not find again).
+    pub fn remove_in_files(&mut self, paths: &std::collections::HashSet<String>) -> Vec<RowLocation> {
+        let slots: std::collections::HashSet<u32> =
+            paths.iter().filter_map(|path| self.by_path.get(path.as_str()).copied()).collect();
+        if slots.is_empty() {
+            return Vec::new();
+        }
+        let doomed = |slot: Slot| slots.contains(&slot.file);
+        let mut removed = self.object_ids.remove_where(doomed);
+        removed.extend(self.longs.remove_where(doomed));
+        removed.extend(self.strings.remove_where(doomed));
+        let locations = removed.iter().map(|&slot| self.location(slot)).collect();
+        for slot in removed {
+            self.forget(slot);
+        }
+        locations
+    }
+
     /// Where the live row with `key` (in its string form) is, or `None`.
     pub fn get(&self, key: &str) -> Option<RowLocation> {
         let slot = match Key::of_str(key) {

@@ -157,6 +157,31 @@ impl<K: StoredKey> Tier<K> {
         Some(slot)
     }
 
+    /// Removes every live key whose slot `doomed` picks; returns their slots.
+    pub(super) fn remove_where(&mut self, mut doomed: impl FnMut(Slot) -> bool) -> Vec<Slot> {
+        let mut removed = Vec::new();
+        for (_, slot) in &mut self.sorted {
+            if slot.is_live() && doomed(*slot) {
+                removed.push(std::mem::replace(slot, Slot::DEAD));
+                self.dead += 1;
+            }
+        }
+        let mut freed = 0;
+        self.recent.retain(|key, slot| {
+            let keep = !doomed(*slot);
+            if !keep {
+                removed.push(*slot);
+                freed += key.heap();
+            }
+            keep
+        });
+        self.key_heap -= freed;
+        if self.dead > MIN_DEAD.max(self.sorted.len() / DEAD_FRACTION) {
+            self.drop_dead();
+        }
+        removed
+    }
+
     /// Room for `additional` more keys appended by [`Self::push`].
     pub(super) fn reserve(&mut self, additional: usize) {
         self.sorted.reserve_exact(additional);

@@ -77,6 +77,11 @@ impl Router {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Where the stream has got to, if it has been opened.
+    pub fn position(&self) -> Option<Position> {
+        self.state().at.clone()
+    }
+
     /// The events of `collection` from now on; with `from`, the stream goes back there first
     /// when it is past it.
     pub fn subscribe(&self, collection: &str, from: Option<Position>) -> UnboundedReceiver<Read> {
@@ -145,13 +150,13 @@ impl Router {
     /// Hands one read to the syncs it concerns.
     fn route(&self, read: Read) {
         match read {
-            Read::Idle(token) => {
+            Read::Idle(token, asked) => {
                 if let Some(token) = token.as_ref().and_then(|t| token_to_raw(t).ok()) {
                     let mut state = self.state();
                     let time = state.at.as_ref().and_then(|at| at.time);
                     state.at = Some(Position { token, time });
                 }
-                self.broadcast(Read::Idle(token));
+                self.broadcast(Read::Idle(token, asked));
             }
             Read::Event(event, token) => {
                 let before = self.state().at.clone();
@@ -220,7 +225,7 @@ impl Router {
         let state = self.state();
         for tx in state.subscribers.values() {
             let copy = match &read {
-                Read::Idle(token) => Read::Idle(token.clone()),
+                Read::Idle(token, asked) => Read::Idle(token.clone(), *asked),
                 Read::Event(event, token) => match copy_event(event) {
                     Some(event) => Read::Event(Box::new(event), token.clone()),
                     None => continue,

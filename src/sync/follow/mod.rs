@@ -1,0 +1,475 @@
+//! The follow loop: the change stream is read from the first second of a sync, and a copy of
+//! the collection (a new sync's, or a re-copy's) runs beside it ([`crate::sync::copy`]). Each
+//! round reads a batch — change events, last change per key wins, and the chunks of the copy
+//! the stream has passed — then commits it: new data files plus position deletes for the rows
+//! they replace, in one snapshot with the checkpoint (the stream's token and every range's
+//! mark). Nothing is applied twice and nothing is lost: the token and the marks move only with
+//! the data they cover.
+
+mod apply;
+mod changes;
+
+use std::time::{Duration, Instant};
+
+use bson::{RawDocumentBuf, Timestamp};
+use iceberg::table::Table;
+
+use super::Sync;
+use super::checkpoint::{Checkpoint, Phase};
+use super::copy::merge::StreamPosition;
+use super::copy::{Copy, CopyStart};
+use super::feed::Position;
+use super::sink::Sink;
+use super::status::SyncPhase;
+use crate::iceberg::key_index::KeyIndex;
+use crate::iceberg::live::live_entries;
+use crate::mongo::change_stream::{
+    Read, Reader, SILENT_LIMIT, cluster_time, token_to_raw, watch,
+};
+use crate::{Error, Result};
+use apply::{apply, between_batches, reindex_if_moved, system_time};
+use changes::{Changes, Effect, add, is_change};
+
+/// Why the follow loop ended.
+#[derive(Debug)]
+pub enum End {
+    /// Everything up to the start of the run is copied and applied (`--once`).
+    Drained,
+    /// The sync was stopped; what it had read is committed.
+    Stopped,
+    /// The collection of a database sync was dropped or renamed: its table is kept as it is.
+    Dropped(String),
+    /// The stream cannot continue from its position (history lost, collection dropped or
+    /// renamed): the collection is copied again under a new stream.
+    Recopy(String),
+    /// The deployment has no change streams: the copy is complete and nothing follows.
+    Unfollowed(String),
+}
+
+/// Where a run starts.
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    /// The stream's position; `None`: from now.
+    pub position: Option<Position>,
+    /// The copy to make beside the stream, if any.
+    pub copy: Option<CopyStart>,
+}
+
+/// Server error codes meaning the resume point is gone: ChangeStreamHistoryLost,
+/// ChangeStreamFatalError, InvalidResumeToken.
+const HISTORY_LOST: [i32; 3] = [286, 280, 260];
+
+/// Server error codes meaning the deployment has no change streams at all: a standalone server
+/// (40573), a server that does not know the stage (40324), or the command (59, 115).
+const NO_CHANGE_STREAMS: [i32; 4] = [40573, 40324, 59, 115];
+
+fn command_code(err: &mongodb::error::Error) -> Option<i32> {
+    match err.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(command) => Some(command.code),
+        _ => None,
+    }
+}
+
+/// Whether `err` says the change stream cannot be resumed from its token.
+fn history_lost(err: &mongodb::error::Error) -> bool {
+    command_code(err).is_some_and(|code| HISTORY_LOST.contains(&code))
+}
+
+/// Why the resume point is gone, for the log and the status.
+fn lost(err: &mongodb::error::Error) -> String {
+    format!(
+        "the change stream cannot resume from the saved position ({})",
+        crate::error::mongo_reason(err)
+    )
+}
+
+/// The reads of the stream: a change stream, or none on a deployment without them.
+enum Stream {
+    Reading(Reader),
+    Unfollowed(String),
+}
+
+/// Follows the stream from `start.position`, copying `start.copy` beside it. With `drain`,
+/// returns once the copy is complete and every change made before the run began is applied
+/// (at the first event after the cluster time at the start, or when the stream is idle);
+/// otherwise runs until stopped, an error, or a stream that cannot continue.
+pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result<End> {
+    // A database sync's collection ends its drain when the database stream is idle.
+    let stop_after =
+        if drain && sync.feed.is_none() { cluster_time(&sync.source).await } else { None };
+    let index = KeyIndex::build(&table, &sync.plan().key).await?;
+    let index_bytes = index.heap_bytes() as u64;
+    sync.status(|s| s.key_index_bytes = index_bytes);
+    let (stream, token, time) = match open(sync, start.position.as_ref()).await? {
+        Ok(opened) => opened,
+        Err(end) => return Ok(end),
+    };
+    let copy = match start.copy {
+        Some(copy) => Some(Copy::start(sync, copy).await?),
+        None => None,
+    };
+    let mut follower = Follower {
+        // A database stream may start before this table's checkpoint (another table needed
+        // it): the events before it are already in the table.
+        skip_before: sync.feed.as_ref().and(start.position.as_ref().and_then(|p| p.time)),
+        sink: Sink::new(sync, table)?,
+        sync,
+        index,
+        stream,
+        copy,
+        position: StreamPosition::default(),
+        saved_token: start.position.map(|p| p.token),
+        read_token: token,
+        saved_time: time,
+        last_commit: Instant::now(),
+        last_heard: Instant::now(),
+    };
+    follower.enter_phase();
+    loop {
+        let batch = follower.read_batch(drain, stop_after).await?;
+        if let Some(end) = follower.commit_batch(batch, drain).await? {
+            return Ok(end);
+        }
+    }
+}
+
+/// Opens the stream at `from` (from now when `None`); with the token it starts at, when known,
+/// and a cluster time at or before it. `Err(end)` when it cannot be resumed there.
+async fn open(
+    sync: &Sync,
+    from: Option<&Position>,
+) -> Result<Result<(Stream, Option<RawDocumentBuf>, Option<Timestamp>), End>> {
+    if let Some(feed) = &sync.feed {
+        let from = from.cloned().unwrap_or_else(|| feed.start.clone());
+        let time = from.time;
+        return Ok(Ok((Stream::Reading(feed.reader(from)), None, time)));
+    }
+    let time = match from {
+        Some(from) => from.time,
+        None => cluster_time(&sync.source).await,
+    };
+    let token = from.map(|p| &p.token);
+    match watch(&sync.source, &sync.database, &sync.collection, token).await {
+        Ok(stream) => {
+            let first = stream.resume_token().map(|t| token_to_raw(&t)).transpose()?;
+            Ok(Ok((Stream::Reading(Reader::spawn(stream)), first, time)))
+        }
+        Err(err) if history_lost(&err) => Ok(Err(End::Recopy(lost(&err)))),
+        Err(err) if command_code(&err).is_some_and(|c| NO_CHANGE_STREAMS.contains(&c)) => {
+            let reason = format!(
+                "the deployment has no change streams ({}): the collection is copied once and \
+                 changes are not followed",
+                crate::error::mongo_reason(&err)
+            );
+            tracing::warn!("sync {}: {reason}", sync.name);
+            Ok(Ok((Stream::Unfollowed(reason), None, time)))
+        }
+        Err(err) => Err(sync.source.unreachable("opening the change stream", err)),
+    }
+}
+
+/// One round's reads.
+#[derive(Default)]
+struct Batch {
+    changes: Changes,
+    /// Stopped while reading.
+    stopping: bool,
+    /// Everything up to now was read (an idle answer, or an event after the drain's end).
+    caught_up: bool,
+    /// The stream ended with this.
+    ended: Option<End>,
+}
+
+/// What a read means for the batch being read.
+enum Flow {
+    Continue,
+    Break,
+}
+
+/// The state of a running follow loop.
+struct Follower<'a> {
+    sync: &'a Sync,
+    sink: Sink<'a>,
+    index: KeyIndex,
+    stream: Stream,
+    copy: Option<Copy>,
+    position: StreamPosition,
+    /// The token of the last commit.
+    saved_token: Option<RawDocumentBuf>,
+    /// The token after the last read.
+    read_token: Option<RawDocumentBuf>,
+    /// A cluster time at or before the saved token.
+    saved_time: Option<Timestamp>,
+    skip_before: Option<Timestamp>,
+    last_commit: Instant,
+    last_heard: Instant,
+}
+
+impl Follower<'_> {
+    fn enter_phase(&self) {
+        let phase = if self.copy.is_some() { SyncPhase::Copying } else { SyncPhase::Streaming };
+        self.sync.status(|s| s.enter(phase));
+    }
+
+    /// Reads change events and copied chunks until the batch is full, `flush_interval` has
+    /// passed, the stream ends or the sync stops.
+    async fn read_batch(&mut self, drain: bool, stop_after: Option<Timestamp>) -> Result<Batch> {
+        let options = &self.sync.create.options;
+        let mut batch = Batch::default();
+        let started = Instant::now();
+        while batch.changes.len() < options.max_batch_rows {
+            let Some(left) = options.flush_interval.checked_sub(started.elapsed()) else { break };
+            let reading = self.copy.as_ref().is_some_and(Copy::reading);
+            let flow = tokio::select! {
+                next = next_read(&mut self.stream, left) => {
+                    self.take(next, &mut batch, drain, stop_after)?
+                }
+                received = receive(&mut self.copy, &self.position), if reading => {
+                    received?;
+                    Flow::Continue
+                }
+                _ = self.sync.stop.cancelled() => {
+                    batch.stopping = true;
+                    Flow::Break
+                }
+            };
+            self.merge_chunks(&mut batch.changes);
+            if matches!(flow, Flow::Break) {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Takes one read of the stream into the batch.
+    fn take(
+        &mut self,
+        next: Result<Option<Read>, tokio::time::error::Elapsed>,
+        batch: &mut Batch,
+        drain: bool,
+        stop_after: Option<Timestamp>,
+    ) -> Result<Flow> {
+        if next.is_ok() {
+            self.last_heard = Instant::now();
+        }
+        let read = match next {
+            Err(_elapsed) if self.last_heard.elapsed() >= SILENT_LIMIT => {
+                return Err(stalled(self.sync, self.last_heard.elapsed()));
+            }
+            Err(_elapsed) => return Ok(Flow::Break),
+            Ok(None) => return Err(Error::plan("the change stream reader stopped")),
+            Ok(Some(read)) => read,
+        };
+        match read {
+            Read::Failed(err) if history_lost(&err) => {
+                batch.ended = Some(End::Recopy(lost(&err)));
+                Ok(Flow::Break)
+            }
+            Read::Failed(err) => Err(Error::mongo("reading the change stream", err)),
+            Read::Event(event, token) => {
+                let time = event.cluster_time;
+                if self.skip_before.is_some_and(|t| time.is_some_and(|c| c < t)) {
+                    self.read_token = raw(token)?.or(self.read_token.take());
+                    return Ok(Flow::Continue);
+                }
+                let first = batch.changes.is_empty();
+                match add(self.sync, &mut batch.changes, &event)? {
+                    Effect::Ends(reason) => {
+                        // What came before is applied; the end is read again after a restart.
+                        batch.ended = Some(match self.sync.feed {
+                            Some(_) => End::Dropped(reason),
+                            None => End::Recopy(reason),
+                        });
+                        return Ok(Flow::Break);
+                    }
+                    Effect::Changed(id) => {
+                        if first {
+                            let read = time.map(system_time);
+                            self.sync.status(|s| {
+                                s.pending_since = read.or(Some(std::time::SystemTime::now()))
+                            });
+                        }
+                        if let Some(copy) = &mut self.copy {
+                            copy.changed(&id, time);
+                        }
+                    }
+                    Effect::Nothing => {}
+                }
+                self.read_token = raw(token)?.or(self.read_token.take());
+                self.position.read_change(time);
+                self.sync.status(|s| s.caught_up = !is_change(&event));
+                if stop_after.is_some_and(|t| time.is_some_and(|c| c > t)) {
+                    batch.caught_up = true; // everything before the start is in this batch
+                    return Ok(Flow::Break);
+                }
+                Ok(Flow::Continue)
+            }
+            Read::Idle(token, asked) => {
+                self.read_token = raw(token)?.or(self.read_token.take());
+                self.position.read_idle(asked);
+                self.sync.status(|s| s.caught_up = true);
+                batch.caught_up = true;
+                Ok(if drain || !batch.changes.is_empty() { Flow::Break } else { Flow::Continue })
+            }
+        }
+    }
+
+    /// Merges the copied chunks the stream has passed into `changes` (once the stream has a
+    /// position to commit them with).
+    fn merge_chunks(&mut self, changes: &mut Changes) {
+        let unfollowed = matches!(self.stream, Stream::Unfollowed(_));
+        if self.read_token.is_none() && self.saved_token.is_none() && !unfollowed {
+            return;
+        }
+        let Some(copy) = &mut self.copy else { return };
+        let passed = if unfollowed { StreamPosition::finished() } else { self.position };
+        copy.merge_ready(&passed, |id, doc| changes.set(id, Some(doc)));
+    }
+
+    /// Commits the batch (or, on an idle stream, the token now and then); then maintenance.
+    /// Returns how the loop ends, if it does.
+    async fn commit_batch(&mut self, batch: Batch, drain: bool) -> Result<Option<End>> {
+        let token = self.read_token.clone().or_else(|| self.saved_token.clone());
+        let finished = self.copy.as_ref().is_some_and(Copy::done);
+        let mut committed = false;
+        if !batch.changes.is_empty() || finished {
+            if finished {
+                self.sweep_recopy().await?;
+            }
+            self.saved_time = batch.changes.latest.or(self.saved_time);
+            let checkpoint = self.checkpoint(token.as_ref(), finished);
+            apply(self.sync, &mut self.sink, &mut self.index, batch.changes, &checkpoint).await?;
+            self.saved_token = token;
+            self.last_commit = Instant::now();
+            committed = true;
+            if finished && let Some(copy) = self.copy.take() {
+                copy.finish();
+                self.enter_phase();
+            }
+            if let Some(copy) = &self.copy {
+                let (rows, remembered) = (copy.rows(), copy.remembered() as u64);
+                self.sync.status(|s| {
+                    s.rows_copied = rows;
+                    s.copy_keys_remembered = remembered;
+                });
+            }
+        } else if token != self.saved_token
+            && token.is_some()
+            && !drain
+            && self.last_commit.elapsed() >= self.sync.create.options.flush_interval
+        {
+            // An idle stream still moves its token; save it, but not more often than
+            // flush_interval (and not in a --once run, which must commit nothing when nothing
+            // changed).
+            let since = self.sink.table().metadata().current_snapshot_id();
+            let checkpoint = self.checkpoint(token.as_ref(), false);
+            self.sink.commit(&checkpoint).await?;
+            reindex_if_moved(self.sync, since, None, self.sink.table(), &mut self.index).await?;
+            self.saved_token = token;
+            self.last_commit = Instant::now();
+            committed = true;
+        }
+        let recopying = self.copy.as_ref().is_some_and(|c| c.recopy_after().is_some());
+        between_batches(self.sync, &mut self.sink, &mut self.index, committed, recopying).await?;
+        if let Some(end) = batch.ended {
+            return Ok(Some(end));
+        }
+        if batch.stopping {
+            return Ok(Some(End::Stopped));
+        }
+        if self.copy.is_none()
+            && let Stream::Unfollowed(reason) = &self.stream
+        {
+            return Ok(Some(End::Unfollowed(reason.clone())));
+        }
+        if drain && batch.caught_up && self.copy.is_none() {
+            return Ok(Some(End::Drained));
+        }
+        Ok(None)
+    }
+
+    /// At the end of a re-copy: deletes every row neither a chunk nor the stream wrote since it
+    /// began (in the same commit as the end of the copy).
+    async fn sweep_recopy(&mut self) -> Result<()> {
+        let Some(after) = self.copy.as_ref().and_then(Copy::recopy_after) else { return Ok(()) };
+        let old: std::collections::HashSet<String> = live_entries(self.sink.table())
+            .await?
+            .into_iter()
+            .filter(|live| {
+                live.entry.content_type() == iceberg::spec::DataContentType::Data
+                    && live.entry.sequence_number().is_some_and(|s| s <= after)
+            })
+            .map(|live| live.entry.file_path().to_string())
+            .collect();
+        let gone = self.index.remove_in_files(&old);
+        if !gone.is_empty() {
+            tracing::info!(
+                "sync {}: the re-copy deletes {} row(s) whose documents are gone",
+                self.sync.name,
+                gone.len()
+            );
+        }
+        for location in gone {
+            self.sink.delete(location);
+        }
+        Ok(())
+    }
+
+    /// The checkpoint at `token`; `finished`: the copy is complete with this commit.
+    fn checkpoint(&self, token: Option<&RawDocumentBuf>, finished: bool) -> Checkpoint {
+        let sync = self.sync;
+        let copying = self.copy.as_ref().filter(|_| !finished);
+        let rows = match &self.copy {
+            Some(copy) => copy.rows(),
+            None => sync.registry.all().get(&sync.name).map_or(0, |s| s.rows_copied),
+        };
+        Checkpoint {
+            sync: sync.name.clone(),
+            definition_hash: sync.plan().definition_hash.clone(),
+            phase: if copying.is_some() { Phase::Snapshot } else { Phase::Streaming },
+            ranges: copying.map(|c| c.ranges().to_vec()).unwrap_or_default(),
+            resume_token: token.cloned(),
+            rows,
+            resume_time: self.saved_time,
+            recopy_after: copying.and_then(Copy::recopy_after),
+        }
+    }
+}
+
+/// The next read of the stream, or an elapsed timeout after `left` (pending forever when there
+/// is no stream). Cancel-safe.
+async fn next_read(
+    stream: &mut Stream,
+    left: Duration,
+) -> Result<Option<Read>, tokio::time::error::Elapsed> {
+    match stream {
+        Stream::Reading(reader) => tokio::time::timeout(left, reader.recv()).await,
+        Stream::Unfollowed(_) => tokio::time::timeout(left, std::future::pending()).await,
+    }
+}
+
+/// The copy's next chunk, if a copy reads. Cancel-safe.
+async fn receive(copy: &mut Option<Copy>, position: &StreamPosition) -> Result<()> {
+    match copy {
+        Some(copy) => copy.receive(position).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn raw(token: Option<mongodb::change_stream::event::ResumeToken>) -> Result<Option<RawDocumentBuf>> {
+    token.map(|t| token_to_raw(&t)).transpose()
+}
+
+/// The error for a change stream that gave nothing for `silent`: transient, so the sync opens
+/// it again from its checkpoint.
+fn stalled(sync: &Sync, silent: Duration) -> Error {
+    Error::Unavailable {
+        message: format!(
+            "the change stream of {}.{} gave nothing for {} s (not even an empty answer)",
+            sync.database,
+            sync.collection,
+            silent.as_secs()
+        ),
+        hint: Some("the sync opens it again from its checkpoint".to_string()),
+    }
+}
