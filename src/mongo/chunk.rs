@@ -156,7 +156,8 @@ fn refused_or_failed(
     err: mongodb::error::Error,
 ) -> SnapshotError {
     match err.kind.as_ref() {
-        mongodb::error::ErrorKind::Command(_) | mongodb::error::ErrorKind::InvalidArgument { .. } => {
+        mongodb::error::ErrorKind::Command(_)
+        | mongodb::error::ErrorKind::InvalidArgument { .. } => {
             Refused(crate::error::mongo_reason(&err))
         }
         _ => Failed(source.unreachable(context, err)),

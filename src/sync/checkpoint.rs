@@ -186,9 +186,9 @@ impl Checkpoint {
                 })
             }),
             recopy_after: match get(RECOPY_AFTER) {
-                Some(text) if phase == Phase::Snapshot => Some(
-                    text.parse().map_err(|_| corrupt(&format!("re-copy sequence {text:?}")))?,
-                ),
+                Some(text) if phase == Phase::Snapshot => {
+                    Some(text.parse().map_err(|_| corrupt(&format!("re-copy sequence {text:?}")))?)
+                }
                 _ => None,
             },
         }))

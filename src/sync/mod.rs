@@ -160,6 +160,10 @@ impl Sync {
         if checkpoint.phase == Phase::Streaming {
             let rows = checkpoint.rows;
             self.status(|s| s.rows_copied = rows);
+            tracing::info!(
+                "sync {}: copy already complete; following the change stream",
+                self.name
+            );
             if position.is_none() {
                 tracing::warn!("sync {}: no resume token; changes are not followed", self.name);
                 self.status(|s| s.enter(SyncPhase::Copied));

@@ -29,7 +29,7 @@ async fn stream_changes(dir: &Path, db: &str, seed: u64, batches: usize, changes
         }
         let run = misql_in(dir, &["--once", "-e", &sync_sql(db)]);
         assert!(run.success, "{}", run.stderr);
-        assert!(run.stderr.contains("snapshot already complete"), "{}", run.stderr);
+        assert!(run.stderr.contains("copy already complete"), "{}", run.stderr);
     }
 }
 

@@ -295,7 +295,7 @@ async fn a_standby_takes_over_when_the_active_process_is_killed() {
     while Instant::now() < until {
         crate::sync_stream::change(&coll, &mut rng, &mut next_id).await;
     }
-    wait_for_log(&log_b, "snapshot already complete", Duration::from_secs(30));
+    wait_for_log(&log_b, "copy already complete", Duration::from_secs(30));
     let expected = json_rows(&dir, &preview_sql(&db));
     let until = Instant::now() + Duration::from_secs(60);
     while json_rows(&dir, &synced_sql(&db)) != expected {

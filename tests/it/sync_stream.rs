@@ -397,7 +397,7 @@ async fn once_ends_under_a_steady_stream_of_writes_with_every_earlier_change_app
     // 45 s or until the run ends.
     let mut stderr = BufReader::new(once.stderr.take().unwrap());
     let mut log = String::new();
-    while !log.contains("snapshot already complete") {
+    while !log.contains("copy already complete") {
         assert!(stderr.read_line(&mut log).unwrap() > 0, "misql ended early: {log}");
     }
     let done = Arc::new(AtomicBool::new(false));

@@ -430,7 +430,10 @@ impl KeyIndex {
 
     /// Removes every key whose live row is in one of the data files at `paths`; returns where
     /// those rows are (a re-copy deletes the rows it did not find again).
-    pub fn remove_in_files(&mut self, paths: &std::collections::HashSet<String>) -> Vec<RowLocation> {
+    pub fn remove_in_files(
+        &mut self,
+        paths: &std::collections::HashSet<String>,
+    ) -> Vec<RowLocation> {
         let slots: std::collections::HashSet<u32> =
             paths.iter().filter_map(|path| self.by_path.get(path.as_str()).copied()).collect();
         if slots.is_empty() {

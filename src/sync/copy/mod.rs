@@ -127,7 +127,8 @@ impl Copy {
 
     /// Starts reading the next chunk of `range`; `floor`: the stream's position now.
     fn read_next(&mut self, range: usize, floor: Option<u64>) -> Result<()> {
-        let mark = RangeMark { after: self.read_after[range].clone(), ..self.ranges[range].clone() };
+        let mark =
+            RangeMark { after: self.read_after[range].clone(), ..self.ranges[range].clone() };
         let filter = match mark.range.filter(mark.after.as_ref())? {
             None => self.request.filter.clone(),
             Some(bounds) if self.request.filter.is_empty() => bounds,
@@ -136,9 +137,8 @@ impl Copy {
         let request = FindRequest { filter, ..self.request.clone() };
         let (source, limits, mode) = (self.source.clone(), self.limits, self.mode);
         self.floors[range] = Some(floor.unwrap_or(0));
-        self.reading.spawn(async move {
-            (range, chunk::read(&source, &request, limits, mode).await)
-        });
+        self.reading
+            .spawn(async move { (range, chunk::read(&source, &request, limits, mode).await) });
         Ok(())
     }
 
@@ -175,17 +175,19 @@ impl Copy {
         self.changed.changed(rawdoc! { "_id": id.clone() }.into_bytes(), time);
     }
 
-    /// Merges the chunks the stream has passed, in the order they were read: hands `upsert`
-    /// each row whose key the stream did not change after the chunk's read time, and moves
-    /// the ranges' marks. Returns how many rows were merged.
+    /// Merges the chunks the stream has passed, in the order they were read, while fewer than
+    /// `room` rows were merged: hands `upsert` each row whose key the stream did not change
+    /// after the chunk's read time, and moves the ranges' marks. Returns how many rows were
+    /// merged.
     pub fn merge_ready(
         &mut self,
         position: &StreamPosition,
+        room: usize,
         mut upsert: impl FnMut(RawBson, RawDocumentBuf),
     ) -> u64 {
         let mut merged = 0;
         while let Some(next) = self.pending.front() {
-            if !position.passed(&next.chunk.at) {
+            if !position.passed(&next.chunk.at) || merged >= room as u64 {
                 break;
             }
             let Some(Pending { range, chunk }) = self.pending.pop_front() else { break };

@@ -23,9 +23,7 @@ use super::sink::Sink;
 use super::status::SyncPhase;
 use crate::iceberg::key_index::KeyIndex;
 use crate::iceberg::live::live_entries;
-use crate::mongo::change_stream::{
-    Read, Reader, SILENT_LIMIT, cluster_time, token_to_raw, watch,
-};
+use crate::mongo::change_stream::{Read, Reader, SILENT_LIMIT, cluster_time, token_to_raw, watch};
 use crate::{Error, Result};
 use apply::{apply, between_batches, reindex_if_moved, system_time};
 use changes::{Changes, Effect, add, is_change};
@@ -78,7 +76,7 @@ fn history_lost(err: &mongodb::error::Error) -> bool {
 /// Why the resume point is gone, for the log and the status.
 fn lost(err: &mongodb::error::Error) -> String {
     format!(
-        "the change stream cannot resume from the saved position ({})",
+        "the change stream cannot resume from the saved token ({})",
         crate::error::mongo_reason(err)
     )
 }
@@ -323,7 +321,8 @@ impl Follower<'_> {
         }
         let Some(copy) = &mut self.copy else { return };
         let passed = if unfollowed { StreamPosition::finished() } else { self.position };
-        copy.merge_ready(&passed, |id, doc| changes.set(id, Some(doc)));
+        let room = self.sync.create.options.max_batch_rows.saturating_sub(changes.len());
+        copy.merge_ready(&passed, room, |id, doc| changes.set(id, Some(doc)));
     }
 
     /// Commits the batch (or, on an idle stream, the token now and then); then maintenance.
@@ -339,19 +338,23 @@ impl Follower<'_> {
             self.saved_time = batch.changes.latest.or(self.saved_time);
             let checkpoint = self.checkpoint(token.as_ref(), finished);
             apply(self.sync, &mut self.sink, &mut self.index, batch.changes, &checkpoint).await?;
+            if checkpoint.phase == Phase::Snapshot {
+                crate::failpoint::failpoint("after-snapshot-commit");
+            }
             self.saved_token = token;
             self.last_commit = Instant::now();
             committed = true;
-            if finished && let Some(copy) = self.copy.take() {
-                copy.finish();
-                self.enter_phase();
-            }
             if let Some(copy) = &self.copy {
                 let (rows, remembered) = (copy.rows(), copy.remembered() as u64);
                 self.sync.status(|s| {
                     s.rows_copied = rows;
                     s.copy_keys_remembered = remembered;
                 });
+            }
+            if finished && let Some(copy) = self.copy.take() {
+                copy.finish();
+                self.sync.status(|s| s.copy_keys_remembered = 0);
+                self.enter_phase();
             }
         } else if token != self.saved_token
             && token.is_some()
@@ -456,7 +459,9 @@ async fn receive(copy: &mut Option<Copy>, position: &StreamPosition) -> Result<(
     }
 }
 
-fn raw(token: Option<mongodb::change_stream::event::ResumeToken>) -> Result<Option<RawDocumentBuf>> {
+fn raw(
+    token: Option<mongodb::change_stream::event::ResumeToken>,
+) -> Result<Option<RawDocumentBuf>> {
     token.map(|t| token_to_raw(&t)).transpose()
 }
 
