@@ -5,7 +5,7 @@
 //! - snapshot path: `Sink::add` of ~1 KB order documents in batches of 10,000, a commit with its
 //!   checkpoint every 100,000 (the default `max_batch_rows`), for an explicit SELECT and for
 //!   `SELECT *`;
-//! - stream path: `stream::run` over change events handed to it as a database sync's router
+//! - stream path: `follow::run` over change events handed to it as a database sync's router
 //!   hands them (a `Feed`): every document updated (full document, as `updateLookup` gives it),
 //!   one in ten deleted, in batches of `max_batch_rows`, each batch one commit with position
 //!   deletes through the key index.
@@ -40,7 +40,7 @@ use misql::sync::database::router::Router;
 use misql::sync::feed::{Feed, Position};
 use misql::sync::plan::SyncPlan;
 use misql::sync::sink::Sink;
-use misql::sync::{stream, target};
+use misql::sync::{follow, target};
 
 const BATCH: usize = 10_000;
 const COMMIT_EVERY: usize = 100_000;
@@ -126,6 +126,7 @@ async fn sync_over(docs: &[RawDocumentBuf], select: &str) -> misql::Result<(Sync
         registry: Default::default(),
         maintenance: Default::default(),
         stop: Default::default(),
+        refresh: Default::default(),
         feed: None,
     };
     Ok((sync, dir))
@@ -141,6 +142,7 @@ fn checkpoint(phase: Phase, rows: u64) -> Checkpoint {
         resume_token: Some(token),
         rows,
         resume_time: None,
+        recopy_after: None,
     }
 }
 
@@ -205,15 +207,17 @@ async fn changes(docs: &[RawDocumentBuf], select: &str) -> misql::Result<(usize,
         events += 1;
     }
     let end = bson::deserialize_from_document(doc! { "_data": "end" }).ok();
-    tx.send(Read::Idle(end)).unwrap();
+    tx.send(Read::Idle(end, Instant::now())).unwrap();
     let source = sync.source.clone();
     let (router, _) = Router::new(source, "bench", Box::new(|_| false));
     let start = Position { token: bson::rawdoc! { "_data": "00" }, time: None };
     sync.feed = Some(Feed::new(router, "orders", start, rx));
     sync.create.options.max_batch_rows = COMMIT_EVERY;
     let checkpoint = misql::sync::sink::checkpoint_of(&table)?.unwrap();
+    let token = checkpoint.resume_token.clone().unwrap();
+    let start = follow::Start { position: Some(Position { token, time: None }), copy: None };
     let (wall, cpu) = (Instant::now(), cpu_seconds());
-    stream::run(&sync, table, checkpoint, true).await?;
+    follow::run(&sync, table, start, true).await?;
     let (wall, cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let applied = sync.registry.all().get("bench").map_or(0, |s| s.events_applied);
     assert_eq!(applied, events as u64, "every event applied");

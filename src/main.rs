@@ -30,8 +30,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 
-    /// Run every CREATE SYNC until its snapshot is committed, then exit (instead of running as a
-    /// daemon).
+    /// Run every CREATE SYNC until its collection is copied and every change made before the
+    /// run began is applied, then exit (instead of running as a daemon).
     #[arg(long)]
     once: bool,
 
@@ -53,6 +53,15 @@ struct Args {
     /// (off by default).
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+
+    /// Allow control over --http (POST /syncs/NAME/stop, /start, /refresh) to requests that
+    /// carry `Authorization: Bearer TOKEN`. Without a token, control is off.
+    #[arg(long, env = "MISQL_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
+
+    /// Like --http-token, the token read from FILE (e.g. a mounted secret).
+    #[arg(long, value_name = "FILE", conflicts_with = "http_token")]
+    http_token_file: Option<String>,
 
     /// Log lines on stderr: plain text, or one JSON object per line (each line of a sync names
     /// it). `RUST_LOG` filters them.
@@ -85,7 +94,7 @@ Examples:
   misql -e \"SHOW COLLECTIONS FROM mongo.shop\"
   misql -e \"SELECT _id, total FROM mongo.shop.orders LIMIT 5\" --format csv
   misql -f syncs.sql              run syncs as a daemon
-  misql --once -f syncs.sql       copy each sync's snapshot, then exit
+  misql --once -f syncs.sql       copy each sync's collection (and its changes so far), then exit
   echo \"DESCRIBE mongo.shop.orders;\" | misql
 
 Environment:
@@ -109,8 +118,17 @@ fn main() -> ExitCode {
     };
     let mut session = Session::new(&args.mongodb_uri, &args.warehouse);
     session.set_mode(if args.once { Mode::Once } else { Mode::Background });
+    let control = match control_token(&args) {
+        Ok(Some(token)) => Some(misql::http::control::Control::new(token)),
+        Ok(None) => None,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (control, requests) = control.map_or((None, None), |(c, r)| (Some(c), Some(r)));
     if let Some(addr) = &args.http
-        && let Err(err) = runtime.block_on(misql::http::serve(addr, session.registry()))
+        && let Err(err) = runtime.block_on(misql::http::serve(addr, session.registry(), control))
     {
         eprintln!("error: {}", err.user_facing());
         return ExitCode::FAILURE;
@@ -152,7 +170,7 @@ fn main() -> ExitCode {
     if code != ExitCode::SUCCESS || args.once || !session.has_syncs() {
         return code;
     }
-    run_daemon(&runtime, &mut session, &args, stop)
+    run_daemon(&runtime, &mut session, &args, stop, requests)
 }
 
 /// A stop signal (SIGTERM, SIGINT), once one came: its name.
@@ -189,10 +207,11 @@ fn run_daemon(
     session: &mut Session,
     args: &Args,
     stop: Stop,
+    requests: Option<Requests>,
 ) -> ExitCode {
     let timeout = args.shutdown_timeout;
     runtime.block_on(async {
-        let signal = match serve_until_stopped(session, args, stop).await {
+        let signal = match serve_until_stopped(session, args, stop, requests).await {
             Ok(signal) => signal,
             Err(err) => {
                 eprintln!("error: cannot listen for signals: {err}");
@@ -220,22 +239,70 @@ fn run_daemon(
     })
 }
 
-/// Runs until SIGTERM or SIGINT (named in the result), reloading the files on each SIGHUP.
+/// Control requests from `--http`, when a token allows them.
+type Requests = tokio::sync::mpsc::Receiver<misql::http::control::ControlRequest>;
+
+/// The control token of `--http-token` or `--http-token-file`; an empty one is an error.
+fn control_token(args: &Args) -> Result<Option<String>, String> {
+    let token = match (&args.http_token, &args.http_token_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("--http-token-file {path}: cannot read it: {e}"))?
+            .trim()
+            .to_string(),
+        (None, None) => return Ok(None),
+    };
+    if token.is_empty() {
+        return Err("the --http token is empty; give a long random one".to_string());
+    }
+    if args.http.is_none() {
+        return Err("--http-token needs --http ADDR to serve control on".to_string());
+    }
+    Ok(Some(token))
+}
+
+/// Runs until SIGTERM or SIGINT (named in the result), reloading the files on each SIGHUP and
+/// carrying out control requests from `--http`.
 async fn serve_until_stopped(
     session: &mut Session,
     args: &Args,
     mut stop: Stop,
+    mut requests: Option<Requests>,
 ) -> std::io::Result<&'static str> {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
+        let next_request = async {
+            match requests.as_mut() {
+                Some(requests) => requests.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             signal = stop.wait_for(Option::is_some) => {
                 let signal = signal.map_err(std::io::Error::other)?;
                 return Ok(signal.unwrap_or("SIGTERM"));
             }
             _ = hangup.recv() => reload(session, args).await,
+            Some(request) = next_request => control(session, request).await,
         }
     }
+}
+
+/// Carries out one control request from `--http`.
+async fn control(session: &mut Session, request: misql::http::control::ControlRequest) {
+    let text = request.statement.to_string();
+    tracing::info!("--http: {text}");
+    let parsed = misql::sql::Parsed {
+        statement: request.statement,
+        location: misql::Location::new(1, 1),
+        text,
+    };
+    let outcome = match session.execute(&parsed).await {
+        Ok(misql::exec::Output::Done(message)) => Ok(message),
+        Ok(_) => Ok("done".to_string()),
+        Err(err) => Err(err.user_facing().to_string()),
+    };
+    let _ = request.reply.send(outcome);
 }
 
 /// SIGHUP: reads the files again and applies them (see `Session::reload`); a file that cannot

@@ -185,6 +185,7 @@ impl Session {
             }
             Statement::StopSync { name } => self.stop_sync(&name.value).await,
             Statement::StartSync { name } => self.start_sync(&name.value).await,
+            Statement::RefreshSync { name } => self.refresh_sync(&name.value),
             Statement::Optimize(optimize) => self.optimize(optimize).await,
             Statement::Vacuum(vacuum) => self.vacuum(vacuum).await,
             Statement::DropSync { name, purge, if_exists } => {

@@ -43,6 +43,8 @@ pub struct SyncEntry {
     pub database: Option<Arc<DatabaseSync>>,
     /// Stops it at a batch boundary, with what it read committed.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Asks it to copy its collection again (REFRESH SYNC).
+    pub refresh: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What planning and preparing a sync needs from the session, detached from it so that a
@@ -108,6 +110,7 @@ impl SyncBuilder {
             registry: self.registry.clone(),
             maintenance: Default::default(),
             stop: self.stop.child_token(),
+            refresh: Default::default(),
             feed: None,
         })
     }
@@ -262,7 +265,13 @@ impl Session {
                 }))
             }
         };
-        Ok(SyncEntry { create: create.clone(), task, stop, database: Some(shared) })
+        Ok(SyncEntry {
+            create: create.clone(),
+            task,
+            stop,
+            refresh: Default::default(),
+            database: Some(shared),
+        })
     }
 
     /// A sync of its own for `create`'s collection takes precedence over the database syncs
@@ -301,7 +310,7 @@ impl Session {
         self.hand_over(create).await;
         let name = create.name.value.clone();
         let sync = self.build_sync_with_retries(create).await?;
-        let stop = sync.stop.clone();
+        let (stop, refresh) = (sync.stop.clone(), sync.refresh.clone());
         self.registry.starting(&name, create.source.to_string(), create.target.to_string());
         let task = match self.mode {
             Mode::Once => {
@@ -316,7 +325,7 @@ impl Session {
                 Some(tokio::spawn(tracing::Instrument::instrument(run, span)))
             }
         };
-        Ok(SyncEntry { create: create.clone(), task, stop, database: None })
+        Ok(SyncEntry { create: create.clone(), task, stop, refresh, database: None })
     }
 
     /// EXPLAIN of a database sync: the collections it would take now, and those it leaves out.
@@ -367,6 +376,28 @@ impl Session {
             }
         });
         Ok(Output::Done(format!("sync {name} stopped; START SYNC {name} resumes it")))
+    }
+
+    /// REFRESH SYNC name: the running sync copies its collection again beside its stream,
+    /// upserting every row and deleting the rows whose documents are gone at the end; the table
+    /// stays readable and current throughout.
+    pub(super) fn refresh_sync(&mut self, name: &str) -> Result<Output> {
+        let entry = self.syncs.get(name).ok_or_else(|| unknown_sync(name))?;
+        if entry.database.is_some() {
+            return Err(Error::plan(format!(
+                "sync {name} is a database sync; REFRESH SYNC copies one collection's sync again"
+            ))
+            .with_hint("name the sync of one collection, as SHOW SYNCS lists it"));
+        }
+        if entry.task.as_ref().is_none_or(|task| task.is_finished()) {
+            return Err(Error::plan(format!("sync {name} is not running"))
+                .with_hint(format!("START SYNC {name} first; REFRESH works on a running sync")));
+        }
+        entry.refresh.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(Output::Done(format!(
+            "sync {name}: copying the collection again beside its stream; SHOW SYNCS shows the \
+             progress"
+        )))
     }
 
     /// START SYNC name: runs a stopped (or failed) sync again from its table's checkpoint.

@@ -84,7 +84,7 @@ impl Collector for SyncMetrics {
                 ConstCounter::new(value(status)).encode(family.encode_family(&label(name))?)?;
             }
         }
-        let gauges: [GaugeOf; 4] = [
+        let gauges: [GaugeOf; 7] = [
             (
                 "misql_sync_lag_seconds",
                 "Now minus the cluster time of the last change applied; 0 when caught up.",
@@ -98,6 +98,24 @@ impl Collector for SyncMetrics {
             ("misql_sync_key_index_bytes", "Estimated heap size of the key index.", &|s| {
                 s.key_index_bytes as f64
             }),
+            (
+                "misql_sync_source_history_seconds",
+                "The change history the source keeps (its oplog's oldest to newest entry); -1 \
+                 when it cannot be read.",
+                &|s| s.history_window.map_or(-1.0, |w| w.as_secs_f64()),
+            ),
+            (
+                "misql_sync_history_margin_seconds",
+                "The source's change history minus the sync's lag: how much further behind it \
+                 may fall before it must copy again; -1 when unknown.",
+                &|s| s.history_margin(now).map_or(-1.0, |m| m.as_secs_f64()),
+            ),
+            (
+                "misql_sync_copy_keys_remembered",
+                "Keys changed during a copy that it remembers (bounded by the writes during one \
+                 chunk's read).",
+                &|s| s.copy_keys_remembered as f64,
+            ),
             (
                 "misql_sync_snapshot_rows_estimated",
                 "The collection's estimated document count when the snapshot started.",

@@ -1,7 +1,9 @@
 //! `--http ADDR`: the operational endpoints of a running misql — `GET /metrics` (Prometheus),
 //! `GET /healthz` (200 while the process runs) and `GET /readyz` (200 when every sync copies or
-//! streams; 503 with a JSON body naming the syncs that do not, and why).
+//! streams; 503 with a JSON body naming the syncs that do not, and why) — and, with a token,
+//! control: `POST /syncs/NAME/stop|start|refresh` ([`control`]).
 
+pub mod control;
 mod metrics;
 
 use std::convert::Infallible;
@@ -21,7 +23,11 @@ use crate::{Error, Result};
 pub const RETRYING_NOT_READY: Duration = Duration::from_secs(60);
 
 /// Serves the endpoints on `addr` in the background; fails at once if `addr` cannot be bound.
-pub async fn serve(addr: &str, registry: Registry) -> Result<SocketAddr> {
+pub async fn serve(
+    addr: &str,
+    registry: Registry,
+    control: Option<control::Control>,
+) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         Error::plan(format!("--http {addr}: cannot listen there: {e}"))
             .with_hint("give a free address, e.g. --http 0.0.0.0:9187")
@@ -32,7 +38,7 @@ pub async fn serve(addr: &str, registry: Registry) -> Result<SocketAddr> {
         registry.clone(),
         SystemTime::now(),
     )));
-    let state = Arc::new((metrics, registry));
+    let state = Arc::new((metrics, registry, control));
     tokio::spawn(async move {
         loop {
             let (stream, _) = match listener.accept().await {
@@ -46,7 +52,10 @@ pub async fn serve(addr: &str, registry: Registry) -> Result<SocketAddr> {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(respond(&request, &state.0, &state.1)) }
+                    async move {
+                        let (metrics, registry, control) = &*state;
+                        Ok::<_, Infallible>(respond(&request, metrics, registry, control).await)
+                    }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
@@ -60,11 +69,21 @@ pub async fn serve(addr: &str, registry: Registry) -> Result<SocketAddr> {
     Ok(local)
 }
 
-fn respond<B>(
+async fn respond<B>(
     request: &Request<B>,
     metrics: &prometheus_client::registry::Registry,
     registry: &Registry,
+    control: &Option<control::Control>,
 ) -> Response<Full<Bytes>> {
+    if let Some(statement) = control::statement(request.uri().path()) {
+        if request.method() != hyper::Method::POST {
+            return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "POST only\n".into());
+        }
+        let authorization = request.headers().get(hyper::header::AUTHORIZATION);
+        let authorization = authorization.and_then(|v| v.to_str().ok());
+        let (status, body) = control::handle(control.as_ref(), authorization, statement).await;
+        return reply(status, "application/json", body);
+    }
     if request.method() != hyper::Method::GET {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
     }
@@ -105,6 +124,20 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
     response
 }
 
+/// Why a following sync is not ready when the source's change history it has left (its
+/// margin) is under a tenth of the history: it is about to lose its place in the stream.
+fn history_short(status: &crate::sync::status::SyncStatus, now: SystemTime) -> Option<String> {
+    let (window, margin) = (status.history_window?, status.history_margin(now)?);
+    (margin < window / 10).then(|| {
+        format!(
+            "{} s behind, and the source keeps {} s of change history: under a tenth of it is \
+             left before the sync must copy its collection again",
+            status.lag(now).as_secs(),
+            window.as_secs()
+        )
+    })
+}
+
 /// Whether every sync copies or streams (a sync retrying for less than a minute still counts),
 /// and the JSON body saying so: `{"ready": bool, "not_ready": [{"sync", "phase", "why"}]}`.
 pub fn readiness(registry: &Registry) -> (bool, String) {
@@ -114,12 +147,10 @@ pub fn readiness(registry: &Registry) -> (bool, String) {
         let why = match status.phase {
             // A sync stopped on purpose (STOP SYNC), or standing by for another process's
             // lease, does not make the process unready.
-            SyncPhase::Copying
-            | SyncPhase::Streaming
-            | SyncPhase::Stopped
-            | SyncPhase::Standby
-            | SyncPhase::Dropped
-            | SyncPhase::Copied => None,
+            SyncPhase::Copying | SyncPhase::Streaming => history_short(&status, now),
+            SyncPhase::Stopped | SyncPhase::Standby | SyncPhase::Dropped | SyncPhase::Copied => {
+                None
+            }
             SyncPhase::Retrying => status
                 .retrying_since
                 .and_then(|since| now.duration_since(since).ok())

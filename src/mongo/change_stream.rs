@@ -84,6 +84,28 @@ pub async fn cluster_time(source: &MongoSource) -> Option<Timestamp> {
     reply.get_timestamp("operationTime").ok()
 }
 
+/// How much change history the deployment keeps now: the time between the oldest and the newest
+/// entry of its oplog (`local.oplog.rs`). `None` where the user may not read it (or the server
+/// has no oplog).
+pub async fn history_window(source: &MongoSource) -> Option<std::time::Duration> {
+    let client = source.client().await.ok()?;
+    let oplog = client.database("local").collection::<bson::Document>("oplog.rs");
+    let entry_time = |order: i32| {
+        let oplog = oplog.clone();
+        async move {
+            let entry = oplog
+                .find_one(doc! {})
+                .sort(doc! { "$natural": order })
+                .projection(doc! { "ts": 1 })
+                .await
+                .ok()??;
+            entry.get_timestamp("ts").ok()
+        }
+    };
+    let (oldest, newest) = (entry_time(1).await?, entry_time(-1).await?);
+    Some(std::time::Duration::from_secs(u64::from(newest.time.saturating_sub(oldest.time))))
+}
+
 /// What the reader of a change stream hands over.
 pub enum Read {
     /// An event, and the stream's resume token right after it.
@@ -92,6 +114,9 @@ pub enum Read {
     /// instant is when the empty read was asked for: every change committed before then has
     /// been handed over (a copy's chunk read at a cluster time known before it may be merged).
     Idle(Option<ResumeToken>, std::time::Instant),
+    /// A shared stream (a database's) handed over every change of this reader up to this
+    /// cluster time; changes of other collections went past.
+    Passed(Timestamp),
     /// The stream failed; nothing follows.
     Failed(mongodb::error::Error),
 }

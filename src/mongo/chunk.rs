@@ -119,6 +119,9 @@ async fn read_snapshot(
     limits: ChunkLimits,
 ) -> std::result::Result<Chunk, SnapshotError> {
     let context = request.context();
+    // A server that names a later time than the one it read at would let a change between the
+    // two overwrite nothing: the cluster time before the read bounds it from below.
+    let before = cluster_time(source).await;
     let client = source.client().await.map_err(Failed)?;
     let mut session = client
         .start_session()
@@ -137,7 +140,8 @@ async fn read_snapshot(
     let Some(time) = session.snapshot_time() else {
         return Err(Refused("no atClusterTime in its answer".to_string()));
     };
-    let at = ReadAt { since: time, until: time, known: Instant::now() };
+    let since = before.map_or(time, |before| before.min(time));
+    let at = ReadAt { since, until: time, known: Instant::now() };
     let mut docs = Docs::new(limits, started);
     let mut batches = cursor.stream(&mut session);
     while let Some(batch) = batches.next().await {

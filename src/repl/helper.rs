@@ -40,6 +40,7 @@ const KEYWORDS: &[&str] = &[
     "DROP",
     "START",
     "STOP",
+    "REFRESH",
     "OPTIMIZE",
     "VACUUM",
     "RETAIN",

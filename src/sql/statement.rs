@@ -36,6 +36,12 @@ pub enum Statement {
         /// The sync to stop.
         name: Ident,
     },
+    /// `REFRESH SYNC name`: copy the collection again under the running sync's stream,
+    /// repairing whatever differs.
+    RefreshSync {
+        /// The sync to refresh.
+        name: Ident,
+    },
     /// `SHOW SYNCS`
     ShowSyncs,
     /// `SHOW SYNC STATUS [name]`
@@ -234,6 +240,7 @@ impl fmt::Display for Statement {
             }
             Statement::StartSync { name } => write!(f, "START SYNC {name}"),
             Statement::StopSync { name } => write!(f, "STOP SYNC {name}"),
+            Statement::RefreshSync { name } => write!(f, "REFRESH SYNC {name}"),
             Statement::ShowSyncs => f.write_str("SHOW SYNCS"),
             Statement::ShowSyncStatus { name } => {
                 f.write_str("SHOW SYNC STATUS")?;

@@ -65,6 +65,9 @@ pub struct Sync {
     /// Cancelled to stop the sync: it commits what it has read, with its checkpoint, and
     /// returns (STOP SYNC, SIGTERM).
     pub stop: tokio_util::sync::CancellationToken,
+    /// Set to ask for a re-copy beside the stream (REFRESH SYNC); the sync clears it when the
+    /// re-copy begins.
+    pub refresh: Arc<std::sync::atomic::AtomicBool>,
     /// For a collection of a database sync: the database's change stream it reads from.
     pub feed: Option<feed::Feed>,
 }

@@ -77,6 +77,8 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     /// Retries after transient errors (and after another writer's commit) in this run.
     pub retries: u64,
+    /// How much change history the source keeps (oldest to newest oplog entry), when known.
+    pub history_window: Option<std::time::Duration>,
     /// Copies of the collection made again because the stream could not continue.
     pub recopies: u64,
     /// Compactions the sync made of its own table in this run.
@@ -154,6 +156,12 @@ impl SyncStatus {
             _ => None,
         };
         since.map_or(std::time::Duration::ZERO, |t| now.duration_since(t).unwrap_or_default())
+    }
+
+    /// The change history the source keeps beyond this sync's lag: how long the sync may fall
+    /// further behind before the stream cannot resume (`None` when the window is not known).
+    pub fn history_margin(&self, now: SystemTime) -> Option<std::time::Duration> {
+        self.history_window.map(|window| window.saturating_sub(self.lag(now)))
     }
 
     /// Time since the last change was applied (`None` before the first).

@@ -4,6 +4,7 @@ mod support;
 
 mod bson_arrow;
 mod catalog_faults;
+mod copy_follow;
 mod database_sync;
 mod deep_nesting;
 mod evolve;

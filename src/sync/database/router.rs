@@ -21,6 +21,9 @@ use crate::mongo::change_stream::{Read, Reader, token_to_raw, watch_database};
 use crate::mongo::client::MongoSource;
 use crate::sync::feed::Position;
 
+/// How often the syncs are told how far the stream is.
+const PASSED_EVERY: Duration = Duration::from_millis(200);
+
 /// The longest wait before the router opens its stream again after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -51,6 +54,8 @@ struct State {
     at: Option<Position>,
     /// A position before `at` that a subscriber needs the stream to go back to.
     rewind: Option<Position>,
+    /// When the subscribers were last told how far the stream is.
+    told_passed: Option<std::time::Instant>,
 }
 
 impl Router {
@@ -159,6 +164,7 @@ impl Router {
                 self.broadcast(Read::Idle(token, asked));
             }
             Read::Event(event, token) => {
+                let event_time = event.cluster_time;
                 let before = self.state().at.clone();
                 let position = token.as_ref().and_then(|t| token_to_raw(t).ok()).map(|token| {
                     let time = event.cluster_time.or(before.as_ref().and_then(|b| b.time));
@@ -184,8 +190,9 @@ impl Router {
                 if let Some(position) = position {
                     self.state().at = Some(position);
                 }
+                self.tell_passed(event_time);
             }
-            Read::Failed(_) => {}
+            Read::Passed(_) | Read::Failed(_) => {}
         }
     }
 
@@ -220,12 +227,27 @@ impl Router {
         let _ = self.discovered.send(discovered);
     }
 
+    /// Tells every sync, now and then, that the stream has handed over everything up to `time`
+    /// (a copy beside a collection's stream waits for that, while other collections are
+    /// written to).
+    fn tell_passed(&self, time: Option<bson::Timestamp>) {
+        let Some(time) = time else { return };
+        let mut state = self.state();
+        if state.told_passed.is_some_and(|at| at.elapsed() < PASSED_EVERY) {
+            return;
+        }
+        state.told_passed = Some(std::time::Instant::now());
+        drop(state);
+        self.broadcast(Read::Passed(time));
+    }
+
     /// Sends `read` to every sync (an idle answer, or a failure).
     fn broadcast(&self, read: Read) {
         let state = self.state();
         for tx in state.subscribers.values() {
             let copy = match &read {
                 Read::Idle(token, asked) => Read::Idle(token.clone(), *asked),
+                Read::Passed(time) => Read::Passed(*time),
                 Read::Event(event, token) => match copy_event(event) {
                     Some(event) => Read::Event(Box::new(event), token.clone()),
                     None => continue,

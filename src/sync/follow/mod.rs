@@ -23,7 +23,9 @@ use super::sink::Sink;
 use super::status::SyncPhase;
 use crate::iceberg::key_index::KeyIndex;
 use crate::iceberg::live::live_entries;
-use crate::mongo::change_stream::{Read, Reader, SILENT_LIMIT, cluster_time, token_to_raw, watch};
+use crate::mongo::change_stream::{
+    Read, Reader, SILENT_LIMIT, cluster_time, history_window, token_to_raw, watch,
+};
 use crate::{Error, Result};
 use apply::{apply, between_batches, reindex_if_moved, system_time};
 use changes::{Changes, Effect, add, is_change};
@@ -52,6 +54,9 @@ pub struct Start {
     /// The copy to make beside the stream, if any.
     pub copy: Option<CopyStart>,
 }
+
+/// How often the source's change history is measured.
+const HISTORY_EVERY: Duration = Duration::from_secs(60);
 
 /// Server error codes meaning the resume point is gone: ChangeStreamHistoryLost,
 /// ChangeStreamFatalError, InvalidResumeToken.
@@ -121,6 +126,7 @@ pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result
         saved_time: time,
         last_commit: Instant::now(),
         last_heard: Instant::now(),
+        history_checked: None,
     };
     follower.enter_phase();
     loop {
@@ -201,6 +207,8 @@ struct Follower<'a> {
     skip_before: Option<Timestamp>,
     last_commit: Instant,
     last_heard: Instant,
+    /// When the source's change history was last measured.
+    history_checked: Option<Instant>,
 }
 
 impl Follower<'_> {
@@ -302,6 +310,10 @@ impl Follower<'_> {
                 }
                 Ok(Flow::Continue)
             }
+            Read::Passed(time) => {
+                self.position.read_change(Some(time));
+                Ok(Flow::Continue)
+            }
             Read::Idle(token, asked) => {
                 self.read_token = raw(token)?.or(self.read_token.take());
                 self.position.read_idle(asked);
@@ -372,6 +384,8 @@ impl Follower<'_> {
             self.last_commit = Instant::now();
             committed = true;
         }
+        self.refresh_if_asked().await?;
+        self.watch_history().await;
         let recopying = self.copy.as_ref().is_some_and(|c| c.recopy_after().is_some());
         between_batches(self.sync, &mut self.sink, &mut self.index, committed, recopying).await?;
         if let Some(end) = batch.ended {
@@ -389,6 +403,46 @@ impl Follower<'_> {
             return Ok(Some(End::Drained));
         }
         Ok(None)
+    }
+
+    /// Measures the source's change history now and then, and warns when the sync's margin (the
+    /// history left beyond its lag) falls under a quarter of it.
+    async fn watch_history(&mut self) {
+        if self.history_checked.is_some_and(|at| at.elapsed() < HISTORY_EVERY) {
+            return;
+        }
+        self.history_checked = Some(Instant::now());
+        let window = history_window(&self.sync.source).await;
+        self.sync.status(|s| s.history_window = window);
+        let now = std::time::SystemTime::now();
+        let status = self.sync.registry.all().get(&self.sync.name).cloned();
+        let Some(status) = status else { return };
+        if let (Some(window), Some(margin)) = (window, status.history_margin(now))
+            && margin < window / 4
+        {
+            tracing::warn!(
+                "sync {}: {} s behind, and the source keeps {} s of change history: if the \
+                 sync falls {} s further behind it must copy its collection again",
+                self.sync.name,
+                status.lag(now).as_secs(),
+                window.as_secs(),
+                margin.as_secs()
+            );
+        }
+    }
+
+    /// REFRESH SYNC: a re-copy over the live table, once no copy runs.
+    async fn refresh_if_asked(&mut self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.copy.is_some() || !self.sync.refresh.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let after = self.sink.table().metadata().last_sequence_number();
+        tracing::info!("sync {}: REFRESH: copying the collection again", self.sync.name);
+        let start = CopyStart { ranges: Vec::new(), recopy_after: Some(after), rows: 0 };
+        self.copy = Some(Copy::start(self.sync, start).await?);
+        self.enter_phase();
+        Ok(())
     }
 
     /// At the end of a re-copy: deletes every row neither a chunk nor the stream wrote since it

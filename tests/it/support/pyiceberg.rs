@@ -117,6 +117,12 @@ pub fn pyiceberg_files(catalog: &PyCatalog, table: &str) -> Vec<serde_json::Valu
     run_script(&["--files", &catalog.properties().to_string(), table], table)
 }
 
+/// Deletes the rows of `table` that match `filter` (pyiceberg's filter syntax, e.g. `_id < 50`)
+/// with pyiceberg, as another writer of the table would.
+pub fn pyiceberg_delete(catalog: &PyCatalog, table: &str, filter: &str) {
+    run_script(&["--delete", &catalog.properties().to_string(), table, filter], table);
+}
+
 /// Runs read_iceberg.py with `args`; its stdout as JSON lines. Panics with the script's stderr
 /// if pyiceberg fails.
 fn run_script(args: &[&str], table: &str) -> Vec<serde_json::Value> {

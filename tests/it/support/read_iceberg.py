@@ -3,6 +3,7 @@
 Usage: read_iceberg.py '<catalog properties as JSON>' <namespace.table> <key column>
        read_iceberg.py --schemas '<catalog properties as JSON>' <namespace.table>
        read_iceberg.py --files '<catalog properties as JSON>' <namespace.table>
+       read_iceberg.py --delete '<catalog properties as JSON>' <namespace.table> '<filter>'
 
 The catalog properties go to pyiceberg.catalog.load_catalog; they include "type" ("sql" or
 "rest") and a "name".
@@ -123,6 +124,11 @@ def main():
         return
     if sys.argv[1] == "--files":
         print_files(open_table(sys.argv[2], sys.argv[3]))
+        return
+    if sys.argv[1] == "--delete":
+        # Another writer: deletes the rows matching the filter behind misql's back.
+        open_table(sys.argv[2], sys.argv[3]).delete(delete_filter=sys.argv[4])
+        print(json.dumps({"deleted": sys.argv[4]}))
         return
     table = open_table(sys.argv[1], sys.argv[2])
     key = sys.argv[3]
