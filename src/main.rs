@@ -35,6 +35,15 @@ struct Args {
     #[arg(long)]
     once: bool,
 
+    /// Compare the table of every CREATE SYNC in the files (or of each SYNC named) with its
+    /// collection, without starting anything; exit 0 when all are equal, 1 when any differs.
+    #[arg(long, conflicts_with = "once")]
+    check: bool,
+
+    /// With --check: the syncs to check (all when none is named).
+    #[arg(value_name = "SYNC", requires = "check")]
+    syncs: Vec<String>,
+
     /// Warehouse directory of the embedded Iceberg catalog attached as `iceberg`.
     #[arg(long, env = "MISQL_WAREHOUSE", default_value = DEFAULT_WAREHOUSE, value_name = "DIR")]
     warehouse: String,
@@ -162,6 +171,9 @@ fn main() -> ExitCode {
         }
     }
     sources.extend(args.statements.iter().map(|s| (Origin::Inline, s.clone())));
+    if args.check {
+        return run_check(&runtime, &mut session, sources, &args);
+    }
     let stop = listen_for_stop(&runtime);
     let (code, stopped) = run_all(&runtime, &mut session, sources, args.format, stop.clone());
     if stopped && args.once {
@@ -171,6 +183,29 @@ fn main() -> ExitCode {
         return code;
     }
     run_daemon(&runtime, &mut session, &args, stop, requests)
+}
+
+/// `--check`: the files' syncs compared with their collections.
+fn run_check(
+    runtime: &tokio::runtime::Runtime,
+    session: &mut Session,
+    sources: Vec<(Origin, String)>,
+    args: &Args,
+) -> ExitCode {
+    let text: String = sources.iter().map(|(_, text)| format!("{text}\n;\n")).collect();
+    let origin = match sources.as_slice() {
+        [(origin, _)] => origin.clone(),
+        _ => Origin::Inline,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let checked = script::check(session, &text, &args.syncs, args.format, &mut stdout);
+    match runtime.block_on(checked) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{}", script::render(&failure, &origin, &text));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A stop signal (SIGTERM, SIGINT), once one came: its name.

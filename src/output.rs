@@ -38,6 +38,10 @@ pub async fn write(output: Output, format: Format, out: &mut dyn Write) -> Resul
             return Box::pin(write(Output::Rows(stream), Format::Expanded, out)).await;
         }
         Output::Record(stream) => stream,
+        Output::Differs(stream, error) => {
+            Box::pin(write(Output::Rows(stream), format, out)).await?;
+            return Err(error);
+        }
     };
     let schema = stream.schema();
     let mut stream = stream.map_err(Error::from);

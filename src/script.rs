@@ -50,6 +50,48 @@ pub async fn run(
     Ok(())
 }
 
+/// `misql --check`: runs the ATTACH statements of `text`, then compares the table of each
+/// CREATE SYNC in it (of those named in `names`; all when empty) with its collection, without
+/// starting, leasing or writing anything. Fails when a table differs.
+pub async fn check(
+    session: &mut Session,
+    text: &str,
+    names: &[String],
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let mut creates = Vec::new();
+    for parsed in sql::parse(text)? {
+        match &parsed.statement {
+            sql::Statement::Attach(_) => {
+                let result =
+                    async { output::write(session.execute(&parsed).await?, format, out).await };
+                if let Err(error) = result.await {
+                    return Err(Failure { error, statement_at: Some(parsed.location) });
+                }
+            }
+            sql::Statement::CreateSync(create)
+                if names.is_empty() || names.contains(&create.name.value) =>
+            {
+                creates.push(create.clone());
+            }
+            _ => {}
+        }
+    }
+    for name in names {
+        if !creates.iter().any(|c| &c.name.value == name) {
+            return Err(Error::plan(format!("--check: no CREATE SYNC {name} in the files"))
+                .with_hint("name the syncs as their CREATE SYNC statements do")
+                .into());
+        }
+    }
+    if creates.is_empty() {
+        return Err(Error::plan("--check: the files have no CREATE SYNC to check").into());
+    }
+    output::write(session.check_syncs(&creates).await?, format, out).await?;
+    Ok(())
+}
+
 /// The text printed on stderr for a failure: `error: <what> at line L, column C`, the origin
 /// for files, the offending source line with a caret for syntax errors, and a `hint:` line when
 /// the error knows what would be right.

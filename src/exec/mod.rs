@@ -50,6 +50,8 @@ pub enum Output {
     Record(SendableRecordBatchStream),
     /// A one-line confirmation (`ATTACH` and other statements without rows).
     Done(String),
+    /// Rows that show a failure (CHECK SYNC found differences): printed, then the error.
+    Differs(SendableRecordBatchStream, Error),
 }
 
 /// A session: the attached systems and the DataFusion context that queries them.
@@ -186,6 +188,7 @@ impl Session {
             Statement::StopSync { name } => self.stop_sync(&name.value).await,
             Statement::StartSync { name } => self.start_sync(&name.value).await,
             Statement::RefreshSync { name } => self.refresh_sync(&name.value),
+            Statement::CheckSync { name } => self.check_sync(&name.value).await,
             Statement::Optimize(optimize) => self.optimize(optimize).await,
             Statement::Vacuum(vacuum) => self.vacuum(vacuum).await,
             Statement::DropSync { name, purge, if_exists } => {

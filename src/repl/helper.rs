@@ -41,6 +41,7 @@ const KEYWORDS: &[&str] = &[
     "START",
     "STOP",
     "REFRESH",
+    "CHECK",
     "OPTIMIZE",
     "VACUUM",
     "RETAIN",

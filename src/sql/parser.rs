@@ -79,6 +79,7 @@ impl<'a> StatementParser<'a> {
             ["DROP", "SYNC", ..] => self.parse_drop_sync()?,
             ["START", "SYNC", ..] => Statement::StartSync { name: self.parse_sync_command()? },
             ["STOP", ..] => Statement::StopSync { name: self.parse_sync_command()? },
+            ["CHECK", "SYNC", ..] => Statement::CheckSync { name: self.parse_sync_command()? },
             ["REFRESH", "SYNC", ..] => Statement::RefreshSync { name: self.parse_sync_command()? },
             ["SHOW", "SYNCS", ..] => self.skip(2, Statement::ShowSyncs),
             ["SHOW", "SYNC", ..] => self.parse_show_sync_status()?,
@@ -111,7 +112,7 @@ impl<'a> StatementParser<'a> {
                 let error = self.convert(error);
                 if error.to_string().starts_with("expected an SQL statement") {
                     return Err(error.with_hint(
-                        "misql statements: ATTACH, CREATE SYNC, DROP SYNC, START SYNC, STOP SYNC, REFRESH SYNC, \
+                        "misql statements: ATTACH, CREATE SYNC, DROP SYNC, START SYNC, STOP SYNC, REFRESH SYNC, CHECK SYNC, \
                          SHOW SYNCS, SHOW SYNC STATUS, EXPLAIN SYNC, OPTIMIZE, VACUUM, SHOW DATABASES, \
                          SHOW COLLECTIONS, SHOW TABLES, DESCRIBE; or any SQL query",
                     ));
@@ -130,7 +131,7 @@ impl<'a> StatementParser<'a> {
         Ok(Statement::DropSync { name, purge, if_exists })
     }
 
-    /// `START SYNC name`, `STOP SYNC name` or `REFRESH SYNC name`: the name.
+    /// `START SYNC name`, `STOP SYNC name`, `REFRESH SYNC name` or `CHECK SYNC name`: the name.
     fn parse_sync_command(&mut self) -> Result<Ident> {
         let command = self.peek_words::<1>()[0].clone();
         self.skip(1, ());

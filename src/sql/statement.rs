@@ -36,6 +36,11 @@ pub enum Statement {
         /// The sync to stop.
         name: Ident,
     },
+    /// `CHECK SYNC name`: compare the sync's table with its collection.
+    CheckSync {
+        /// The sync to check.
+        name: Ident,
+    },
     /// `REFRESH SYNC name`: copy the collection again under the running sync's stream,
     /// repairing whatever differs.
     RefreshSync {
@@ -241,6 +246,7 @@ impl fmt::Display for Statement {
             Statement::StartSync { name } => write!(f, "START SYNC {name}"),
             Statement::StopSync { name } => write!(f, "STOP SYNC {name}"),
             Statement::RefreshSync { name } => write!(f, "REFRESH SYNC {name}"),
+            Statement::CheckSync { name } => write!(f, "CHECK SYNC {name}"),
             Statement::ShowSyncs => f.write_str("SHOW SYNCS"),
             Statement::ShowSyncStatus { name } => {
                 f.write_str("SHOW SYNC STATUS")?;

@@ -2,6 +2,7 @@
 //! the loop that fills it: the change stream followed from the first second, with a copy of the
 //! collection beside it while one is needed ([`follow`], [`copy`]).
 
+pub mod check;
 pub mod checkpoint;
 pub mod copy;
 pub mod database;

@@ -241,8 +241,13 @@ async fn a_copy_longer_than_the_change_history_reaches_streaming_without_copying
     let app = mongodb::Client::with_uri_str(&private.uri).await.unwrap();
     let coll = app.database(&db).collection::<Document>("items");
     coll.insert_many(items(20_000)).await.unwrap();
-    let started = app.database("admin").run_command(doc! { "ping": 1 }).await.unwrap();
-    let started = started.get_timestamp("operationTime").unwrap();
+    // Where a stream opened as the sync starts would resume.
+    let mut before = coll.watch().await.unwrap();
+    if before.resume_token().is_none() {
+        before.next_if_any().await.unwrap();
+    }
+    let started = before.resume_token().expect("a resume token");
+    drop(before);
     let dir = warehouse("history");
     let file = dir.join("sync.sql");
     std::fs::write(
@@ -269,7 +274,7 @@ async fn a_copy_longer_than_the_change_history_reaches_streaming_without_copying
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.unwrap();
     // The history of the copy's first seconds is gone: a stream from then cannot be opened.
-    let lost = coll.watch().start_at_operation_time(started).await;
+    let lost = coll.watch().resume_after(started).await;
     let lost = match lost {
         Ok(mut stream) => stream.next_if_any().await.err(),
         Err(err) => Some(err),
