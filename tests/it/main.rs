@@ -15,6 +15,7 @@ mod id_ranges;
 mod infer;
 mod key_index;
 mod maintenance;
+mod maintenance_faults;
 mod parser;
 mod proptest_bson;
 mod row_delta;

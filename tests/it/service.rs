@@ -121,7 +121,7 @@ async fn a_failing_sync_does_not_stop_the_others() {
 }
 
 /// Waits until `--http addr` answers (at most 30 s).
-async fn wait_for_http(addr: &str) {
+pub(crate) async fn wait_for_http(addr: &str) {
     let until = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("http://{addr}/healthz")).await.is_err() {
         assert!(Instant::now() < until, "nothing listens on {addr}");
@@ -130,13 +130,13 @@ async fn wait_for_http(addr: &str) {
 }
 
 /// `GET http://addr{path}`: the status code and the body.
-async fn get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: &str, path: &str) -> (u16, String) {
     let response = reqwest::get(format!("http://{addr}{path}")).await.expect("GET");
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
 /// The value of the sample `name{labels}` in a Prometheus text exposition.
-fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(name_and_labels)?.strip_prefix(' '))
         .map(|value| value.trim().parse().expect("a number"))
