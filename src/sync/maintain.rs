@@ -13,6 +13,13 @@
 //!
 //! `WITH (auto_optimize = false)` turns compaction and merging off; expiry follows
 //! `retain_snapshots` and `max_snapshots`.
+//!
+//! Maintenance never ends the sync: a step that fails (an object store that cannot list, a
+//! catalog that refuses a compaction) is logged as a warning, counted in `SHOW SYNC STATUS`
+//! (`maintenance_errors`, `misql_sync_maintenance_errors_total`) and tried again later — after
+//! [`MAINTENANCE_RETRY`], or at the next sweep interval for the orphan sweep. Only errors that
+//! say the sync's own position moved (superseded, another process holds the lease) go on to the
+//! stream, which reads its table again or stands by.
 
 use std::time::{Duration, Instant};
 
@@ -83,7 +90,7 @@ impl Maintenance {
                 Ok(None) => {}
                 Err(err) => {
                     self.compact_after = Some(Instant::now() + MAINTENANCE_RETRY);
-                    swallow(sync, "compaction", MAINTENANCE_RETRY, err)?;
+                    swallow(sync, "compaction", &describe(MAINTENANCE_RETRY), err)?;
                 }
             }
         }
@@ -95,14 +102,17 @@ impl Maintenance {
                 Ok(None) => {}
                 Err(err) => {
                     self.expire_after = Some(Instant::now() + MAINTENANCE_RETRY);
+                    let (retry, sweep) =
+                        (describe(MAINTENANCE_RETRY), describe(ORPHAN_SWEEP_INTERVAL));
                     let (what, again) = match (due.expire, due.sweep) {
-                        (_, false) => ("snapshot expiry", MAINTENANCE_RETRY),
-                        (false, true) => ("the orphan file sweep", ORPHAN_SWEEP_INTERVAL),
-                        (true, true) => {
-                            ("snapshot expiry and the orphan file sweep", MAINTENANCE_RETRY)
-                        }
+                        (_, false) => ("snapshot expiry", retry),
+                        (false, true) => ("the orphan file sweep", sweep),
+                        (true, true) => (
+                            "snapshot expiry and the orphan file sweep",
+                            format!("{retry} (the sweep in {sweep})"),
+                        ),
                     };
-                    swallow(sync, what, again, err)?;
+                    swallow(sync, what, &again, err)?;
                 }
             }
         }
@@ -195,16 +205,16 @@ impl Maintenance {
 }
 
 /// A maintenance step (`what`) failed with `err`: logged as a warning and counted, so the sync
-/// goes on; it is tried again after `again`. Errors that say the sync must read its table again
+/// goes on; it is tried again in `again`. Errors that say the sync must read its table again
 /// or stand by are returned instead.
-fn swallow(sync: &Sync, what: &str, again: Duration, err: Error) -> Result<()> {
+fn swallow(sync: &Sync, what: &str, again: &str, err: Error) -> Result<()> {
     if matches!(err.kind(), ErrorKind::Superseded | ErrorKind::LeaseHeld) {
         return Err(err);
     }
     let message = format!(
         "{what} of {} failed and is tried again in {}: {}",
         sync.target,
-        describe(again),
+        again,
         err.user_facing()
     );
     tracing::warn!("sync {}: {message}", sync.name);
@@ -247,4 +257,23 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_told_in_its_largest_whole_unit() {
+        assert_eq!(describe(MAINTENANCE_RETRY), "1 min");
+        assert_eq!(describe(ORPHAN_SWEEP_INTERVAL), "1 h");
+        assert_eq!(describe(Duration::from_secs(90)), "90 s");
+    }
+
+    #[test]
+    fn a_step_that_failed_waits_until_its_time() {
+        assert!(is_due(None));
+        assert!(is_due(Some(Instant::now())));
+        assert!(!is_due(Some(Instant::now() + MAINTENANCE_RETRY)));
+    }
 }
