@@ -334,7 +334,7 @@ impl Scenario {
 
     /// The table equals the collection (misql), holds no key twice, pyiceberg reads the same
     /// keys, and every file the table references exists.
-    fn assert_exact(&self, after: &str) {
+    pub(crate) fn assert_exact(&self, after: &str) {
         let expected = self.expected();
         let synced = self.synced().unwrap_or_else(|| panic!("the table is unreadable {after}"));
         assert_exactly(&synced, &expected, after);
@@ -432,7 +432,12 @@ impl Drop for Daemon {
 
 /// Changes the collection while the daemon runs, until every fault of `proxy` was injected and
 /// at least [`MIN_CHANGES`] were made ([`WORKLOAD_LIMIT`] at most, or until misql exits).
-async fn workload(scenario: &Scenario, proxy: &FaultProxy, daemon: &mut Daemon, seed: u64) {
+pub(crate) async fn workload(
+    scenario: &Scenario,
+    proxy: &FaultProxy,
+    daemon: &mut Daemon,
+    seed: u64,
+) {
     let coll = scenario.collection().await;
     let mut rng = Rng::new(seed);
     let mut next_id = 100_000;

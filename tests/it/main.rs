@@ -3,6 +3,7 @@
 mod support;
 
 mod bson_arrow;
+mod catalog_blips;
 mod catalog_faults;
 mod database_sync;
 mod deep_nesting;
