@@ -151,3 +151,45 @@ fn innermost_cause(error: &opendal::Error) -> Option<String> {
     }
     Some(current.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use opendal::ErrorKind as Store;
+
+    use super::*;
+
+    #[test]
+    fn a_listing_error_takes_its_kind_from_the_store() {
+        let temporary = opendal::Error::new(Store::Unexpected, "send http request").set_temporary();
+        assert_eq!(storage_kind(&temporary), ErrorKind::Transient);
+        let retried_out =
+            opendal::Error::new(Store::Unexpected, "send http request").set_persistent();
+        assert_eq!(storage_kind(&retried_out), ErrorKind::Transient);
+        assert_eq!(
+            storage_kind(&opendal::Error::new(Store::RateLimited, "slow down")),
+            ErrorKind::Transient
+        );
+        for kind in [Store::PermissionDenied, Store::NotFound, Store::ConfigInvalid] {
+            assert_eq!(
+                storage_kind(&opendal::Error::new(kind, "refused")),
+                ErrorKind::Permanent,
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_temporary_listing_failure_is_transient_and_says_where() {
+        let error = opendal::Error::new(Store::Unexpected, "send http request").set_temporary();
+        let error = listing_error("s3://warehouse/shop/orders/", &error);
+        assert!(error.is_transient(), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot list the files under s3://warehouse/shop/orders/"),
+            "{error}"
+        );
+        let refused = opendal::Error::new(Store::PermissionDenied, "access denied");
+        assert!(!listing_error("s3://warehouse/", &refused).is_transient());
+    }
+}
