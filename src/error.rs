@@ -240,6 +240,9 @@ fn iceberg_kind(source: &iceberg::Error) -> ErrorKind {
     if storage_error(source).is_some_and(|e| e.kind() == opendal::ErrorKind::PermissionDenied) {
         return ErrorKind::Permanent; // retrying with the same credentials cannot help
     }
+    if let Some(kind) = crate::iceberg::rest_failure::of(source).kind() {
+        return kind; // a refused credential, or a REST catalog that did not answer or failed
+    }
     match source.kind() {
         Iceberg::CatalogCommitConflicts => ErrorKind::Conflict,
         Iceberg::Unexpected => ErrorKind::Transient,

@@ -624,6 +624,7 @@ impl Session {
             ("last_error", text(&|s| s.last_error.clone().unwrap_or_default())),
             ("compactions", count(&|s| s.compactions)),
             ("snapshots_expired", count(&|s| s.snapshots_expired)),
+            ("maintenance_errors", count(&|s| s.maintenance_errors)),
             ("last_maintenance", text(&|s| s.last_maintenance.clone().unwrap_or_default())),
         ])?;
         let Output::Rows(stream) = rows(batch)? else { unreachable!("rows gives rows") };

@@ -30,7 +30,7 @@ type CounterOf = (&'static str, &'static str, fn(&SyncStatus) -> u64);
 /// A gauge per sync: name, help, value at a time.
 type GaugeOf<'a> = (&'static str, &'static str, &'a dyn Fn(&SyncStatus) -> f64);
 
-const COUNTERS: [CounterOf; 7] = [
+const COUNTERS: [CounterOf; 9] = [
     ("misql_sync_rows_copied", "Rows copied by the snapshot.", |s| s.rows_copied),
     ("misql_sync_events_applied", "Change events applied.", |s| s.events_applied),
     ("misql_sync_commits", "Commits to the target table.", |s| s.commits),
@@ -40,6 +40,14 @@ const COUNTERS: [CounterOf; 7] = [
         s.retries
     }),
     ("misql_sync_errors", "Errors met (retried or final).", |s| s.errors),
+    ("misql_sync_compactions", "Compactions the sync committed to its own table.", |s| {
+        s.compactions
+    }),
+    (
+        "misql_sync_maintenance_errors",
+        "Maintenance steps (compaction, expiry, orphan sweep) that failed; each is tried again later.",
+        |s| s.maintenance_errors,
+    ),
 ];
 
 /// The collector registered for `/metrics`.

@@ -24,6 +24,8 @@ use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
+use crate::iceberg::rest_failure;
+use crate::iceberg::retry::retry_transient;
 use crate::{Error, Result};
 
 /// Fixed catalog name stored in the SQL catalog's rows, so pyiceberg's `SqlCatalog("misql", ...)`
@@ -321,15 +323,23 @@ async fn connect_rest(uri: &str, options: &[(String, String)]) -> Result<Iceberg
         .map_err(|e| {
             Error::iceberg(format!("cannot set up the Iceberg REST catalog at {uri}"), e)
         })?;
-    match tokio::time::timeout(REST_CONNECT_TIMEOUT, catalog.list_namespaces(None)).await {
+    // The first request: a catalog that fails for a moment (a 503, a lost connection) is asked
+    // again a few times before ATTACH gives up.
+    let warehouse = option(options, "warehouse");
+    let listed = retry_transient("listing the REST catalog's namespaces", || async {
+        catalog.list_namespaces(None).await.map_err(|e| rest_error(&uri, warehouse, &e))
+    });
+    match tokio::time::timeout(REST_CONNECT_TIMEOUT, listed).await {
         Err(_) => {
-            return Err(Error::plan(format!(
-                "cannot reach the Iceberg REST catalog at {uri}: no answer within {} s",
-                REST_CONNECT_TIMEOUT.as_secs()
-            ))
-            .with_hint(unreachable_hint()));
+            return Err(Error::Unavailable {
+                message: format!(
+                    "cannot reach the Iceberg REST catalog at {uri}: no answer within {} s",
+                    REST_CONNECT_TIMEOUT.as_secs()
+                ),
+                hint: Some(unreachable_hint()),
+            });
         }
-        Ok(Err(e)) => return Err(rest_error(&uri, option(options, "warehouse"), &e)),
+        Ok(Err(e)) => return Err(e),
         Ok(Ok(_)) => {}
     }
     Ok(IcebergConnection { catalog: Arc::new(catalog), kind: CatalogKind::Rest { uri } })
@@ -353,14 +363,28 @@ fn unreachable_hint() -> String {
     "check that the catalog server is running and that the URI (scheme, host and port) is right, e.g. ATTACH 'http://localhost:8181' AS lake (TYPE iceberg, CATALOG 'rest', ...)".to_string()
 }
 
-/// Turns the error of the first request to a REST catalog into what the user should fix.
+/// Turns the error of the first request to a REST catalog into what the user should fix: a
+/// catalog that did not answer, or failed (a 5xx), is transient; a refused credential, an
+/// unknown warehouse and any other refusal are permanent.
 fn rest_error(uri: &str, warehouse: Option<&str>, error: &iceberg::Error) -> Error {
-    if is_transport_error(error) {
-        return Error::plan(format!(
-            "cannot reach the Iceberg REST catalog at {uri}: {}",
-            innermost_cause(error)
-        ))
-        .with_hint(unreachable_hint());
+    let failure = rest_failure::of(error);
+    if failure.no_answer || has_io_source(error) {
+        return Error::Unavailable {
+            message: format!(
+                "cannot reach the Iceberg REST catalog at {uri}: {}",
+                innermost_cause(error)
+            ),
+            hint: Some(unreachable_hint()),
+        };
+    }
+    if failure.is_transient() {
+        return Error::Unavailable {
+            message: format!(
+                "the Iceberg REST catalog at {uri} failed to answer: {}",
+                failure.answer()
+            ),
+            hint: Some("the catalog is busy or failing; try again".to_string()),
+        };
     }
     let at = match warehouse {
         Some(warehouse) => format!("{uri} (warehouse '{warehouse}')"),
@@ -373,54 +397,32 @@ fn rest_error(uri: &str, warehouse: Option<&str>, error: &iceberg::Error) -> Err
         ))
         .with_hint("check the warehouse option (e.g. warehouse 's3://warehouse') and the prefix option, if any");
     }
-    let text = error.to_string();
-    if text.contains("operation: auth") {
+    if failure.refused_credential() {
         return Error::plan(format!(
             "the Iceberg REST catalog at {at} refused the credential: {}",
-            auth_failure(&text)
+            failure.answer()
         ))
         .with_hint(
             "check the credential option ('<client id>:<secret>'), or give a token instead",
         );
     }
-    let hint = if text.contains("401") || text.contains("403") || text.contains("auth") {
-        "check the credential ('<client id>:<secret>') or token options"
-    } else if text.contains("404") || text.to_ascii_lowercase().contains("warehouse") {
-        "check the warehouse option (e.g. warehouse 's3://warehouse') and the URI's path"
-    } else {
-        "check the URI and the warehouse, credential and token options"
+    let hint = match failure.status {
+        Some(401 | 403) => "check the credential ('<client id>:<secret>') or token options",
+        _ if failure.token_exchange => {
+            "check the credential ('<client id>:<secret>') or token options"
+        }
+        Some(404) => {
+            "check the warehouse option (e.g. warehouse 's3://warehouse') and the URI's path"
+        }
+        _ => "check the URI and the warehouse, credential and token options",
     };
-    Error::plan(format!("the Iceberg REST catalog at {at} refused to list namespaces: {text}"))
+    Error::plan(format!("the Iceberg REST catalog at {at} refused to list namespaces: {error}"))
         .with_hint(hint)
 }
 
-/// "401 Unauthorized (Invalid client credentials)" out of the REST client's words for a failed
-/// OAuth token request (its error exposes them only through Display).
-fn auth_failure(text: &str) -> String {
-    let between = |start: &str, end: &str| {
-        let from = text.find(start)? + start.len();
-        let to = text[from..].find(end)? + from;
-        Some(&text[from..to])
-    };
-    let code = between("code: ", ", ").unwrap_or("an error");
-    let reason = between("json: ", " } =>")
-        .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
-        .and_then(|json| {
-            ["error_description", "error"]
-                .iter()
-                .find_map(|key| json.get(key).and_then(|v| v.as_str()).map(str::to_string))
-        });
-    match reason {
-        Some(reason) => format!("{code} ({reason})"),
-        None => code.to_string(),
-    }
-}
-
-/// The REST client failed before getting any HTTP answer (connection refused, DNS, TLS).
-fn is_transport_error(error: &iceberg::Error) -> bool {
-    if error.message().contains("Failed to execute http request") {
-        return true;
-    }
+/// An I/O error under `error`: the REST client got no HTTP answer (connection refused, DNS,
+/// TLS).
+fn has_io_source(error: &iceberg::Error) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(cause) = current {
         if cause.is::<std::io::Error>() {

@@ -9,6 +9,8 @@ pub mod lineage;
 pub mod live;
 pub mod maintenance;
 pub mod position_delete;
+pub mod rest_failure;
+pub mod retry;
 pub mod rollback;
 pub mod schema;
 pub mod schema_update;

@@ -13,16 +13,23 @@
 //!
 //! `WITH (auto_optimize = false)` turns compaction and merging off; expiry follows
 //! `retain_snapshots` and `max_snapshots`.
+//!
+//! Maintenance never ends the sync: a step that fails (an object store that cannot list, a
+//! catalog that refuses a compaction) is logged as a warning, counted in `SHOW SYNC STATUS`
+//! (`maintenance_errors`, `misql_sync_maintenance_errors_total`) and tried again later — after
+//! [`MAINTENANCE_RETRY`], or at the next sweep interval for the orphan sweep. Only errors that
+//! say the sync's own position moved (superseded, another process holds the lease) go on to the
+//! stream, which reads its table again or stands by.
 
 use std::time::{Duration, Instant};
 
 use iceberg::table::Table;
 
 use super::Sync;
-use crate::Result;
 use crate::iceberg::lineage::snapshot_property;
 use crate::iceberg::maintenance::optimize::manifest_count;
 use crate::iceberg::maintenance::{OptimizeOptions, VacuumOptions, optimize, vacuum};
+use crate::{Error, ErrorKind, Result};
 
 /// Delete files that make the sync compact its table.
 pub const COMPACT_DELETE_FILES: u64 = 32;
@@ -36,8 +43,11 @@ const EXPIRE_SLACK: usize = 10;
 /// The least time a compaction round may take (with a short `flush_interval`, rounds that
 /// small could not keep up with what the batches add).
 pub const MIN_COMPACTION_BUDGET: Duration = Duration::from_secs(1);
-/// How often the sync lists its table's location for orphaned files.
+/// How often the sync lists its table's location for orphaned files (also after a sweep that
+/// failed).
 pub const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long compaction, or snapshot expiry, waits after it failed before it is tried again.
+pub const MAINTENANCE_RETRY: Duration = Duration::from_secs(60);
 
 /// The sync's maintenance state.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,82 +57,186 @@ pub struct Maintenance {
     /// When orphans were last looked for (never: the first batch does, as a killed run leaves
     /// them).
     last_sweep: Option<Instant>,
+    /// Compaction and manifest merging wait until then, after one failed.
+    compact_after: Option<Instant>,
+    /// Snapshot expiry waits until then, after one failed.
+    expire_after: Option<Instant>,
+}
+
+/// What one vacuum of the sync does: expire snapshots, look for orphans, or both.
+#[derive(Debug, Clone, Copy)]
+struct VacuumDue {
+    expire: bool,
+    sweep: bool,
 }
 
 impl Maintenance {
     /// After a commit: does what the thresholds call for. Returns the table when maintenance
     /// committed to it, with what its compaction did.
+    ///
+    /// Maintenance never ends the sync: a step that fails is logged as a warning, counted in
+    /// the sync's status (`maintenance_errors`) and tried again later ([`MAINTENANCE_RETRY`],
+    /// or the next [`ORPHAN_SWEEP_INTERVAL`] for the orphan sweep). Only what says the sync's
+    /// own state moved on ([`ErrorKind::Superseded`], [`ErrorKind::LeaseHeld`]) is returned.
     pub async fn after_commit(&mut self, sync: &Sync, table: &Table) -> Result<Option<Maintained>> {
-        let options = &sync.create.options;
-        let mut changed: Option<Table> = None;
+        let mut changed = None;
         let mut compaction = None;
-        if options.auto_optimize {
-            let data_files = total(table, "total-data-files");
-            let baseline = *self.data_files_after_compaction.get_or_insert(data_files);
-            let compact = total(table, "total-delete-files") >= COMPACT_DELETE_FILES
-                || data_files >= baseline + COMPACT_NEW_DATA_FILES;
-            if compact || manifest_count(table).await? > MAX_MANIFESTS {
-                let optimize_options = OptimizeOptions {
-                    time_budget: Some(options.flush_interval),
-                    ..Default::default()
-                };
-                let (optimized, report) =
-                    optimize(&sync.connection, table, &optimize_options).await?;
-                self.data_files_after_compaction = Some(total(&optimized, "total-data-files"));
-                tracing::info!(
-                    "sync {}: compacted {} partitions ({} data files and {} delete files into {}), {} manifests into {}",
-                    sync.name,
-                    report.partitions,
-                    report.data_files_removed,
-                    report.delete_files_removed,
-                    report.data_files_added,
-                    report.manifests_before,
-                    report.manifests_after
-                );
-                if report.committed {
-                    let id = optimized.metadata().current_snapshot_id();
-                    compaction = id.map(|id| (id, report.added.clone()));
-                    changed = Some(optimized);
+        if sync.create.options.auto_optimize && is_due(self.compact_after) {
+            match self.compact(sync, table).await {
+                Ok(Some(done)) => {
+                    compaction = done.compaction;
+                    changed = Some(done.table);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    self.compact_after = Some(Instant::now() + MAINTENANCE_RETRY);
+                    swallow(sync, "compaction", &describe(MAINTENANCE_RETRY), err)?;
                 }
             }
         }
         let current = changed.as_ref().unwrap_or(table);
-        let snapshots = current.metadata().snapshots().count();
-        let sweep = self.last_sweep.is_none_or(|at| at.elapsed() >= ORPHAN_SWEEP_INTERVAL);
-        let oldest_ms = current.metadata().snapshots().map(|s| s.timestamp_ms()).min();
-        let retain_ms = options.retain_snapshots.as_millis() as i64;
-        // Past the retention by a tenth (at least a minute), so expiry is not a commit per batch.
-        let slack_ms = (retain_ms / 10).max(60_000);
-        let too_old = oldest_ms.is_some_and(|t| now_ms() - t > retain_ms + slack_ms);
-        if snapshots > options.max_snapshots + EXPIRE_SLACK || too_old || sweep {
-            let vacuum_options = VacuumOptions {
-                retain: options.retain_snapshots,
-                max_snapshots: Some(options.max_snapshots),
-                remove_orphans: sweep,
-            };
-            let (vacuumed, report) = vacuum(&sync.connection, current, &vacuum_options).await?;
-            if sweep {
-                self.last_sweep = Some(Instant::now());
-            }
-            tracing::debug!("sync {}: {report:?}", sync.name);
-            if report.snapshots_expired > 0 {
-                let what = format!(
-                    "expired {} snapshots, deleted {} data, {} manifest and {} metadata files",
-                    report.snapshots_expired,
-                    report.data_files,
-                    report.manifests,
-                    report.metadata_files
-                );
-                tracing::info!("sync {}: {what}", sync.name);
-                sync.status(|s| {
-                    s.snapshots_expired += report.snapshots_expired;
-                    s.last_maintenance = Some(what);
-                });
-                changed = Some(vacuumed);
+        let due = self.vacuum_due(sync, current);
+        if due.expire || due.sweep {
+            match self.vacuum(sync, current, due).await {
+                Ok(Some(vacuumed)) => changed = Some(vacuumed),
+                Ok(None) => {}
+                Err(err) => {
+                    self.expire_after = Some(Instant::now() + MAINTENANCE_RETRY);
+                    let (retry, sweep) =
+                        (describe(MAINTENANCE_RETRY), describe(ORPHAN_SWEEP_INTERVAL));
+                    let (what, again) = match (due.expire, due.sweep) {
+                        (_, false) => ("snapshot expiry", retry),
+                        (false, true) => ("the orphan file sweep", sweep),
+                        (true, true) => (
+                            "snapshot expiry and the orphan file sweep",
+                            format!("{retry} (the sweep in {sweep})"),
+                        ),
+                    };
+                    swallow(sync, what, &again, err)?;
+                }
             }
         }
         Ok(changed.map(|table| Maintained { table, compaction }))
     }
+
+    /// Compacts the table when a threshold is reached; the table after it when it committed.
+    async fn compact(&mut self, sync: &Sync, table: &Table) -> Result<Option<Maintained>> {
+        let options = &sync.create.options;
+        let data_files = total(table, "total-data-files");
+        let baseline = *self.data_files_after_compaction.get_or_insert(data_files);
+        let compact = total(table, "total-delete-files") >= COMPACT_DELETE_FILES
+            || data_files >= baseline + COMPACT_NEW_DATA_FILES;
+        if !compact && manifest_count(table).await? <= MAX_MANIFESTS {
+            return Ok(None);
+        }
+        let optimize_options =
+            OptimizeOptions { time_budget: Some(options.flush_interval), ..Default::default() };
+        let (optimized, report) = optimize(&sync.connection, table, &optimize_options).await?;
+        self.data_files_after_compaction = Some(total(&optimized, "total-data-files"));
+        tracing::info!(
+            "sync {}: compacted {} partitions ({} data files and {} delete files into {}), {} manifests into {}",
+            sync.name,
+            report.partitions,
+            report.data_files_removed,
+            report.delete_files_removed,
+            report.data_files_added,
+            report.manifests_before,
+            report.manifests_after
+        );
+        if !report.committed {
+            return Ok(None);
+        }
+        sync.status(|s| s.compactions += 1);
+        let id = optimized.metadata().current_snapshot_id();
+        let compaction = id.map(|id| (id, report.added));
+        Ok(Some(Maintained { table: optimized, compaction }))
+    }
+
+    /// Whether snapshots are to be expired (beyond `max_snapshots`, or past `retain_snapshots`)
+    /// and orphans looked for (every [`ORPHAN_SWEEP_INTERVAL`]).
+    fn vacuum_due(&self, sync: &Sync, table: &Table) -> VacuumDue {
+        let options = &sync.create.options;
+        let snapshots = table.metadata().snapshots().count();
+        let sweep = self.last_sweep.is_none_or(|at| at.elapsed() >= ORPHAN_SWEEP_INTERVAL);
+        let oldest_ms = table.metadata().snapshots().map(|s| s.timestamp_ms()).min();
+        let retain_ms = options.retain_snapshots.as_millis() as i64;
+        // Past the retention by a tenth (at least a minute), so expiry is not a commit per batch.
+        let slack_ms = (retain_ms / 10).max(60_000);
+        let too_old = oldest_ms.is_some_and(|t| now_ms() - t > retain_ms + slack_ms);
+        let expire = (snapshots > options.max_snapshots + EXPIRE_SLACK || too_old)
+            && is_due(self.expire_after);
+        VacuumDue { expire, sweep }
+    }
+
+    /// Expires snapshots and deletes what they alone referenced, and (when `due.sweep`) the
+    /// orphans; the table after it when snapshots were expired.
+    async fn vacuum(
+        &mut self,
+        sync: &Sync,
+        table: &Table,
+        due: VacuumDue,
+    ) -> Result<Option<Table>> {
+        let options = &sync.create.options;
+        let vacuum_options = VacuumOptions {
+            retain: options.retain_snapshots,
+            max_snapshots: Some(options.max_snapshots),
+            remove_orphans: due.sweep,
+        };
+        if due.sweep {
+            // A sweep that fails is tried again at the next interval, not at every batch.
+            self.last_sweep = Some(Instant::now());
+        }
+        let (vacuumed, report) = vacuum(&sync.connection, table, &vacuum_options).await?;
+        tracing::debug!("sync {}: {report:?}", sync.name);
+        if report.snapshots_expired == 0 {
+            return Ok(None);
+        }
+        let what = format!(
+            "expired {} snapshots, deleted {} data, {} manifest and {} metadata files",
+            report.snapshots_expired, report.data_files, report.manifests, report.metadata_files
+        );
+        tracing::info!("sync {}: {what}", sync.name);
+        sync.status(|s| {
+            s.snapshots_expired += report.snapshots_expired;
+            s.last_maintenance = Some(what);
+        });
+        Ok(Some(vacuumed))
+    }
+}
+
+/// A maintenance step (`what`) failed with `err`: logged as a warning and counted, so the sync
+/// goes on; it is tried again in `again`. Errors that say the sync must read its table again
+/// or stand by are returned instead.
+fn swallow(sync: &Sync, what: &str, again: &str, err: Error) -> Result<()> {
+    if matches!(err.kind(), ErrorKind::Superseded | ErrorKind::LeaseHeld) {
+        return Err(err);
+    }
+    let message = format!(
+        "{what} of {} failed and is tried again in {}: {}",
+        sync.target,
+        again,
+        err.user_facing()
+    );
+    tracing::warn!("sync {}: {message}", sync.name);
+    sync.status(|s| {
+        s.maintenance_errors += 1;
+        s.last_maintenance = Some(message);
+    });
+    Ok(())
+}
+
+/// A wait in the largest whole unit: `60 s` as "1 min", `3600 s` as "1 h".
+fn describe(wait: Duration) -> String {
+    match wait.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// Whether a step that waits until `after` (if anything) may run now.
+fn is_due(after: Option<Instant>) -> bool {
+    after.is_none_or(|at| Instant::now() >= at)
 }
 
 /// What the sync's maintenance left.
@@ -143,4 +257,23 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_told_in_its_largest_whole_unit() {
+        assert_eq!(describe(MAINTENANCE_RETRY), "1 min");
+        assert_eq!(describe(ORPHAN_SWEEP_INTERVAL), "1 h");
+        assert_eq!(describe(Duration::from_secs(90)), "90 s");
+    }
+
+    #[test]
+    fn a_step_that_failed_waits_until_its_time() {
+        assert!(is_due(None));
+        assert!(is_due(Some(Instant::now())));
+        assert!(!is_due(Some(Instant::now() + MAINTENANCE_RETRY)));
+    }
 }

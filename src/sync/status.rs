@@ -85,7 +85,10 @@ pub struct SyncStatus {
     pub compactions: u64,
     /// Snapshots the sync expired in this run.
     pub snapshots_expired: u64,
-    /// What the last maintenance of the table did.
+    /// Maintenance steps of the table (compaction, expiry, orphan sweep) that failed in this
+    /// run; each is tried again later, and none ends the sync.
+    pub maintenance_errors: u64,
+    /// What the last maintenance of the table did (or why it failed).
     pub last_maintenance: Option<String>,
     /// Errors the sync met (each retried one, and the one it failed with).
     pub errors: u64,

@@ -23,7 +23,7 @@ use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_files, pyiceberg_rows};
 use crate::support::seaweed::{Seaweed, seaweed};
 use crate::support::{
-    Run, assert_exactly, client, daemon_logged, json_rows, misql_in, unique_db, warehouse,
+    Run, assert_exactly, client, daemon_with, json_rows, misql_in, unique_db, warehouse,
 };
 use crate::sync_stream::change;
 
@@ -272,9 +272,9 @@ async fn each_planned_fault_reaches_the_client_as_planned_and_is_counted() {
 
 /// A collection and the lake it is synced into: `via_proxy` is the ATTACH the sync uses (through
 /// the proxies), `direct` the one the checks read through (straight to SeaweedFS).
-struct Scenario {
+pub(crate) struct Scenario {
     db: String,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     weed: &'static Seaweed,
     via_proxy: String,
     direct: String,
@@ -283,7 +283,7 @@ struct Scenario {
 impl Scenario {
     /// Loads `docs` orders into a fresh database; the sync reaches the catalog at `rest` and S3
     /// at `s3`, with `extra` ATTACH options.
-    async fn new(name: &str, docs: u64, rest: &str, s3: &str, extra: &str) -> Self {
+    pub(crate) async fn new(name: &str, docs: u64, rest: &str, s3: &str, extra: &str) -> Self {
         let db = unique_db(name);
         load(&db, "orders", &orders(docs, 1 + docs)).await;
         let weed = seaweed();
@@ -298,7 +298,7 @@ impl Scenario {
 
     /// The ATTACH through the proxies and the CREATE SYNC, committing every `batch` rows (or
     /// every 250 ms).
-    fn sync_script(&self, batch: usize) -> String {
+    pub(crate) fn sync_script(&self, batch: usize) -> String {
         format!(
             "{};\nCREATE SYNC orders FROM mongo.{db}.orders INTO lake.{db}.orders SELECT {SELECT} \
              WHERE status <> 'test' PARTITION BY day(created_at) \
@@ -308,7 +308,7 @@ impl Scenario {
         )
     }
 
-    async fn collection(&self) -> Collection<Document> {
+    pub(crate) async fn collection(&self) -> Collection<Document> {
         client().await.database(&self.db).collection("orders")
     }
 
@@ -334,7 +334,7 @@ impl Scenario {
 
     /// The table equals the collection (misql), holds no key twice, pyiceberg reads the same
     /// keys, and every file the table references exists.
-    fn assert_exact(&self, after: &str) {
+    pub(crate) fn assert_exact(&self, after: &str) {
         let expected = self.expected();
         let synced = self.synced().unwrap_or_else(|| panic!("the table is unreadable {after}"));
         assert_exactly(&synced, &expected, after);
@@ -368,7 +368,7 @@ async fn changes(coll: &Collection<Document>, n: usize, rng: &mut Rng, next_id: 
 }
 
 /// A misql daemon with its log in a file, killed when the test ends however it ends.
-struct Daemon {
+pub(crate) struct Daemon {
     child: crate::support::Daemon,
     log: PathBuf,
 }
@@ -376,22 +376,27 @@ struct Daemon {
 impl Daemon {
     /// `misql -f <dir>/syncs.sql` with `script` in it.
     fn start(dir: &Path, script: &str) -> Self {
+        Self::start_with(dir, script, &[])
+    }
+
+    /// [`Self::start`] with more arguments (`--http ADDR`).
+    pub(crate) fn start_with(dir: &Path, script: &str, args: &[&str]) -> Self {
         let file = dir.join("syncs.sql");
         std::fs::write(&file, script).unwrap();
         let log = dir.join("misql.log");
-        Self { child: daemon_logged(dir, &file, Some(&log)), log }
+        Self { child: daemon_with(dir, &file, Some(&log), args), log }
     }
 
-    fn exited(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().unwrap()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last lines of the log, for failure messages.
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(25)..].join("\n")
@@ -399,7 +404,7 @@ impl Daemon {
 
     /// Waits until the table equals the collection; panics with the log if misql exits or
     /// [`CATCH_UP_LIMIT`] passes first.
-    fn wait_in_sync(&mut self, scenario: &Scenario, what: &str) {
+    pub(crate) fn wait_in_sync(&mut self, scenario: &Scenario, what: &str) {
         let deadline = Instant::now() + CATCH_UP_LIMIT;
         loop {
             if let Some(status) = self.exited() {
@@ -427,7 +432,12 @@ impl Drop for Daemon {
 
 /// Changes the collection while the daemon runs, until every fault of `proxy` was injected and
 /// at least [`MIN_CHANGES`] were made ([`WORKLOAD_LIMIT`] at most, or until misql exits).
-async fn workload(scenario: &Scenario, proxy: &FaultProxy, daemon: &mut Daemon, seed: u64) {
+pub(crate) async fn workload(
+    scenario: &Scenario,
+    proxy: &FaultProxy,
+    daemon: &mut Daemon,
+    seed: u64,
+) {
     let coll = scenario.collection().await;
     let mut rng = Rng::new(seed);
     let mut next_id = 100_000;

@@ -3,6 +3,7 @@
 mod support;
 
 mod bson_arrow;
+mod catalog_blips;
 mod catalog_faults;
 mod copy_follow;
 mod database_sync;
@@ -16,6 +17,7 @@ mod id_ranges;
 mod infer;
 mod key_index;
 mod maintenance;
+mod maintenance_faults;
 mod parser;
 mod proptest_bson;
 mod row_delta;

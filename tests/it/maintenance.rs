@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use bson::Document;
 use serde_json::Value;
 
+use crate::service::{get, sample};
 use crate::support::data::{Rng, load, orders};
 use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_files, pyiceberg_rows};
+use crate::support::server::free_port;
 use crate::support::{
-    assert_exactly, client, daemon_logged, json_rows, misql_in, unique_db, warehouse,
+    assert_exactly, client, daemon_logged, daemon_with, json_rows, misql_in, unique_db, warehouse,
 };
 use crate::sync_stream::{change, preview_sql, sync_sql, synced_sql};
 
@@ -153,14 +155,26 @@ async fn a_streaming_sync_keeps_its_own_table_compact() {
     let dir = warehouse("automaint");
     let file = streaming_sync(&dir, &db, "max_snapshots = 15");
     let log = dir.join("daemon.log");
-    let mut daemon = daemon_logged(&dir, &file, Some(&log));
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
     let coll = client().await.database(&db).collection::<Document>("orders");
     let (mut rng, mut next_id) = (Rng::new(92), 60_000);
     let until = Instant::now() + Duration::from_secs(25);
     while Instant::now() < until {
         change(&coll, &mut rng, &mut next_id).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // SHOW SYNC STATUS's `compactions`, as /metrics exports it, counts the sync's compactions.
+    let compactions = r#"misql_sync_compactions_total{sync="orders"}"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = get(&http, "/metrics").await.1;
+        if sample(&metrics, compactions).is_some_and(|n| n > 0.0) {
+            break;
+        }
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(Instant::now() < deadline, "no compaction counted: {metrics}\n{log}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     let log = std::fs::read_to_string(&log).unwrap();

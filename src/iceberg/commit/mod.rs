@@ -542,7 +542,7 @@ async fn settle(
     Settled::Unknown
 }
 
-/// The table as the catalog has it now.
+/// The table as the catalog has it now (a load that fails for a moment is tried again).
 async fn reload(conn: &IcebergConnection, name: &TableIdent) -> Result<Table> {
-    conn.catalog.load_table(name).await.map_err(|e| Error::iceberg(format!("loading {name}"), e))
+    crate::iceberg::retry::load_table(conn.catalog.as_ref(), name).await
 }

@@ -20,6 +20,8 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::Proposal;
 use crate::iceberg::catalog::{CatalogKind, IcebergConnection, SQL_CATALOG_NAME, SQLITE_FILE_NAME};
+use crate::iceberg::rest_failure::{is_transient_status, oauth_error, refuses_credential};
+use crate::iceberg::retry::retry_transient;
 use crate::{Error, ErrorKind, Result};
 
 /// How long a SQLite write waits for a lock held by another process.
@@ -285,21 +287,31 @@ impl RestCommitter {
 
     /// A bearer token: the configured `token`, else one from an OAuth2 client-credentials
     /// exchange of the configured `credential` (`client_id:secret` or `secret`); none without
-    /// either.
+    /// either. An exchange that fails for a moment (no answer, a 5xx) is tried again a few
+    /// times before its error is returned.
     async fn bearer(&mut self) -> Result<Option<String>> {
         if self.token.is_some() {
             return Ok(self.token.clone());
         }
         let Some(credential) = self.props.get("credential") else { return Ok(None) };
-        let (client_id, secret) = match credential.split_once(':') {
-            Some((id, secret)) => (Some(id), secret),
-            None => (None, credential.as_str()),
-        };
         let endpoint = self
             .props
             .get("oauth2-server-uri")
             .cloned()
             .unwrap_or_else(|| format!("{}/v1/oauth/tokens", self.uri));
+        let body = self.token_request(credential);
+        let what = format!("the token exchange with {endpoint}");
+        let token = retry_transient(&what, || self.exchange(&endpoint, &body)).await?;
+        self.token = Some(token.clone());
+        Ok(Some(token))
+    }
+
+    /// The form of an OAuth2 client-credentials exchange of `credential`.
+    fn token_request(&self, credential: &str) -> String {
+        let (client_id, secret) = match credential.split_once(':') {
+            Some((id, secret)) => (Some(id), secret),
+            None => (None, credential),
+        };
         let mut form: Vec<(&str, &str)> =
             vec![("grant_type", "client_credentials"), ("client_secret", secret)];
         if let Some(id) = client_id {
@@ -311,37 +323,35 @@ impl RestCommitter {
                 form.push((key, value));
             }
         }
-        let body = form
-            .iter()
+        form.iter()
             .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
             .collect::<Vec<_>>()
-            .join("&");
+            .join("&")
+    }
+
+    /// One token exchange at `endpoint`: the access token, or what its failure means.
+    async fn exchange(&self, endpoint: &str, body: &str) -> Result<String> {
         let response = self
             .client
-            .post(&endpoint)
+            .post(endpoint)
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body)
+            .body(body.to_string())
             .send()
             .await
-            .map_err(|e| http_error(&endpoint, e))?;
+            .map_err(|e| http_error(endpoint, e))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| http_error(&endpoint, e))?;
+        let text = response.text().await.map_err(|e| http_error(endpoint, e))?;
         if !status.is_success() {
-            return Err(Error::plan(format!(
-                "the REST catalog refused the credential at {endpoint}: {status}: {text}"
-            ))
-            .with_hint("check the credential ('<client id>:<secret>') option"));
+            return Err(token_refused(endpoint, status.as_u16(), &text));
         }
-        let token = serde_json::from_str::<serde_json::Value>(&text)
+        serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("access_token").and_then(|t| t.as_str()).map(str::to_string))
             .ok_or_else(|| {
                 Error::plan(format!(
                     "the REST catalog's token endpoint {endpoint} sent no access_token: {text}"
                 ))
-            })?;
-        self.token = Some(token.clone());
-        Ok(Some(token))
+            })
     }
 
     async fn swap(&mut self, base: &Table, staged: &Proposal) -> Result<Swap> {
@@ -407,6 +417,29 @@ impl RestCommitter {
             }
         }
     }
+}
+
+/// A token endpoint's answer `status` with `body`, not a token: a refused credential
+/// (permanent), a catalog failing for now (transient), or another refusal (permanent).
+fn token_refused(endpoint: &str, status: u16, body: &str) -> Error {
+    let (oauth_error, description) = oauth_error(body);
+    let said = description.or(oauth_error.clone()).unwrap_or_else(|| body.trim().to_string());
+    if refuses_credential(status, oauth_error.as_deref(), true) {
+        return Error::plan(format!(
+            "the REST catalog refused the credential at {endpoint}: {status} ({said})"
+        ))
+        .with_hint("check the credential ('<client id>:<secret>') option");
+    }
+    if is_transient_status(status) {
+        return Error::Unavailable {
+            message: format!(
+                "the REST catalog's token endpoint {endpoint} answered {status}: {said}"
+            ),
+            hint: Some("the catalog is busy or failing; the sync tries again".to_string()),
+        };
+    }
+    Error::plan(format!("the REST catalog's token endpoint {endpoint} answered {status}: {said}"))
+        .with_hint("check the credential, scope, audience and oauth2-server-uri options")
 }
 
 fn http_error(url: &str, e: reqwest::Error) -> Error {

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use ::iceberg::table::Table;
 use futures::TryStreamExt;
 
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// A file found under a location.
 #[derive(Debug, Clone)]
@@ -87,8 +87,14 @@ async fn list_s3(table: &Table, scheme: &str, bucket: &str, prefix: &str) -> Res
     if !path_style {
         builder = builder.enable_virtual_host_style();
     }
-    let failed = |e: opendal::Error| Error::plan(format!("listing {scheme}{bucket}/{prefix}: {e}"));
-    let operator = opendal::Operator::new(builder).map_err(failed)?.finish();
+    let location = format!("{scheme}{bucket}/{prefix}");
+    let failed = |e: opendal::Error| listing_error(&location, &e);
+    // Timeouts and retries as the table's own FileIO has them (iceberg-storage-opendal).
+    let operator = opendal::Operator::new(builder)
+        .map_err(failed)?
+        .layer(opendal::layers::TimeoutLayer::new())
+        .layer(opendal::layers::RetryLayer::new().with_jitter())
+        .finish();
     let lister = operator.lister_with(prefix).recursive(true).await.map_err(failed)?;
     let entries: Vec<opendal::Entry> = lister.try_collect().await.map_err(failed)?;
     Ok(entries
@@ -99,4 +105,91 @@ async fn list_s3(table: &Table, scheme: &str, bucket: &str, prefix: &str) -> Res
             modified: e.metadata().last_modified().map(SystemTime::from),
         })
         .collect())
+}
+
+/// A failed listing of `location` as misql's error, its kind from what the store said: a
+/// failure that may pass (the store calls it temporary, or could not be reached or answered
+/// with an error of its own, retries included) is transient; a refusal (permissions, a bad
+/// configuration, no such bucket) is permanent.
+fn listing_error(location: &str, error: &opendal::Error) -> Error {
+    tracing::debug!("listing {location}: {error:?}");
+    let said = error.message().lines().next().unwrap_or_default();
+    let message = format!(
+        "cannot list the files under {location}: the object store failed ({}): {said}{}",
+        error.kind(),
+        innermost_cause(error).map(|c| format!(": {c}")).unwrap_or_default()
+    );
+    match storage_kind(error) {
+        ErrorKind::Permanent => Error::plan(message).with_hint(
+            "check the S3 settings (s3.endpoint, s3.access-key-id, s3.secret-access-key) and \
+             that the bucket exists",
+        ),
+        _ => Error::Unavailable {
+            message,
+            hint: Some("the object store may be overloaded or unreachable; try again".into()),
+        },
+    }
+}
+
+/// What a retry can do about an object-store error: temporary failures, rate limits and
+/// failures of the store itself (`Unexpected`: a 5xx, a dropped connection, retries run out)
+/// may pass; the rest (permission denied, not found, bad configuration) do not.
+fn storage_kind(error: &opendal::Error) -> ErrorKind {
+    use opendal::ErrorKind as Store;
+    if error.is_temporary() || matches!(error.kind(), Store::Unexpected | Store::RateLimited) {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Permanent
+    }
+}
+
+/// The deepest cause under `error` (for a lost connection, the HTTP client's or the OS's words).
+fn innermost_cause(error: &opendal::Error) -> Option<String> {
+    let mut current = std::error::Error::source(error)?;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    Some(current.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use opendal::ErrorKind as Store;
+
+    use super::*;
+
+    #[test]
+    fn a_listing_error_takes_its_kind_from_the_store() {
+        let temporary = opendal::Error::new(Store::Unexpected, "send http request").set_temporary();
+        assert_eq!(storage_kind(&temporary), ErrorKind::Transient);
+        let retried_out =
+            opendal::Error::new(Store::Unexpected, "send http request").set_persistent();
+        assert_eq!(storage_kind(&retried_out), ErrorKind::Transient);
+        assert_eq!(
+            storage_kind(&opendal::Error::new(Store::RateLimited, "slow down")),
+            ErrorKind::Transient
+        );
+        for kind in [Store::PermissionDenied, Store::NotFound, Store::ConfigInvalid] {
+            assert_eq!(
+                storage_kind(&opendal::Error::new(kind, "refused")),
+                ErrorKind::Permanent,
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_temporary_listing_failure_is_transient_and_says_where() {
+        let error = opendal::Error::new(Store::Unexpected, "send http request").set_temporary();
+        let error = listing_error("s3://warehouse/shop/orders/", &error);
+        assert!(error.is_transient(), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot list the files under s3://warehouse/shop/orders/"),
+            "{error}"
+        );
+        let refused = opendal::Error::new(Store::PermissionDenied, "access denied");
+        assert!(!listing_error("s3://warehouse/", &refused).is_transient());
+    }
 }

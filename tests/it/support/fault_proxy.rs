@@ -139,6 +139,17 @@ impl Route {
         Self::new("S3 PUT of a delete file", "PUT", |path| path.ends_with("-deletes.parquet"))
     }
 
+    /// An OAuth2 token exchange with the REST catalog: `POST .../v1/oauth/tokens`.
+    pub fn rest_token() -> Self {
+        Self::new("REST token", "POST", |path| path.ends_with("/oauth/tokens"))
+    }
+
+    /// An S3 request on a bucket itself, not on an object in it: `GET /<bucket>` (path-style),
+    /// which is how a listing (`ListObjectsV2`, `?list-type=2&prefix=...`) is sent.
+    pub fn s3_list() -> Self {
+        Self::new("S3 LIST", "GET", |path| !path.trim_matches('/').contains('/'))
+    }
+
     fn matches(&self, method: &str, path: &str) -> bool {
         self.method.eq_ignore_ascii_case(method) && (self.path)(path)
     }

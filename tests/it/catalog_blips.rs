@@ -1,0 +1,85 @@
+//! A blip is not a restart: a REST catalog request that is safe to repeat and fails for a moment
+//! (a 503, a lost connection) is tried again where it failed, so the sync neither fails for good
+//! nor starts over from its checkpoint.
+
+use misql::iceberg::catalog::connect;
+
+use crate::catalog_faults::{Daemon, Scenario, workload};
+use crate::service::{get, sample, wait_for_http};
+use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
+use crate::support::seaweed::seaweed;
+use crate::support::server::free_port;
+
+/// Each token fault is injected this many times.
+const TOKEN_FAULTS: usize = 3;
+
+/// A daemon syncs 100 orders and follows a CRUD workload through a proxy in front of the REST
+/// catalog that gives every 2nd OAuth2 token exchange `fault`, [`TOKEN_FAULTS`] times (the
+/// ATTACH's own exchange passes). The table ends exact, the sync never failed and never
+/// restarted.
+async fn survives_token_faults(name: &str, fault: Fault) {
+    let weed = seaweed();
+    let rest = FaultProxy::start(&weed.rest_uri);
+    rest.plan(Plan::on(Route::rest_token()).every(2).inject(fault.clone(), TOKEN_FAULTS));
+    let scenario = Scenario::new(name, 100, rest.uri(), &weed.s3_endpoint, "").await;
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon =
+        Daemon::start_with(&scenario.dir, &scenario.sync_script(25), &["--http", &http]);
+    wait_for_http(&http).await;
+    daemon.wait_in_sync(&scenario, "after the snapshot");
+    workload(&scenario, &rest, &mut daemon, 13).await;
+    let metrics = get(&http, "/metrics").await.1;
+    let failed = r#"misql_sync_phase{sync="orders",phase="failed"}"#;
+    assert_eq!(sample(&metrics, failed), Some(0.0), "the sync failed:\n{}", daemon.tail());
+    daemon.wait_in_sync(&scenario, "after the workload");
+    assert_eq!(
+        rest.injected_of(&fault),
+        TOKEN_FAULTS,
+        "not every planned fault was met (injected {:?}); misql's log ends:\n{}",
+        rest.injected(),
+        daemon.tail()
+    );
+    scenario.assert_exact(&format!("{TOKEN_FAULTS} × {} on the token endpoint", fault.kind()));
+    let metrics = get(&http, "/metrics").await.1;
+    let retries = r#"misql_sync_retries_total{sync="orders"}"#;
+    assert_eq!(
+        sample(&metrics, retries),
+        Some(0.0),
+        "a blip is not a restart: {metrics}\nmisql's log ends:\n{}",
+        daemon.tail()
+    );
+    assert!(daemon.exited().is_none(), "misql is still running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_endpoint_answering_503_is_tried_again_and_the_sync_neither_fails_nor_restarts() {
+    survives_token_faults("token503", Fault::UnavailableBefore).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_exchange_whose_connection_drops_is_tried_again_without_a_restart() {
+    survives_token_faults("tokendrop", Fault::DropAfter).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_gets_through_a_token_endpoint_that_answers_503_twice() {
+    let weed = seaweed();
+    let rest = FaultProxy::start(&weed.rest_uri);
+    rest.plan(Plan::on(Route::rest_token()).inject(Fault::UnavailableBefore, 2));
+    let attached = connect(rest.uri(), &weed.options()).await;
+    assert!(attached.is_ok(), "{:?}", attached.err());
+    assert_eq!(rest.injected_of(&Fault::UnavailableBefore), 2, "{:?}", rest.injected());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_endpoint_that_keeps_answering_503_is_unavailable_not_a_refused_credential() {
+    let weed = seaweed();
+    let rest = FaultProxy::start(&weed.rest_uri);
+    rest.plan(Plan::on(Route::rest_token()).inject(Fault::UnavailableBefore, 100));
+    let error = connect(rest.uri(), &weed.options()).await.expect_err("the catalog keeps failing");
+    let text = error.to_string();
+    assert!(!text.contains("refused the credential"), "{text}");
+    assert!(text.contains("503"), "{text}");
+    assert!(error.is_transient(), "a 503 may pass: {text}");
+    assert!(rest.injected_of(&Fault::UnavailableBefore) > 1, "tried again: {:?}", rest.injected());
+}
