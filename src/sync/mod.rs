@@ -27,7 +27,7 @@ use crate::iceberg::catalog::IcebergConnection;
 
 use crate::mongo::client::MongoSource;
 use crate::sql::CreateSync;
-use crate::{Error, ErrorKind, Result};
+use crate::{ErrorKind, Result};
 use checkpoint::{Checkpoint, Phase};
 use copy::CopyStart;
 use plan::SyncPlan;
@@ -289,9 +289,6 @@ impl Sync {
 
     /// The target table as the catalog has it now.
     pub(crate) async fn load_table(&self) -> Result<iceberg::table::Table> {
-        self.catalog
-            .load_table(&self.target)
-            .await
-            .map_err(|e| Error::iceberg(format!("loading {}", self.create.target), e))
+        crate::iceberg::retry::load_table(self.catalog.as_ref(), &self.target).await
     }
 }

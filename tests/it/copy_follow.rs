@@ -335,3 +335,61 @@ async fn refresh_over_http_repairs_rows_another_writer_removed_and_needs_the_tok
     let metrics = metrics.text().await.unwrap();
     assert!(metrics.contains("misql_sync_history_margin_seconds"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_finds_what_differs_and_raises_no_false_alarm_under_writes() {
+    let db = unique_db("check");
+    let coll = client().await.database(&db).collection::<Document>("items");
+    coll.insert_many(items(2000)).await.unwrap();
+    let dir = warehouse("check");
+    let file = dir.join("sync.sql");
+    std::fs::write(
+        &file,
+        format!(
+            "CREATE SYNC k FROM mongo.{db}.items INTO iceberg.{db}.items SELECT _id, n, note \
+             WITH (flush_interval = '500ms', snapshot_parallelism = 2);"
+        ),
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap();
+    let once = crate::support::misql_in(&dir, &["--once", "-f", file_arg]);
+    assert!(once.success, "{}", once.stderr);
+    let check = || crate::support::misql_in(&dir, &["--check", "-f", file_arg, "--format", "csv"]);
+    let equal = check();
+    assert!(equal.success, "a fresh copy differs: {}{}", equal.stdout, equal.stderr);
+    assert!(
+        equal.stdout.starts_with("sync,range,missing,extra,different,example"),
+        "{}",
+        equal.stdout
+    );
+
+    // Changed while no sync runs: 3 updated, 2 deleted, 1 inserted.
+    for id in [10i64, 11, 12] {
+        coll.update_one(doc! { "_id": id }, doc! { "$set": { "note": "changed" } }).await.unwrap();
+    }
+    coll.delete_many(doc! { "_id": { "$in": [20i64, 21] } }).await.unwrap();
+    coll.insert_one(doc! { "_id": 5000i64, "n": 0i64, "note": "new" }).await.unwrap();
+    let differs = check();
+    assert!(!differs.success, "differences went unnoticed: {}", differs.stdout);
+    let rows = crate::support::csv_rows(&differs.stdout);
+    let total = |column: usize| -> u64 {
+        rows[1..].iter().map(|r| r[column].parse::<u64>().unwrap()).sum()
+    };
+    assert_eq!((total(2), total(3), total(4)), (1, 2, 3), "{}", differs.stdout);
+    assert!(differs.stdout.contains("missing: 5000"), "{}", differs.stdout);
+    assert!(differs.stderr.contains("differs from its collection"), "{}", differs.stderr);
+    let named = crate::support::misql_in(&dir, &["--check", "-f", file_arg, "nope"]);
+    assert!(!named.success && named.stderr.contains("no CREATE SYNC nope"), "{}", named.stderr);
+
+    // The sync catches up while the application writes: no false alarm.
+    let _daemon = start(&dir, &file, &crate::support::server::server().uri);
+    wait_until_equal(&dir, &format!("{db}.items"), &coll, Duration::from_secs(60)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer =
+        tokio::spawn(write_until(coll.clone(), 2000, stop.clone(), Duration::from_millis(100)));
+    let busy = check();
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(busy.success, "a false alarm under {written} writes: {}{}", busy.stdout, busy.stderr);
+    assert!(written >= 10, "only {written} writes during the check");
+}
