@@ -1,41 +1,35 @@
-//! One chunk of a collection, read in `_id` order at a known cluster time, so that a copy can
-//! run beside the change stream: the chunk's rows are merged once the stream has passed that
-//! time, and a row whose key the stream changed after it is left to the stream.
+//! Chunks of a collection read in `_id` order at a known cluster time, so that a copy can run
+//! beside the change stream: a chunk's rows are merged once the stream has passed that time,
+//! and a row whose key the stream changed after it is left to the stream.
 //!
 //! The preferred read is a snapshot read (`readConcern: {level: "snapshot"}` in a snapshot
 //! session): the server answers with `atClusterTime` = Tc and every row is its document as of
-//! Tc exactly. A snapshot read must end inside the server's snapshot window
-//! (`minSnapshotHistoryWindowInSeconds`, 300 s by default on mongod), so a chunk stops after
-//! [`ChunkLimits`] rows, bytes or seconds and the next one continues after its last `_id` at a
-//! new Tc. A server that refuses snapshot reads gets a plain read between two watermarks
-//! (DBLog): the cluster time before the read and the one after it; the stream wins for any key
-//! it changed inside that window.
+//! Tc. A snapshot read must end inside the server's snapshot window
+//! (`minSnapshotHistoryWindowInSeconds`, 300 s by default on mongod), so a chunk is read for at
+//! most [`CHUNK_TIME`] and the next one continues after its last `_id` at a new Tc. A server
+//! that refuses snapshot reads gets plain reads between watermarks (DBLog): the cluster time
+//! before the read, and the one after each server batch; the stream wins for any key it changed
+//! inside that window. A chunk hands over its rows one server batch at a time ([`ChunkCursor`]),
+//! so memory is bounded by batches, not by the chunk's length.
 
 use std::time::{Duration, Instant};
 
 use bson::{RawDocumentBuf, Timestamp, doc};
 use futures::StreamExt;
+use mongodb::ClientSession;
 use mongodb::options::FindOptions;
-use mongodb::raw_batch_cursor::RawBatch;
+use mongodb::raw_batch_cursor::{RawBatch, RawBatchCursor, SessionRawBatchCursor};
 
 use super::change_stream::cluster_time;
 use super::client::MongoSource;
 use super::scan::FindRequest;
 use crate::{Error, Result};
 
-/// How big a chunk may grow before it ends.
-#[derive(Debug, Clone, Copy)]
-pub struct ChunkLimits {
-    /// Documents.
-    pub rows: usize,
-    /// BSON bytes.
-    pub bytes: u64,
-    /// Reading time: well inside mongod's default 300 s snapshot window.
-    pub time: Duration,
-}
-
 /// The longest a chunk is read: a fifth of mongod's default snapshot window.
 pub const CHUNK_TIME: Duration = Duration::from_secs(60);
+
+/// Server error code: the snapshot a read was at is no longer kept (SnapshotTooOld).
+const SNAPSHOT_TOO_OLD: i32 = 239;
 
 /// When a chunk's rows were read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,59 +38,133 @@ pub struct ReadAt {
     /// be newer than the row, so the row of a key changed after it is left out.
     pub since: Timestamp,
     /// Every row shows its document as of this cluster time or earlier: once the stream has
-    /// handed over every change up to it, the chunk can be merged.
+    /// handed over every change up to it, the rows can be merged.
     pub until: Timestamp,
     /// When `until` was known: an empty answer of the stream asked for after this instant
     /// means the stream has passed `until`.
     pub known: Instant,
 }
 
-/// A chunk: documents in `_id` order, when they were read, and whether the range ended.
-#[derive(Debug)]
-pub struct Chunk {
-    /// The documents.
-    pub docs: Vec<RawDocumentBuf>,
-    /// When they were read.
-    pub at: ReadAt,
-    /// The range has no documents after these.
-    pub end: bool,
-}
-
-/// How a chunk is read.
+/// How chunks are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
-    /// A snapshot read at the server's `atClusterTime`.
+    /// Snapshot reads at the server's `atClusterTime`.
     Snapshot,
-    /// A plain read between two watermarks (the server refuses snapshot reads).
+    /// Plain reads between watermarks (the server refuses snapshot reads).
     Watermarks,
 }
 
-/// Reads the first chunk of `request` (whose filter holds the range's bounds) in `_id` order.
-/// In [`ReadMode::Snapshot`], a server that refuses snapshot reads gets a watermark read, and
-/// the mode to use from then on is returned.
-pub async fn read(
-    source: &MongoSource,
-    request: &FindRequest,
-    limits: ChunkLimits,
-    mode: ReadMode,
-) -> Result<(Chunk, ReadMode)> {
-    if mode == ReadMode::Snapshot {
-        match read_snapshot(source, request, limits).await {
-            Ok(chunk) => return Ok((chunk, ReadMode::Snapshot)),
-            Err(Refused(reason)) => {
-                tracing::warn!(
-                    "{}: the server refuses snapshot reads ({reason}); the copy reads between \
-                     watermarks instead",
-                    request.context()
-                );
-            }
-            Err(Failed(err)) => return Err(err),
-        }
-    }
-    Ok((read_between_watermarks(source, request, limits).await?, ReadMode::Watermarks))
+/// An open chunk: its cursor and when its rows were read.
+pub struct ChunkCursor {
+    source: std::sync::Arc<MongoSource>,
+    context: String,
+    cursor: Cursor,
+    at: ReadAt,
+    started: Instant,
 }
 
-/// Why a snapshot read did not give a chunk.
+enum Cursor {
+    Snapshot(Box<ClientSession>, SessionRawBatchCursor),
+    Plain(RawBatchCursor),
+}
+
+/// What [`ChunkCursor::next`] hands over.
+pub enum Next {
+    /// The next documents (one server batch), read at the given time.
+    Rows(Vec<RawDocumentBuf>, ReadAt),
+    /// The chunk ends here and the range goes on: the next chunk continues after the last
+    /// `_id` handed over (the chunk was read for [`CHUNK_TIME`], or its snapshot is too old).
+    Split,
+    /// The range has no more documents.
+    End,
+}
+
+impl ChunkCursor {
+    /// Opens a chunk of `request` (whose filter holds the range's bounds, after the last `_id`
+    /// copied) in `_id` order. In [`ReadMode::Snapshot`], a server that refuses snapshot reads
+    /// gets a watermark read, and the mode to use from then on is returned.
+    pub async fn open(
+        source: std::sync::Arc<MongoSource>,
+        request: &FindRequest,
+        mode: ReadMode,
+    ) -> Result<(Self, ReadMode)> {
+        let context = request.context();
+        // A server that names a later time than the one it read at would let a change between
+        // the two be overwritten: the cluster time before the read bounds it from below.
+        let before = cluster_time(&source).await;
+        if mode == ReadMode::Snapshot {
+            match open_snapshot(&source, request).await {
+                Ok((session, cursor, time)) => {
+                    let since = before.map_or(time, |before| before.min(time));
+                    let at = ReadAt { since, until: time, known: Instant::now() };
+                    let cursor = Cursor::Snapshot(Box::new(session), cursor);
+                    let chunk = Self { source, context, cursor, at, started: Instant::now() };
+                    return Ok((chunk, ReadMode::Snapshot));
+                }
+                Err(Refused(reason)) => tracing::warn!(
+                    "{context}: the server refuses snapshot reads ({reason}); the copy reads \
+                     between watermarks instead"
+                ),
+                Err(Failed(err)) => return Err(err),
+            }
+        }
+        let since = before.ok_or_else(|| no_cluster_time(&context))?;
+        let client = source.client().await?;
+        let coll =
+            client.database(&request.database).collection::<RawDocumentBuf>(&request.collection);
+        let cursor = coll
+            .find(request.filter.clone())
+            .with_options(options(request))
+            .batch()
+            .await
+            .map_err(|e| source.unreachable(&context, e))?;
+        let at = ReadAt { since, until: since, known: Instant::now() };
+        let chunk =
+            Self { source, context, cursor: Cursor::Plain(cursor), at, started: Instant::now() };
+        Ok((chunk, ReadMode::Watermarks))
+    }
+
+    /// The next server batch of the chunk, or where it ends.
+    pub async fn next(&mut self) -> Result<Next> {
+        if self.started.elapsed() >= CHUNK_TIME {
+            return Ok(Next::Split);
+        }
+        let batch = match &mut self.cursor {
+            Cursor::Snapshot(session, cursor) => cursor.stream(session).next().await,
+            Cursor::Plain(cursor) => cursor.next().await,
+        };
+        let batch = match batch {
+            None => return Ok(Next::End),
+            Some(Err(err)) if code(&err) == Some(SNAPSHOT_TOO_OLD) => return Ok(Next::Split),
+            Some(Err(err)) => return Err(self.source.unreachable(&self.context, err)),
+            Some(Ok(batch)) => batch,
+        };
+        let docs = documents(&batch, &self.context)?;
+        if let Cursor::Plain(_) = self.cursor {
+            // The high watermark: every row of this batch was read before now.
+            let until = cluster_time(&self.source).await;
+            self.at.until = until.ok_or_else(|| no_cluster_time(&self.context))?;
+            self.at.known = Instant::now();
+        }
+        Ok(Next::Rows(docs, self.at))
+    }
+}
+
+fn no_cluster_time(context: &str) -> Error {
+    Error::plan(format!(
+        "{context}: the server reports no cluster time, so a copy beside the change stream \
+         cannot place its reads"
+    ))
+}
+
+fn code(err: &mongodb::error::Error) -> Option<i32> {
+    match err.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(command) => Some(command.code),
+        _ => None,
+    }
+}
+
+/// Why a snapshot read did not open.
 enum SnapshotError {
     /// The server does not do snapshot reads (or gave no `atClusterTime`).
     Refused(String),
@@ -105,23 +173,15 @@ enum SnapshotError {
 }
 use SnapshotError::{Failed, Refused};
 
-fn options(request: &FindRequest, limits: ChunkLimits) -> FindOptions {
-    FindOptions::builder()
-        .sort(doc! { "_id": 1 })
-        .projection(request.projection.clone())
-        .limit(i64::try_from(limits.rows).ok())
-        .build()
+fn options(request: &FindRequest) -> FindOptions {
+    FindOptions::builder().sort(doc! { "_id": 1 }).projection(request.projection.clone()).build()
 }
 
-async fn read_snapshot(
+async fn open_snapshot(
     source: &MongoSource,
     request: &FindRequest,
-    limits: ChunkLimits,
-) -> std::result::Result<Chunk, SnapshotError> {
+) -> std::result::Result<(ClientSession, SessionRawBatchCursor, Timestamp), SnapshotError> {
     let context = request.context();
-    // A server that names a later time than the one it read at would let a change between the
-    // two overwrite nothing: the cluster time before the read bounds it from below.
-    let before = cluster_time(source).await;
     let client = source.client().await.map_err(Failed)?;
     let mut session = client
         .start_session()
@@ -129,10 +189,9 @@ async fn read_snapshot(
         .await
         .map_err(|e| refused_or_failed(source, &context, e))?;
     let coll = client.database(&request.database).collection::<RawDocumentBuf>(&request.collection);
-    let started = Instant::now();
-    let mut cursor = coll
+    let cursor = coll
         .find(request.filter.clone())
-        .with_options(options(request, limits))
+        .with_options(options(request))
         .session(&mut session)
         .batch()
         .await
@@ -140,17 +199,7 @@ async fn read_snapshot(
     let Some(time) = session.snapshot_time() else {
         return Err(Refused("no atClusterTime in its answer".to_string()));
     };
-    let since = before.map_or(time, |before| before.min(time));
-    let at = ReadAt { since, until: time, known: Instant::now() };
-    let mut docs = Docs::new(limits, started);
-    let mut batches = cursor.stream(&mut session);
-    while let Some(batch) = batches.next().await {
-        let batch = batch.map_err(|e| Failed(source.unreachable(&context, e)))?;
-        if !docs.take(&batch, &context).map_err(Failed)? {
-            return Ok(docs.into_chunk(at, false));
-        }
-    }
-    Ok(docs.into_chunk(at, true))
+    Ok((session, cursor, time))
 }
 
 /// A driver error of a snapshot read: refused when the server said no to the read itself.
@@ -168,76 +217,16 @@ fn refused_or_failed(
     }
 }
 
-async fn read_between_watermarks(
-    source: &MongoSource,
-    request: &FindRequest,
-    limits: ChunkLimits,
-) -> Result<Chunk> {
-    let context = request.context();
-    let watermark = || async {
-        cluster_time(source).await.ok_or_else(|| {
-            Error::plan(format!(
-                "{context}: the server reports no cluster time, so a copy beside the change \
-                 stream cannot place its reads"
-            ))
-        })
-    };
-    let since = watermark().await?;
-    let started = Instant::now();
-    let client = source.client().await?;
-    let coll = client.database(&request.database).collection::<RawDocumentBuf>(&request.collection);
-    let mut cursor = coll
-        .find(request.filter.clone())
-        .with_options(options(request, limits))
-        .batch()
-        .await
-        .map_err(|e| source.unreachable(&context, e))?;
-    let mut docs = Docs::new(limits, started);
-    let mut end = true;
-    while let Some(batch) = cursor.next().await {
-        let batch = batch.map_err(|e| source.unreachable(&context, e))?;
-        if !docs.take(&batch, &context)? {
-            end = false;
-            break;
-        }
-    }
-    drop(cursor);
-    let until = watermark().await?;
-    Ok(docs.into_chunk(ReadAt { since, until, known: Instant::now() }, end))
-}
-
-/// The documents of a chunk being read, and whether it may grow.
-struct Docs {
-    docs: Vec<RawDocumentBuf>,
-    bytes: u64,
-    limits: ChunkLimits,
-    started: Instant,
-}
-
-impl Docs {
-    fn new(limits: ChunkLimits, started: Instant) -> Self {
-        Self { docs: Vec::new(), bytes: 0, limits, started }
-    }
-
-    /// Takes a server batch; returns whether the chunk may take more.
-    fn take(&mut self, batch: &RawBatch, context: &str) -> Result<bool> {
-        let docs = batch.doc_slices().map_err(|e| Error::mongo(context.to_string(), e))?;
-        for doc in docs {
+/// The documents of a server batch.
+fn documents(batch: &RawBatch, context: &str) -> Result<Vec<RawDocumentBuf>> {
+    let docs = batch.doc_slices().map_err(|e| Error::mongo(context.to_string(), e))?;
+    docs.into_iter()
+        .map(|doc| {
             let doc = doc.map_err(|e| Error::plan(format!("{context}: malformed BSON: {e}")))?;
             let doc = doc
                 .as_document()
                 .ok_or_else(|| Error::plan(format!("{context}: not a document")))?;
-            self.bytes += doc.as_bytes().len() as u64;
-            self.docs.push(doc.to_owned());
-        }
-        Ok(self.docs.len() < self.limits.rows
-            && self.bytes < self.limits.bytes
-            && self.started.elapsed() < self.limits.time)
-    }
-
-    /// The chunk; `exhausted`: the cursor ended (the range ends unless the row limit cut it).
-    fn into_chunk(self, at: ReadAt, exhausted: bool) -> Chunk {
-        let end = exhausted && self.docs.len() < self.limits.rows;
-        Chunk { docs: self.docs, at, end }
-    }
+            Ok(doc.to_owned())
+        })
+        .collect()
 }

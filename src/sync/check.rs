@@ -22,7 +22,7 @@ use futures::TryStreamExt;
 
 use super::Sync;
 use crate::mongo::bson_arrow::BatchBuilder;
-use crate::mongo::chunk::{self, CHUNK_TIME, ChunkLimits, ReadMode};
+use crate::mongo::chunk::{ChunkCursor, Next, ReadMode};
 use crate::mongo::ext_json;
 use crate::mongo::id_range::{self, IdRange};
 use crate::mongo::scan::FindRequest;
@@ -30,9 +30,6 @@ use crate::{Error, Result};
 
 /// Rounds after the first for keys that differ.
 pub const ROUNDS: usize = 3;
-
-/// Rows read from the collection at a time.
-const CHUNK_ROWS: usize = 10_000;
 
 /// How the table and the collection differ in one `_id` range.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -198,7 +195,6 @@ async fn read_collection(sync: &Sync, columns: &SchemaRef) -> Result<Expected> {
     let total = coll.estimated_document_count().await.unwrap_or(0);
     let parallelism = sync.create.options.snapshot_parallelism;
     let ranges = id_range::split(&coll, &plan.mongo_filter, total, parallelism).await;
-    let limits = ChunkLimits { rows: CHUNK_ROWS, bytes: 64 << 20, time: CHUNK_TIME };
     let mut rows = HashMap::new();
     let mut mode = ReadMode::Snapshot;
     for (index, range) in ranges.iter().enumerate() {
@@ -216,15 +212,23 @@ async fn read_collection(sync: &Sync, columns: &SchemaRef) -> Result<Expected> {
                 projection: plan.mongo_projection.clone(),
                 limit: None,
             };
-            let (chunk, used) = chunk::read(&sync.source, &request, limits, mode).await?;
+            let (mut chunk, used) = ChunkCursor::open(sync.source.clone(), &request, mode).await?;
             mode = used;
-            if let Some(last) = chunk.docs.last() {
-                after = last.get("_id").ok().flatten().map(RawBson::from);
-            }
-            for (key, hash) in hash_documents(sync, &chunk.docs, columns)? {
-                rows.insert(key, (hash, index));
-            }
-            if chunk.end || chunk.docs.is_empty() {
+            let ended = loop {
+                match chunk.next().await? {
+                    Next::Rows(docs, _) => {
+                        if let Some(last) = docs.last() {
+                            after = last.get("_id").ok().flatten().map(RawBson::from);
+                        }
+                        for (key, hash) in hash_documents(sync, &docs, columns)? {
+                            rows.insert(key, (hash, index));
+                        }
+                    }
+                    Next::Split => break false,
+                    Next::End => break true,
+                }
+            };
+            if ended {
                 break;
             }
         }

@@ -187,7 +187,7 @@ impl Maintenance {
             self.last_sweep = Some(Instant::now());
         }
         let (vacuumed, report) = vacuum(&sync.connection, table, &vacuum_options).await?;
-        tracing::debug!("sync {}: {report:?}", sync.name);
+        tracing::debug!("sync {}: {report}", sync.name);
         if report.snapshots_expired == 0 {
             return Ok(None);
         }

@@ -67,6 +67,34 @@ fn phase(dir: &Path, db: &str, table: &str) -> Option<String> {
     current_summary(dir, db, table)?["misql.phase"].as_str().map(str::to_string)
 }
 
+/// The test server's address.
+fn server_addr() -> std::net::SocketAddr {
+    let uri = &crate::support::server::server().uri;
+    let port = uri.split(':').nth(2).unwrap().split('/').next().unwrap().parse::<u16>().unwrap();
+    ([127, 0, 0, 1], port).into()
+}
+
+/// A database with `items(n)`, a warehouse, and a file with the sync `name` of its items
+/// (`SELECT _id, n, note WITH (with)`).
+async fn setup(
+    prefix: &str,
+    n: i64,
+    name: &str,
+    with: &str,
+) -> (String, Collection<Document>, std::path::PathBuf, std::path::PathBuf) {
+    let db = unique_db(prefix);
+    let coll = client().await.database(&db).collection::<Document>("items");
+    coll.insert_many(items(n)).await.unwrap();
+    let dir = warehouse(prefix);
+    let file = dir.join("sync.sql");
+    let sql = format!(
+        "CREATE SYNC {name} FROM mongo.{db}.items INTO iceberg.{db}.items SELECT _id, n, note \
+         WITH ({with});"
+    );
+    std::fs::write(&file, sql).unwrap();
+    (db, coll, dir, file)
+}
+
 fn items(n: i64) -> Vec<Document> {
     (0..n).map(|i| doc! { "_id": i, "n": 0i64, "note": "orig" }).collect()
 }
@@ -167,23 +195,14 @@ async fn wait_until_equal(dir: &Path, table: &str, coll: &Collection<Document>, 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_during_the_copy_are_visible_before_it_ends_and_kills_lose_nothing() {
-    let db = unique_db("copyfollow");
-    let coll = client().await.database(&db).collection::<Document>("items");
-    coll.insert_many(items(3000)).await.unwrap();
-    let dir = warehouse("copyfollow");
-    let file = dir.join("sync.sql");
-    std::fs::write(
-        &file,
-        format!(
-            "CREATE SYNC c FROM mongo.{db}.items INTO iceberg.{db}.items SELECT _id, n, note \
-             WITH (max_batch_rows = 25, snapshot_parallelism = 3, flush_interval = '300ms');"
-        ),
-    )
-    .unwrap();
+    let (db, coll, dir, file) =
+        setup("copyfollow", 6000, "c", "snapshot_parallelism = 3, flush_interval = '300ms'").await;
     let stop = Arc::new(AtomicBool::new(false));
-    let pause = Duration::from_millis(15);
-    let writer = tokio::spawn(write_until(coll.clone(), 3000, stop.clone(), pause));
-    let uri = crate::support::server::server().uri.clone();
+    let pause = Duration::from_millis(40);
+    let writer = tokio::spawn(write_until(coll.clone(), 6000, stop.clone(), pause));
+    // misql reads through a slow link (15 KB/s a connection), so the copy outlasts the kills.
+    let link = SlowLink::start(server_addr(), 15_000);
+    let uri = link.mongodb_uri();
     let table = format!("{db}.items");
 
     // Killed a few times while copying, each time a few commits after it started.
@@ -291,19 +310,7 @@ async fn a_copy_longer_than_the_change_history_reaches_streaming_without_copying
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_over_http_repairs_rows_another_writer_removed_and_needs_the_token() {
-    let db = unique_db("refresh");
-    let coll = client().await.database(&db).collection::<Document>("items");
-    coll.insert_many(items(300)).await.unwrap();
-    let dir = warehouse("refresh");
-    let file = dir.join("sync.sql");
-    std::fs::write(
-        &file,
-        format!(
-            "CREATE SYNC r FROM mongo.{db}.items INTO iceberg.{db}.items SELECT _id, n, note \
-             WITH (flush_interval = '500ms');"
-        ),
-    )
-    .unwrap();
+    let (db, coll, dir, file) = setup("refresh", 300, "r", "flush_interval = '500ms'").await;
     let port = crate::support::server::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut daemon = start_with(&dir, &file, &["--http", &addr, "--http-token", "s3cret"]);
@@ -338,19 +345,8 @@ async fn refresh_over_http_repairs_rows_another_writer_removed_and_needs_the_tok
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_finds_what_differs_and_raises_no_false_alarm_under_writes() {
-    let db = unique_db("check");
-    let coll = client().await.database(&db).collection::<Document>("items");
-    coll.insert_many(items(2000)).await.unwrap();
-    let dir = warehouse("check");
-    let file = dir.join("sync.sql");
-    std::fs::write(
-        &file,
-        format!(
-            "CREATE SYNC k FROM mongo.{db}.items INTO iceberg.{db}.items SELECT _id, n, note \
-             WITH (flush_interval = '500ms', snapshot_parallelism = 2);"
-        ),
-    )
-    .unwrap();
+    let (db, coll, dir, file) =
+        setup("check", 2000, "k", "flush_interval = '500ms', snapshot_parallelism = 2").await;
     let file_arg = file.to_str().unwrap();
     let once = crate::support::misql_in(&dir, &["--once", "-f", file_arg]);
     assert!(once.success, "{}", once.stderr);

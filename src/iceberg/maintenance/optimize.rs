@@ -150,11 +150,24 @@ pub async fn optimize(
     }
     report.partitions_skipped = only.map_or(0, |left| left.len() as u64);
     report.manifests_after = manifest_count(&table).await?;
-    tracing::info!(
-        table = %table.identifier(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "OPTIMIZE: {report:?}"
-    );
+    let took = started.elapsed().as_millis();
+    if report.committed {
+        tracing::info!(
+            "OPTIMIZE {}: {} partition(s) rewritten in {took} ms: {} data file(s) and {} delete \
+             file(s) ({} deletes applied) into {} data file(s) of {} rows; manifests {} → {}",
+            table.identifier(),
+            report.partitions,
+            report.data_files_removed,
+            report.delete_files_removed,
+            report.deletes_applied,
+            report.data_files_added,
+            report.rows,
+            report.manifests_before,
+            report.manifests_after
+        );
+    } else {
+        tracing::debug!("OPTIMIZE {}: nothing to rewrite ({took} ms)", table.identifier());
+    }
     Ok((table, report))
 }
 

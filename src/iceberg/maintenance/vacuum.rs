@@ -59,6 +59,35 @@ pub struct VacuumReport {
     pub kept_young: u64,
 }
 
+impl VacuumReport {
+    /// Whether anything was expired or deleted.
+    pub fn removed_anything(&self) -> bool {
+        self.snapshots_expired
+            + self.data_files
+            + self.manifests
+            + self.metadata_files
+            + self.other_files
+            > 0
+    }
+}
+
+impl std::fmt::Display for VacuumReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} snapshot(s) expired; {} data/delete file(s), {} manifest(s), {} metadata file(s) \
+             and {} other file(s) deleted; {} unreferenced file(s) kept as younger than the \
+             retention",
+            self.snapshots_expired,
+            self.data_files,
+            self.manifests,
+            self.metadata_files,
+            self.other_files,
+            self.kept_young
+        )
+    }
+}
+
 /// Vacuums `table` (see the module documentation) and returns the table after it.
 pub async fn vacuum(
     conn: &IcebergConnection,
@@ -108,7 +137,11 @@ pub async fn vacuum(
             FileKind::Other => report.other_files += 1,
         }
     }
-    tracing::info!(table = %table.identifier(), "VACUUM: {report:?}");
+    if report.removed_anything() {
+        tracing::info!("VACUUM {}: {report}", table.identifier());
+    } else {
+        tracing::debug!("VACUUM {}: {report}", table.identifier());
+    }
     Ok((table, report))
 }
 

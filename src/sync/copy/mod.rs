@@ -13,24 +13,28 @@
 
 pub mod merge;
 
+mod reader;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use bson::{RawBson, RawDocumentBuf, Timestamp, doc, rawdoc};
+use bson::{RawBson, RawDocumentBuf, Timestamp, rawdoc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::Sync;
 use super::checkpoint::RangeMark;
 use super::progress::Progress;
-use crate::mongo::chunk::{self, CHUNK_TIME, Chunk, ChunkLimits, ReadMode};
-use crate::mongo::client::MongoSource;
+use crate::Result;
+use crate::mongo::chunk::ReadAt;
 use crate::mongo::id_range;
 use crate::mongo::scan::FindRequest;
-use crate::{Error, Result};
 use merge::{ChangedKeys, StreamPosition, floor_of};
+use reader::RangeReader;
 
-/// The most documents in one chunk.
-pub const MAX_CHUNK_ROWS: usize = 50_000;
+/// Server batches waiting to be merged, per range, before the readers wait.
+const PENDING_PER_RANGE: usize = 2;
 
 /// Where a copy starts.
 #[derive(Debug, Clone, Default)]
@@ -43,29 +47,32 @@ pub struct CopyStart {
     pub rows: u64,
 }
 
-/// A chunk waiting for the stream to pass its read time.
-struct Pending {
+/// Rows of one range, read at one time, waiting for the stream to pass it.
+struct Piece {
     range: usize,
-    chunk: Chunk,
+    docs: Vec<RawDocumentBuf>,
+    /// When they were read (`None` for the end of the range).
+    at: Option<ReadAt>,
+    /// The stream's position when their chunk was opened: every later read of the range is
+    /// at or after it.
+    floor: u64,
+    /// The range ends after these rows.
+    end: bool,
 }
-
-type ChunkRead = (usize, Result<(Chunk, ReadMode)>);
 
 /// A copy in progress.
 pub struct Copy {
-    source: Arc<MongoSource>,
-    request: FindRequest,
-    limits: ChunkLimits,
     /// How far each range is merged (what the checkpoint says).
     ranges: Vec<RangeMark>,
-    /// The last `_id` read from each range (ahead of its mark while a chunk waits).
-    read_after: Vec<Option<RawBson>>,
-    /// Per range: the stream's position when its read in flight began.
-    floors: Vec<Option<u64>>,
-    reading: JoinSet<ChunkRead>,
-    pending: VecDeque<Pending>,
+    pieces: mpsc::Receiver<Result<Piece>>,
+    /// Aborted when dropped.
+    _readers: JoinSet<()>,
+    pending: VecDeque<Piece>,
+    /// Per range: the floor of the latest piece received.
+    floors: Vec<u64>,
+    /// The stream's position, for the readers.
+    position: Arc<AtomicU64>,
     changed: ChangedKeys,
-    mode: ReadMode,
     recopy_after: Option<i64>,
     rows: u64,
     progress: Progress,
@@ -82,7 +89,7 @@ impl Copy {
             s.rows_copied = start.rows;
         });
         let plan = sync.plan();
-        let ranges = if start.ranges.is_empty() {
+        let ranges: Vec<RangeMark> = if start.ranges.is_empty() {
             let parallelism = sync.create.options.snapshot_parallelism;
             let split = id_range::split(&coll, &plan.mongo_filter, total, parallelism).await;
             tracing::debug!(sync = %sync.name, ranges = split.len(), "copy ranges");
@@ -90,83 +97,56 @@ impl Copy {
         } else {
             start.ranges
         };
-        let options = &sync.create.options;
-        let limits = ChunkLimits {
-            rows: options.max_batch_rows.clamp(1, MAX_CHUNK_ROWS),
-            bytes: options.max_batch_bytes,
-            time: CHUNK_TIME,
+        let request = FindRequest {
+            database: sync.database.clone(),
+            collection: sync.collection.clone(),
+            filter: plan.mongo_filter.clone(),
+            projection: plan.mongo_projection.clone(),
+            limit: None,
         };
-        let mut copy = Self {
-            source: sync.source.clone(),
-            request: FindRequest {
-                database: sync.database.clone(),
-                collection: sync.collection.clone(),
-                filter: plan.mongo_filter.clone(),
-                projection: plan.mongo_projection.clone(),
-                limit: None,
-            },
-            limits,
-            read_after: ranges.iter().map(|mark| mark.after.clone()).collect(),
-            floors: vec![None; ranges.len()],
+        let position = Arc::new(AtomicU64::new(0));
+        let (tx, pieces) = mpsc::channel(ranges.len().max(1));
+        let mut readers = JoinSet::new();
+        for (index, mark) in ranges.iter().enumerate().filter(|(_, mark)| !mark.done) {
+            let reader = RangeReader {
+                source: sync.source.clone(),
+                request: request.clone(),
+                mark: mark.clone(),
+                index,
+                position: position.clone(),
+                tx: tx.clone(),
+            };
+            readers.spawn(reader.run());
+        }
+        Ok(Self {
+            floors: vec![0; ranges.len()],
             ranges,
-            reading: JoinSet::new(),
+            pieces,
+            _readers: readers,
             pending: VecDeque::new(),
+            position,
             changed: ChangedKeys::default(),
-            mode: ReadMode::Snapshot,
             recopy_after: start.recopy_after,
             progress: Progress::new(&sync.name, total, start.rows),
             rows: start.rows,
-        };
-        for range in 0..copy.ranges.len() {
-            if !copy.ranges[range].done {
-                copy.read_next(range, None)?;
-            }
-        }
-        Ok(copy)
+        })
     }
 
-    /// Starts reading the next chunk of `range`; `floor`: the stream's position now.
-    fn read_next(&mut self, range: usize, floor: Option<u64>) -> Result<()> {
-        let mark =
-            RangeMark { after: self.read_after[range].clone(), ..self.ranges[range].clone() };
-        let filter = match mark.range.filter(mark.after.as_ref())? {
-            None => self.request.filter.clone(),
-            Some(bounds) if self.request.filter.is_empty() => bounds,
-            Some(bounds) => doc! { "$and": [self.request.filter.clone(), bounds] },
-        };
-        let request = FindRequest { filter, ..self.request.clone() };
-        let (source, limits, mode) = (self.source.clone(), self.limits, self.mode);
-        self.floors[range] = Some(floor.unwrap_or(0));
-        self.reading
-            .spawn(async move { (range, chunk::read(&source, &request, limits, mode).await) });
-        Ok(())
-    }
-
-    /// Whether chunks are being read.
+    /// Whether the copy takes more rows now (ranges are still read, and few rows wait).
     pub fn reading(&self) -> bool {
-        !self.reading.is_empty()
+        self.pending.len() < PENDING_PER_RANGE * self.ranges.len()
+            && !self.ranges.iter().all(|mark| mark.done)
     }
 
-    /// Waits for the next chunk read and keeps it until the stream passes its read time; the
-    /// range's next chunk is read meanwhile. `position`: the stream's, for the memory of
-    /// changed keys. Cancel-safe. Pending forever when nothing is being read.
-    pub async fn receive(&mut self, position: &StreamPosition) -> Result<()> {
-        let Some(joined) = self.reading.join_next().await else {
+    /// Waits for the next rows read and keeps them until the stream passes their read time.
+    /// Cancel-safe. Pending forever once every range is read.
+    pub async fn receive(&mut self) -> Result<()> {
+        let Some(piece) = self.pieces.recv().await else {
             return std::future::pending().await;
         };
-        let (range, read) = joined
-            .map_err(|e| Error::plan(format!("a copy reader of {} failed: {e}", self.request)))?;
-        let (chunk, mode) = read?;
-        self.mode = mode;
-        self.floors[range] = None;
-        if let Some(last) = chunk.docs.last() {
-            self.read_after[range] = last.get("_id").ok().flatten().map(RawBson::from);
-        }
-        let end = chunk.end;
-        self.pending.push_back(Pending { range, chunk });
-        if !end {
-            self.read_next(range, position.latest())?;
-        }
+        let piece = piece?;
+        self.floors[piece.range] = self.floors[piece.range].max(piece.floor);
+        self.pending.push_back(piece);
         Ok(())
     }
 
@@ -175,9 +155,9 @@ impl Copy {
         self.changed.changed(rawdoc! { "_id": id.clone() }.into_bytes(), time);
     }
 
-    /// Merges the chunks the stream has passed, in the order they were read, while fewer than
+    /// Merges the rows the stream has passed, in the order they were read, while fewer than
     /// `room` rows were merged: hands `upsert` each row whose key the stream did not change
-    /// after the chunk's read time, and moves the ranges' marks. Returns how many rows were
+    /// after the rows' read time, and moves the ranges' marks. Returns how many rows were
     /// merged.
     pub fn merge_ready(
         &mut self,
@@ -185,23 +165,27 @@ impl Copy {
         room: usize,
         mut upsert: impl FnMut(RawBson, RawDocumentBuf),
     ) -> u64 {
+        if let Some(latest) = position.latest() {
+            self.position.fetch_max(latest, Ordering::Relaxed);
+        }
         let mut merged = 0;
         while let Some(next) = self.pending.front() {
-            if !position.passed(&next.chunk.at) || merged >= room as u64 {
+            let passed = next.at.is_none_or(|at| position.passed(&at));
+            if !passed || merged >= room as u64 {
                 break;
             }
-            let Some(Pending { range, chunk }) = self.pending.pop_front() else { break };
-            let mark = &mut self.ranges[range];
-            for doc in chunk.docs {
+            let Some(piece) = self.pending.pop_front() else { break };
+            let mark = &mut self.ranges[piece.range];
+            for doc in piece.docs {
                 let Some(id) = doc.get("_id").ok().flatten().map(RawBson::from) else { continue };
                 mark.after = Some(id.clone());
                 let key = rawdoc! { "_id": id.clone() }.into_bytes();
-                if !self.changed.newer_than(&key, &chunk.at) {
+                if piece.at.is_none_or(|at| !self.changed.newer_than(&key, &at)) {
                     upsert(id, doc);
                     merged += 1;
                 }
             }
-            mark.done |= chunk.end;
+            mark.done |= piece.end;
         }
         self.rows += merged;
         self.progress.set(self.rows);
@@ -209,10 +193,12 @@ impl Copy {
         merged
     }
 
-    /// Forgets the changes no chunk still to merge was read before.
+    /// Forgets the changes no rows still to merge (or still to read) were read before.
     fn forget_old(&mut self) {
-        let pending = self.pending.iter().map(|p| floor_of(p.chunk.at.since));
-        match pending.chain(self.floors.iter().flatten().copied()).min() {
+        let pending = self.pending.iter().filter_map(|p| p.at.map(|at| floor_of(at.since)));
+        let reading =
+            self.floors.iter().zip(&self.ranges).filter(|(_, m)| !m.done).map(|(f, _)| *f);
+        match pending.chain(reading).min() {
             Some(floor) => self.changed.forget_until(floor),
             None => self.changed = ChangedKeys::default(),
         }

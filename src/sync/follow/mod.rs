@@ -230,7 +230,7 @@ impl Follower<'_> {
                 next = next_read(&mut self.stream, left) => {
                     self.take(next, &mut batch, drain, stop_after)?
                 }
-                received = receive(&mut self.copy, &self.position), if reading => {
+                received = receive(&mut self.copy), if reading => {
                     received?;
                     Flow::Continue
                 }
@@ -506,9 +506,9 @@ async fn next_read(
 }
 
 /// The copy's next chunk, if a copy reads. Cancel-safe.
-async fn receive(copy: &mut Option<Copy>, position: &StreamPosition) -> Result<()> {
+async fn receive(copy: &mut Option<Copy>) -> Result<()> {
     match copy {
-        Some(copy) => copy.receive(position).await,
+        Some(copy) => copy.receive().await,
         None => std::future::pending().await,
     }
 }
