@@ -2,6 +2,7 @@
 //! through DataFusion's planner.
 
 mod blame;
+mod check;
 mod column_names;
 mod describe;
 mod describe_table;

@@ -28,7 +28,7 @@ const PHASES: [SyncPhase; 9] = [
 type CounterOf = (&'static str, &'static str, fn(&SyncStatus) -> u64);
 
 /// A gauge per sync: name, help, value at a time.
-type GaugeOf<'a> = (&'static str, &'static str, &'a dyn Fn(&SyncStatus) -> f64);
+type GaugeOf = (&'static str, &'static str, fn(&SyncStatus, SystemTime) -> f64);
 
 const COUNTERS: [CounterOf; 9] = [
     ("misql_sync_rows_copied", "Rows copied by the snapshot.", |s| s.rows_copied),
@@ -92,48 +92,10 @@ impl Collector for SyncMetrics {
                 ConstCounter::new(value(status)).encode(family.encode_family(&label(name))?)?;
             }
         }
-        let gauges: [GaugeOf; 7] = [
-            (
-                "misql_sync_lag_seconds",
-                "Now minus the cluster time of the last change applied; 0 when caught up.",
-                &|s| s.lag(now).as_secs_f64(),
-            ),
-            (
-                "misql_sync_last_event_age_seconds",
-                "Seconds since the last change was applied (-1 before the first).",
-                &|s| s.last_event_age(now).map_or(-1.0, |age| age.as_secs_f64()),
-            ),
-            ("misql_sync_key_index_bytes", "Estimated heap size of the key index.", &|s| {
-                s.key_index_bytes as f64
-            }),
-            (
-                "misql_sync_source_history_seconds",
-                "The change history the source keeps (its oplog's oldest to newest entry); -1 \
-                 when it cannot be read.",
-                &|s| s.history_window.map_or(-1.0, |w| w.as_secs_f64()),
-            ),
-            (
-                "misql_sync_history_margin_seconds",
-                "The source's change history minus the sync's lag: how much further behind it \
-                 may fall before it must copy again; -1 when unknown.",
-                &|s| s.history_margin(now).map_or(-1.0, |m| m.as_secs_f64()),
-            ),
-            (
-                "misql_sync_copy_keys_remembered",
-                "Keys changed during a copy that it remembers (bounded by the writes during one \
-                 chunk's read).",
-                &|s| s.copy_keys_remembered as f64,
-            ),
-            (
-                "misql_sync_snapshot_rows_estimated",
-                "The collection's estimated document count when the snapshot started.",
-                &|s| s.snapshot_rows_estimated as f64,
-            ),
-        ];
-        for (metric, help, value) in gauges {
+        for (metric, help, value) in GAUGES {
             let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Gauge)?;
             for (name, status) in &syncs {
-                ConstGauge::new(value(status)).encode(family.encode_family(&label(name))?)?;
+                ConstGauge::new(value(status, now)).encode(family.encode_family(&label(name))?)?;
             }
         }
         let mut family = encoder.encode_descriptor(
@@ -153,6 +115,46 @@ impl Collector for SyncMetrics {
         encode_process(&mut encoder, self.started)
     }
 }
+
+/// The gauges per sync: each reads a status at a time.
+const GAUGES: [GaugeOf; 7] = [
+    (
+        "misql_sync_lag_seconds",
+        "Now minus the cluster time of the last change applied; 0 when caught up.",
+        |s, now| s.lag(now).as_secs_f64(),
+    ),
+    (
+        "misql_sync_last_event_age_seconds",
+        "Seconds since the last change was applied (-1 before the first).",
+        |s, now| s.last_event_age(now).map_or(-1.0, |age| age.as_secs_f64()),
+    ),
+    ("misql_sync_key_index_bytes", "Estimated heap size of the key index.", |s, _| {
+        s.key_index_bytes as f64
+    }),
+    (
+        "misql_sync_source_history_seconds",
+        "The change history the source keeps (its oplog's oldest to newest entry); -1 \
+         when it cannot be read.",
+        |s, _| s.history_window.map_or(-1.0, |w| w.as_secs_f64()),
+    ),
+    (
+        "misql_sync_history_margin_seconds",
+        "The source's change history minus the sync's lag: how much further behind it \
+         may fall before it must copy again; -1 when unknown.",
+        |s, now| s.history_margin(now).map_or(-1.0, |m| m.as_secs_f64()),
+    ),
+    (
+        "misql_sync_copy_keys_remembered",
+        "Keys changed during a copy that it remembers (bounded by the writes during one \
+         chunk's read).",
+        |s, _| s.copy_keys_remembered as f64,
+    ),
+    (
+        "misql_sync_snapshot_rows_estimated",
+        "The collection's estimated document count when the snapshot started.",
+        |s, _| s.snapshot_rows_estimated as f64,
+    ),
+];
 
 /// Process metrics: resident memory, start time, build.
 fn encode_process(

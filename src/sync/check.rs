@@ -5,9 +5,10 @@
 //!
 //! Under concurrent writes a table lags its collection by up to a flush interval or so, which
 //! would show as differences. A round reads the collection first (chunks at a known cluster
-//! time, as the copy does), then waits for the sync to commit what was read (twice its flush
-//! interval, at least 2 s) and reads the table; a key found different is checked again in up to
-//! [`ROUNDS`] more rounds, and only a key that differs in every round is reported.
+//! time, as the copy does), then — when anything differs — waits until the table's checkpoint
+//! is past that time (or the table has had no commit for twice the flush interval: the sync is
+//! idle or not running) and reads the table again; a key found different is checked again in up
+//! to [`ROUNDS`] more rounds, and only a key that differs in every round is reported.
 //!
 //! Memory: one hash and key per row of each side, as the key index holds per row.
 
@@ -30,6 +31,9 @@ use crate::{Error, Result};
 
 /// Rounds after the first for keys that differ.
 pub const ROUNDS: usize = 3;
+
+/// The longest a round waits for the sync to commit what the collection read showed.
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
 
 /// How the table and the collection differ in one `_id` range.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,6 +75,8 @@ impl RangeReport {
 struct Expected {
     rows: HashMap<String, (u64, usize)>,
     ranges: Vec<IdRange>,
+    /// Every row shows its document as of this cluster time or earlier.
+    read_until: Option<bson::Timestamp>,
 }
 
 /// Compares `sync`'s table with its collection; one report per `_id` range (and one for rows
@@ -79,14 +85,13 @@ pub async fn check(sync: &Sync) -> Result<Vec<RangeReport>> {
     let columns = common_columns(sync).await?;
     let mut differing: Option<BTreeSet<(usize, String)>> = None;
     let mut last = Vec::new();
-    let wait = (sync.create.options.flush_interval * 2).max(Duration::from_secs(2));
     for round in 0..=ROUNDS {
         let expected = read_collection(sync, &columns).await?;
-        // What was read must have time to reach the table (a running sync commits it within
-        // its flush interval); a first round that finds nothing different needs no wait.
         let mut actual = read_table(sync, &columns).await?;
-        if round > 0 || !compare(&expected, &actual).iter().all(|r| !r.differs()) {
-            tokio::time::sleep(wait).await;
+        // A first round that finds nothing different needs no wait; otherwise what was read
+        // must have reached the table first.
+        if round > 0 || compare(&expected, &actual).iter().any(RangeReport::differs) {
+            wait_for_table(sync, expected.read_until).await?;
             actual = read_table(sync, &columns).await?;
         }
         let reports = compare(&expected, &actual);
@@ -103,6 +108,33 @@ pub async fn check(sync: &Sync) -> Result<Vec<RangeReport>> {
         differing = Some(still);
     }
     Ok(last)
+}
+
+/// Waits until the sync's table holds every change up to `until` (its checkpoint's cluster time
+/// is past it), until it has had no commit for twice the flush interval (at least 2 s: the sync
+/// is idle, or not running), or [`WAIT_LIMIT`] at most.
+async fn wait_for_table(sync: &Sync, until: Option<bson::Timestamp>) -> Result<()> {
+    let quiet = (sync.create.options.flush_interval * 2).max(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let mut last = (None, std::time::Instant::now());
+    while started.elapsed() < WAIT_LIMIT {
+        let table = sync.load_table().await?;
+        let snapshot = table.metadata().current_snapshot_id();
+        let reached = super::checkpoint::Checkpoint::of_table(&table)?
+            .and_then(|c| c.resume_time)
+            .zip(until)
+            .is_some_and(|(time, until)| time >= until);
+        if reached {
+            return Ok(());
+        }
+        if snapshot != last.0 {
+            last = (snapshot, std::time::Instant::now());
+        } else if last.1.elapsed() >= quiet {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
 }
 
 /// The columns the plan makes that the table has (a `SELECT *` table may lack a rare field the
@@ -196,6 +228,7 @@ async fn read_collection(sync: &Sync, columns: &SchemaRef) -> Result<Expected> {
     let parallelism = sync.create.options.snapshot_parallelism;
     let ranges = id_range::split(&coll, &plan.mongo_filter, total, parallelism).await;
     let mut rows = HashMap::new();
+    let mut read_until = None;
     let mut mode = ReadMode::Snapshot;
     for (index, range) in ranges.iter().enumerate() {
         let mut after: Option<RawBson> = None;
@@ -216,7 +249,8 @@ async fn read_collection(sync: &Sync, columns: &SchemaRef) -> Result<Expected> {
             mode = used;
             let ended = loop {
                 match chunk.next().await? {
-                    Next::Rows(docs, _) => {
+                    Next::Rows(docs, at) => {
+                        read_until = read_until.max(Some(at.until));
                         if let Some(last) = docs.last() {
                             after = last.get("_id").ok().flatten().map(RawBson::from);
                         }
@@ -233,7 +267,7 @@ async fn read_collection(sync: &Sync, columns: &SchemaRef) -> Result<Expected> {
             }
         }
     }
-    Ok(Expected { rows, ranges })
+    Ok(Expected { rows, ranges, read_until })
 }
 
 /// The key and row hash of each document the plan keeps (documents the sync leaves out under
@@ -328,6 +362,7 @@ mod tests {
         Expected {
             rows: rows.iter().map(|(k, h, r)| (k.to_string(), (*h, *r))).collect(),
             ranges: (0..ranges).map(|_| IdRange::all()).collect(),
+            read_until: None,
         }
     }
 

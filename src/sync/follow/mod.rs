@@ -8,6 +8,7 @@
 
 mod apply;
 mod changes;
+mod stream;
 
 use std::time::{Duration, Instant};
 
@@ -23,12 +24,11 @@ use super::sink::Sink;
 use super::status::SyncPhase;
 use crate::iceberg::key_index::KeyIndex;
 use crate::iceberg::live::live_entries;
-use crate::mongo::change_stream::{
-    Read, Reader, SILENT_LIMIT, cluster_time, history_window, token_to_raw, watch,
-};
+use crate::mongo::change_stream::{Read, SILENT_LIMIT, cluster_time, history_window};
 use crate::{Error, Result};
 use apply::{apply, between_batches, reindex_if_moved, system_time};
 use changes::{Changes, Effect, add, is_change};
+use stream::{Stream, history_lost, lost, next_read, open, raw, stalled};
 
 /// Why the follow loop ended.
 #[derive(Debug)]
@@ -57,40 +57,6 @@ pub struct Start {
 
 /// How often the source's change history is measured.
 const HISTORY_EVERY: Duration = Duration::from_secs(60);
-
-/// Server error codes meaning the resume point is gone: ChangeStreamHistoryLost,
-/// ChangeStreamFatalError, InvalidResumeToken.
-const HISTORY_LOST: [i32; 3] = [286, 280, 260];
-
-/// Server error codes meaning the deployment has no change streams at all: a standalone server
-/// (40573), a server that does not know the stage (40324), or the command (59, 115).
-const NO_CHANGE_STREAMS: [i32; 4] = [40573, 40324, 59, 115];
-
-fn command_code(err: &mongodb::error::Error) -> Option<i32> {
-    match err.kind.as_ref() {
-        mongodb::error::ErrorKind::Command(command) => Some(command.code),
-        _ => None,
-    }
-}
-
-/// Whether `err` says the change stream cannot be resumed from its token.
-fn history_lost(err: &mongodb::error::Error) -> bool {
-    command_code(err).is_some_and(|code| HISTORY_LOST.contains(&code))
-}
-
-/// Why the resume point is gone, for the log and the status.
-fn lost(err: &mongodb::error::Error) -> String {
-    format!(
-        "the change stream cannot resume from the saved token ({})",
-        crate::error::mongo_reason(err)
-    )
-}
-
-/// The reads of the stream: a change stream, or none on a deployment without them.
-enum Stream {
-    Reading(Reader),
-    Unfollowed(String),
-}
 
 /// Follows the stream from `start.position`, copying `start.copy` beside it. With `drain`,
 /// returns once the copy is complete and every change made before the run began is applied
@@ -134,41 +100,6 @@ pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result
         if let Some(end) = follower.commit_batch(batch, drain).await? {
             return Ok(end);
         }
-    }
-}
-
-/// Opens the stream at `from` (from now when `None`); with the token it starts at, when known,
-/// and a cluster time at or before it. `Err(end)` when it cannot be resumed there.
-async fn open(
-    sync: &Sync,
-    from: Option<&Position>,
-) -> Result<Result<(Stream, Option<RawDocumentBuf>, Option<Timestamp>), End>> {
-    if let Some(feed) = &sync.feed {
-        let from = from.cloned().unwrap_or_else(|| feed.start.clone());
-        let time = from.time;
-        return Ok(Ok((Stream::Reading(feed.reader(from)), None, time)));
-    }
-    let time = match from {
-        Some(from) => from.time,
-        None => cluster_time(&sync.source).await,
-    };
-    let token = from.map(|p| &p.token);
-    match watch(&sync.source, &sync.database, &sync.collection, token).await {
-        Ok(stream) => {
-            let first = stream.resume_token().map(|t| token_to_raw(&t)).transpose()?;
-            Ok(Ok((Stream::Reading(Reader::spawn(stream)), first, time)))
-        }
-        Err(err) if history_lost(&err) => Ok(Err(End::Recopy(lost(&err)))),
-        Err(err) if command_code(&err).is_some_and(|c| NO_CHANGE_STREAMS.contains(&c)) => {
-            let reason = format!(
-                "the deployment has no change streams ({}): the collection is copied once and \
-                 changes are not followed",
-                crate::error::mongo_reason(&err)
-            );
-            tracing::warn!("sync {}: {reason}", sync.name);
-            Ok(Ok((Stream::Unfollowed(reason), None, time)))
-        }
-        Err(err) => Err(sync.source.unreachable("opening the change stream", err)),
     }
 }
 
@@ -493,42 +424,10 @@ impl Follower<'_> {
     }
 }
 
-/// The next read of the stream, or an elapsed timeout after `left` (pending forever when there
-/// is no stream). Cancel-safe.
-async fn next_read(
-    stream: &mut Stream,
-    left: Duration,
-) -> Result<Option<Read>, tokio::time::error::Elapsed> {
-    match stream {
-        Stream::Reading(reader) => tokio::time::timeout(left, reader.recv()).await,
-        Stream::Unfollowed(_) => tokio::time::timeout(left, std::future::pending()).await,
-    }
-}
-
 /// The copy's next chunk, if a copy reads. Cancel-safe.
 async fn receive(copy: &mut Option<Copy>) -> Result<()> {
     match copy {
         Some(copy) => copy.receive().await,
         None => std::future::pending().await,
-    }
-}
-
-fn raw(
-    token: Option<mongodb::change_stream::event::ResumeToken>,
-) -> Result<Option<RawDocumentBuf>> {
-    token.map(|t| token_to_raw(&t)).transpose()
-}
-
-/// The error for a change stream that gave nothing for `silent`: transient, so the sync opens
-/// it again from its checkpoint.
-fn stalled(sync: &Sync, silent: Duration) -> Error {
-    Error::Unavailable {
-        message: format!(
-            "the change stream of {}.{} gave nothing for {} s (not even an empty answer)",
-            sync.database,
-            sync.collection,
-            silent.as_secs()
-        ),
-        hint: Some("the sync opens it again from its checkpoint".to_string()),
     }
 }
