@@ -228,6 +228,7 @@ impl Sync {
         let mut standing_by = false;
         loop {
             let started = Instant::now();
+            let commits = self.commits();
             let err = match self.run(drain).await {
                 Err(err) if err.kind() == ErrorKind::LeaseHeld && !drain => err,
                 Err(err)
@@ -255,8 +256,9 @@ impl Sync {
                     .clamp(Duration::from_millis(200), MAX_STANDBY_POLL)
             } else {
                 standing_by = false;
-                if started.elapsed() > MAX_BACKOFF {
-                    backoff = Duration::from_secs(1); // it ran a while: a new outage
+                if started.elapsed() > MAX_BACKOFF || self.commits() > commits {
+                    // It ran a while, or made progress: this is a new outage.
+                    backoff = Duration::from_secs(1);
                 }
                 let wait = match err.kind() {
                     ErrorKind::Superseded => Duration::ZERO,
@@ -285,6 +287,11 @@ impl Sync {
                 _ = self.stop.cancelled() => return Ok(()),
             }
         }
+    }
+
+    /// Commits this sync made so far (its progress, for the backoff).
+    fn commits(&self) -> u64 {
+        self.registry.all().get(&self.name).map_or(0, |s| s.commits)
     }
 
     /// The target table as the catalog has it now.

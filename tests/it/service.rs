@@ -243,10 +243,15 @@ async fn stop_sync_commits_and_keeps_the_definition_start_sync_resumes() {
     let mut rng = Rng::new(109);
     coll.insert_many((0..15).map(|i| order(8_000 + i, &mut rng))).await.unwrap();
     coll.delete_many(doc! { "priority": 1 }).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The changes reach the table while the daemon runs (a wait with a deadline, not a sleep).
+    let expected = json_rows(&dir, &preview_sql(&db));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while json_rows(&dir, &synced_sql(&db)) != expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
     let log = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(json_rows(&dir, &synced_sql(&db)), json_rows(&dir, &preview_sql(&db)), "{log}");
+    assert_eq!(json_rows(&dir, &synced_sql(&db)), expected, "{log}");
 
     // In a session: STOP, the status says so, START resumes from the checkpoint.
     let run = crate::support::misql_in(
