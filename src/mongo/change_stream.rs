@@ -84,26 +84,31 @@ pub async fn cluster_time(source: &MongoSource) -> Option<Timestamp> {
     reply.get_timestamp("operationTime").ok()
 }
 
-/// How much change history the deployment keeps now: the time between the oldest and the newest
-/// entry of its oplog (`local.oplog.rs`). `None` where the user may not read it (or the server
-/// has no oplog).
+/// How often a deployment's change history is measured: on mongod the oldest oplog entry is
+/// one read, but a server that scans its oplog for it (SecantusDB: about 3 s for 100k entries,
+/// blocking every client) must not be asked often.
+pub const HISTORY_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How much change history the deployment keeps now: from the oldest entry of its oplog
+/// (`local.oplog.rs`, first in natural order) to the cluster time now; measured at most every
+/// [`HISTORY_EVERY`] per deployment. `None` where the user may not read it (or the server has
+/// no oplog).
 pub async fn history_window(source: &MongoSource) -> Option<std::time::Duration> {
+    if let Some(window) = source.history_measured(HISTORY_EVERY) {
+        return window;
+    }
+    let window = measure_history(source).await;
+    source.set_history(window);
+    window
+}
+
+async fn measure_history(source: &MongoSource) -> Option<std::time::Duration> {
     let client = source.client().await.ok()?;
     let oplog = client.database("local").collection::<bson::Document>("oplog.rs");
-    let entry_time = |order: i32| {
-        let oplog = oplog.clone();
-        async move {
-            let entry = oplog
-                .find_one(doc! {})
-                .sort(doc! { "$natural": order })
-                .projection(doc! { "ts": 1 })
-                .await
-                .ok()??;
-            entry.get_timestamp("ts").ok()
-        }
-    };
-    let (oldest, newest) = (entry_time(1).await?, entry_time(-1).await?);
-    Some(std::time::Duration::from_secs(u64::from(newest.time.saturating_sub(oldest.time))))
+    let oldest = oplog.find_one(doc! {}).projection(doc! { "ts": 1 }).await.ok()??;
+    let oldest = oldest.get_timestamp("ts").ok()?;
+    let now = cluster_time(source).await?;
+    Some(std::time::Duration::from_secs(u64::from(now.time.saturating_sub(oldest.time))))
 }
 
 /// What the reader of a change stream hands over.

@@ -69,9 +69,27 @@ pub struct MongoSource {
     sample_size: usize,
     sample_override: SampleSizeOverride,
     client: OnceCell<Client>,
+    /// The change history last measured, and when (shared by the syncs of the deployment).
+    history: std::sync::Mutex<Option<(std::time::Instant, Option<std::time::Duration>)>>,
 }
 
 impl MongoSource {
+    /// The change history measured less than `fresh` ago (`Some(None)`: it could not be read),
+    /// or `None` when it is to be measured again.
+    pub fn history_measured(
+        &self,
+        fresh: std::time::Duration,
+    ) -> Option<Option<std::time::Duration>> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.filter(|(at, _)| at.elapsed() < fresh).map(|(_, window)| window)
+    }
+
+    /// Keeps a measurement of the change history.
+    pub fn set_history(&self, window: Option<std::time::Duration>) {
+        *self.history.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), window));
+    }
+
     /// A deployment at `uri`; nothing is contacted yet.
     pub fn new(uri: impl Into<String>, sample_size: usize) -> Self {
         Self {
@@ -79,6 +97,7 @@ impl MongoSource {
             sample_size,
             sample_override: SampleSizeOverride::default(),
             client: OnceCell::new(),
+            history: std::sync::Mutex::new(None),
         }
     }
 

@@ -55,7 +55,8 @@ pub struct Start {
     pub copy: Option<CopyStart>,
 }
 
-/// How often the source's change history is measured.
+/// How often the sync looks at the source's change history (measured at most every
+/// [`crate::mongo::change_stream::HISTORY_EVERY`] per deployment), from a minute after it starts.
 const HISTORY_EVERY: Duration = Duration::from_secs(60);
 
 /// Follows the stream from `start.position`, copying `start.copy` beside it. With `drain`,
@@ -92,7 +93,7 @@ pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result
         saved_time: time,
         last_commit: Instant::now(),
         last_heard: Instant::now(),
-        history_checked: None,
+        history_checked: Some(Instant::now()),
     };
     follower.enter_phase();
     loop {
