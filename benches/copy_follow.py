@@ -194,6 +194,8 @@ def history(misql, uri, tmp, relay_uri):
         daemon.wait(timeout=60)
     log = open(os.path.join(tmp, "hist.log")).read()
     lost = log.count("cannot resume from the saved token")
+    if recopies is None:
+        recopies = log.count("copying the collection again")
     if streaming_at is None:
         print(f"never reached streaming in 600 s; history lost {lost} time(s)")
         return

@@ -30,7 +30,7 @@ type CounterOf = (&'static str, &'static str, fn(&SyncStatus) -> u64);
 /// A gauge per sync: name, help, value at a time.
 type GaugeOf = (&'static str, &'static str, fn(&SyncStatus, SystemTime) -> f64);
 
-const COUNTERS: [CounterOf; 9] = [
+const COUNTERS: [CounterOf; 10] = [
     ("misql_sync_rows_copied", "Rows copied by the snapshot.", |s| s.rows_copied),
     ("misql_sync_events_applied", "Change events applied.", |s| s.events_applied),
     ("misql_sync_commits", "Commits to the target table.", |s| s.commits),
@@ -40,6 +40,9 @@ const COUNTERS: [CounterOf; 9] = [
         s.retries
     }),
     ("misql_sync_errors", "Errors met (retried or final).", |s| s.errors),
+    ("misql_sync_recopies", "Copies of the collection made again (history lost, REFRESH).", |s| {
+        s.recopies
+    }),
     ("misql_sync_compactions", "Compactions the sync committed to its own table.", |s| {
         s.compactions
     }),

@@ -371,6 +371,7 @@ impl Follower<'_> {
         }
         let after = self.sink.table().metadata().last_sequence_number();
         tracing::info!("sync {}: REFRESH: copying the collection again", self.sync.name);
+        self.sync.status(|s| s.recopies += 1);
         let start = CopyStart { ranges: Vec::new(), recopy_after: Some(after), rows: 0 };
         self.copy = Some(Copy::start(self.sync, start).await?);
         self.enter_phase();
