@@ -49,7 +49,32 @@ fn typed(session: &mut PtySession, text: &str, expected: &str) -> String {
             }
         }
     }
+    if text.ends_with('\t') {
+        return completed(session, text, expected);
+    }
     session.exp_string(expected).unwrap_or_else(|e| panic!("after {text:?}: {e}"))
+}
+
+/// Waits for `expected` after a Tab, pressing Tab again every 3 s (at most 10 times): a Tab
+/// waits at most 300 ms for names still being fetched, and rings the bell meanwhile; a later
+/// Tab completes them, as a person would press it again.
+fn completed(session: &mut PtySession, text: &str, expected: &str) -> String {
+    let mut seen = String::new();
+    for _ in 0..10 {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            match session.try_read() {
+                Some(c) => seen.push(c),
+                None => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+            if seen.contains(expected) {
+                return seen;
+            }
+        }
+        session.send("\t").unwrap();
+        session.flush().unwrap();
+    }
+    panic!("after {text:?} and more Tabs: expected {expected:?}, saw {seen:?}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
