@@ -143,6 +143,7 @@ fn checkpoint(phase: Phase, rows: u64) -> Checkpoint {
         rows,
         resume_time: None,
         recopy_after: None,
+        valid_through: None,
     }
 }
 
@@ -203,11 +204,11 @@ async fn changes(docs: &[RawDocumentBuf], select: &str) -> misql::Result<(usize,
         };
         let event: Event = bson::deserialize_from_document(event).unwrap();
         let token = bson::deserialize_from_document(doc! { "_data": format!("{i:08}") }).ok();
-        tx.send(Read::Event(Box::new(event), token)).unwrap();
+        tx.send(Read::Event(Box::new(event), token, None)).unwrap();
         events += 1;
     }
     let end = bson::deserialize_from_document(doc! { "_data": "end" }).ok();
-    tx.send(Read::Idle(end, Instant::now())).unwrap();
+    tx.send(Read::Idle(end, Instant::now(), None)).unwrap();
     let source = sync.source.clone();
     let (router, _) = Router::new(source, "bench", Box::new(|_| false));
     let start = Position { token: bson::rawdoc! { "_data": "00" }, time: None };
@@ -215,7 +216,8 @@ async fn changes(docs: &[RawDocumentBuf], select: &str) -> misql::Result<(usize,
     sync.create.options.max_batch_rows = COMMIT_EVERY;
     let checkpoint = misql::sync::sink::checkpoint_of(&table)?.unwrap();
     let token = checkpoint.resume_token.clone().unwrap();
-    let start = follow::Start { position: Some(Position { token, time: None }), copy: None };
+    let position = Some(Position { token, time: None });
+    let start = follow::Start { position, copy: None, exact: true };
     let (wall, cpu) = (Instant::now(), cpu_seconds());
     follow::run(&sync, table, start, true).await?;
     let (wall, cpu) = (wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);

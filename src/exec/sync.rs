@@ -198,8 +198,17 @@ impl Session {
         }
         Ok(Output::Done(match self.mode {
             Mode::Once => format!(
-                "sync {name}: snapshot complete, {} rows in {}; {} change events applied",
-                status.rows_copied, create.target, status.events_applied
+                "sync {name}: snapshot complete, {} rows in {}; {} change events applied{}",
+                status.rows_copied,
+                create.target,
+                status.events_applied,
+                match status.transactions {
+                    0 => String::new(),
+                    n => format!(
+                        " ({n} transactions, the largest of {} changes)",
+                        status.largest_transaction
+                    ),
+                }
             ),
             Mode::Background => format!("sync {name} started"),
         }))
@@ -547,6 +556,9 @@ impl Session {
             ("target", text(&|s| s.target.clone())),
             ("rows_copied", count(&|s| s.rows_copied)),
             ("events_applied", count(&|s| s.events_applied)),
+            ("transactions", count(&|s| s.transactions)),
+            ("largest_transaction", count(&|s| s.largest_transaction)),
+            ("transactions_split", count(&|s| s.transactions_split)),
             ("rows_skipped", count(&|s| s.rows_skipped)),
             ("dead_letters", count(&|s| s.dead_letters)),
             ("schema_changes", count(&|s| s.schema_changes)),

@@ -30,9 +30,15 @@ type CounterOf = (&'static str, &'static str, fn(&SyncStatus) -> u64);
 /// A gauge per sync: name, help, value at a time.
 type GaugeOf = (&'static str, &'static str, fn(&SyncStatus, SystemTime) -> f64);
 
-const COUNTERS: [CounterOf; 10] = [
+const COUNTERS: [CounterOf; 12] = [
     ("misql_sync_rows_copied", "Rows copied by the snapshot.", |s| s.rows_copied),
     ("misql_sync_events_applied", "Change events applied.", |s| s.events_applied),
+    ("misql_sync_transactions", "MongoDB transactions applied.", |s| s.transactions),
+    (
+        "misql_sync_transactions_split",
+        "Transactions larger than max_transaction_rows, committed in parts.",
+        |s| s.transactions_split,
+    ),
     ("misql_sync_commits", "Commits to the target table.", |s| s.commits),
     ("misql_sync_rows_skipped", "Documents left out (on_error = 'skip').", |s| s.rows_skipped),
     ("misql_sync_dead_letters", "Documents written to the dead-letter table.", |s| s.dead_letters),
@@ -120,7 +126,7 @@ impl Collector for SyncMetrics {
 }
 
 /// The gauges per sync: each reads a status at a time.
-const GAUGES: [GaugeOf; 7] = [
+const GAUGES: [GaugeOf; 8] = [
     (
         "misql_sync_lag_seconds",
         "Now minus the cluster time of the last change applied; 0 when caught up.",
@@ -130,6 +136,11 @@ const GAUGES: [GaugeOf; 7] = [
         "misql_sync_last_event_age_seconds",
         "Seconds since the last change was applied (-1 before the first).",
         |s, now| s.last_event_age(now).map_or(-1.0, |age| age.as_secs_f64()),
+    ),
+    (
+        "misql_sync_largest_transaction_rows",
+        "The most changes one MongoDB transaction made.",
+        |s, _| s.largest_transaction as f64,
     ),
     ("misql_sync_key_index_bytes", "Estimated heap size of the key index.", |s, _| {
         s.key_index_bytes as f64

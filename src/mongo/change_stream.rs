@@ -2,8 +2,9 @@
 //! stored token; resume tokens travel as raw BSON documents (that is how checkpoints keep them).
 
 use bson::{RawDocumentBuf, Timestamp, doc};
-use mongodb::change_stream::ChangeStream;
+use mongodb::ClientSession;
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
+use mongodb::change_stream::session::SessionChangeStream;
 use mongodb::options::FullDocumentType;
 
 use super::client::MongoSource;
@@ -20,6 +21,32 @@ const MAX_AWAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// opens it again from its checkpoint.
 pub const SILENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A change stream and the session it reads in. An update event's document is looked up when
+/// the server answers the read that returns it, so it can hold later changes than the event;
+/// the session's cluster time after that read bounds how much later (see [`Read::Event`]).
+pub struct Watched {
+    stream: SessionChangeStream<Event>,
+    session: ClientSession,
+}
+
+impl Watched {
+    /// The stream's resume token now.
+    pub fn resume_token(&self) -> Option<ResumeToken> {
+        self.stream.resume_token()
+    }
+
+    /// The next event, if the server has one now (at most one read).
+    pub async fn next_if_any(&mut self) -> Result<Option<Event>, mongodb::error::Error> {
+        self.stream.next_if_any(&mut self.session).await
+    }
+
+    /// The latest cluster time the server reported to this stream's reads.
+    pub fn seen(&self) -> Option<Timestamp> {
+        let time = bson::serialize_to_document(self.session.cluster_time()?).ok()?;
+        time.get_timestamp("clusterTime").ok()
+    }
+}
+
 /// Opens the change stream of `database.collection` with `fullDocument: updateLookup`, after
 /// `resume_after` when given. The driver's error is returned as is, so the caller can tell a
 /// lost resume point from an unreachable server.
@@ -28,18 +55,22 @@ pub async fn watch(
     database: &str,
     collection: &str,
     resume_after: Option<&RawDocumentBuf>,
-) -> Result<ChangeStream<Event>, mongodb::error::Error> {
+) -> Result<Watched, mongodb::error::Error> {
     let client = source.client().await.map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
     let coll = client.database(database).collection::<RawDocumentBuf>(collection);
     let token = match resume_after.map(token_from_raw).transpose() {
         Ok(token) => token,
         Err(e) => return Err(mongodb::error::Error::custom(e.to_string())),
     };
-    coll.watch()
+    let mut session = client.start_session().causal_consistency(false).await?;
+    let stream = coll
+        .watch()
         .full_document(FullDocumentType::UpdateLookup)
         .resume_after(token)
         .max_await_time(MAX_AWAIT)
-        .await
+        .session(&mut session)
+        .await?;
+    Ok(Watched { stream, session })
 }
 
 /// Opens the change stream of a whole database (`db.watch()`), `fullDocument: updateLookup`,
@@ -48,20 +79,23 @@ pub async fn watch_database(
     source: &MongoSource,
     database: &str,
     resume_after: Option<&RawDocumentBuf>,
-) -> Result<ChangeStream<Event>, mongodb::error::Error> {
+) -> Result<Watched, mongodb::error::Error> {
     let client = source.client().await.map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
     let token = match resume_after.map(token_from_raw).transpose() {
         Ok(token) => token,
         Err(e) => return Err(mongodb::error::Error::custom(e.to_string())),
     };
-    client
+    let mut session = client.start_session().causal_consistency(false).await?;
+    let stream = client
         .database(database)
         .watch()
         .full_document(FullDocumentType::UpdateLookup)
         .resume_after(token)
         .max_await_time(MAX_AWAIT)
-        .await
-        .map(|stream| stream.with_type::<Event>())
+        .session(&mut session)
+        .await?
+        .with_type::<Event>();
+    Ok(Watched { stream, session })
 }
 
 /// A resume token as a raw BSON document, for the checkpoint.
@@ -113,12 +147,15 @@ async fn measure_history(source: &MongoSource) -> Option<std::time::Duration> {
 
 /// What the reader of a change stream hands over.
 pub enum Read {
-    /// An event, and the stream's resume token right after it.
-    Event(Box<Event>, Option<ResumeToken>),
+    /// An event, the stream's resume token right after it, and the server's cluster time when
+    /// it answered the read that returned the event: an update's looked-up document holds no
+    /// change made after that time.
+    Event(Box<Event>, Option<ResumeToken>, Option<Timestamp>),
     /// No event for now, and the stream's resume token (an idle stream's token moves too). The
     /// instant is when the empty read was asked for: every change committed before then has
     /// been handed over (a copy's chunk read at a cluster time known before it may be merged).
-    Idle(Option<ResumeToken>, std::time::Instant),
+    /// The cluster time is the server's when it answered: every change up to it was handed over.
+    Idle(Option<ResumeToken>, std::time::Instant, Option<Timestamp>),
     /// A shared stream (a database's) handed over every change of this reader up to this
     /// cluster time; changes of other collections went past.
     Passed(Timestamp),
@@ -147,7 +184,7 @@ enum Reads {
 
 impl Reader {
     /// Starts reading `stream`.
-    pub fn spawn(mut stream: ChangeStream<Event>) -> Self {
+    pub fn spawn(mut stream: Watched) -> Self {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         let task = tokio::spawn(async move {
             loop {
@@ -155,11 +192,11 @@ impl Reader {
                 let read = match stream.next_if_any().await {
                     Ok(Some(event)) => {
                         tracing::trace!("change stream: {:?} event", event.operation_type);
-                        Read::Event(Box::new(event), stream.resume_token())
+                        Read::Event(Box::new(event), stream.resume_token(), stream.seen())
                     }
                     Ok(None) => {
                         tracing::trace!("change stream: nothing new");
-                        Read::Idle(stream.resume_token(), asked)
+                        Read::Idle(stream.resume_token(), asked, stream.seen())
                     }
                     Err(err) => Read::Failed(err),
                 };

@@ -56,6 +56,10 @@ pub struct SyncOptions {
     /// `max_batch_bytes`: a commit happens at the latest after this many bytes of Arrow data.
     /// Written as a size (`'64MB'` = 64×10⁶, `'64MiB'` = 64×2²⁰) or an integer. Default 64 MiB.
     pub max_batch_bytes: u64,
+    /// `max_transaction_rows`: a MongoDB transaction is committed whole, holding a batch open
+    /// past `max_batch_rows`, `max_batch_bytes` and `flush_interval`, unless it changes more
+    /// rows than this: then it is committed in parts (with a warning). Default 100000.
+    pub max_transaction_rows: usize,
     /// `on_error`: what a value that does not fit its column does. Default `fail`.
     pub on_error: OnError,
     /// `on_type_change`: what a field whose BSON type changes does. Default `fail`.
@@ -92,6 +96,7 @@ impl Default for SyncOptions {
             flush_interval: Duration::from_secs(10),
             max_batch_rows: 100_000,
             max_batch_bytes: 64 * MIB,
+            max_transaction_rows: 100_000,
             on_error: OnError::Fail,
             on_type_change: OnTypeChange::Fail,
             sample_size: 1000,
@@ -128,6 +133,8 @@ pub enum SyncOption {
     MaxBatchRows,
     /// `max_batch_bytes`
     MaxBatchBytes,
+    /// `max_transaction_rows`
+    MaxTransactionRows,
     /// `on_error`
     OnError,
     /// `on_type_change`
@@ -154,10 +161,11 @@ pub enum SyncOption {
 
 impl SyncOption {
     /// Every sync option.
-    pub const ALL: [SyncOption; 14] = [
+    pub const ALL: [SyncOption; 15] = [
         SyncOption::FlushInterval,
         SyncOption::MaxBatchRows,
         SyncOption::MaxBatchBytes,
+        SyncOption::MaxTransactionRows,
         SyncOption::OnError,
         SyncOption::OnTypeChange,
         SyncOption::SampleSize,
@@ -177,6 +185,7 @@ impl SyncOption {
             SyncOption::FlushInterval => "flush_interval",
             SyncOption::MaxBatchRows => "max_batch_rows",
             SyncOption::MaxBatchBytes => "max_batch_bytes",
+            SyncOption::MaxTransactionRows => "max_transaction_rows",
             SyncOption::OnError => "on_error",
             SyncOption::OnTypeChange => "on_type_change",
             SyncOption::SampleSize => "sample_size",
@@ -276,6 +285,7 @@ impl SyncOptions {
             SyncOption::FlushInterval => self.flush_interval = duration(option)?,
             SyncOption::MaxBatchRows => self.max_batch_rows = positive(option)?,
             SyncOption::MaxBatchBytes => self.max_batch_bytes = size(option)?,
+            SyncOption::MaxTransactionRows => self.max_transaction_rows = positive(option)?,
             SyncOption::OnError => {
                 self.on_error = one_of(option, OnError::from_name, OnError::NAMES)?
             }
@@ -306,6 +316,7 @@ impl SyncOptions {
             SyncOption::FlushInterval => write!(f, "'{}'", format_duration(self.flush_interval)),
             SyncOption::MaxBatchRows => write!(f, "{}", self.max_batch_rows),
             SyncOption::MaxBatchBytes => write!(f, "'{}'", format_size(self.max_batch_bytes)),
+            SyncOption::MaxTransactionRows => write!(f, "{}", self.max_transaction_rows),
             SyncOption::OnError => write!(f, "'{}'", self.on_error.name()),
             SyncOption::OnTypeChange => write!(f, "'{}'", self.on_type_change.name()),
             SyncOption::SampleSize => write!(f, "{}", self.sample_size),

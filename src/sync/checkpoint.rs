@@ -34,6 +34,10 @@ pub const RESUME_TIME: &str = "misql.resume-cluster-time";
 /// it began (rows in data files of that sequence number or older that the re-copy did not
 /// write again are deleted at its end).
 pub const RECOPY_AFTER: &str = "misql.recopy-after-sequence";
+/// Summary key: the cluster time (`seconds,increment`) the table is exact at: it holds every
+/// change made up to it and none made after (no part of a transaction, no document read later).
+/// Written only by commits made at such a point.
+pub const VALID_THROUGH: &str = "misql.valid-through";
 /// Summary key: rows copied by the snapshot so far.
 pub const ROWS: &str = "misql.snapshot-rows";
 
@@ -93,6 +97,8 @@ pub struct Checkpoint {
     pub resume_time: Option<bson::Timestamp>,
     /// While re-copying over existing rows: the table's last sequence number when it began.
     pub recopy_after: Option<i64>,
+    /// The cluster time the table is exact at with this commit, if it is.
+    pub valid_through: Option<bson::Timestamp>,
 }
 
 impl Checkpoint {
@@ -124,6 +130,9 @@ impl Checkpoint {
         }
         if let Some(time) = self.resume_time {
             props.insert(RESUME_TIME.to_string(), format!("{},{}", time.time, time.increment));
+        }
+        if let Some(time) = self.valid_through {
+            props.insert(VALID_THROUGH.to_string(), format!("{},{}", time.time, time.increment));
         }
         if let Some(sequence) = self.recopy_after {
             props.insert(RECOPY_AFTER.to_string(), sequence.to_string());
@@ -178,13 +187,8 @@ impl Checkpoint {
             ranges,
             resume_token,
             rows: get(ROWS).and_then(|r| r.parse().ok()).unwrap_or(0),
-            resume_time: get(RESUME_TIME).and_then(|t| {
-                let (time, increment) = t.split_once(',')?;
-                Some(bson::Timestamp {
-                    time: time.parse().ok()?,
-                    increment: increment.parse().ok()?,
-                })
-            }),
+            resume_time: get(RESUME_TIME).and_then(|t| timestamp(&t)),
+            valid_through: get(VALID_THROUGH).and_then(|t| timestamp(&t)),
             recopy_after: match get(RECOPY_AFTER) {
                 Some(text) if phase == Phase::Snapshot => {
                     Some(text.parse().map_err(|_| corrupt(&format!("re-copy sequence {text:?}")))?)
@@ -193,6 +197,12 @@ impl Checkpoint {
             },
         }))
     }
+}
+
+/// A cluster time written as `seconds,increment`.
+fn timestamp(text: &str) -> Option<bson::Timestamp> {
+    let (time, increment) = text.split_once(',')?;
+    Some(bson::Timestamp { time: time.parse().ok()?, increment: increment.parse().ok()? })
 }
 
 /// `{v: value}`: BSON values are stored inside a document.

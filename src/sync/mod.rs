@@ -155,7 +155,8 @@ impl Sync {
     /// stream, and nothing more is to be done.
     fn start_of(&self, checkpoint: Option<&Checkpoint>) -> Option<follow::Start> {
         let Some(checkpoint) = checkpoint else {
-            return Some(follow::Start { position: None, copy: Some(CopyStart::default()) });
+            let copy = Some(CopyStart::default());
+            return Some(follow::Start { position: None, copy, exact: true });
         };
         let position = checkpoint
             .resume_token
@@ -179,7 +180,7 @@ impl Sync {
             recopy_after: checkpoint.recopy_after,
             rows: checkpoint.rows,
         });
-        Some(follow::Start { position, copy })
+        Some(follow::Start { position, copy, exact: checkpoint.valid_through.is_some() })
     }
 
     /// A re-copy of the collection over `table`, beside a stream from now.
@@ -188,6 +189,7 @@ impl Sync {
         follow::Start {
             position: self.feed.as_ref().map(feed::Feed::now),
             copy: Some(CopyStart { ranges: Vec::new(), recopy_after: Some(after), rows: 0 }),
+            exact: false,
         }
     }
 

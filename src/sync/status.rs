@@ -59,6 +59,15 @@ pub struct SyncStatus {
     pub rows_copied: u64,
     /// Change events applied by the stream phase.
     pub events_applied: u64,
+    /// MongoDB transactions applied (each whole in one commit, unless split).
+    pub transactions: u64,
+    /// Transactions larger than `max_transaction_rows`, committed in parts.
+    pub transactions_split: u64,
+    /// The most changes one transaction made.
+    pub largest_transaction: u64,
+    /// The cluster time the table is exact at (every change up to it, none after), as of the
+    /// last commit made at such a point.
+    pub valid_through: Option<SystemTime>,
     /// Documents left out under `on_error = 'skip'`.
     pub rows_skipped: u64,
     /// Documents written to the dead-letter table.

@@ -27,4 +27,5 @@ mod service;
 mod shell;
 mod sync_snapshot;
 mod sync_stream;
+mod transactions;
 mod two_writers;

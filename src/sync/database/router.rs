@@ -155,15 +155,15 @@ impl Router {
     /// Hands one read to the syncs it concerns.
     fn route(&self, read: Read) {
         match read {
-            Read::Idle(token, asked) => {
+            Read::Idle(token, asked, seen) => {
                 if let Some(token) = token.as_ref().and_then(|t| token_to_raw(t).ok()) {
                     let mut state = self.state();
                     let time = state.at.as_ref().and_then(|at| at.time);
                     state.at = Some(Position { token, time });
                 }
-                self.broadcast(Read::Idle(token, asked));
+                self.broadcast(Read::Idle(token, asked, seen));
             }
-            Read::Event(event, token) => {
+            Read::Event(event, token, seen) => {
                 let event_time = event.cluster_time;
                 let before = self.state().at.clone();
                 let position = token.as_ref().and_then(|t| token_to_raw(t).ok()).map(|token| {
@@ -180,9 +180,9 @@ impl Router {
                     OperationType::Drop | OperationType::Rename | OperationType::DropDatabase
                 );
                 if let Some(collection) = &collection {
-                    self.deliver(collection, Read::Event(event, token), before.clone(), ends);
+                    self.deliver(collection, Read::Event(event, token, seen), before.clone(), ends);
                 } else if ends {
-                    self.broadcast(Read::Event(event, token)); // dropDatabase
+                    self.broadcast(Read::Event(event, token, seen)); // dropDatabase
                 }
                 if let (Some(to), Some(position)) = (renamed_to, position.clone()) {
                     self.discover(&to, None, position);
@@ -246,10 +246,10 @@ impl Router {
         let state = self.state();
         for tx in state.subscribers.values() {
             let copy = match &read {
-                Read::Idle(token, asked) => Read::Idle(token.clone(), *asked),
+                Read::Idle(token, asked, seen) => Read::Idle(token.clone(), *asked, *seen),
                 Read::Passed(time) => Read::Passed(*time),
-                Read::Event(event, token) => match copy_event(event) {
-                    Some(event) => Read::Event(Box::new(event), token.clone()),
+                Read::Event(event, token, seen) => match copy_event(event) {
+                    Some(event) => Read::Event(Box::new(event), token.clone(), *seen),
                     None => continue,
                 },
                 Read::Failed(err) => Read::Failed(err.clone()),

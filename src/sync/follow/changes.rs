@@ -21,6 +21,8 @@ pub struct Changes {
     pub latest: Option<bson::Timestamp>,
     /// Change events in the batch (rows of merged chunks not counted).
     pub events: u64,
+    /// The size of the documents held, in BSON bytes.
+    pub bytes: u64,
 }
 
 impl Changes {
@@ -37,8 +39,12 @@ impl Changes {
     /// Sets the document of `id` (`None`: deleted), replacing an earlier change of it.
     pub fn set(&mut self, id: RawBson, document: Option<RawDocumentBuf>) {
         let key = rawdoc! { "_id": id.clone() }.into_bytes();
+        self.bytes += document.as_ref().map_or(0, |d| d.as_bytes().len() as u64);
         match self.by_id.get(&key) {
-            Some(&i) => self.order[i].1 = document,
+            Some(&i) => {
+                let old = std::mem::replace(&mut self.order[i].1, document);
+                self.bytes -= old.map_or(0, |d| d.as_bytes().len() as u64);
+            }
             None => {
                 self.by_id.insert(key, self.order.len());
                 self.order.push((id, document));

@@ -8,7 +8,9 @@
 
 mod apply;
 mod changes;
+mod cut;
 mod stream;
+mod transaction;
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +30,10 @@ use crate::mongo::change_stream::{Read, SILENT_LIMIT, cluster_time, history_wind
 use crate::{Error, Result};
 use apply::{apply, between_batches, reindex_if_moved, system_time};
 use changes::{Changes, Effect, add, is_change};
+use cut::Cut;
+use mongodb::change_stream::event::OperationType;
 use stream::{Stream, history_lost, lost, next_read, open, raw, stalled};
+use transaction::TransactionId;
 
 /// Why the follow loop ended.
 #[derive(Debug)]
@@ -53,11 +58,20 @@ pub struct Start {
     pub position: Option<Position>,
     /// The copy to make beside the stream, if any.
     pub copy: Option<CopyStart>,
+    /// The table was left exact (its checkpoint has a valid-through time, or it is new); when
+    /// not, it may hold documents read as late as now, and is exact again once the stream has
+    /// passed now.
+    pub exact: bool,
 }
 
 /// How often the sync looks at the source's change history (measured at most every
 /// [`crate::mongo::change_stream::HISTORY_EVERY`] per deployment), from a minute after it starts.
 const HISTORY_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a read waits, once the batch is due, for a consistent cut (the rest of an open
+/// transaction comes at once, an idle answer within a second; a longer silence is caught by
+/// `SILENT_LIMIT`).
+const CUT_WAIT: Duration = Duration::from_secs(1);
 
 /// Follows the stream from `start.position`, copying `start.copy` beside it. With `drain`,
 /// returns once the copy is complete and every change made before the run began is applied
@@ -78,6 +92,10 @@ pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result
         Some(copy) => Some(Copy::start(sync, copy).await?),
         None => None,
     };
+    let mut cut = Cut::default();
+    if !start.exact {
+        cut.looked_up_by(cluster_time(&sync.source).await);
+    }
     let mut follower = Follower {
         // A database stream may start before this table's checkpoint (another table needed
         // it): the events before it are already in the table.
@@ -94,6 +112,8 @@ pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result
         last_commit: Instant::now(),
         last_heard: Instant::now(),
         history_checked: Some(Instant::now()),
+        cut,
+        held: None,
     };
     follower.enter_phase();
     loop {
@@ -110,6 +130,10 @@ struct Batch {
     changes: Changes,
     /// Stopped while reading.
     stopping: bool,
+    /// The batch ends at the next consistent cut (a read said so).
+    ending: bool,
+    /// Events added after the batch was due, waiting for a consistent cut.
+    overdue: usize,
     /// Everything up to now was read (an idle answer, or an event after the drain's end).
     caught_up: bool,
     /// The stream ended with this.
@@ -141,6 +165,10 @@ struct Follower<'a> {
     last_heard: Instant,
     /// When the source's change history was last measured.
     history_checked: Option<Instant>,
+    /// Where the batch may end (whole transactions, documents no newer than the cut).
+    cut: Cut,
+    /// The first read of the next batch: the event before which the last batch ended.
+    held: Option<Read>,
 }
 
 impl Follower<'_> {
@@ -149,34 +177,70 @@ impl Follower<'_> {
         self.sync.status(|s| s.enter(phase));
     }
 
-    /// Reads change events and copied chunks until the batch is full, `flush_interval` has
-    /// passed, the stream ends or the sync stops.
+    /// Reads change events and copied chunks until the batch is full (`max_batch_rows`,
+    /// `max_batch_bytes`), `flush_interval` has passed, the stream ends or the sync stops —
+    /// and then on to a consistent cut (see [`cut`]), for at most `max_transaction_rows` more
+    /// changes.
     async fn read_batch(&mut self, drain: bool, stop_after: Option<Timestamp>) -> Result<Batch> {
         let options = &self.sync.create.options;
         let mut batch = Batch::default();
         let started = Instant::now();
-        while batch.changes.len() < options.max_batch_rows {
-            let Some(left) = options.flush_interval.checked_sub(started.elapsed()) else { break };
+        loop {
+            let full = batch.changes.len() >= options.max_batch_rows
+                || batch.changes.bytes >= options.max_batch_bytes;
+            let left = options.flush_interval.checked_sub(started.elapsed());
+            let due = batch.ending || full || left.is_none();
+            if batch.ended.is_some() || (due && self.cut.may_end()) {
+                break;
+            }
+            if due && batch.overdue > options.max_transaction_rows {
+                self.end_without_cut();
+                break;
+            }
+            let wait = left.filter(|_| !due).unwrap_or(CUT_WAIT);
             let reading = self.copy.as_ref().is_some_and(Copy::reading);
-            let flow = tokio::select! {
-                next = next_read(&mut self.stream, left) => {
-                    self.take(next, &mut batch, drain, stop_after)?
-                }
-                received = receive(&mut self.copy), if reading => {
-                    received?;
-                    Flow::Continue
-                }
-                _ = self.sync.stop.cancelled() => {
-                    batch.stopping = true;
-                    Flow::Break
-                }
+            let flow = match self.held.take() {
+                Some(read) => self.take(Ok(Some(read)), &mut batch, due, drain, stop_after)?,
+                None => tokio::select! {
+                    next = next_read(&mut self.stream, wait) => {
+                        self.take(next, &mut batch, due, drain, stop_after)?
+                    }
+                    received = receive(&mut self.copy), if reading => {
+                        received?;
+                        Flow::Continue
+                    }
+                    _ = self.sync.stop.cancelled(), if !batch.stopping => {
+                        batch.stopping = true;
+                        Flow::Break
+                    }
+                },
             };
             self.merge_chunks(&mut batch.changes);
             if matches!(flow, Flow::Break) {
-                break;
+                batch.ending = true;
             }
         }
         Ok(batch)
+    }
+
+    /// No consistent cut within `max_transaction_rows` changes past a due batch: the batch is
+    /// committed where it is, and says why.
+    fn end_without_cut(&mut self) {
+        let bound = self.sync.create.options.max_transaction_rows;
+        match self.cut.transactions.split() {
+            Some((id, total)) => tracing::warn!(
+                "sync {}: a MongoDB transaction ({id}) changed more than max_transaction_rows = \
+                 {bound} rows ({total} so far): it is committed in parts, and a reader of the \
+                 table may see part of it",
+                self.sync.name
+            ),
+            None => tracing::info!(
+                "sync {}: no consistent point within max_transaction_rows = {bound} changes (the \
+                 stream is behind, and updated documents are read as they are now): committing \
+                 here; the table is exact again at the next consistent point",
+                self.sync.name
+            ),
+        }
     }
 
     /// Takes one read of the stream into the batch.
@@ -184,6 +248,7 @@ impl Follower<'_> {
         &mut self,
         next: Result<Option<Read>, tokio::time::error::Elapsed>,
         batch: &mut Batch,
+        due: bool,
         drain: bool,
         stop_after: Option<Timestamp>,
     ) -> Result<Flow> {
@@ -204,12 +269,21 @@ impl Follower<'_> {
                 Ok(Flow::Break)
             }
             Read::Failed(err) => Err(Error::mongo("reading the change stream", err)),
-            Read::Event(event, token) => {
+            Read::Event(event, token, seen) => {
                 let time = event.cluster_time;
                 if self.skip_before.is_some_and(|t| time.is_some_and(|c| c < t)) {
                     self.read_token = raw(token)?.or(self.read_token.take());
                     return Ok(Flow::Continue);
                 }
+                let transaction = TransactionId::of(&event);
+                if self.cut.before_event(transaction.as_ref(), time) && due {
+                    // The batch ends before this event, which begins the next one.
+                    self.held = Some(Read::Event(event, token, seen));
+                    return Ok(Flow::Break);
+                }
+                let looked_up = seen.filter(|_| event.operation_type == OperationType::Update);
+                self.cut.add(transaction, time, looked_up);
+                batch.overdue += usize::from(due);
                 let first = batch.changes.is_empty();
                 match add(self.sync, &mut batch.changes, &event)? {
                     Effect::Ends(reason) => {
@@ -243,12 +317,14 @@ impl Follower<'_> {
                 Ok(Flow::Continue)
             }
             Read::Passed(time) => {
+                self.cut.passed(time);
                 self.position.read_change(Some(time));
                 Ok(Flow::Continue)
             }
-            Read::Idle(token, asked) => {
+            Read::Idle(token, asked, seen) => {
                 self.read_token = raw(token)?.or(self.read_token.take());
                 self.position.read_idle(asked);
+                self.cut.idle(seen);
                 self.sync.status(|s| s.caught_up = true);
                 batch.caught_up = true;
                 Ok(if drain || !batch.changes.is_empty() { Flow::Break } else { Flow::Continue })
@@ -282,6 +358,7 @@ impl Follower<'_> {
             self.saved_time = batch.changes.latest.or(self.saved_time);
             let checkpoint = self.checkpoint(token.as_ref(), finished);
             apply(self.sync, &mut self.sink, &mut self.index, batch.changes, &checkpoint).await?;
+            self.committed(&checkpoint);
             if checkpoint.phase == Phase::Snapshot {
                 crate::failpoint::failpoint("after-snapshot-commit");
             }
@@ -311,11 +388,20 @@ impl Follower<'_> {
             let since = self.sink.table().metadata().current_snapshot_id();
             let checkpoint = self.checkpoint(token.as_ref(), false);
             self.sink.commit(&checkpoint).await?;
+            self.committed(&checkpoint);
             reindex_if_moved(self.sync, since, None, self.sink.table(), &mut self.index).await?;
             self.saved_token = token;
             self.last_commit = Instant::now();
             committed = true;
         }
+        // Transactions that ended are committed: with this batch, or (ended by an idle stream
+        // after their last part) with earlier ones.
+        let counts = self.cut.transactions.take_counts();
+        self.sync.status(|s| {
+            s.transactions += counts.ended;
+            s.transactions_split += counts.split;
+            s.largest_transaction = s.largest_transaction.max(counts.largest as u64);
+        });
         self.refresh_if_asked().await?;
         self.watch_history().await;
         let recopying = self.copy.as_ref().is_some_and(|c| c.recopy_after().is_some());
@@ -335,6 +421,15 @@ impl Follower<'_> {
             return Ok(Some(End::Drained));
         }
         Ok(None)
+    }
+
+    /// After a commit of `checkpoint`: the cut starts again, and the status shows where the table
+    /// is exact.
+    fn committed(&mut self, checkpoint: &Checkpoint) {
+        self.cut.committed();
+        if let Some(time) = checkpoint.valid_through {
+            self.sync.status(|s| s.valid_through = Some(system_time(time)));
+        }
     }
 
     /// Measures the source's change history now and then, and warns when the sync's margin (the
@@ -407,6 +502,7 @@ impl Follower<'_> {
 
     /// The checkpoint at `token`; `finished`: the copy is complete with this commit.
     fn checkpoint(&self, token: Option<&RawDocumentBuf>, finished: bool) -> Checkpoint {
+        let valid_through = self.cut.exact().flatten().filter(|_| self.copy.is_none() || finished);
         let sync = self.sync;
         let copying = self.copy.as_ref().filter(|_| !finished);
         let rows = match &self.copy {
@@ -422,6 +518,7 @@ impl Follower<'_> {
             rows,
             resume_time: self.saved_time,
             recopy_after: copying.and_then(Copy::recopy_after),
+            valid_through,
         }
     }
 }

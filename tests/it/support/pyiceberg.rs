@@ -117,6 +117,13 @@ pub fn pyiceberg_files(catalog: &PyCatalog, table: &str) -> Vec<serde_json::Valu
     run_script(&["--files", &catalog.properties().to_string(), table], table)
 }
 
+/// Every snapshot still in `table`'s metadata, read by time travel, in sequence-number order:
+/// `{"snapshot_id", "sequence_number", "operation", "rows", "sum", "summary"}`, `sum` being the
+/// sum of `column`'s values in that snapshot.
+pub fn pyiceberg_history(catalog: &PyCatalog, table: &str, column: &str) -> Vec<serde_json::Value> {
+    run_script(&["--history", &catalog.properties().to_string(), table, column], table)
+}
+
 /// Deletes the rows of `table` that match `filter` (pyiceberg's filter syntax, e.g. `_id < 50`)
 /// with pyiceberg, as another writer of the table would.
 pub fn pyiceberg_delete(catalog: &PyCatalog, table: &str, filter: &str) {

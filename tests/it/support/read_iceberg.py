@@ -4,6 +4,7 @@ Usage: read_iceberg.py '<catalog properties as JSON>' <namespace.table> <key col
        read_iceberg.py --schemas '<catalog properties as JSON>' <namespace.table>
        read_iceberg.py --files '<catalog properties as JSON>' <namespace.table>
        read_iceberg.py --delete '<catalog properties as JSON>' <namespace.table> '<filter>'
+       read_iceberg.py --history '<catalog properties as JSON>' <namespace.table> <column>
 
 The catalog properties go to pyiceberg.catalog.load_catalog; they include "type" ("sql" or
 "rest") and a "name".
@@ -22,6 +23,10 @@ primitive ("int", "long", "double", "string", "decimal(18, 2)", "timestamptz", .
 --files: every file the current snapshot references, one JSON object per line:
 {"path": ..., "kind": "manifest list" | "manifest" | "data" | "position deletes" |
 "equality deletes", "exists": bool}, "exists" asked of the table's FileIO (the object store).
+
+--history: every snapshot still in the table's metadata, read by time travel, one JSON object per
+line in sequence-number order: {"snapshot_id": n, "sequence_number": n, "operation": ...,
+"rows": n, "sum": sum of the column's values (null ones left out), "summary": {...}}.
 """
 import datetime
 import decimal
@@ -118,7 +123,28 @@ def print_files(table):
         out.write("\n")
 
 
+def print_history(table, column):
+    out = sys.stdout
+    for snapshot in sorted(table.snapshots(), key=lambda s: s.sequence_number):
+        values = table.scan(snapshot_id=snapshot.snapshot_id, selected_fields=(column,))
+        values = values.to_arrow().column(column).to_pylist()
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        line = {
+            "snapshot_id": snapshot.snapshot_id,
+            "sequence_number": snapshot.sequence_number,
+            "operation": str(snapshot.summary.operation.value) if snapshot.summary else None,
+            "rows": len(values),
+            "sum": plain(sum(v for v in values if v is not None)),
+            "summary": summary,
+        }
+        out.write(json.dumps(line))
+        out.write("\n")
+
+
 def main():
+    if sys.argv[1] == "--history":
+        print_history(open_table(sys.argv[2], sys.argv[3]), sys.argv[4])
+        return
     if sys.argv[1] == "--schemas":
         print_schemas(open_table(sys.argv[2], sys.argv[3]))
         return

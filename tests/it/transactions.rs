@@ -1,0 +1,237 @@
+//! MongoDB transactions kept whole: transfers between accounts in multi-document transactions
+//! keep the sum of the balances constant, so every snapshot of the table that holds all the
+//! accounts must have that sum — read at every snapshot of the table's history by pyiceberg's
+//! time travel, through kills, with batches far smaller than the transactions. The expected
+//! balances come from MongoDB through the driver.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bson::{Document, doc};
+use futures::TryStreamExt;
+use mongodb::{Client, Collection};
+
+use crate::service::{get, sample, wait_for_http};
+use crate::support::data::Rng;
+use crate::support::pyiceberg::{PyCatalog, pyiceberg_history, pyiceberg_rows};
+use crate::support::server::free_port;
+use crate::support::{Daemon, client, misql_in, unique_db, warehouse};
+
+const ACCOUNTS: i64 = 20;
+const START: i64 = 1000;
+const TOTAL: i64 = ACCOUNTS * START;
+
+/// A database with `ACCOUNTS` accounts of `START`, a warehouse, and a file with the sync `bank`
+/// of them (`WITH (with)`).
+async fn bank(prefix: &str, with: &str) -> (String, Collection<Document>, std::path::PathBuf) {
+    let db = unique_db(prefix);
+    let coll = client().await.database(&db).collection::<Document>("accounts");
+    let accounts: Vec<Document> =
+        (0..ACCOUNTS).map(|i| doc! { "_id": i, "balance": START }).collect();
+    coll.insert_many(accounts).await.unwrap();
+    let dir = warehouse(prefix);
+    let sql = format!(
+        "CREATE SYNC bank FROM mongo.{db}.accounts INTO iceberg.{db}.accounts \
+         SELECT _id, balance WITH (max_snapshots = 100000, retain_snapshots = '1d', {with});"
+    );
+    std::fs::write(dir.join("sync.sql"), sql).unwrap();
+    (db, coll, dir)
+}
+
+/// Moves `amount` from account `from` to each of `to` in one transaction; aborts it instead of
+/// committing when `abort`.
+async fn transfer(
+    client: &Client,
+    coll: &Collection<Document>,
+    from: i64,
+    to: &[i64],
+    amount: i64,
+    abort: bool,
+) {
+    let mut session = client.start_session().await.unwrap();
+    session.start_transaction().await.unwrap();
+    let debit = doc! { "$inc": { "balance": -amount * to.len() as i64 } };
+    coll.update_one(doc! { "_id": from }, debit).session(&mut session).await.unwrap();
+    for &id in to {
+        let credit = doc! { "$inc": { "balance": amount } };
+        coll.update_one(doc! { "_id": id }, credit).session(&mut session).await.unwrap();
+    }
+    if abort {
+        session.abort_transaction().await.unwrap();
+    } else {
+        session.commit_transaction().await.unwrap();
+    }
+}
+
+/// Transfers until `stop` (at most 90 s), about 15 a second: most between two accounts, some
+/// from one account to five others (six changes, more than a batch), some aborted. Counts the
+/// committed ones in `made`.
+async fn transfer_until(coll: Collection<Document>, stop: Arc<AtomicBool>, made: Arc<AtomicU64>) {
+    let client = coll.client().clone();
+    let mut rng = Rng::new(21);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let from = rng.below(ACCOUNTS as u64) as i64;
+        let others = |n: i64| (1..=n).map(|k| (from + k) % ACCOUNTS).collect::<Vec<_>>();
+        let amount = 1 + rng.below(20) as i64;
+        let (to, amount, abort) = match rng.below(10) {
+            0..=5 => (others(1), amount, false),
+            6..=8 => (others(5), amount, false),
+            _ => (others(1), 500, true),
+        };
+        transfer(&client, &coll, from, &to, amount, abort).await;
+        made.fetch_add(u64::from(!abort), Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `_id → balance` in MongoDB, through the driver.
+async fn balances(coll: &Collection<Document>) -> BTreeMap<i64, i64> {
+    let docs: Vec<Document> = coll.find(doc! {}).await.unwrap().try_collect().await.unwrap();
+    docs.iter().map(|d| (d.get_i64("_id").unwrap(), d.get_i64("balance").unwrap())).collect()
+}
+
+/// `_id → balance` in the table, through pyiceberg.
+fn table_balances(dir: &Path, table: &str) -> BTreeMap<i64, i64> {
+    let rows = pyiceberg_rows(&PyCatalog::sql(dir), table, "_id");
+    rows.iter().map(|r| (r["_id"].as_i64().unwrap(), r["balance"].as_i64().unwrap())).collect()
+}
+
+async fn wait_until_equal(dir: &Path, table: &str, coll: &Collection<Document>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (expected, actual) = (balances(coll).await, table_balances(dir, table));
+        if expected == actual {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the table differs from the collection:\n{expected:?}\n{actual:?}\n{}",
+            std::fs::read_to_string(dir.join("misql.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Every snapshot in the table's history that holds every account: `(sequence number, sum)`.
+fn sums_of_whole_snapshots(dir: &Path, table: &str) -> Vec<(i64, i64)> {
+    let history = pyiceberg_history(&PyCatalog::sql(dir), table, "balance");
+    history
+        .iter()
+        .filter(|s| s["rows"] == ACCOUNTS)
+        .map(|s| (s["sequence_number"].as_i64().unwrap(), s["sum"].as_i64().unwrap()))
+        .collect()
+}
+
+fn start(dir: &Path, http: &str) -> Daemon {
+    std::process::Command::new(env!("CARGO_BIN_EXE_misql"))
+        .args(["--warehouse", dir.to_str().unwrap(), "-f"])
+        .arg(dir.join("sync.sql"))
+        .args(["--http", http])
+        .env("MONGODB_URI", &crate::support::server::server().uri)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("misql.log"))
+                .unwrap(),
+        ))
+        .spawn()
+        .map(Daemon)
+        .expect("start misql")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_snapshot_holds_whole_transfers_through_kills() {
+    let (db, coll, dir) = bank("txnkill", "max_batch_rows = 5, flush_interval = '500ms'").await;
+    let table = format!("{db}.accounts");
+    let stop = Arc::new(AtomicBool::new(false));
+    let made = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn(transfer_until(coll.clone(), stop.clone(), made.clone()));
+    let http = format!("127.0.0.1:{}", free_port());
+    let metadata = dir.join(&db).join("accounts").join("metadata");
+    let commits = || std::fs::read_dir(&metadata).map_or(0, |d| d.count());
+
+    // Killed three times, each a few commits after it started (the first while it copies).
+    let mut rng = Rng::new(5);
+    for _ in 0..3 {
+        let mut daemon = start(&dir, &http);
+        let target = commits() + 5 + rng.below(15) as usize;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while commits() < target && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        daemon.kill().expect("SIGKILL");
+        daemon.wait().unwrap();
+    }
+    let _daemon = start(&dir, &http);
+    wait_for_http(&http).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while made.load(Ordering::Relaxed) < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let transfers = made.load(Ordering::Relaxed);
+    wait_until_equal(&dir, &table, &coll).await;
+
+    let sums = sums_of_whole_snapshots(&dir, &table);
+    let wrong: Vec<_> = sums.iter().filter(|(_, sum)| *sum != TOTAL).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} snapshots show part of a transfer (sequence number, sum): {wrong:?}",
+        wrong.len(),
+        sums.len()
+    );
+    assert!(transfers >= 200, "only {transfers} transfers; the test proves little");
+    assert!(sums.len() >= 30, "only {} snapshots hold every account", sums.len());
+
+    let (status, metrics) = get(&http, "/metrics").await;
+    assert_eq!(status, 200);
+    let applied = sample(&metrics, "misql_sync_transactions_total{sync=\"bank\"}");
+    assert!(applied.is_some_and(|n| n > 0.0), "{metrics}");
+    let largest = sample(&metrics, "misql_sync_largest_transaction_rows{sync=\"bank\"}");
+    assert_eq!(largest, Some(6.0), "{metrics}");
+    let split = sample(&metrics, "misql_sync_transactions_split_total{sync=\"bank\"}");
+    assert_eq!(split, Some(0.0), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_aborted_one_not_at_all()
+ {
+    let with = "max_batch_rows = 2, max_transaction_rows = 4, flush_interval = '200ms'";
+    let (db, coll, dir) = bank("txnbound", with).await;
+    let table = format!("{db}.accounts");
+    let once =
+        |dir: &Path| misql_in(dir, &["-f", dir.join("sync.sql").to_str().unwrap(), "--once"]);
+    let copied = once(&dir);
+    assert!(copied.success, "{}", copied.stderr);
+    let client = coll.client().clone();
+    // Three changes (more than a batch, within the bound): whole. Ten: in parts.
+    transfer(&client, &coll, 0, &[1, 2], 7, false).await;
+    transfer(&client, &coll, 3, &[4, 5], 500, true).await;
+    transfer(&client, &coll, 10, &[11, 12, 13, 14, 15, 16, 17, 18, 19], 1, false).await;
+    let run = once(&dir);
+    assert!(run.success, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("changed more than max_transaction_rows = 4 rows")
+            && run.stderr.contains("committed in parts"),
+        "{}",
+        run.stderr
+    );
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("(2 transactions, the largest of 10 changes)"), "{said}");
+    assert_eq!(table_balances(&dir, &table), balances(&coll).await);
+
+    let sums: Vec<i64> = sums_of_whole_snapshots(&dir, &table).into_iter().map(|s| s.1).collect();
+    // A part of the three-change transfer would show -7 or -14; a part of the ten-change one
+    // between -9 and -1; the aborted one -1000 or -500.
+    assert!(!sums.iter().any(|s| [TOTAL - 7, TOTAL - 14].contains(s)), "{sums:?}");
+    assert!(sums.iter().any(|s| (TOTAL - 9..TOTAL).contains(s)), "no part shows: {sums:?}");
+    assert!(sums.iter().all(|s| (TOTAL - 9..=TOTAL).contains(s)), "{sums:?}");
+}
