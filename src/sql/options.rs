@@ -56,9 +56,10 @@ pub struct SyncOptions {
     /// `max_batch_bytes`: a commit happens at the latest after this many bytes of Arrow data.
     /// Written as a size (`'64MB'` = 64×10⁶, `'64MiB'` = 64×2²⁰) or an integer. Default 64 MiB.
     pub max_batch_bytes: u64,
-    /// `max_transaction_rows`: a MongoDB transaction is committed whole, holding a batch open
-    /// past `max_batch_rows`, `max_batch_bytes` and `flush_interval`, unless it changes more
-    /// rows than this: then it is committed in parts (with a warning). Default 100000.
+    /// `max_transaction_rows`: a due batch (`max_batch_rows`, `max_batch_bytes`,
+    /// `flush_interval`) is held open for at most this many more changes to end at a consistent
+    /// point: after a whole MongoDB transaction, with no document newer than the point. A
+    /// larger transaction is committed in parts (with a warning). Default 10000.
     pub max_transaction_rows: usize,
     /// `on_error`: what a value that does not fit its column does. Default `fail`.
     pub on_error: OnError,
@@ -96,7 +97,7 @@ impl Default for SyncOptions {
             flush_interval: Duration::from_secs(10),
             max_batch_rows: 100_000,
             max_batch_bytes: 64 * MIB,
-            max_transaction_rows: 100_000,
+            max_transaction_rows: 10_000,
             on_error: OnError::Fail,
             on_type_change: OnTypeChange::Fail,
             sample_size: 1000,

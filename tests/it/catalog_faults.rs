@@ -297,12 +297,14 @@ impl Scenario {
     }
 
     /// The ATTACH through the proxies and the CREATE SYNC, committing every `batch` rows (or
-    /// every 250 ms).
+    /// every 250 ms) — in a catch-up too, where updated documents are read as they are now and
+    /// no consistent point comes until the stream has caught up (`max_transaction_rows = 1`: a
+    /// batch does not wait for one).
     pub(crate) fn sync_script(&self, batch: usize) -> String {
         format!(
             "{};\nCREATE SYNC orders FROM mongo.{db}.orders INTO lake.{db}.orders SELECT {SELECT} \
              WHERE status <> 'test' PARTITION BY day(created_at) \
-             WITH (flush_interval = '250ms', max_batch_rows = {batch});\n",
+             WITH (flush_interval = '250ms', max_batch_rows = {batch}, max_transaction_rows = 1);\n",
             self.via_proxy,
             db = self.db
         )

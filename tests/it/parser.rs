@@ -228,6 +228,7 @@ fn the_default_sync_options_are_documented_values() {
     assert_eq!(options.flush_interval, std::time::Duration::from_secs(10));
     assert_eq!(options.max_batch_rows, 100_000);
     assert_eq!(options.max_batch_bytes, 64 << 20);
+    assert_eq!(options.max_transaction_rows, 10_000);
     assert_eq!(options.sample_size, 1000);
     assert_eq!(options.target_file_size, 128 << 20);
     assert_eq!(options.compression, "zstd");
@@ -237,7 +238,7 @@ fn the_default_sync_options_are_documented_values() {
     assert!(options.given.is_empty());
     assert_eq!(options.lease_ttl, std::time::Duration::from_secs(30));
     assert_eq!(options.snapshot_parallelism, 1);
-    assert_eq!(SyncOption::ALL.len(), 14);
+    assert_eq!(SyncOption::ALL.len(), 15);
 }
 
 #[test]

@@ -114,6 +114,7 @@ pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result
         history_checked: Some(Instant::now()),
         cut,
         held: None,
+        inexact: false,
     };
     follower.enter_phase();
     loop {
@@ -169,6 +170,8 @@ struct Follower<'a> {
     cut: Cut,
     /// The first read of the next batch: the event before which the last batch ended.
     held: Option<Read>,
+    /// A batch was committed without a consistent cut since the last one with.
+    inexact: bool,
 }
 
 impl Follower<'_> {
@@ -180,7 +183,7 @@ impl Follower<'_> {
     /// Reads change events and copied chunks until the batch is full (`max_batch_rows`,
     /// `max_batch_bytes`), `flush_interval` has passed, the stream ends or the sync stops —
     /// and then on to a consistent cut (see [`cut`]), for at most `max_transaction_rows` more
-    /// changes.
+    /// changes (and twice `max_batch_bytes` in all).
     async fn read_batch(&mut self, drain: bool, stop_after: Option<Timestamp>) -> Result<Batch> {
         let options = &self.sync.create.options;
         let mut batch = Batch::default();
@@ -193,7 +196,8 @@ impl Follower<'_> {
             if batch.ended.is_some() || (due && self.cut.may_end()) {
                 break;
             }
-            if due && batch.overdue > options.max_transaction_rows {
+            let oversize = batch.changes.bytes >= options.max_batch_bytes.saturating_mul(2);
+            if due && (batch.overdue > options.max_transaction_rows || oversize) {
                 self.end_without_cut();
                 break;
             }
@@ -234,13 +238,15 @@ impl Follower<'_> {
                  table may see part of it",
                 self.sync.name
             ),
-            None => tracing::info!(
+            None if !self.inexact => tracing::info!(
                 "sync {}: no consistent point within max_transaction_rows = {bound} changes (the \
                  stream is behind, and updated documents are read as they are now): committing \
-                 here; the table is exact again at the next consistent point",
+                 without one until it has caught up",
                 self.sync.name
             ),
+            None => {}
         }
+        self.inexact = true;
     }
 
     /// Takes one read of the stream into the batch.
@@ -428,6 +434,7 @@ impl Follower<'_> {
     fn committed(&mut self, checkpoint: &Checkpoint) {
         self.cut.committed();
         if let Some(time) = checkpoint.valid_through {
+            self.inexact = false;
             self.sync.status(|s| s.valid_through = Some(system_time(time)));
         }
     }
