@@ -144,6 +144,7 @@ fn checkpoint(phase: Phase, rows: u64) -> Checkpoint {
         resume_time: None,
         recopy_after: None,
         valid_through: None,
+        first_change: None,
     }
 }
 

@@ -157,8 +157,8 @@ pub enum Read {
     /// The cluster time is the server's when it answered: every change up to it was handed over.
     Idle(Option<ResumeToken>, std::time::Instant, Option<Timestamp>),
     /// A shared stream (a database's) handed over every change of this reader up to this
-    /// cluster time; changes of other collections went past.
-    Passed(Timestamp),
+    /// cluster time and resume token; changes of other collections went past.
+    Passed(Timestamp, Option<ResumeToken>),
     /// The stream failed; nothing follows.
     Failed(mongodb::error::Error),
 }

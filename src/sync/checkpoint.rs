@@ -38,6 +38,9 @@ pub const RECOPY_AFTER: &str = "misql.recopy-after-sequence";
 /// change made up to it and none made after (no part of a transaction, no document read later).
 /// Written only by commits made at such a point.
 pub const VALID_THROUGH: &str = "misql.valid-through";
+/// Summary key: the cluster time (`seconds,increment`) of the earliest change in the commit:
+/// the table as of the sync's commit before it held until just before this time.
+pub const FIRST_CHANGE: &str = "misql.first-change-time";
 /// Summary key: rows copied by the snapshot so far.
 pub const ROWS: &str = "misql.snapshot-rows";
 
@@ -99,6 +102,8 @@ pub struct Checkpoint {
     pub recopy_after: Option<i64>,
     /// The cluster time the table is exact at with this commit, if it is.
     pub valid_through: Option<bson::Timestamp>,
+    /// The cluster time of the earliest change in this commit, if it has changes.
+    pub first_change: Option<bson::Timestamp>,
 }
 
 impl Checkpoint {
@@ -131,8 +136,11 @@ impl Checkpoint {
         if let Some(time) = self.resume_time {
             props.insert(RESUME_TIME.to_string(), format!("{},{}", time.time, time.increment));
         }
-        if let Some(time) = self.valid_through {
-            props.insert(VALID_THROUGH.to_string(), format!("{},{}", time.time, time.increment));
+        for (key, time) in [(VALID_THROUGH, self.valid_through), (FIRST_CHANGE, self.first_change)]
+        {
+            if let Some(time) = time {
+                props.insert(key.to_string(), format!("{},{}", time.time, time.increment));
+            }
         }
         if let Some(sequence) = self.recopy_after {
             props.insert(RECOPY_AFTER.to_string(), sequence.to_string());
@@ -189,6 +197,7 @@ impl Checkpoint {
             rows: get(ROWS).and_then(|r| r.parse().ok()).unwrap_or(0),
             resume_time: get(RESUME_TIME).and_then(|t| timestamp(&t)),
             valid_through: get(VALID_THROUGH).and_then(|t| timestamp(&t)),
+            first_change: get(FIRST_CHANGE).and_then(|t| timestamp(&t)),
             recopy_after: match get(RECOPY_AFTER) {
                 Some(text) if phase == Phase::Snapshot => {
                     Some(text.parse().map_err(|_| corrupt(&format!("re-copy sequence {text:?}")))?)

@@ -1,8 +1,9 @@
 //! MongoDB transactions kept whole: transfers between accounts in multi-document transactions
 //! keep the sum of the balances constant, so every snapshot of the table that holds all the
 //! accounts must have that sum — read at every snapshot of the table's history by pyiceberg's
-//! time travel, through kills, with batches far smaller than the transactions. The expected
-//! balances come from MongoDB through the driver.
+//! time travel, through kills, with batches far smaller than the transactions. Across the tables
+//! of a database sync, the same holds at every consistent cut their summaries name. The
+//! expected balances come from MongoDB through the driver.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,7 +17,8 @@ use mongodb::{Client, Collection};
 
 use crate::service::{get, sample, wait_for_http};
 use crate::support::data::Rng;
-use crate::support::pyiceberg::{PyCatalog, pyiceberg_history, pyiceberg_rows};
+use crate::support::pyiceberg::{PyCatalog, pyiceberg_cuts, pyiceberg_history, pyiceberg_rows};
+use crate::support::seaweed::{Seaweed, seaweed};
 use crate::support::server::free_port;
 use crate::support::{Daemon, client, misql_in, unique_db, warehouse};
 
@@ -95,15 +97,20 @@ async fn balances(coll: &Collection<Document>) -> BTreeMap<i64, i64> {
 }
 
 /// `_id → balance` in the table, through pyiceberg.
-fn table_balances(dir: &Path, table: &str) -> BTreeMap<i64, i64> {
-    let rows = pyiceberg_rows(&PyCatalog::sql(dir), table, "_id");
+fn table_balances(catalog: &PyCatalog, table: &str) -> BTreeMap<i64, i64> {
+    let rows = pyiceberg_rows(catalog, table, "_id");
     rows.iter().map(|r| (r["_id"].as_i64().unwrap(), r["balance"].as_i64().unwrap())).collect()
 }
 
-async fn wait_until_equal(dir: &Path, table: &str, coll: &Collection<Document>) {
+async fn wait_until_equal(
+    catalog: &PyCatalog,
+    dir: &Path,
+    table: &str,
+    coll: &Collection<Document>,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (expected, actual) = (balances(coll).await, table_balances(dir, table));
+        let (expected, actual) = (balances(coll).await, table_balances(catalog, table));
         if expected == actual {
             return;
         }
@@ -127,9 +134,13 @@ fn sums_of_whole_snapshots(dir: &Path, table: &str) -> Vec<(i64, i64)> {
 }
 
 fn start(dir: &Path, http: &str) -> Daemon {
+    start_file(dir, &dir.join("sync.sql"), http)
+}
+
+fn start_file(dir: &Path, file: &Path, http: &str) -> Daemon {
     std::process::Command::new(env!("CARGO_BIN_EXE_misql"))
         .args(["--warehouse", dir.to_str().unwrap(), "-f"])
-        .arg(dir.join("sync.sql"))
+        .arg(file)
         .args(["--http", http])
         .env("MONGODB_URI", &crate::support::server::server().uri)
         .env_remove("RUST_LOG")
@@ -178,7 +189,7 @@ async fn every_snapshot_holds_whole_transfers_through_kills() {
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let transfers = made.load(Ordering::Relaxed);
-    wait_until_equal(&dir, &table, &coll).await;
+    wait_until_equal(&PyCatalog::sql(&dir), &dir, &table, &coll).await;
 
     let sums = sums_of_whole_snapshots(&dir, &table);
     let wrong: Vec<_> = sums.iter().filter(|(_, sum)| *sum != TOTAL).collect();
@@ -226,7 +237,7 @@ async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_ab
     );
     let said = format!("{}{}", run.stdout, run.stderr);
     assert!(said.contains("(2 transactions, the largest of 10 changes)"), "{said}");
-    assert_eq!(table_balances(&dir, &table), balances(&coll).await);
+    assert_eq!(table_balances(&PyCatalog::sql(&dir), &table), balances(&coll).await);
 
     let sums: Vec<i64> = sums_of_whole_snapshots(&dir, &table).into_iter().map(|s| s.1).collect();
     // A part of the three-change transfer would show -7 or -14; a part of the ten-change one
@@ -234,4 +245,112 @@ async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_ab
     assert!(!sums.iter().any(|s| [TOTAL - 7, TOTAL - 14].contains(s)), "{sums:?}");
     assert!(sums.iter().any(|s| (TOTAL - 9..TOTAL).contains(s)), "no part shows: {sums:?}");
     assert!(sums.iter().all(|s| (TOTAL - 9..=TOTAL).contains(s)), "{sums:?}");
+}
+
+/// Moves `amount` from account `from` to each of the ledger entries `to` in one transaction
+/// over two collections.
+async fn transfer_to_ledger(
+    accounts: &Collection<Document>,
+    ledger: &Collection<Document>,
+    from: i64,
+    to: &[i64],
+    amount: i64,
+) {
+    let mut session = accounts.client().start_session().await.unwrap();
+    session.start_transaction().await.unwrap();
+    let debit = doc! { "$inc": { "balance": -amount * to.len() as i64 } };
+    accounts.update_one(doc! { "_id": from }, debit).session(&mut session).await.unwrap();
+    for &id in to {
+        let credit = doc! { "$inc": { "balance": amount } };
+        ledger.update_one(doc! { "_id": id }, credit).session(&mut session).await.unwrap();
+    }
+    session.commit_transaction().await.unwrap();
+}
+
+/// A database sync of `accounts` and `ledger` (each transfer debits one and credits the other
+/// in one transaction) into the embedded catalog, or `rest`'s; killed once while transferring.
+/// At every consistent cut the summaries of the two tables name (their `misql.valid-through`
+/// and `misql.first-change-time`), the two sums add up to the total.
+async fn cuts_across_a_database_sync_hold_whole_transfers(prefix: &str, rest: Option<&Seaweed>) {
+    const ENTRIES: i64 = 10;
+    let db = unique_db(prefix);
+    let database = client().await.database(&db);
+    let (accounts, ledger) = (database.collection("accounts"), database.collection("ledger"));
+    let start_of = |balance: i64| (0..ENTRIES).map(move |i| doc! { "_id": i, "balance": balance });
+    accounts.insert_many(start_of(START)).await.unwrap();
+    ledger.insert_many(start_of(0)).await.unwrap();
+    let dir = warehouse(prefix);
+    let file = dir.join("bank.sql");
+    let (catalog, attach, lake) = match rest {
+        Some(weed) => (PyCatalog::seaweed(weed), format!("{};\n", weed.attach_sql("lake")), "lake"),
+        None => (PyCatalog::sql(&dir), String::new(), "iceberg"),
+    };
+    let catalog = &catalog;
+    let sql = format!(
+        "{attach}CREATE SYNC bank FROM mongo.{db}.* INTO {lake}.{db} WITH (max_batch_rows = 3, \
+         flush_interval = '300ms', max_snapshots = 100000, retain_snapshots = '1d');"
+    );
+    std::fs::write(&file, sql).unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+
+    let (stop, made) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let writer = {
+        let (accounts, ledger, stop, made) =
+            (accounts.clone(), ledger.clone(), stop.clone(), made.clone());
+        tokio::spawn(async move {
+            let mut rng = Rng::new(31);
+            while !stop.load(Ordering::Relaxed) {
+                let from = rng.below(ENTRIES as u64) as i64;
+                let to: Vec<i64> =
+                    (0..1 + rng.below(2)).map(|k| (from + k as i64) % ENTRIES).collect();
+                transfer_to_ledger(&accounts, &ledger, from, &to, 1 + rng.below(9) as i64).await;
+                made.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+        })
+    };
+    let mut daemon = start_file(&dir, &file, &http);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while made.load(Ordering::Relaxed) < 60 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.kill().expect("SIGKILL");
+    daemon.wait().unwrap();
+    let _daemon = start_file(&dir, &file, &http);
+    while made.load(Ordering::Relaxed) < 150 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let (accounts_table, ledger_table) = (format!("{db}.accounts"), format!("{db}.ledger"));
+    wait_until_equal(catalog, &dir, &accounts_table, &accounts).await;
+    wait_until_equal(catalog, &dir, &ledger_table, &ledger).await;
+
+    let cuts = pyiceberg_cuts(catalog, "balance", &[&accounts_table, &ledger_table]);
+    let wrong: Vec<_> = cuts
+        .iter()
+        .filter(|cut| {
+            let tables = cut["tables"].as_object().unwrap();
+            let sum: i64 = tables.values().map(|t| t["sum"].as_i64().unwrap()).sum();
+            let rows = tables.values().all(|t| t["rows"] == ENTRIES);
+            sum != ENTRIES * START || !rows
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cuts show part of a transfer: {wrong:?}",
+        wrong.len(),
+        cuts.len()
+    );
+    assert!(cuts.len() >= 20, "only {} consistent cuts: {cuts:?}", cuts.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cuts_across_a_database_sync_on_the_embedded_catalog_hold_whole_transfers() {
+    cuts_across_a_database_sync_hold_whole_transfers("txndbsql", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cuts_across_a_database_sync_on_a_rest_catalog_hold_whole_transfers() {
+    cuts_across_a_database_sync_hold_whole_transfers("txndbrest", Some(seaweed())).await;
 }

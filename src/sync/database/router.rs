@@ -17,7 +17,7 @@ use std::time::Duration;
 use mongodb::change_stream::event::OperationType;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::mongo::change_stream::{Read, Reader, token_to_raw, watch_database};
+use crate::mongo::change_stream::{Read, Reader, token_from_raw, token_to_raw, watch_database};
 use crate::mongo::client::MongoSource;
 use crate::sync::feed::Position;
 
@@ -192,7 +192,7 @@ impl Router {
                 }
                 self.tell_passed(event_time);
             }
-            Read::Passed(_) | Read::Failed(_) => {}
+            Read::Passed(..) | Read::Failed(_) => {}
         }
     }
 
@@ -228,8 +228,8 @@ impl Router {
     }
 
     /// Tells every sync, now and then, that the stream has handed over everything up to `time`
-    /// (a copy beside a collection's stream waits for that, while other collections are
-    /// written to).
+    /// and its position now (a copy beside a collection's stream waits for that, while other
+    /// collections are written to; a quiet collection's checkpoint moves with it).
     fn tell_passed(&self, time: Option<bson::Timestamp>) {
         let Some(time) = time else { return };
         let mut state = self.state();
@@ -237,8 +237,9 @@ impl Router {
             return;
         }
         state.told_passed = Some(std::time::Instant::now());
+        let token = state.at.as_ref().and_then(|at| token_from_raw(&at.token).ok());
         drop(state);
-        self.broadcast(Read::Passed(time));
+        self.broadcast(Read::Passed(time, token));
     }
 
     /// Sends `read` to every sync (an idle answer, or a failure).
@@ -247,7 +248,7 @@ impl Router {
         for tx in state.subscribers.values() {
             let copy = match &read {
                 Read::Idle(token, asked, seen) => Read::Idle(token.clone(), *asked, *seen),
-                Read::Passed(time) => Read::Passed(*time),
+                Read::Passed(time, token) => Read::Passed(*time, token.clone()),
                 Read::Event(event, token, seen) => match copy_event(event) {
                     Some(event) => Read::Event(Box::new(event), token.clone(), *seen),
                     None => continue,

@@ -19,6 +19,8 @@ pub struct Changes {
     by_id: HashMap<Vec<u8>, usize>,
     /// The cluster time of the latest change event in the batch.
     pub latest: Option<bson::Timestamp>,
+    /// The cluster time of the earliest change event in the batch.
+    pub earliest: Option<bson::Timestamp>,
     /// Change events in the batch (rows of merged chunks not counted).
     pub events: u64,
     /// The size of the documents held, in BSON bytes.
@@ -93,6 +95,10 @@ pub fn add(sync: &Sync, changes: &mut Changes, event: &Event) -> Result<Effect> 
         _ => return Ok(Effect::Nothing),
     };
     changes.latest = changes.latest.max(event.cluster_time);
+    changes.earliest = match (changes.earliest, event.cluster_time) {
+        (Some(earliest), Some(time)) => Some(earliest.min(time)),
+        (earliest, time) => earliest.or(time),
+    };
     changes.events += 1;
     changes.set(id.clone(), document);
     Ok(Effect::Changed(id))

@@ -322,7 +322,8 @@ impl Follower<'_> {
                 }
                 Ok(Flow::Continue)
             }
-            Read::Passed(time) => {
+            Read::Passed(time, token) => {
+                self.read_token = raw(token)?.or(self.read_token.take());
                 self.cut.passed(time);
                 self.position.read_change(Some(time));
                 Ok(Flow::Continue)
@@ -362,7 +363,7 @@ impl Follower<'_> {
                 self.sweep_recopy().await?;
             }
             self.saved_time = batch.changes.latest.or(self.saved_time);
-            let checkpoint = self.checkpoint(token.as_ref(), finished);
+            let checkpoint = self.checkpoint(token.as_ref(), finished, batch.changes.earliest);
             apply(self.sync, &mut self.sink, &mut self.index, batch.changes, &checkpoint).await?;
             self.committed(&checkpoint);
             if checkpoint.phase == Phase::Snapshot {
@@ -392,7 +393,7 @@ impl Follower<'_> {
             // flush_interval (and not in a --once run, which must commit nothing when nothing
             // changed).
             let since = self.sink.table().metadata().current_snapshot_id();
-            let checkpoint = self.checkpoint(token.as_ref(), false);
+            let checkpoint = self.checkpoint(token.as_ref(), false, None);
             self.sink.commit(&checkpoint).await?;
             self.committed(&checkpoint);
             reindex_if_moved(self.sync, since, None, self.sink.table(), &mut self.index).await?;
@@ -508,7 +509,12 @@ impl Follower<'_> {
     }
 
     /// The checkpoint at `token`; `finished`: the copy is complete with this commit.
-    fn checkpoint(&self, token: Option<&RawDocumentBuf>, finished: bool) -> Checkpoint {
+    fn checkpoint(
+        &self,
+        token: Option<&RawDocumentBuf>,
+        finished: bool,
+        first_change: Option<Timestamp>,
+    ) -> Checkpoint {
         let valid_through = self.cut.exact().flatten().filter(|_| self.copy.is_none() || finished);
         let sync = self.sync;
         let copying = self.copy.as_ref().filter(|_| !finished);
@@ -526,6 +532,7 @@ impl Follower<'_> {
             resume_time: self.saved_time,
             recopy_after: copying.and_then(Copy::recopy_after),
             valid_through,
+            first_change,
         }
     }
 }

@@ -124,6 +124,20 @@ pub fn pyiceberg_history(catalog: &PyCatalog, table: &str, column: &str) -> Vec<
     run_script(&["--history", &catalog.properties().to_string(), table, column], table)
 }
 
+/// The consistent cuts of `tables` found from their snapshot summaries (`misql.valid-through`
+/// and `misql.first-change-time`), oldest first: `{"time": "s,i", "tables": {name:
+/// {"snapshot_id", "rows", "sum"}}}`, `sum` being the sum of `column` in that table's snapshot.
+pub fn pyiceberg_cuts(
+    catalog: &PyCatalog,
+    column: &str,
+    tables: &[&str],
+) -> Vec<serde_json::Value> {
+    let props = catalog.properties().to_string();
+    let mut args = vec!["--cuts", &props, column];
+    args.extend_from_slice(tables);
+    run_script(&args, &tables.join(", "))
+}
+
 /// Deletes the rows of `table` that match `filter` (pyiceberg's filter syntax, e.g. `_id < 50`)
 /// with pyiceberg, as another writer of the table would.
 pub fn pyiceberg_delete(catalog: &PyCatalog, table: &str, filter: &str) {

@@ -5,6 +5,7 @@ Usage: read_iceberg.py '<catalog properties as JSON>' <namespace.table> <key col
        read_iceberg.py --files '<catalog properties as JSON>' <namespace.table>
        read_iceberg.py --delete '<catalog properties as JSON>' <namespace.table> '<filter>'
        read_iceberg.py --history '<catalog properties as JSON>' <namespace.table> <column>
+       read_iceberg.py --cuts '<catalog properties as JSON>' <column> <namespace.table>...
 
 The catalog properties go to pyiceberg.catalog.load_catalog; they include "type" ("sql" or
 "rest") and a "name".
@@ -27,6 +28,13 @@ primitive ("int", "long", "double", "string", "decimal(18, 2)", "timestamptz", .
 --history: every snapshot still in the table's metadata, read by time travel, one JSON object per
 line in sequence-number order: {"snapshot_id": n, "sequence_number": n, "operation": ...,
 "rows": n, "sum": sum of the column's values (null ones left out), "summary": {...}}.
+
+--cuts: the consistent cuts of several tables a sync keeps, found from their snapshot summaries
+as docs/transactions.md describes: a snapshot with "misql.valid-through" V is exact at V and stays
+so until just before the "misql.first-change-time" of the next snapshot that has one, compactions
+("replace") passed over (when there is none yet, at V only). Each cluster time that is some snapshot's V and at which every table has
+such a snapshot is printed, one JSON object per line, oldest first: {"time": "s,i", "tables":
+{name: {"snapshot_id": n, "rows": n, "sum": sum of the column}}}.
 """
 import datetime
 import decimal
@@ -141,7 +149,64 @@ def print_history(table, column):
         out.write("\n")
 
 
+def cluster_time(text):
+    seconds, increment = text.split(",")
+    return (int(seconds), int(increment))
+
+
+def exact_spans(table):
+    """(valid-through, end or None, snapshot) for each exact snapshot of the table."""
+    snapshots = sorted(table.snapshots(), key=lambda s: s.sequence_number)
+    props = [s.summary.additional_properties if s.summary else {} for s in snapshots]
+    # A compaction ("replace") changes no row, whatever properties it carries.
+    changing = [s.summary is None or s.summary.operation.value != "replace" for s in snapshots]
+    spans = []
+    for i, snapshot in enumerate(snapshots):
+        if "misql.valid-through" not in props[i]:
+            continue
+        later = [
+            p["misql.first-change-time"]
+            for p, changes in zip(props[i + 1:], changing[i + 1:])
+            if changes and "misql.first-change-time" in p
+        ]
+        end = cluster_time(later[0]) if later else None
+        spans.append((cluster_time(props[i]["misql.valid-through"]), end, snapshot))
+    return spans
+
+
+def snapshot_at(spans, time):
+    for start, end, snapshot in reversed(spans):
+        if start <= time and (time < end if end is not None else time == start):
+            return snapshot
+    return None
+
+
+def print_cuts(props_json, column, names):
+    tables = {name: open_table(props_json, name) for name in names}
+    spans = {name: exact_spans(table) for name, table in tables.items()}
+    times = sorted({start for table_spans in spans.values() for start, _, _ in table_spans})
+    out = sys.stdout
+    for time in times:
+        chosen = {name: snapshot_at(spans[name], time) for name in names}
+        if any(snapshot is None for snapshot in chosen.values()):
+            continue
+        line = {"time": "%d,%d" % time, "tables": {}}
+        for name, snapshot in chosen.items():
+            scan = tables[name].scan(snapshot_id=snapshot.snapshot_id, selected_fields=(column,))
+            values = scan.to_arrow().column(column).to_pylist()
+            line["tables"][name] = {
+                "snapshot_id": snapshot.snapshot_id,
+                "rows": len(values),
+                "sum": plain(sum(v for v in values if v is not None)),
+            }
+        out.write(json.dumps(line))
+        out.write("\n")
+
+
 def main():
+    if sys.argv[1] == "--cuts":
+        print_cuts(sys.argv[2], sys.argv[3], sys.argv[4:])
+        return
     if sys.argv[1] == "--history":
         print_history(open_table(sys.argv[2], sys.argv[3]), sys.argv[4])
         return
