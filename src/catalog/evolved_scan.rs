@@ -43,20 +43,30 @@ const FILES_AT_ONCE: usize = 4;
 pub struct EvolvedTable {
     table: Table,
     schema: SchemaRef,
+    snapshot_id: Option<i64>,
 }
 
 impl EvolvedTable {
-    /// The table at its current snapshot, with that snapshot's schema (a schema committed
-    /// after the last snapshot, which no data uses yet, is not the scan's: iceberg-rust scans a
-    /// snapshot with the schema it was written with).
-    pub fn try_new(table: Table) -> iceberg::Result<Self> {
+    /// The table at snapshot `snapshot_id` (its current one when `None`), with that snapshot's
+    /// schema (a schema committed after the last snapshot, which no data uses yet, is not the
+    /// scan's: iceberg-rust scans a snapshot with the schema it was written with).
+    pub fn try_new(table: Table, snapshot_id: Option<i64>) -> iceberg::Result<Self> {
         let metadata = table.metadata();
-        let schema = match metadata.current_snapshot() {
+        let snapshot = match snapshot_id {
+            Some(id) => Some(metadata.snapshot_by_id(id).ok_or_else(|| {
+                iceberg::Error::new(
+                    iceberg::ErrorKind::DataInvalid,
+                    format!("the table has no snapshot {id}"),
+                )
+            })?),
+            None => metadata.current_snapshot(),
+        };
+        let schema = match snapshot {
             Some(snapshot) => snapshot.schema(metadata)?,
             None => metadata.current_schema().clone(),
         };
         let schema = iceberg::arrow::schema_to_arrow_schema(&schema)?;
-        Ok(Self { table, schema: Arc::new(schema) })
+        Ok(Self { table, schema: Arc::new(schema), snapshot_id })
     }
 }
 
@@ -97,6 +107,7 @@ impl TableProvider for EvolvedTable {
             table: self.table.clone(),
             schema: schema.clone(),
             predicate: convert_filters_to_predicate(filters),
+            snapshot_id: self.snapshot_id,
         });
         let exec = StreamingTableExec::try_new(schema, vec![partition], None, [], false, limit)?;
         Ok(Arc::new(exec))
@@ -110,6 +121,7 @@ struct Files {
     /// The projected columns.
     schema: SchemaRef,
     predicate: Option<Predicate>,
+    snapshot_id: Option<i64>,
 }
 
 impl PartitionStream for Files {
@@ -120,10 +132,14 @@ impl PartitionStream for Files {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (table, schema, predicate) =
             (self.table.clone(), self.schema.clone(), self.predicate.clone());
+        let snapshot_id = self.snapshot_id;
         let target = schema.clone();
         let batches = stream::once(async move {
             let columns: Vec<String> = target.fields().iter().map(|f| f.name().clone()).collect();
             let mut scan = table.scan().select(columns);
+            if let Some(id) = snapshot_id {
+                scan = scan.snapshot_id(id);
+            }
             if let Some(predicate) = predicate {
                 scan = scan.with_filter(predicate);
             }

@@ -1,9 +1,11 @@
 //! An attached Iceberg catalog as a DataFusion catalog: `name.<namespace>.<table>` resolves to the
 //! table's current snapshot each time a statement refers to it, so tables created or changed by a
-//! sync are visible at once (iceberg-datafusion's own catalog provider lists tables only once).
+//! sync are visible at once (iceberg-datafusion's own catalog provider lists tables only once) —
+//! or to a snapshot the statement was pinned to (consistent reads across tables).
 
 use std::any::Any;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
@@ -26,12 +28,29 @@ pub struct LazyIceberg {
     uri: String,
     options: Vec<(String, String)>,
     connection: OnceCell<IcebergConnection>,
+    /// Tables the statement being planned reads at a given snapshot.
+    pins: Mutex<HashMap<TableIdent, i64>>,
 }
 
 impl LazyIceberg {
     /// A catalog at `uri` with ATTACH options; nothing is contacted yet.
     pub fn new(uri: impl Into<String>, options: Vec<(String, String)>) -> Self {
-        Self { uri: uri.into(), options, connection: OnceCell::new() }
+        let pins = Mutex::default();
+        Self { uri: uri.into(), options, connection: OnceCell::new(), pins }
+    }
+
+    /// Reads `table` at snapshot `snapshot_id` until [`Self::unpin_all`].
+    pub fn pin(&self, table: TableIdent, snapshot_id: i64) {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner()).insert(table, snapshot_id);
+    }
+
+    /// Reads every table at its current snapshot again.
+    pub fn unpin_all(&self) {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn pinned(&self, table: &TableIdent) -> Option<i64> {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner()).get(table).copied()
     }
 
     /// The connection, made on first call.
@@ -97,6 +116,7 @@ impl SchemaProvider for IcebergNamespace {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
         let ident = TableIdent::new(self.namespace.clone(), name.to_string());
+        let pinned = self.catalog.pinned(&ident);
         let catalog = &self.catalog.get().await.map_err(external)?.catalog;
         let exists = catalog
             .table_exists(&ident)
@@ -112,11 +132,14 @@ impl SchemaProvider for IcebergNamespace {
         let reading = |e| external(Error::iceberg(format!("reading {}", display(&ident)), e));
         if table.metadata().schemas_iter().len() > 1 {
             // Files may be older than the current schema: see `evolved_scan`.
-            return Ok(Some(Arc::new(EvolvedTable::try_new(table).map_err(reading)?)));
+            let evolved = EvolvedTable::try_new(table, pinned).map_err(reading)?;
+            return Ok(Some(Arc::new(evolved)));
         }
-        let provider =
-            IcebergStaticTableProvider::try_new_from_table(table).await.map_err(reading)?;
-        Ok(Some(Arc::new(provider)))
+        let provider = match pinned {
+            Some(id) => IcebergStaticTableProvider::try_new_from_table_snapshot(table, id).await,
+            None => IcebergStaticTableProvider::try_new_from_table(table).await,
+        };
+        Ok(Some(Arc::new(provider.map_err(reading)?)))
     }
 
     fn table_exist(&self, _name: &str) -> bool {

@@ -4,6 +4,7 @@
 mod blame;
 mod check;
 mod column_names;
+mod consistent;
 mod describe;
 mod describe_table;
 mod maintenance;
@@ -65,6 +66,8 @@ pub struct Session {
     mode: Mode,
     /// `SET misql.sample_size`: replaces the sample size of every attached deployment.
     sample_override: SampleSizeOverride,
+    /// `SET misql.consistent_reads`: queries read synced tables at a common exact time.
+    consistent_reads: bool,
     /// Cancelled at shutdown: every sync's stop token is a child of it.
     stop: tokio_util::sync::CancellationToken,
 }
@@ -122,6 +125,7 @@ impl Session {
             syncs: BTreeMap::new(),
             mode: Mode::default(),
             sample_override: SampleSizeOverride::default(),
+            consistent_reads: false,
             stop: tokio_util::sync::CancellationToken::new(),
         };
         session.attach_mongo(DEFAULT_MONGO, MongoSource::new(mongodb_uri, DEFAULT_SAMPLE_SIZE));
@@ -169,11 +173,19 @@ impl Session {
                 if let Some(setting) = session_setting(statement)? {
                     return self.apply_setting(setting);
                 }
+                let pinned = match statement.as_ref() {
+                    sqlparser::ast::Statement::Query(_) if self.consistent_reads => {
+                        consistent::pin(self, statement).await?
+                    }
+                    _ => Vec::new(),
+                };
                 let plan = self
                     .ctx
                     .state()
                     .statement_to_plan(DfStatement::Statement(statement.clone()))
-                    .await?;
+                    .await;
+                pinned.iter().for_each(|catalog| catalog.unpin_all());
+                let plan = plan?;
                 let plan = column_names::name_by_path(plan)?;
                 let frame = self.ctx.execute_logical_plan(plan).await?;
                 let task = Arc::new(frame.task_ctx());
@@ -269,12 +281,20 @@ impl Session {
                     Some(n) => n.to_string(),
                     None => format!("default (per ATTACH; {DEFAULT_SAMPLE_SIZE} unless set)"),
                 };
-                let batch = arrow::array::RecordBatch::try_from_iter([(
-                    SAMPLE_SIZE_SETTING,
-                    Arc::new(arrow::array::StringArray::from(vec![value]))
-                        as arrow::array::ArrayRef,
-                )])?;
-                show::rows(batch)
+                show_setting(SAMPLE_SIZE_SETTING, value)
+            }
+            Setting::ConsistentReads(on) => {
+                self.consistent_reads = on;
+                Ok(Output::Done(
+                    match on {
+                        true => "queries read synced tables at the newest time all are exact at",
+                        false => "queries read tables as they are now",
+                    }
+                    .to_string(),
+                ))
+            }
+            Setting::ShowConsistentReads => {
+                show_setting(consistent::SETTING, self.consistent_reads.to_string())
             }
         }
     }
@@ -355,6 +375,19 @@ enum Setting {
     SampleSize(Option<usize>),
     /// `SHOW misql.sample_size`
     ShowSampleSize,
+    /// `SET misql.consistent_reads = true|false`, `RESET misql.consistent_reads` (false).
+    ConsistentReads(bool),
+    /// `SHOW misql.consistent_reads`
+    ShowConsistentReads,
+}
+
+/// One setting's value as a row.
+fn show_setting(name: &str, value: String) -> Result<Output> {
+    let batch = arrow::array::RecordBatch::try_from_iter([(
+        name,
+        Arc::new(arrow::array::StringArray::from(vec![value])) as arrow::array::ArrayRef,
+    )])?;
+    show::rows(batch)
 }
 
 /// Whether `name` is the sample size setting: `misql.sample_size`, or `sample_size` alone.
@@ -367,6 +400,12 @@ fn is_sample_size(name: &str) -> bool {
 /// (DataFusion's own settings such as `SET datafusion.execution.batch_size` go to DataFusion).
 fn session_setting(statement: &sqlparser::ast::Statement) -> Result<Option<Setting>> {
     use sqlparser::ast::{Expr, Reset, Set, Statement as Sql, Value};
+    if let Some(on) = consistent::setting(statement)? {
+        return Ok(Some(Setting::ConsistentReads(on)));
+    }
+    if consistent::is_show(statement) {
+        return Ok(Some(Setting::ShowConsistentReads));
+    }
     let hint = "SET misql.sample_size = 500 (documents sampled to infer a collection's schema), \
                 or = DEFAULT for each ATTACH's own";
     match statement {

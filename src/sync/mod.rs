@@ -5,6 +5,7 @@
 pub mod check;
 pub mod checkpoint;
 pub mod copy;
+pub mod cuts;
 pub mod database;
 pub mod dead_letter;
 pub mod evolve;

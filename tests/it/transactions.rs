@@ -245,6 +245,19 @@ async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_ab
     assert!(!sums.iter().any(|s| [TOTAL - 7, TOTAL - 14].contains(s)), "{sums:?}");
     assert!(sums.iter().any(|s| (TOTAL - 9..TOTAL).contains(s)), "no part shows: {sums:?}");
     assert!(sums.iter().all(|s| (TOTAL - 9..=TOTAL).contains(s)), "{sums:?}");
+
+    // misql's own consistent read of the table, the setting shown, and a wrong value refused.
+    let sql = format!(
+        "SET misql.consistent_reads = true; SHOW misql.consistent_reads; \
+         SELECT sum(balance) AS total FROM iceberg.{table}"
+    );
+    let run = misql_in(&dir, &["--format", "json", "-e", &sql]);
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.stdout.contains(r#"{"misql.consistent_reads":"true"}"#), "{}", run.stdout);
+    assert!(run.stdout.contains(&format!(r#"{{"total":{TOTAL}}}"#)), "{}", run.stdout);
+    let run = misql_in(&dir, &["-e", "SET misql.consistent_reads = sometimes"]);
+    assert!(!run.success);
+    assert!(run.stderr.contains("misql.consistent_reads is true or false"), "{}", run.stderr);
 }
 
 /// Moves `amount` from account `from` to each of the ledger entries `to` in one transaction
@@ -317,9 +330,24 @@ async fn cuts_across_a_database_sync_hold_whole_transfers(prefix: &str, rest: Op
     daemon.kill().expect("SIGKILL");
     daemon.wait().unwrap();
     let _daemon = start_file(&dir, &file, &http);
+    // misql's own reads, with consistent_reads, see the total while transfers go on.
+    let query = format!(
+        "{attach}SET misql.consistent_reads = true; SELECT (SELECT sum(balance) FROM \
+         {lake}.{db}.accounts) + (SELECT sum(balance) FROM {lake}.{db}.ledger) AS total"
+    );
+    let mut read = 0;
     while made.load(Ordering::Relaxed) < 150 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let run = misql_in(&dir, &["--format", "json", "-e", &query]);
+        if run.stderr.contains("no cluster time at which all are exact yet") {
+            continue; // before both tables are streaming
+        }
+        assert!(run.success, "{}", run.stderr);
+        let row: serde_json::Value =
+            serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(row["total"], ENTRIES * START, "a consistent read saw part of a transfer");
+        read += 1;
     }
+    assert!(read >= 3, "only {read} consistent reads while transferring");
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let (accounts_table, ledger_table) = (format!("{db}.accounts"), format!("{db}.ledger"));
