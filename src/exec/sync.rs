@@ -298,7 +298,7 @@ impl Session {
             let Some(member) = db.hand_over(collection, &create.name.value) else { continue };
             let until = std::time::Instant::now() + STOP_WAIT;
             while std::time::Instant::now() < until {
-                let phase = self.registry.all().get(&member).map(|s| s.phase);
+                let phase = self.registry.get(&member, |s| s.phase);
                 let running = !matches!(
                     phase,
                     None | Some(SyncPhase::Stopped | SyncPhase::Failed | SyncPhase::Dropped)
@@ -559,6 +559,7 @@ impl Session {
             ("transactions", count(&|s| s.transactions)),
             ("largest_transaction", count(&|s| s.largest_transaction)),
             ("transactions_split", count(&|s| s.transactions_split)),
+            ("valid_through", text(&|s| s.valid_through.map(format_time).unwrap_or_default())),
             ("rows_skipped", count(&|s| s.rows_skipped)),
             ("dead_letters", count(&|s| s.dead_letters)),
             ("schema_changes", count(&|s| s.schema_changes)),

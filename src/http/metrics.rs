@@ -126,7 +126,7 @@ impl Collector for SyncMetrics {
 }
 
 /// The gauges per sync: each reads a status at a time.
-const GAUGES: [GaugeOf; 8] = [
+const GAUGES: [GaugeOf; 9] = [
     (
         "misql_sync_lag_seconds",
         "Now minus the cluster time of the last change applied; 0 when caught up.",
@@ -136,6 +136,14 @@ const GAUGES: [GaugeOf; 8] = [
         "misql_sync_last_event_age_seconds",
         "Seconds since the last change was applied (-1 before the first).",
         |s, now| s.last_event_age(now).map_or(-1.0, |age| age.as_secs_f64()),
+    ),
+    (
+        "misql_sync_valid_through_timestamp_seconds",
+        "The cluster time (Unix seconds) the table is exact at as of its last exact commit; 0 before one.",
+        |s, _| {
+            let since = s.valid_through.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok());
+            since.map_or(0.0, |d| d.as_secs_f64())
+        },
     ),
     (
         "misql_sync_largest_transaction_rows",

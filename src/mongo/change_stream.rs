@@ -56,21 +56,7 @@ pub async fn watch(
     collection: &str,
     resume_after: Option<&RawDocumentBuf>,
 ) -> Result<Watched, mongodb::error::Error> {
-    let client = source.client().await.map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
-    let coll = client.database(database).collection::<RawDocumentBuf>(collection);
-    let token = match resume_after.map(token_from_raw).transpose() {
-        Ok(token) => token,
-        Err(e) => return Err(mongodb::error::Error::custom(e.to_string())),
-    };
-    let mut session = client.start_session().causal_consistency(false).await?;
-    let stream = coll
-        .watch()
-        .full_document(FullDocumentType::UpdateLookup)
-        .resume_after(token)
-        .max_await_time(MAX_AWAIT)
-        .session(&mut session)
-        .await?;
-    Ok(Watched { stream, session })
+    open(source, database, Some(collection), resume_after).await
 }
 
 /// Opens the change stream of a whole database (`db.watch()`), `fullDocument: updateLookup`,
@@ -80,22 +66,48 @@ pub async fn watch_database(
     database: &str,
     resume_after: Option<&RawDocumentBuf>,
 ) -> Result<Watched, mongodb::error::Error> {
+    open(source, database, None, resume_after).await
+}
+
+/// The stream of `database.collection`, or of the whole database, in a session of its own.
+async fn open(
+    source: &MongoSource,
+    database: &str,
+    collection: Option<&str>,
+    resume_after: Option<&RawDocumentBuf>,
+) -> Result<Watched, mongodb::error::Error> {
     let client = source.client().await.map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
-    let token = match resume_after.map(token_from_raw).transpose() {
-        Ok(token) => token,
-        Err(e) => return Err(mongodb::error::Error::custom(e.to_string())),
-    };
+    let token = resume_after
+        .map(token_from_raw)
+        .transpose()
+        .map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
     let mut session = client.start_session().causal_consistency(false).await?;
-    let stream = client
-        .database(database)
-        .watch()
+    let database = client.database(database);
+    let stream = match collection {
+        Some(name) => {
+            let collection = database.collection::<RawDocumentBuf>(name);
+            configured(collection.watch(), token, &mut session).await?
+        }
+        None => configured(database.watch(), token, &mut session).await?.with_type::<Event>(),
+    };
+    Ok(Watched { stream, session })
+}
+
+/// `watch` with misql's options, in `session`.
+async fn configured<T>(
+    watch: mongodb::action::Watch<'_, T>,
+    token: Option<ResumeToken>,
+    session: &mut ClientSession,
+) -> Result<SessionChangeStream<ChangeStreamEvent<T>>, mongodb::error::Error>
+where
+    T: serde::de::DeserializeOwned + Unpin + Send + Sync,
+{
+    watch
         .full_document(FullDocumentType::UpdateLookup)
         .resume_after(token)
         .max_await_time(MAX_AWAIT)
-        .session(&mut session)
-        .await?
-        .with_type::<Event>();
-    Ok(Watched { stream, session })
+        .session(session)
+        .await
 }
 
 /// A resume token as a raw BSON document, for the checkpoint.

@@ -294,7 +294,7 @@ impl Sync {
 
     /// Commits this sync made so far (its progress, for the backoff).
     fn commits(&self) -> u64 {
-        self.registry.all().get(&self.name).map_or(0, |s| s.commits)
+        self.registry.get(&self.name, |s| s.commits).unwrap_or(0)
     }
 
     /// The target table as the catalog has it now.

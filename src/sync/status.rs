@@ -220,6 +220,11 @@ impl Registry {
         self.syncs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// What `read` makes of `name`'s status, if it has one (no copy of the others).
+    pub fn get<T>(&self, name: &str, read: impl FnOnce(&SyncStatus) -> T) -> Option<T> {
+        self.syncs.lock().unwrap_or_else(|e| e.into_inner()).get(name).map(read)
+    }
+
     /// Forgets `name`.
     pub fn remove(&self, name: &str) {
         self.syncs.lock().unwrap_or_else(|e| e.into_inner()).remove(name);

@@ -210,6 +210,10 @@ async fn every_snapshot_holds_whole_transfers_through_kills() {
     assert_eq!(largest, Some(6.0), "{metrics}");
     let split = sample(&metrics, "misql_sync_transactions_split_total{sync=\"bank\"}");
     assert_eq!(split, Some(0.0), "{metrics}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let exact = sample(&metrics, "misql_sync_valid_through_timestamp_seconds{sync=\"bank\"}");
+    let age = exact.map(|t| now.as_secs_f64() - t);
+    assert!(age.is_some_and(|age| (0.0..120.0).contains(&age)), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

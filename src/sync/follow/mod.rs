@@ -23,7 +23,7 @@ use super::copy::merge::StreamPosition;
 use super::copy::{Copy, CopyStart};
 use super::feed::Position;
 use super::sink::Sink;
-use super::status::SyncPhase;
+use super::status::{SyncPhase, SyncStatus};
 use crate::iceberg::key_index::KeyIndex;
 use crate::iceberg::live::live_entries;
 use crate::mongo::change_stream::{Read, SILENT_LIMIT, cluster_time, history_window};
@@ -450,7 +450,7 @@ impl Follower<'_> {
         let window = history_window(&self.sync.source).await;
         self.sync.status(|s| s.history_window = window);
         let now = std::time::SystemTime::now();
-        let status = self.sync.registry.all().get(&self.sync.name).cloned();
+        let status = self.sync.registry.get(&self.sync.name, SyncStatus::clone);
         let Some(status) = status else { return };
         if let (Some(window), Some(margin)) = (window, status.history_margin(now))
             && margin < window / 4
@@ -520,7 +520,7 @@ impl Follower<'_> {
         let copying = self.copy.as_ref().filter(|_| !finished);
         let rows = match &self.copy {
             Some(copy) => copy.rows(),
-            None => sync.registry.all().get(&sync.name).map_or(0, |s| s.rows_copied),
+            None => sync.registry.get(&sync.name, |s| s.rows_copied).unwrap_or(0),
         };
         Checkpoint {
             sync: sync.name.clone(),
