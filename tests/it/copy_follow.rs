@@ -19,7 +19,7 @@ use crate::support::data::Rng;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
 use crate::support::server::start_private;
 use crate::support::slow_link::SlowLink;
-use crate::support::{Daemon, client, unique_db, warehouse};
+use crate::support::{Daemon, client, daemon_appending, unique_db, warehouse};
 
 /// `_id → (n, note)` as MongoDB has it, through the driver.
 async fn in_mongo(coll: &Collection<Document>) -> BTreeMap<i64, (i64, String)> {
@@ -143,22 +143,7 @@ fn start_with(dir: &Path, file: &Path, args: &[&str]) -> Daemon {
 }
 
 fn start_at(dir: &Path, file: &Path, uri: &str, args: &[&str]) -> Daemon {
-    std::process::Command::new(env!("CARGO_BIN_EXE_misql"))
-        .args(["--warehouse", dir.to_str().unwrap(), "-f", file.to_str().unwrap()])
-        .args(args)
-        .env("MONGODB_URI", uri)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("misql.log"))
-                .unwrap(),
-        ))
-        .spawn()
-        .map(Daemon)
-        .expect("start misql")
+    daemon_appending(dir, file, uri, args)
 }
 
 /// Waits until the table holds exactly what MongoDB holds (or fails after `limit`).

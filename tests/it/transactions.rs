@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
 use futures::TryStreamExt;
-use mongodb::{Client, Collection};
+use mongodb::Collection;
 
 use crate::service::{get, sample, wait_for_http};
 use crate::support::data::Rng;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_cuts, pyiceberg_history, pyiceberg_rows};
 use crate::support::seaweed::{Seaweed, seaweed};
 use crate::support::server::free_port;
-use crate::support::{Daemon, client, misql_in, unique_db, warehouse};
+use crate::support::{Daemon, client, daemon_appending, misql_in, unique_db, warehouse};
 
 const ACCOUNTS: i64 = 20;
 const START: i64 = 1000;
@@ -43,23 +43,21 @@ async fn bank(prefix: &str, with: &str) -> (String, Collection<Document>, std::p
     (db, coll, dir)
 }
 
-/// Moves `amount` from account `from` to each of `to` in one transaction; aborts it instead of
-/// committing when `abort`.
+/// Moves `amount` from account `from` of `debit` to each of the accounts `to` of `credit` in one
+/// transaction; aborts it instead of committing when `abort`.
 async fn transfer(
-    client: &Client,
-    coll: &Collection<Document>,
-    from: i64,
-    to: &[i64],
+    (debit, from): (&Collection<Document>, i64),
+    (credit, to): (&Collection<Document>, &[i64]),
     amount: i64,
     abort: bool,
 ) {
-    let mut session = client.start_session().await.unwrap();
+    let mut session = debit.client().start_session().await.unwrap();
     session.start_transaction().await.unwrap();
-    let debit = doc! { "$inc": { "balance": -amount * to.len() as i64 } };
-    coll.update_one(doc! { "_id": from }, debit).session(&mut session).await.unwrap();
+    let take = doc! { "$inc": { "balance": -amount * to.len() as i64 } };
+    debit.update_one(doc! { "_id": from }, take).session(&mut session).await.unwrap();
     for &id in to {
-        let credit = doc! { "$inc": { "balance": amount } };
-        coll.update_one(doc! { "_id": id }, credit).session(&mut session).await.unwrap();
+        let give = doc! { "$inc": { "balance": amount } };
+        credit.update_one(doc! { "_id": id }, give).session(&mut session).await.unwrap();
     }
     if abort {
         session.abort_transaction().await.unwrap();
@@ -72,7 +70,6 @@ async fn transfer(
 /// from one account to five others (six changes, more than a batch), some aborted. Counts the
 /// committed ones in `made`.
 async fn transfer_until(coll: Collection<Document>, stop: Arc<AtomicBool>, made: Arc<AtomicU64>) {
-    let client = coll.client().clone();
     let mut rng = Rng::new(21);
     let deadline = Instant::now() + Duration::from_secs(90);
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -84,7 +81,7 @@ async fn transfer_until(coll: Collection<Document>, stop: Arc<AtomicBool>, made:
             6..=8 => (others(5), amount, false),
             _ => (others(1), 500, true),
         };
-        transfer(&client, &coll, from, &to, amount, abort).await;
+        transfer((&coll, from), (&coll, &to), amount, abort).await;
         made.fetch_add(u64::from(!abort), Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -137,24 +134,9 @@ fn start(dir: &Path, http: &str) -> Daemon {
     start_file(dir, &dir.join("sync.sql"), http)
 }
 
+/// `misql -f file --http http` in warehouse `dir`, its log appended to `dir/misql.log`.
 fn start_file(dir: &Path, file: &Path, http: &str) -> Daemon {
-    std::process::Command::new(env!("CARGO_BIN_EXE_misql"))
-        .args(["--warehouse", dir.to_str().unwrap(), "-f"])
-        .arg(file)
-        .args(["--http", http])
-        .env("MONGODB_URI", &crate::support::server::server().uri)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("misql.log"))
-                .unwrap(),
-        ))
-        .spawn()
-        .map(Daemon)
-        .expect("start misql")
+    daemon_appending(dir, file, &crate::support::server::server().uri, &["--http", http])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -226,11 +208,10 @@ async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_ab
         |dir: &Path| misql_in(dir, &["-f", dir.join("sync.sql").to_str().unwrap(), "--once"]);
     let copied = once(&dir);
     assert!(copied.success, "{}", copied.stderr);
-    let client = coll.client().clone();
     // Three changes (more than a batch, within the bound): whole. Ten: in parts.
-    transfer(&client, &coll, 0, &[1, 2], 7, false).await;
-    transfer(&client, &coll, 3, &[4, 5], 500, true).await;
-    transfer(&client, &coll, 10, &[11, 12, 13, 14, 15, 16, 17, 18, 19], 1, false).await;
+    transfer((&coll, 0), (&coll, &[1, 2]), 7, false).await;
+    transfer((&coll, 3), (&coll, &[4, 5]), 500, true).await;
+    transfer((&coll, 10), (&coll, &[11, 12, 13, 14, 15, 16, 17, 18, 19]), 1, false).await;
     let run = once(&dir);
     assert!(run.success, "{}", run.stderr);
     assert!(
@@ -262,26 +243,6 @@ async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_ab
     let run = misql_in(&dir, &["-e", "SET misql.consistent_reads = sometimes"]);
     assert!(!run.success);
     assert!(run.stderr.contains("misql.consistent_reads is true or false"), "{}", run.stderr);
-}
-
-/// Moves `amount` from account `from` to each of the ledger entries `to` in one transaction
-/// over two collections.
-async fn transfer_to_ledger(
-    accounts: &Collection<Document>,
-    ledger: &Collection<Document>,
-    from: i64,
-    to: &[i64],
-    amount: i64,
-) {
-    let mut session = accounts.client().start_session().await.unwrap();
-    session.start_transaction().await.unwrap();
-    let debit = doc! { "$inc": { "balance": -amount * to.len() as i64 } };
-    accounts.update_one(doc! { "_id": from }, debit).session(&mut session).await.unwrap();
-    for &id in to {
-        let credit = doc! { "$inc": { "balance": amount } };
-        ledger.update_one(doc! { "_id": id }, credit).session(&mut session).await.unwrap();
-    }
-    session.commit_transaction().await.unwrap();
 }
 
 /// A database sync of `accounts` and `ledger` (each transfer debits one and credits the other
@@ -320,7 +281,8 @@ async fn cuts_across_a_database_sync_hold_whole_transfers(prefix: &str, rest: Op
                 let from = rng.below(ENTRIES as u64) as i64;
                 let to: Vec<i64> =
                     (0..1 + rng.below(2)).map(|k| (from + k as i64) % ENTRIES).collect();
-                transfer_to_ledger(&accounts, &ledger, from, &to, 1 + rng.below(9) as i64).await;
+                let amount = 1 + rng.below(9) as i64;
+                transfer((&accounts, from), (&ledger, &to), amount, false).await;
                 made.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(60)).await;
             }

@@ -139,6 +139,32 @@ pub fn daemon_with(
         .expect("start misql")
 }
 
+/// `misql --warehouse dir -f file args...` as a daemon against the MongoDB at `uri`, its log
+/// appended to `dir/misql.log` (restarts keep the earlier runs' lines).
+pub fn daemon_appending(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    uri: &str,
+    args: &[&str],
+) -> Daemon {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("misql.log"))
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_misql"))
+        .args(["--warehouse", dir.to_str().expect("UTF-8 path")])
+        .args(["-f", file.to_str().expect("UTF-8 path")])
+        .args(args)
+        .env("MONGODB_URI", uri)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .map(Daemon)
+        .expect("start misql")
+}
+
 /// A fresh directory under the system temp dir (absolute, canonical), removed on drop.
 pub struct TempDir(pub std::path::PathBuf);
 
