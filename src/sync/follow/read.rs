@@ -1,0 +1,247 @@
+//! The read side of the follow loop: a batch of change events and copied chunks, read until it
+//! is due and then on to a consistent cut (see [`super::cut`]).
+
+use std::time::Instant;
+
+use bson::Timestamp;
+use mongodb::change_stream::event::{OperationType, ResumeToken};
+
+use super::apply::system_time;
+use super::changes::{Changes, Effect, add, is_change};
+use super::stream::{Stream, history_lost, lost, next_read, raw, stalled};
+use super::transaction::TransactionId;
+use super::{CUT_WAIT, End, Follower};
+use crate::mongo::change_stream::{Event, Read, SILENT_LIMIT};
+use crate::sync::copy::Copy;
+use crate::sync::copy::merge::StreamPosition;
+use crate::{Error, Result};
+
+/// One round's reads.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) changes: Changes,
+    /// Stopped while reading.
+    pub(super) stopping: bool,
+    /// The batch ends at the next consistent cut (a read said so).
+    ending: bool,
+    /// Events added after the batch was due, waiting for a consistent cut.
+    overdue: usize,
+    /// Everything up to now was read (an idle answer, or an event after the drain's end).
+    pub(super) caught_up: bool,
+    /// The stream ended with this.
+    pub(super) ended: Option<End>,
+}
+
+/// What a read means for the batch being read.
+enum Flow {
+    Continue,
+    Break,
+}
+
+/// How the batch is being read.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// The batch is full or its time is up: it ends at the next consistent cut.
+    due: bool,
+    /// A `--once` run: an idle stream ends it.
+    drain: bool,
+    /// A `--once` run ends at the first event after this time.
+    stop_after: Option<Timestamp>,
+}
+
+impl Follower<'_> {
+    /// Reads change events and copied chunks until the batch is full (`max_batch_rows`,
+    /// `max_batch_bytes`), `flush_interval` has passed, the stream ends or the sync stops —
+    /// and then on to a consistent cut (see [`cut`]), for at most `max_transaction_rows` more
+    /// changes (and twice `max_batch_bytes` in all).
+    pub(super) async fn read_batch(
+        &mut self,
+        drain: bool,
+        stop_after: Option<Timestamp>,
+    ) -> Result<Batch> {
+        let options = &self.sync.create.options;
+        let mut batch = Batch::default();
+        let started = Instant::now();
+        loop {
+            let full = batch.changes.len() >= options.max_batch_rows
+                || batch.changes.bytes >= options.max_batch_bytes;
+            let left = options.flush_interval.checked_sub(started.elapsed());
+            let due = batch.ending || full || left.is_none();
+            if batch.ended.is_some() || (due && self.cut.may_end()) {
+                break;
+            }
+            let oversize = batch.changes.bytes >= options.max_batch_bytes.saturating_mul(2);
+            if due && (batch.overdue > options.max_transaction_rows || oversize) {
+                self.end_without_cut();
+                break;
+            }
+            let wait = left.filter(|_| !due).unwrap_or(CUT_WAIT);
+            let how = Reading { due, drain, stop_after };
+            let reading = self.copy.as_ref().is_some_and(Copy::reading);
+            let flow = match self.held.take() {
+                Some(read) => self.take(Ok(Some(read)), &mut batch, how)?,
+                None => tokio::select! {
+                    next = next_read(&mut self.stream, wait) => self.take(next, &mut batch, how)?,
+                    received = receive(&mut self.copy), if reading => {
+                        received?;
+                        Flow::Continue
+                    }
+                    _ = self.sync.stop.cancelled(), if !batch.stopping => {
+                        batch.stopping = true;
+                        Flow::Break
+                    }
+                },
+            };
+            self.merge_chunks(&mut batch.changes);
+            if matches!(flow, Flow::Break) {
+                batch.ending = true;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// No consistent cut within `max_transaction_rows` changes past a due batch: the batch is
+    /// committed where it is, and says why.
+    fn end_without_cut(&mut self) {
+        let bound = self.sync.create.options.max_transaction_rows;
+        match self.cut.transactions.split() {
+            Some((id, total)) => tracing::warn!(
+                "sync {}: a MongoDB transaction ({id}) changed more than max_transaction_rows = \
+                 {bound} rows ({total} so far): it is committed in parts, and a reader of the \
+                 table may see part of it",
+                self.sync.name
+            ),
+            None if !self.inexact => tracing::info!(
+                "sync {}: no consistent point within max_transaction_rows = {bound} changes (the \
+                 stream is behind, and updated documents are read as they are now): committing \
+                 without one until it has caught up",
+                self.sync.name
+            ),
+            None => {}
+        }
+        self.inexact = true;
+    }
+
+    /// Takes one read of the stream into the batch.
+    fn take(
+        &mut self,
+        next: Result<Option<Read>, tokio::time::error::Elapsed>,
+        batch: &mut Batch,
+        how: Reading,
+    ) -> Result<Flow> {
+        if next.is_ok() {
+            self.last_heard = Instant::now();
+        }
+        let read = match next {
+            Err(_elapsed) if self.last_heard.elapsed() >= SILENT_LIMIT => {
+                return Err(stalled(self.sync, self.last_heard.elapsed()));
+            }
+            Err(_elapsed) => return Ok(Flow::Break),
+            Ok(None) => return Err(Error::plan("the change stream reader stopped")),
+            Ok(Some(read)) => read,
+        };
+        match read {
+            Read::Failed(err) if history_lost(&err) => {
+                batch.ended = Some(End::Recopy(lost(&err)));
+                Ok(Flow::Break)
+            }
+            Read::Failed(err) => Err(Error::mongo("reading the change stream", err)),
+            Read::Event(event, token, seen) => self.take_event(event, token, seen, batch, how),
+            Read::Passed(time, token) => {
+                self.read_token = raw(token)?.or(self.read_token.take());
+                self.cut.passed(time);
+                self.position.read_change(Some(time));
+                Ok(Flow::Continue)
+            }
+            Read::Idle(token, asked, seen) => {
+                self.read_token = raw(token)?.or(self.read_token.take());
+                self.position.read_idle(asked);
+                self.cut.idle(seen);
+                self.sync.status(|s| s.caught_up = true);
+                batch.caught_up = true;
+                Ok(if how.drain || !batch.changes.is_empty() {
+                    Flow::Break
+                } else {
+                    Flow::Continue
+                })
+            }
+        }
+    }
+
+    /// Merges the copied chunks the stream has passed into `changes` (once the stream has a
+    /// position to commit them with).
+    fn merge_chunks(&mut self, changes: &mut Changes) {
+        let unfollowed = matches!(self.stream, Stream::Unfollowed(_));
+        if self.read_token.is_none() && self.saved_token.is_none() && !unfollowed {
+            return;
+        }
+        let Some(copy) = &mut self.copy else { return };
+        let passed = if unfollowed { StreamPosition::finished() } else { self.position };
+        let room = self.sync.create.options.max_batch_rows.saturating_sub(changes.len());
+        copy.merge_ready(&passed, room, |id, doc| changes.set(id, Some(doc)));
+    }
+
+    /// Takes one change event into the batch, or holds it for the next batch when the batch is
+    /// due and may end before it.
+    fn take_event(
+        &mut self,
+        event: Box<Event>,
+        token: Option<ResumeToken>,
+        seen: Option<Timestamp>,
+        batch: &mut Batch,
+        how: Reading,
+    ) -> Result<Flow> {
+        let time = event.cluster_time;
+        if self.skip_before.is_some_and(|t| time.is_some_and(|c| c < t)) {
+            self.read_token = raw(token)?.or(self.read_token.take());
+            return Ok(Flow::Continue);
+        }
+        let transaction = TransactionId::of(&event);
+        if self.cut.before_event(transaction.as_ref(), time) && how.due {
+            // The batch ends before this event, which begins the next one.
+            self.held = Some(Read::Event(event, token, seen));
+            return Ok(Flow::Break);
+        }
+        let looked_up = seen.filter(|_| event.operation_type == OperationType::Update);
+        self.cut.add(transaction, time, looked_up);
+        batch.overdue += usize::from(how.due);
+        let first = batch.changes.is_empty();
+        match add(self.sync, &mut batch.changes, &event)? {
+            Effect::Ends(reason) => {
+                // What came before is applied; the end is read again after a restart.
+                batch.ended = Some(match self.sync.feed {
+                    Some(_) => End::Dropped(reason),
+                    None => End::Recopy(reason),
+                });
+                return Ok(Flow::Break);
+            }
+            Effect::Changed(id) => {
+                if first {
+                    let read = time.map(system_time);
+                    self.sync
+                        .status(|s| s.pending_since = read.or(Some(std::time::SystemTime::now())));
+                }
+                if let Some(copy) = &mut self.copy {
+                    copy.changed(&id, time);
+                }
+            }
+            Effect::Nothing => {}
+        }
+        self.read_token = raw(token)?.or(self.read_token.take());
+        self.position.read_change(time);
+        self.sync.status(|s| s.caught_up = !is_change(&event));
+        if how.stop_after.is_some_and(|t| time.is_some_and(|c| c > t)) {
+            batch.caught_up = true; // everything before the start is in this batch
+            return Ok(Flow::Break);
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// The copy's next chunk, if a copy reads. Cancel-safe.
+async fn receive(copy: &mut Option<Copy>) -> Result<()> {
+    match copy {
+        Some(copy) => copy.receive().await,
+        None => std::future::pending().await,
+    }
+}
