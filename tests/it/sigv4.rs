@@ -213,6 +213,37 @@ async fn credentials_and_region_from_a_profile_file_sign_and_verify() {
     assert_eq!(stats["keys_used"], serde_json::json!([weed.access_key]), "{stats}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_in_the_attach_sign_the_catalog_and_the_storage_without_any_aws_environment() {
+    let weed = seaweed();
+    let proxy = proxy_with(weed, vec![weed_key(weed)]);
+    let db = orders_db("sigv4keys", 60).await;
+    // No AWS_* variables, no files: the storage can only have its keys from the ATTACH's
+    // rest.* keys, through the same credential source as the catalog.
+    let extra = format!(
+        ", \"rest.signing-region\" '{REGION}', \"rest.access-key-id\" '{}', \"rest.secret-access-key\" '{}'",
+        weed.access_key, weed.secret_key
+    );
+    copy_once_and_compare(weed, &attach(&proxy, weed, &extra), &db, &[]).await;
+    assert_all_verified(&proxy.stats(), &db);
+
+    // The control: the same copy unsigned, straight to SeaweedFS, with no S3 keys: the storage
+    // has no credentials to sign its writes with.
+    let unsigned = format!(
+        "ATTACH '{}' AS lake (TYPE iceberg, CATALOG 'rest', warehouse '{}', credential '{}', \
+         s3.endpoint '{}')",
+        weed.rest_uri,
+        weed.warehouse,
+        weed.credential(),
+        weed.s3_endpoint
+    );
+    let other = orders_db("sigv4nokeys", 10).await;
+    let dir = TempDir::new();
+    let copied = run(&dir.0, &["--once", "-e", &sync_script(&unsigned, &other)], &[]);
+    assert!(!copied.success, "S3 accepted writes without credentials:\n{}", copied.stdout);
+    assert!(copied.stderr.contains("signing http request"), "{}", copied.stderr);
+}
+
 /// ATTACH with `extra` options and `env` fails; the first line of its error, and the proxy.
 fn refused_attach(extra: &str, env: &[(&str, &str)], keys: Vec<Key>) -> (String, Value) {
     let weed = seaweed();
@@ -222,6 +253,7 @@ fn refused_attach(extra: &str, env: &[(&str, &str)], keys: Vec<Key>) -> (String,
     let run = run(&dir.0, &["-e", &sql], env);
     assert!(!run.success, "a refused signature must fail the ATTACH:\n{}", run.stdout);
     let first = run.stderr.lines().find(|l| l.starts_with("error")).unwrap_or_default().to_string();
+    eprintln!("{first}");
     (first, proxy.stats())
 }
 
