@@ -409,12 +409,13 @@ fn signed_rest_error(uri: &str, sigv4: &SigV4, error: &iceberg::Error) -> Error 
     }
 }
 
-/// The REST client's and FileIO's properties: everything the user gave, plus path-style S3 in
-/// us-east-1 unless told otherwise (what S3-compatible stores such as MinIO and SeaweedFS need).
+/// The REST client's and FileIO's properties: everything the user gave but the SigV4 options
+/// (misql's own; its keys stay out of the tables' FileIO), plus path-style S3 in us-east-1
+/// unless told otherwise (what S3-compatible stores such as MinIO and SeaweedFS need).
 fn rest_props(uri: &str, options: &[(String, String)]) -> HashMap<String, String> {
     let mut props: HashMap<String, String> = options
         .iter()
-        .filter(|(k, _)| k != "catalog")
+        .filter(|(k, _)| k != "catalog" && !sigv4::OPTIONS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     props.insert("uri".into(), uri.to_string());
