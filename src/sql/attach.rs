@@ -91,13 +91,18 @@ fn attach_options(kind: AttachKind, raw: Vec<RawOption>) -> Result<Vec<(String, 
 }
 
 const MONGODB_OPTIONS: [&str; 1] = ["sample_size"];
-const ICEBERG_OPTIONS: [&str; 13] = [
+const ICEBERG_OPTIONS: [&str; 16] = [
     "catalog",
     "warehouse",
     "credential",
     "token",
     "prefix",
     "oauth2-server-uri",
+    // The OAuth2 client-credentials request's scope (Polaris: 'PRINCIPAL_ROLE:ALL'), audience
+    // and resource; read by the REST client and misql's own token exchange.
+    "scope",
+    "audience",
+    "resource",
     "rest.client.socket-timeout-ms",
     // SigV4 (src/iceberg/sigv4): the names pyiceberg and Iceberg Java use.
     "rest.sigv4-enabled",

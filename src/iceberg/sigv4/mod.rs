@@ -199,3 +199,49 @@ impl SigV4 {
 fn signing_failed(url: &str, e: &dyn std::fmt::Display) -> Error {
     Error::plan(format!("cannot sign the catalog request to {url} with SigV4: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    fn sigv4() -> SigV4 {
+        SigV4 {
+            service: "s3tables".into(),
+            region: "us-west-2".into(),
+            credentials: Arc::new(CredentialSource::fixed("ASIAEXAMPLE", "secret", Some("tok"))),
+            last_refusal: std::sync::Mutex::new(None),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_signed_request_carries_the_body_hash_the_token_and_the_scope() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        let body = br#"{"requirements":[]}"#;
+        let url = "https://s3tables.us-west-2.amazonaws.com/iceberg/v1/ns/tables/t";
+        sigv4().sign("POST", url, &mut headers, body).await.unwrap();
+        let get = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_string();
+        assert_eq!(get("x-amz-content-sha256"), hex::encode(Sha256::digest(body)));
+        assert_eq!(get("x-amz-security-token"), "tok");
+        assert_eq!(get("original-authorization"), "Bearer abc");
+        let authorization = get("authorization");
+        assert!(authorization.starts_with("AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/"));
+        assert!(authorization.contains("/us-west-2/s3tables/aws4_request"), "{authorization}");
+        let signed = authorization.split("SignedHeaders=").nth(1).unwrap();
+        for header in ["content-type;", "host;", "x-amz-content-sha256;", "x-amz-security-token"] {
+            assert!(signed.contains(header), "{header} unsigned: {authorization}");
+        }
+    }
+
+    #[tokio::test]
+    async fn signing_options_without_sigv4_enabled_are_refused() {
+        let options = [("rest.signing-name".to_string(), "glue".to_string())];
+        let error = from_options(&options).await.unwrap_err().to_string();
+        assert!(error.contains("\"rest.sigv4-enabled\" is not 'true'"), "{error}");
+        let options = [(ENABLED_OPTION.to_string(), "yes".to_string())];
+        assert!(from_options(&options).await.is_err());
+    }
+}
