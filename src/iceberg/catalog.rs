@@ -11,6 +11,9 @@
 //! - `catalog 'rest'`: the URI is the catalog's `http(s)://` endpoint; `warehouse`, `credential`,
 //!   `token`, `prefix`, `oauth2-server-uri`, `s3.*` and `client.*` are passed on to the REST client
 //!   and to the FileIO. The catalog is contacted at once, so a wrong address fails at ATTACH.
+//!   With `"rest.sigv4-enabled" 'true'` every catalog request is signed with SigV4 (S3 Tables,
+//!   Glue; see [`crate::iceberg::sigv4`]), and without `s3.access-key-id` the S3 storage uses the
+//!   same AWS credentials.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,12 +23,13 @@ use std::time::Duration;
 use iceberg::{Catalog, CatalogBuilder};
 use iceberg_catalog_rest::RestCatalogBuilder;
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
-use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
+use iceberg_storage_opendal::{CustomAwsCredentialLoader, OpenDalResolvingStorageFactory};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
 use crate::iceberg::rest_failure;
 use crate::iceberg::retry::retry_transient;
+use crate::iceberg::sigv4::{self, SigV4, StorageCredentials, forward::Forwarder};
 use crate::{Error, Result};
 
 /// Fixed catalog name stored in the SQL catalog's rows, so pyiceberg's `SqlCatalog("misql", ...)`
@@ -63,6 +67,10 @@ pub struct IcebergConnection {
     pub catalog: Arc<dyn Catalog>,
     /// What kind of catalog it is, and where.
     pub kind: CatalogKind,
+    /// How requests to a SigV4-signed REST catalog are signed (`None`: they are not).
+    pub sigv4: Option<Arc<SigV4>>,
+    /// The signing forwarder the REST client talks through, kept running while this lives.
+    pub forwarder: Option<Arc<Forwarder>>,
 }
 
 /// Connects to the Iceberg catalog an `ATTACH 'uri' AS name (TYPE iceberg, ...)` names.
@@ -93,7 +101,8 @@ struct SqlLocation {
 }
 
 async fn connect_sql(uri: &str, options: &[(String, String)]) -> Result<IcebergConnection> {
-    if let Some((key, _)) = options.iter().find(|(k, _)| REST_ONLY_OPTIONS.contains(&k.as_str())) {
+    let rest_only = |k: &str| REST_ONLY_OPTIONS.contains(&k) || sigv4::OPTIONS.contains(&k);
+    if let Some((key, _)) = options.iter().find(|(k, _)| rest_only(k)) {
         return Err(Error::plan(format!(
             "option `{key}` applies to a REST catalog, but ATTACH '{uri}' opens an embedded SQL catalog"
         ))
@@ -137,7 +146,12 @@ async fn connect_sql(uri: &str, options: &[(String, String)]) -> Result<IcebergC
         .map_err(|e| {
             Error::iceberg(format!("cannot open the SQLite catalog `{}`", database.display()), e)
         })?;
-    Ok(IcebergConnection { catalog: Arc::new(catalog), kind: CatalogKind::Sql { warehouse } })
+    Ok(IcebergConnection {
+        catalog: Arc::new(catalog),
+        kind: CatalogKind::Sql { warehouse },
+        sigv4: None,
+        forwarder: None,
+    })
 }
 
 /// Resolves the ATTACH URI (and `warehouse` option) of an embedded catalog to paths; touches
@@ -315,9 +329,29 @@ async fn connect_rest(uri: &str, options: &[(String, String)]) -> Result<Iceberg
         ))
         .with_hint("e.g. ATTACH 'http://localhost:8181' AS lake (TYPE iceberg, CATALOG 'rest', warehouse 's3://warehouse'); for a local directory drop CATALOG 'rest'"));
     }
-    let props = rest_props(&uri, options);
+    let sigv4 = sigv4::from_options(options).await?;
+    let forwarder = match &sigv4 {
+        Some(sigv4) => {
+            Some(Arc::new(sigv4::forward::start(&uri, sigv4.clone(), upstream_client()?).await?))
+        }
+        None => None,
+    };
+    let client_uri = forwarder.as_ref().map_or(uri.as_str(), |f| f.local_uri.as_str());
+    let mut props = rest_props(client_uri, options);
+    let mut storage = OpenDalResolvingStorageFactory::new();
+    if let Some(sigv4) = &sigv4 {
+        props.insert(
+            "s3.region".into(),
+            option(options, "s3.region").unwrap_or(&sigv4.region).into(),
+        );
+        if option(options, "s3.access-key-id").is_none() {
+            let credentials = StorageCredentials(sigv4.credentials.clone());
+            storage =
+                storage.with_s3_credential_loader(CustomAwsCredentialLoader::new(credentials));
+        }
+    }
     let catalog = RestCatalogBuilder::default()
-        .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
+        .with_storage_factory(Arc::new(storage))
         .load(SQL_CATALOG_NAME, props)
         .await
         .map_err(|e| {
@@ -327,7 +361,10 @@ async fn connect_rest(uri: &str, options: &[(String, String)]) -> Result<Iceberg
     // again a few times before ATTACH gives up.
     let warehouse = option(options, "warehouse");
     let listed = retry_transient("listing the REST catalog's namespaces", || async {
-        catalog.list_namespaces(None).await.map_err(|e| rest_error(&uri, warehouse, &e))
+        catalog.list_namespaces(None).await.map_err(|e| match sigv4.as_deref() {
+            Some(sigv4) => signed_rest_error(&uri, sigv4, &e),
+            None => rest_error(&uri, warehouse, &e),
+        })
     });
     match tokio::time::timeout(REST_CONNECT_TIMEOUT, listed).await {
         Err(_) => {
@@ -342,15 +379,43 @@ async fn connect_rest(uri: &str, options: &[(String, String)]) -> Result<Iceberg
         Ok(Err(e)) => return Err(e),
         Ok(Ok(_)) => {}
     }
-    Ok(IcebergConnection { catalog: Arc::new(catalog), kind: CatalogKind::Rest { uri } })
+    Ok(IcebergConnection {
+        catalog: Arc::new(catalog),
+        kind: CatalogKind::Rest { uri },
+        sigv4,
+        forwarder,
+    })
 }
 
-/// The REST client's and FileIO's properties: everything the user gave, plus path-style S3 in
-/// us-east-1 unless told otherwise (what S3-compatible stores such as MinIO and SeaweedFS need).
+/// The client the signing forwarder sends to the real catalog with.
+fn upstream_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder().connect_timeout(REST_CONNECT_TIMEOUT).build().map_err(|e| {
+        Error::io("cannot set up an HTTP client for the REST catalog", std::io::Error::other(e))
+    })
+}
+
+/// The error of the first request to a SigV4-signed catalog: a refused signature in one
+/// sentence (what the forwarder noted), else as [`rest_error`].
+fn signed_rest_error(uri: &str, sigv4: &SigV4, error: &iceberg::Error) -> Error {
+    match sigv4.take_refusal() {
+        Some(sentence) => Error::plan(format!("cannot attach the Iceberg REST catalog at {uri}: {sentence}"))
+            .with_hint(format!(
+                "SigV4 signs as service '{}' in region '{}' with credentials from {}; see \"rest.signing-name\", \"rest.signing-region\" and the AWS credentials (environment, AWS_PROFILE, web identity)",
+                sigv4.service,
+                sigv4.region,
+                sigv4.credentials.origin()
+            )),
+        None => rest_error(uri, None, error),
+    }
+}
+
+/// The REST client's and FileIO's properties: everything the user gave but the SigV4 options
+/// (misql's own; its keys stay out of the tables' FileIO), plus path-style S3 in us-east-1
+/// unless told otherwise (what S3-compatible stores such as MinIO and SeaweedFS need).
 fn rest_props(uri: &str, options: &[(String, String)]) -> HashMap<String, String> {
     let mut props: HashMap<String, String> = options
         .iter()
-        .filter(|(k, _)| k != "catalog")
+        .filter(|(k, _)| k != "catalog" && !sigv4::OPTIONS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     props.insert("uri".into(), uri.to_string());

@@ -14,5 +14,6 @@ pub mod retry;
 pub mod rollback;
 pub mod schema;
 pub mod schema_update;
+pub mod sigv4;
 pub mod table;
 pub mod writer;

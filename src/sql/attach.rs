@@ -3,7 +3,7 @@
 
 use sqlparser::tokenizer::Token;
 
-use super::options::{RawOption, one_of, positive, unknown};
+use super::options::{RawOption, boolean, one_of, positive, unknown};
 use super::parser::StatementParser;
 use super::statement::{Attach, AttachKind};
 use crate::{Error, Result};
@@ -91,14 +91,26 @@ fn attach_options(kind: AttachKind, raw: Vec<RawOption>) -> Result<Vec<(String, 
 }
 
 const MONGODB_OPTIONS: [&str; 1] = ["sample_size"];
-const ICEBERG_OPTIONS: [&str; 7] = [
+const ICEBERG_OPTIONS: [&str; 16] = [
     "catalog",
     "warehouse",
     "credential",
     "token",
     "prefix",
     "oauth2-server-uri",
+    // The OAuth2 client-credentials request's scope (Polaris: 'PRINCIPAL_ROLE:ALL'), audience
+    // and resource; read by the REST client and misql's own token exchange.
+    "scope",
+    "audience",
+    "resource",
     "rest.client.socket-timeout-ms",
+    // SigV4 (src/iceberg/sigv4): the names pyiceberg and Iceberg Java use.
+    "rest.sigv4-enabled",
+    "rest.signing-name",
+    "rest.signing-region",
+    "rest.access-key-id",
+    "rest.secret-access-key",
+    "rest.session-token",
 ];
 /// Every `s3.*` and `client.*` key is passed on to the Iceberg FileIO / REST client.
 const ICEBERG_PREFIXES: [&str; 2] = ["s3.", "client."];
@@ -112,6 +124,7 @@ fn check_attach_option(kind: AttachKind, option: &RawOption) -> Result<()> {
         AttachKind::Iceberg if key == "catalog" => {
             one_of(option, |name| ["sql", "rest"].contains(&name).then_some(()), &["sql", "rest"])
         }
+        AttachKind::Iceberg if key == "rest.sigv4-enabled" => boolean(option).map(drop),
         AttachKind::Iceberg if key == "rest.client.socket-timeout-ms" => {
             positive::<u64>(option).map(drop)
         }

@@ -418,7 +418,7 @@ pub(crate) fn one_of<T>(
 }
 
 /// `true` or `false` (as a word or a string).
-fn boolean(option: &RawOption) -> Result<bool> {
+pub(crate) fn boolean(option: &RawOption) -> Result<bool> {
     match option.value.text().trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),

@@ -25,6 +25,7 @@ mod row_delta;
 mod schema_drift;
 mod service;
 mod shell;
+mod sigv4;
 mod sync_snapshot;
 mod sync_stream;
 mod transactions;

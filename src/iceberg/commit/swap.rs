@@ -22,6 +22,7 @@ use super::Proposal;
 use crate::iceberg::catalog::{CatalogKind, IcebergConnection, SQL_CATALOG_NAME, SQLITE_FILE_NAME};
 use crate::iceberg::rest_failure::{is_transient_status, oauth_error, refuses_credential};
 use crate::iceberg::retry::retry_transient;
+use crate::iceberg::sigv4::SigV4;
 use crate::{Error, ErrorKind, Result};
 
 /// How long a SQLite write waits for a lock held by another process.
@@ -59,7 +60,9 @@ impl Committer {
     pub(crate) fn new(conn: &IcebergConnection, table: &Table) -> Result<Self> {
         Ok(Self(match &conn.kind {
             CatalogKind::Sql { warehouse } => Kind::Sql(SqlCommitter::new(warehouse)),
-            CatalogKind::Rest { uri } => Kind::Rest(Box::new(RestCommitter::new(uri, table)?)),
+            CatalogKind::Rest { uri } => {
+                Kind::Rest(Box::new(RestCommitter::new(uri, table, conn.sigv4.clone())?))
+            }
         }))
     }
 
@@ -232,16 +235,17 @@ impl SqlCommitter {
 /// the catalog's effective configuration (the server's defaults and overrides, such as
 /// `prefix`, merged with the ATTACH options) plus the table's own config from `load_table`:
 /// `prefix`, `token`, `credential`, `oauth2-server-uri`, `scope`, `audience`, `resource` and
-/// `header.*`.
+/// `header.*`. With SigV4 every request (the token exchange too) is signed as the last step.
 struct RestCommitter {
     uri: String,
     props: HashMap<String, String>,
     client: reqwest::Client,
     token: Option<String>,
+    sigv4: Option<std::sync::Arc<SigV4>>,
 }
 
 impl RestCommitter {
-    fn new(uri: &str, table: &Table) -> Result<Self> {
+    fn new(uri: &str, table: &Table, sigv4: Option<std::sync::Arc<SigV4>>) -> Result<Self> {
         let props = table.file_io().config().props().clone();
         let timeout = props
             .get(REST_TIMEOUT_OPTION)
@@ -252,7 +256,7 @@ impl RestCommitter {
             Error::io("cannot set up an HTTP client for the REST catalog", std::io::Error::other(e))
         })?;
         let token = props.get("token").cloned();
-        Ok(Self { uri: uri.trim_end_matches('/').to_string(), props, client, token })
+        Ok(Self { uri: uri.trim_end_matches('/').to_string(), props, client, token, sigv4 })
     }
 
     fn url(&self, parts: &[&str]) -> String {
@@ -331,10 +335,16 @@ impl RestCommitter {
 
     /// One token exchange at `endpoint`: the access token, or what its failure means.
     async fn exchange(&self, endpoint: &str, body: &str) -> Result<String> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        self.sign("POST", endpoint, &mut headers, body.as_bytes()).await?;
         let response = self
             .client
             .post(endpoint)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .headers(headers)
             .body(body.to_string())
             .send()
             .await
@@ -366,14 +376,17 @@ impl RestCommitter {
         })?;
         let url =
             self.url(&["namespaces", &name.namespace().to_url_string(), "tables", name.name()]);
-        let mut builder = self.client.post(&url).headers(self.headers()?).body(body);
+        let mut headers = self.headers()?;
         if let Some(token) = self.bearer().await? {
-            builder = builder.bearer_auth(token);
+            let bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"));
+            headers.insert(reqwest::header::AUTHORIZATION, bearer.map_err(|_| bad_token())?);
         }
+        let url = self.sign("POST", &url, &mut headers, &body).await?;
+        let builder = self.client.post(url.clone()).headers(headers).body(body);
         let response = match builder.send().await {
             Ok(response) => response,
             // Not connected: the request never left.
-            Err(e) if e.is_connect() => return Err(http_error(&url, e)),
+            Err(e) if e.is_connect() => return Err(http_error(url.as_str(), e)),
             // The request may have reached the catalog before the connection failed.
             Err(e) => {
                 let message = format!(
@@ -404,7 +417,14 @@ impl RestCommitter {
                 ))
             }
             _ => {
+                let error_type = response.headers().get("x-amzn-errortype").cloned();
                 let text = response.text().await.unwrap_or_default();
+                let error_type = error_type.as_ref().and_then(|v| v.to_str().ok());
+                if let Some(said) =
+                    self.sigv4.as_ref().and_then(|s| s.explain(status, error_type, &text))
+                {
+                    return Err(Error::plan(format!("cannot commit to {name}: {said}")));
+                }
                 let hint = match status {
                     401 | 403 | 419 => "check the credential and token options",
                     404 => "the table or namespace is gone from the catalog",
@@ -417,6 +437,30 @@ impl RestCommitter {
             }
         }
     }
+}
+
+impl RestCommitter {
+    /// Signs a request to `url` with SigV4 when the catalog asks for it; returns `url` parsed,
+    /// which is what is sent (and signed: percent-encoded as on the wire).
+    async fn sign(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &mut reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> Result<reqwest::Url> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| Error::plan(format!("the REST catalog URL `{url}` is not valid: {e}")))?;
+        if let Some(sigv4) = &self.sigv4 {
+            sigv4.sign(method, parsed.as_str(), headers, body).await?;
+        }
+        Ok(parsed)
+    }
+}
+
+fn bad_token() -> Error {
+    Error::plan("the REST catalog's token cannot be sent as an HTTP header")
+        .with_hint("check the token option")
 }
 
 /// A token endpoint's answer `status` with `body`, not a token: a refused credential

@@ -8,6 +8,7 @@ pub mod fault_proxy;
 pub mod pyiceberg;
 pub mod seaweed;
 pub mod server;
+pub mod sigv4_proxy;
 pub mod slow_link;
 
 use std::process::{Command, Output};
