@@ -57,9 +57,9 @@ pub struct SyncOptions {
     /// Written as a size (`'64MB'` = 64×10⁶, `'64MiB'` = 64×2²⁰) or an integer. Default 64 MiB.
     pub max_batch_bytes: u64,
     /// `max_transaction_rows`: a due batch (`max_batch_rows`, `max_batch_bytes`,
-    /// `flush_interval`) is held open for at most this many more changes to end at a consistent
-    /// point: after a whole MongoDB transaction, with no document newer than the point. A
-    /// larger transaction is committed in parts (with a warning). Default 10000.
+    /// `flush_interval`) is held open for at most this many more changes for the end of an open
+    /// MongoDB transaction. A larger transaction is committed in parts (with a warning).
+    /// Default 10000.
     pub max_transaction_rows: usize,
     /// `on_error`: what a value that does not fit its column does. Default `fail`.
     pub on_error: OnError,

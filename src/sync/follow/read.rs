@@ -52,8 +52,7 @@ struct Reading {
 impl Follower<'_> {
     /// Reads change events and copied chunks until the batch is full (`max_batch_rows`,
     /// `max_batch_bytes`), `flush_interval` has passed, the stream ends or the sync stops —
-    /// and then on to a consistent cut (see [`cut`]), for at most `max_transaction_rows` more
-    /// changes (and twice `max_batch_bytes` in all).
+    /// and then on to a consistent cut (see [`cut`]; [`Self::no_cut_coming`] says how long).
     pub(super) async fn read_batch(
         &mut self,
         drain: bool,
@@ -62,6 +61,7 @@ impl Follower<'_> {
         let options = &self.sync.create.options;
         let mut batch = Batch::default();
         let started = Instant::now();
+        let mut due_since = None;
         loop {
             let full = batch.changes.len() >= options.max_batch_rows
                 || batch.changes.bytes >= options.max_batch_bytes;
@@ -70,12 +70,15 @@ impl Follower<'_> {
             if batch.ended.is_some() || (due && self.cut.may_end()) {
                 break;
             }
-            let oversize = batch.changes.bytes >= options.max_batch_bytes.saturating_mul(2);
-            if due && (batch.overdue > options.max_transaction_rows || oversize) {
-                self.end_without_cut();
+            let due_for = due_since.get_or_insert_with(Instant::now).elapsed();
+            if due && self.no_cut_coming(&batch, due_for) {
+                self.end_without_cut(!self.copying() && !batch.stopping);
                 break;
             }
             let wait = left.filter(|_| !due).unwrap_or(CUT_WAIT);
+            if !due {
+                due_since = None;
+            }
             let how = Reading { due, drain, stop_after };
             let reading = self.copy.as_ref().is_some_and(Copy::reading);
             let flow = match self.held.take() {
@@ -100,9 +103,30 @@ impl Follower<'_> {
         Ok(batch)
     }
 
-    /// No consistent cut within `max_transaction_rows` changes past a due batch: the batch is
-    /// committed where it is, and says why.
-    fn end_without_cut(&mut self) {
+    /// Whether a due batch, due for `due_for`, stops waiting for a consistent cut: the open
+    /// transaction, if any, is past `max_transaction_rows` (or the batch past twice
+    /// `max_batch_bytes`); or no transaction is open and only documents looked up after the
+    /// stream's position keep it open — while the collection is copied (the table is not
+    /// exact before the copy ends anyway), while the sync stops, or for `flush_interval` more
+    /// (a sync behind the stream finds no exact cut until it has caught up).
+    fn no_cut_coming(&self, batch: &Batch, due_for: std::time::Duration) -> bool {
+        let options = &self.sync.create.options;
+        let oversize = batch.changes.bytes >= options.max_batch_bytes.saturating_mul(2);
+        if batch.overdue > options.max_transaction_rows || oversize {
+            return true;
+        }
+        let waited = due_for >= options.flush_interval;
+        !self.cut.transactions.is_open() && (self.copying() || batch.stopping || waited)
+    }
+
+    /// Whether a copy of the collection is still to be completed.
+    fn copying(&self) -> bool {
+        self.copy.is_some()
+    }
+
+    /// Commits the batch without a consistent cut, and says why (the lookups' case once per
+    /// catch-up, and only when `say`).
+    fn end_without_cut(&mut self, say: bool) {
         let bound = self.sync.create.options.max_transaction_rows;
         match self.cut.transactions.split() {
             Some((id, total)) => tracing::warn!(
@@ -111,10 +135,10 @@ impl Follower<'_> {
                  table may see part of it",
                 self.sync.name
             ),
-            None if !self.inexact => tracing::info!(
-                "sync {}: no consistent point within max_transaction_rows = {bound} changes (the \
-                 stream is behind, and updated documents are read as they are now): committing \
-                 without one until it has caught up",
+            None if !self.inexact && say => tracing::info!(
+                "sync {}: no consistent point within flush_interval of a full batch (the stream \
+                 is behind, and updated documents are read as they are now): committing without \
+                 one until it has caught up",
                 self.sync.name
             ),
             None => {}
