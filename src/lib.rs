@@ -10,6 +10,7 @@ pub mod exec;
 pub mod failpoint;
 pub mod http;
 pub mod iceberg;
+pub mod listen;
 pub mod logging;
 pub mod mongo;
 pub mod output;

@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
 use crate::sync::status::{Registry, SyncPhase};
 use crate::{Error, Result};
@@ -39,30 +38,11 @@ pub async fn serve(
         SystemTime::now(),
     )));
     let state = Arc::new((metrics, registry, control));
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("--http: accepting a connection: {e}");
-                    continue;
-                }
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let state = state.clone();
-                    async move {
-                        let (metrics, registry, control) = &*state;
-                        Ok::<_, Infallible>(respond(&request, metrics, registry, control).await)
-                    }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = connection.await {
-                    tracing::debug!("--http: a connection ended: {e}");
-                }
-            });
+    crate::listen::serve(listener, "--http", move |request| {
+        let state = state.clone();
+        async move {
+            let (metrics, registry, control) = &*state;
+            Ok::<_, Infallible>(respond(&request, metrics, registry, control).await)
         }
     });
     tracing::info!("serving /metrics, /healthz and /readyz on http://{local}");

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::task::AbortHandle;
 
 use super::SigV4;
@@ -75,32 +74,11 @@ pub async fn start(
         .map_err(|e| Error::io("cannot read the signing forwarder's address", e))?
         .port();
     let state = Arc::new((Upstream { origin }, sigv4, client));
-    let task = tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors, say: wait instead of spinning.
-                    tracing::warn!("catalog signing forwarder: accepting a connection: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let state = state.clone();
-                    async move {
-                        let (upstream, sigv4, client) = &*state;
-                        forward(request, upstream, sigv4, client).await
-                    }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = connection.await {
-                    tracing::debug!("catalog signing forwarder: a connection ended: {e}");
-                }
-            });
+    let task = crate::listen::serve(listener, "catalog signing forwarder", move |request| {
+        let state = state.clone();
+        async move {
+            let (upstream, sigv4, client) = &*state;
+            forward(request, upstream, sigv4, client).await
         }
     });
     Ok(Forwarder { local_uri: format!("http://127.0.0.1:{port}{path}"), task: task.abort_handle() })
