@@ -240,6 +240,11 @@ async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_ab
     assert!(run.success, "{}", run.stderr);
     assert!(run.stdout.contains(r#"{"misql.consistent_reads":"true"}"#), "{}", run.stdout);
     assert!(run.stdout.contains(&format!(r#"{{"total":{TOTAL}}}"#)), "{}", run.stdout);
+    // An aggregate's header names its column, not the table's full name.
+    let sql = format!("SELECT sum(balance), max(balance) - min(balance) FROM iceberg.{table}");
+    let run = misql_in(&dir, &["--format", "json", "-e", &sql]);
+    assert!(run.stdout.contains(r#""sum(balance)":"#), "{}", run.stdout);
+    assert!(run.stdout.contains(r#""max(balance) - min(balance)":"#), "{}", run.stdout);
     let run = misql_in(&dir, &["-e", "SET misql.consistent_reads = sometimes"]);
     assert!(!run.success);
     assert!(run.stderr.contains("misql.consistent_reads is true or false"), "{}", run.stderr);
