@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::TableProvider;
+use iceberg::table::Table;
 use iceberg::{NamespaceIdent, TableIdent};
 use iceberg_datafusion::IcebergStaticTableProvider;
 
@@ -29,7 +30,7 @@ pub struct LazyIceberg {
     options: Vec<(String, String)>,
     connection: OnceCell<IcebergConnection>,
     /// Tables the statement being planned reads at a given snapshot.
-    pins: Mutex<HashMap<TableIdent, i64>>,
+    pins: Mutex<HashMap<TableIdent, (Table, i64)>>,
 }
 
 impl LazyIceberg {
@@ -39,9 +40,10 @@ impl LazyIceberg {
         Self { uri: uri.into(), options, connection: OnceCell::new(), pins }
     }
 
-    /// Reads `table` at snapshot `snapshot_id` until [`Self::unpin_all`].
-    pub fn pin(&self, table: TableIdent, snapshot_id: i64) {
-        self.pins.lock().unwrap_or_else(|e| e.into_inner()).insert(table, snapshot_id);
+    /// Reads `table` (as loaded) at snapshot `snapshot_id` until [`Self::unpin_all`].
+    pub fn pin(&self, table: Table, snapshot_id: i64) {
+        let ident = table.identifier().clone();
+        self.pins.lock().unwrap_or_else(|e| e.into_inner()).insert(ident, (table, snapshot_id));
     }
 
     /// Reads every table at its current snapshot again.
@@ -49,8 +51,8 @@ impl LazyIceberg {
         self.pins.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    fn pinned(&self, table: &TableIdent) -> Option<i64> {
-        self.pins.lock().unwrap_or_else(|e| e.into_inner()).get(table).copied()
+    fn pinned(&self, table: &TableIdent) -> Option<(Table, i64)> {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner()).get(table).cloned()
     }
 
     /// The connection, made on first call.
@@ -104,6 +106,25 @@ pub struct IcebergNamespace {
     namespace: NamespaceIdent,
 }
 
+impl IcebergNamespace {
+    /// The table `ident` at its current snapshot; `None` when it does not exist.
+    async fn load(&self, ident: &TableIdent) -> DfResult<Option<Table>> {
+        let catalog = &self.catalog.get().await.map_err(external)?.catalog;
+        let exists = catalog
+            .table_exists(ident)
+            .await
+            .map_err(|e| external(Error::iceberg(format!("looking up {}", display(ident)), e)))?;
+        if !exists {
+            return Ok(None);
+        }
+        let table = catalog
+            .load_table(ident)
+            .await
+            .map_err(|e| external(Error::iceberg(format!("loading {}", display(ident)), e)))?;
+        Ok(Some(table))
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for IcebergNamespace {
     fn as_any(&self) -> &dyn Any {
@@ -116,19 +137,13 @@ impl SchemaProvider for IcebergNamespace {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>, DataFusionError> {
         let ident = TableIdent::new(self.namespace.clone(), name.to_string());
-        let pinned = self.catalog.pinned(&ident);
-        let catalog = &self.catalog.get().await.map_err(external)?.catalog;
-        let exists = catalog
-            .table_exists(&ident)
-            .await
-            .map_err(|e| external(Error::iceberg(format!("looking up {}", display(&ident)), e)))?;
-        if !exists {
-            return Ok(None);
-        }
-        let table = catalog
-            .load_table(&ident)
-            .await
-            .map_err(|e| external(Error::iceberg(format!("loading {}", display(&ident)), e)))?;
+        let (table, pinned) = match self.catalog.pinned(&ident) {
+            Some((table, snapshot_id)) => (table, Some(snapshot_id)), // loaded when pinned
+            None => match self.load(&ident).await? {
+                Some(table) => (table, None),
+                None => return Ok(None),
+            },
+        };
         let reading = |e| external(Error::iceberg(format!("reading {}", display(&ident)), e));
         if table.metadata().schemas_iter().len() > 1 {
             // Files may be older than the current schema: see `evolved_scan`.

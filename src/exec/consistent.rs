@@ -76,7 +76,7 @@ pub(super) async fn pin(session: &Session, statement: &Sql) -> Result<Vec<Arc<La
     if tables.is_empty() {
         return Ok(Vec::new());
     }
-    let mut all = Vec::new();
+    let (mut all, mut loaded) = (Vec::new(), Vec::new());
     for (catalog, ident, name) in &tables {
         let connection = catalog.get().await?;
         let table = connection
@@ -85,6 +85,7 @@ pub(super) async fn pin(session: &Session, statement: &Sql) -> Result<Vec<Arc<La
             .await
             .map_err(|e| Error::iceberg(format!("loading {name}"), e))?;
         all.push(spans(&table));
+        loaded.push(table);
     }
     let names = || tables.iter().map(|(_, _, name)| name.as_str()).collect::<Vec<_>>().join(", ");
     let Some((_, snapshots)) = newest_common(&all) else {
@@ -95,8 +96,8 @@ pub(super) async fn pin(session: &Session, statement: &Sql) -> Result<Vec<Arc<La
         ))
         .with_hint(format!("read them as they are now: SET {SETTING} = false")));
     };
-    for ((catalog, ident, _), snapshot) in tables.iter().zip(snapshots) {
-        catalog.pin(ident.clone(), snapshot);
+    for (((catalog, _, _), table), snapshot) in tables.iter().zip(loaded).zip(snapshots) {
+        catalog.pin(table, snapshot); // planning reads the table as loaded here
     }
     Ok(tables.into_iter().map(|(catalog, _, _)| catalog).collect())
 }

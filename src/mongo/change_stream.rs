@@ -27,6 +27,8 @@ pub const SILENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30)
 pub struct Watched {
     stream: SessionChangeStream<Event>,
     session: ClientSession,
+    /// The session's last cluster time and its timestamp (read out once per new value).
+    seen: Option<(mongodb::ClusterTime, Timestamp)>,
 }
 
 impl Watched {
@@ -41,9 +43,15 @@ impl Watched {
     }
 
     /// The latest cluster time the server reported to this stream's reads.
-    pub fn seen(&self) -> Option<Timestamp> {
-        let time = bson::serialize_to_document(self.session.cluster_time()?).ok()?;
-        time.get_timestamp("clusterTime").ok()
+    pub fn seen(&mut self) -> Option<Timestamp> {
+        let current = self.session.cluster_time()?;
+        if self.seen.as_ref().is_none_or(|(known, _)| known != current) {
+            // The driver keeps the timestamp private; its BSON form names it.
+            let time =
+                bson::serialize_to_document(current).ok()?.get_timestamp("clusterTime").ok()?;
+            self.seen = Some((current.clone(), time));
+        }
+        self.seen.as_ref().map(|(_, time)| *time)
     }
 }
 
@@ -90,7 +98,7 @@ async fn open(
         }
         None => configured(database.watch(), token, &mut session).await?.with_type::<Event>(),
     };
-    Ok(Watched { stream, session })
+    Ok(Watched { stream, session, seen: None })
 }
 
 /// `watch` with misql's options, in `session`.
