@@ -211,7 +211,7 @@ async fn changes(docs: &[RawDocumentBuf], select: &str) -> misql::Result<(usize,
     let end = bson::deserialize_from_document(doc! { "_data": "end" }).ok();
     tx.send(Read::Idle(end, Instant::now(), None)).unwrap();
     let source = sync.source.clone();
-    let (router, _) = Router::new(source, "bench", Box::new(|_| false));
+    let (router, _) = Router::new(source, "bench", Box::new(|_| false), None);
     let start = Position { token: bson::rawdoc! { "_data": "00" }, time: None };
     sync.feed = Some(Feed::new(router, "orders", start, rx));
     sync.create.options.max_batch_rows = COMMIT_EVERY;

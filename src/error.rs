@@ -178,6 +178,16 @@ impl Error {
         self.kind() != ErrorKind::Permanent
     }
 
+    /// The same failure again, for one of several that wait on one outcome (a group commit's
+    /// tables): its kind, what the user sees of it, and its hint.
+    pub fn shared(&self) -> Self {
+        Error::Commit {
+            kind: self.kind(),
+            message: self.user_facing().to_string(),
+            hint: self.hint().map(str::to_string),
+        }
+    }
+
     /// A failed commit of `kind`.
     pub fn commit(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error::Commit { kind, message: message.into(), hint: None }

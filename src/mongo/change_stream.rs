@@ -181,6 +181,23 @@ pub enum Read {
     Passed(Timestamp, Option<ResumeToken>),
     /// The stream failed; nothing follows.
     Failed(mongodb::error::Error),
+    /// A database stream's router cut the stream here for a group commit of the database's
+    /// tables: every change before it is in the batch, none after.
+    Cut(GroupCut),
+}
+
+/// A point in a database's stream where every table of the database commits together.
+#[derive(Debug, Clone)]
+pub struct GroupCut {
+    /// Its number, in the order cuts are made.
+    pub epoch: u64,
+    /// The cluster time the tables are exact at with it (every change up to it, no part of a
+    /// transaction, no document looked up later); `None` when the cut could not wait for a
+    /// consistent point (a transaction larger than `max_transaction_rows`, or a stream behind
+    /// its documents' lookups for longer than `flush_interval`).
+    pub exact: Option<Timestamp>,
+    /// The stream's position at the cut.
+    pub token: Option<ResumeToken>,
 }
 
 /// Events buffered between the reader and the batching loop.

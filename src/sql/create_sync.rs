@@ -4,7 +4,7 @@
 use sqlparser::ast::{Ident, ObjectName, SelectItem};
 use sqlparser::tokenizer::Token;
 
-use super::options::{OptionValue, RawOption, SyncOptions, closest};
+use super::options::{OptionValue, RawOption, SyncOption, SyncOptions, closest};
 use super::parser::StatementParser;
 use super::statement::{CollectionPattern, CreateSync, PartitionField, Transform};
 use crate::{Error, Result};
@@ -209,7 +209,20 @@ impl StatementParser<'_> {
                     sync.selection = Some(expr);
                 }
                 "PARTITION BY" => sync.partition_by = self.parse_partition_by()?,
-                _ => sync.options = SyncOptions::from_raw(self.parse_with_options()?)?,
+                _ => {
+                    sync.options = SyncOptions::from_raw(self.parse_with_options()?)?;
+                    let consistent = sync.options.given.contains(&SyncOption::Consistent);
+                    if consistent && sync.collections.is_none() {
+                        let message = format!(
+                            "consistent applies to a database sync, and {} syncs one collection",
+                            sync.name
+                        );
+                        return Err(Error::sql(message, at).with_hint(
+                            "a collection sync's table is always exact at its commits; write \
+                             FROM mongo.<database>.* to commit a database's tables together",
+                        ));
+                    }
+                }
             }
         }
         match self.parser.peek_token_ref().token {

@@ -87,6 +87,9 @@ pub struct SyncOptions {
     /// `snapshot_parallelism`: the `_id` ranges the snapshot reads concurrently. Default
     /// [`DEFAULT_SNAPSHOT_PARALLELISM`].
     pub snapshot_parallelism: usize,
+    /// `consistent` (database syncs): the tables commit together, at cuts of the database's
+    /// stream, so every state of the catalog is one state of the database. Default false.
+    pub consistent: bool,
     /// The options written in the statement, in the order given (the rest are defaults).
     pub given: Vec<SyncOption>,
 }
@@ -109,6 +112,7 @@ impl Default for SyncOptions {
             max_snapshots: 50,
             lease_ttl: Duration::from_secs(30),
             snapshot_parallelism: DEFAULT_SNAPSHOT_PARALLELISM,
+            consistent: false,
             given: Vec::new(),
         }
     }
@@ -158,11 +162,13 @@ pub enum SyncOption {
     LeaseTtl,
     /// `snapshot_parallelism`
     SnapshotParallelism,
+    /// `consistent`
+    Consistent,
 }
 
 impl SyncOption {
     /// Every sync option.
-    pub const ALL: [SyncOption; 15] = [
+    pub const ALL: [SyncOption; 16] = [
         SyncOption::FlushInterval,
         SyncOption::MaxBatchRows,
         SyncOption::MaxBatchBytes,
@@ -178,6 +184,7 @@ impl SyncOption {
         SyncOption::MaxSnapshots,
         SyncOption::LeaseTtl,
         SyncOption::SnapshotParallelism,
+        SyncOption::Consistent,
     ];
 
     /// The option's name as written in `WITH (...)`.
@@ -198,6 +205,7 @@ impl SyncOption {
             SyncOption::MaxSnapshots => "max_snapshots",
             SyncOption::LeaseTtl => "lease_ttl",
             SyncOption::SnapshotParallelism => "snapshot_parallelism",
+            SyncOption::Consistent => "consistent",
         }
     }
 
@@ -302,6 +310,7 @@ impl SyncOptions {
                 self.delete_mode = one_of(option, DeleteMode::from_name, DeleteMode::NAMES)?;
             }
             SyncOption::AutoOptimize => self.auto_optimize = boolean(option)?,
+            SyncOption::Consistent => self.consistent = boolean(option)?,
             SyncOption::RetainSnapshots => self.retain_snapshots = duration_or_zero(option)?,
             SyncOption::MaxSnapshots => self.max_snapshots = positive(option)?,
             SyncOption::LeaseTtl => self.lease_ttl = duration(option)?,
@@ -325,6 +334,7 @@ impl SyncOptions {
             SyncOption::Compression => f.write_str(&quote_string(&self.compression)),
             SyncOption::DeleteMode => write!(f, "'{}'", self.delete_mode.name()),
             SyncOption::AutoOptimize => write!(f, "{}", self.auto_optimize),
+            SyncOption::Consistent => write!(f, "{}", self.consistent),
             SyncOption::RetainSnapshots => {
                 write!(f, "'{}'", format_duration(self.retain_snapshots))
             }

@@ -50,6 +50,11 @@ impl Feed {
         Self { router, collection: collection.to_string(), start, first: Mutex::new(Some(events)) }
     }
 
+    /// The group commit of the database's tables, if they commit together.
+    pub fn group(&self) -> Option<&Arc<super::database::group::Group>> {
+        self.router.group()
+    }
+
     /// Where the database stream has got to (its start when not opened yet): a re-copy follows
     /// the stream from there.
     pub fn now(&self) -> Position {

@@ -14,7 +14,10 @@ use bson::{RawBson, RawDocument, RawDocumentBuf};
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
 
+use std::sync::Arc;
+
 use super::checkpoint::Checkpoint;
+use super::database::group::Group;
 use super::dead_letter::{self, DeadLetter};
 use super::evolve;
 use super::{Sync, lease};
@@ -55,6 +58,8 @@ pub struct Sink<'a> {
     pending_rows: u64,
     pending_bytes: u64,
     written: u64,
+    /// The next commit goes to this group, at this cut.
+    group_cut: Option<(Arc<Group>, u64)>,
 }
 
 impl<'a> Sink<'a> {
@@ -75,6 +80,7 @@ impl<'a> Sink<'a> {
             pending_rows: 0,
             pending_bytes: 0,
             written: 0,
+            group_cut: None,
         })
     }
 
@@ -249,6 +255,17 @@ impl<'a> Sink<'a> {
         Ok(())
     }
 
+    /// The next commit is made with the other tables of a database sync at cut `epoch` of
+    /// `group`.
+    pub fn at_cut(&mut self, group: Arc<Group>, epoch: u64) {
+        self.group_cut = Some((group, epoch));
+    }
+
+    /// The cut set by [`Self::at_cut`] passed without a commit.
+    pub fn at_cut_passed(&mut self) {
+        self.group_cut = None;
+    }
+
     /// Commits everything added and deleted since the last commit, with `checkpoint`, in one
     /// snapshot (dead letters first, to their own table); returns the data files committed.
     pub async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<Vec<DataFile>> {
@@ -269,7 +286,13 @@ impl<'a> Sink<'a> {
             .guarded(self.guard())
             .reporting(self.report());
         let started = std::time::Instant::now();
-        self.table = commit(&sync.connection, &self.table, change).await?;
+        self.table = match self.group_cut.take() {
+            Some((group, epoch)) => {
+                let (connection, member) = (&sync.connection, &sync.collection);
+                group.commit(epoch, member, connection, &self.table, change).await?
+            }
+            None => commit(&sync.connection, &self.table, change).await?,
+        };
         let took = started.elapsed();
         tracing::debug!(
             "sync {}: committed snapshot {} in {} ms",

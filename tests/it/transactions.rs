@@ -5,7 +5,7 @@
 //! of a database sync, the same holds at every consistent cut their summaries name. The
 //! expected balances come from MongoDB through the driver.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +17,9 @@ use mongodb::Collection;
 
 use crate::service::{get, sample, wait_for_http};
 use crate::support::data::Rng;
-use crate::support::pyiceberg::{PyCatalog, pyiceberg_cuts, pyiceberg_history, pyiceberg_rows};
+use crate::support::pyiceberg::{
+    PyCatalog, pyiceberg_cuts, pyiceberg_history, pyiceberg_metadata_sums, pyiceberg_rows,
+};
 use crate::support::seaweed::{Seaweed, seaweed};
 use crate::support::server::free_port;
 use crate::support::{Daemon, client, daemon_appending, misql_in, unique_db, warehouse};
@@ -253,8 +255,15 @@ async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_ab
 /// A database sync of `accounts` and `ledger` (each transfer debits one and credits the other
 /// in one transaction) into the embedded catalog, or `rest`'s; killed once while transferring.
 /// At every consistent cut the summaries of the two tables name (their `misql.valid-through`
-/// and `misql.first-change-time`), the two sums add up to the total.
-async fn cuts_across_a_database_sync_hold_whole_transfers(prefix: &str, rest: Option<&Seaweed>) {
+/// and `misql.first-change-time`), the two sums add up to the total. With `consistent = true`
+/// on the embedded catalog, the catalog itself is read every few milliseconds all through the
+/// run (both tables' pointers in one SQLite read): every state it was seen in holds whole
+/// transfers.
+async fn cuts_across_a_database_sync_hold_whole_transfers(
+    prefix: &str,
+    rest: Option<&Seaweed>,
+    consistent: bool,
+) {
     const ENTRIES: i64 = 10;
     let db = unique_db(prefix);
     let database = client().await.database(&db);
@@ -271,10 +280,14 @@ async fn cuts_across_a_database_sync_hold_whole_transfers(prefix: &str, rest: Op
     let catalog = &catalog;
     let sql = format!(
         "{attach}CREATE SYNC bank FROM mongo.{db}.* INTO {lake}.{db} WITH (max_batch_rows = 3, \
-         flush_interval = '300ms', max_snapshots = 100000, retain_snapshots = '1d');"
+         flush_interval = '300ms', max_snapshots = 100000, retain_snapshots = '1d', \
+         consistent = {consistent});"
     );
     std::fs::write(&file, sql).unwrap();
     let http = format!("127.0.0.1:{}", free_port());
+    let polled = Arc::new(AtomicBool::new(false));
+    let poller = (rest.is_none() && consistent)
+        .then(|| tokio::spawn(catalog_states(dir.join("catalog.db"), db.clone(), polled.clone())));
 
     let (stop, made) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let writer = {
@@ -342,14 +355,86 @@ async fn cuts_across_a_database_sync_hold_whole_transfers(prefix: &str, rest: Op
         cuts.len()
     );
     assert!(cuts.len() >= 20, "only {} consistent cuts: {cuts:?}", cuts.len());
+    let Some(poller) = poller else { return };
+    polled.store(true, Ordering::Relaxed);
+    let states = poller.await.unwrap();
+    let locations: Vec<String> =
+        states.iter().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let sums = pyiceberg_metadata_sums("balance", &locations);
+    let whole: Vec<&Vec<String>> =
+        states.iter().filter(|s| s.iter().all(|l| sums[l].0 == ENTRIES)).collect();
+    let wrong: Vec<_> = whole
+        .iter()
+        .filter(|s| s.iter().map(|l| sums[l].1).sum::<i64>() != ENTRIES * START)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} states of the catalog show part of a transfer: {wrong:?}",
+        wrong.len(),
+        whole.len()
+    );
+    assert!(whole.len() >= 20, "only {} states of the catalog seen", whole.len());
+}
+
+/// Every state the SQLite catalog `file` is seen in (read every 2 ms until `stop`): the
+/// tables of namespace `namespace`, by table name, each as a copy of its metadata file then
+/// (the table drops old metadata files after a hundred commits).
+async fn catalog_states(
+    file: std::path::PathBuf,
+    namespace: String,
+    stop: Arc<AtomicBool>,
+) -> BTreeSet<Vec<String>> {
+    use sqlx::ConnectOptions;
+    let mut states = BTreeSet::new();
+    let mut connection = None;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if connection.is_none() && file.exists() {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&file).read_only(true);
+            connection = options.connect().await.ok();
+        }
+        let Some(open) = connection.as_mut() else { continue };
+        let rows: Result<Vec<(String, String)>, _> = sqlx::query_as(
+            "SELECT table_name, metadata_location FROM iceberg_tables \
+             WHERE table_namespace = ? AND table_name IN ('accounts', 'ledger') \
+             ORDER BY table_name",
+        )
+        .bind(&namespace)
+        .fetch_all(&mut *open)
+        .await;
+        match rows {
+            Ok(rows) if rows.len() == 2 => {
+                let kept = rows.iter().map(|(_, location)| keep(&file, location)).collect();
+                states.insert(kept);
+            }
+            Ok(_) => {}
+            Err(_) => connection = None,
+        }
+    }
+    states
+}
+
+/// A copy of the metadata file at `location` (`file://` or a path) beside the catalog `file`.
+fn keep(file: &Path, location: &str) -> String {
+    let path = location.strip_prefix("file://").unwrap_or(location);
+    let kept = file.with_file_name(format!("kept-{}", path.replace('/', "_")));
+    if !kept.exists() {
+        std::fs::copy(path, &kept).unwrap_or_else(|e| panic!("copying {path}: {e}"));
+    }
+    kept.display().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cuts_across_a_database_sync_on_the_embedded_catalog_hold_whole_transfers() {
-    cuts_across_a_database_sync_hold_whole_transfers("txndbsql", None).await;
+    cuts_across_a_database_sync_hold_whole_transfers("txndbsql", None, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cuts_across_a_database_sync_on_a_rest_catalog_hold_whole_transfers() {
-    cuts_across_a_database_sync_hold_whole_transfers("txndbrest", Some(seaweed())).await;
+async fn every_state_of_the_embedded_catalog_holds_whole_transfers_with_consistent() {
+    cuts_across_a_database_sync_hold_whole_transfers("txngroupsql", None, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cuts_across_a_consistent_database_sync_on_a_rest_catalog_hold_whole_transfers() {
+    cuts_across_a_database_sync_hold_whole_transfers("txngrouprest", Some(seaweed()), true).await;
 }

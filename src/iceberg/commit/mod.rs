@@ -20,6 +20,7 @@
 mod rewrite;
 mod snapshot;
 mod swap;
+mod together;
 mod validate;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use crate::{Error, ErrorKind, Result};
 pub use rewrite::Rewrite;
 pub use swap::REST_TIMEOUT_OPTION;
 use swap::{Committer, Swap};
+pub use together::commit_together;
 pub use validate::check_loads_back;
 
 /// Table property: how many times a lost compare-and-swap is retried.
@@ -393,12 +395,7 @@ async fn commit_change(conn: &IcebergConnection, table: &Table, change: &Change)
     if let Content::Snapshot { data, deletes } = &change.content {
         validate::check_contents(&name, data, deletes)?;
     }
-    let retries = table
-        .metadata()
-        .properties()
-        .get(RETRIES_PROPERTY)
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(DEFAULT_RETRIES);
+    let retries = retries_of(table);
     let mut committer = Committer::new(conn, table)?;
     let commit_uuid = uuid::Uuid::now_v7();
     let mut base = table.clone();
@@ -444,16 +441,31 @@ async fn commit_change(conn: &IcebergConnection, table: &Table, change: &Change)
         }
         staged.remove(&base).await;
     }
-    Err(Error::commit(
+    Err(outrun(&name.to_string(), retries))
+}
+
+/// How many times a lost compare-and-swap on `table` is retried.
+fn retries_of(table: &Table) -> u32 {
+    table
+        .metadata()
+        .properties()
+        .get(RETRIES_PROPERTY)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_RETRIES)
+}
+
+/// The error of a commit to `to` that lost every one of its `retries` + 1 swaps.
+fn outrun(to: &str, retries: u32) -> Error {
+    Error::commit(
         ErrorKind::Conflict,
         format!(
-            "cannot commit to {name}: other writers committed first {} times in a row",
+            "cannot commit to {to}: other writers committed first {} times in a row",
             retries + 1
         ),
     )
     .with_hint(format!(
         "retry later, or raise the table property {RETRIES_PROPERTY} (now {retries})"
-    )))
+    ))
 }
 
 /// Table property: delete metadata files that fall off the metadata log after a commit.

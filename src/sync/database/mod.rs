@@ -4,6 +4,7 @@
 //! database ([`router::Router`]). A collection that appears later is picked up while the others
 //! go on; a dropped or renamed one ends its sync and keeps its table.
 
+pub mod group;
 pub mod router;
 
 use std::collections::{HashMap, HashSet};
@@ -196,8 +197,12 @@ impl DatabaseSync {
         let start = self.position_now().await?;
         let this = self.clone();
         let takes = Box::new(move |c: &str| this.takes(c));
+        let options = &self.create.options;
+        let group = options
+            .consistent
+            .then(|| group::Group::new(options.flush_interval, options.max_transaction_rows));
         let (router, mut discovered) =
-            router::Router::new(self.source.clone(), &self.database, takes);
+            router::Router::new(self.source.clone(), &self.database, takes, group);
         let builds = futures::stream::iter(collections.clone())
             .map(|c| {
                 let build = (self.build)(self.member(&c));
@@ -233,7 +238,9 @@ impl DatabaseSync {
             );
             members.extend(handle.map(|h| (collection, h)));
         }
-        let router_stop = self.stop.child_token();
+        // The router runs until every collection's sync has ended: a stopping sync may still
+        // wait for the group's last cut.
+        let router_stop = tokio_util::sync::CancellationToken::new();
         let routing = tokio::spawn(router.clone().run(oldest, router_stop.clone()));
         self.status(|s| s.enter(SyncPhase::Streaming));
         tracing::info!(

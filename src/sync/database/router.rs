@@ -17,9 +17,14 @@ use std::time::Duration;
 use mongodb::change_stream::event::OperationType;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::mongo::change_stream::{Read, Reader, token_from_raw, token_to_raw, watch_database};
+use super::group::Group;
+use crate::mongo::change_stream::{
+    Event, GroupCut, Read, Reader, cluster_time, token_from_raw, token_to_raw, watch_database,
+};
 use crate::mongo::client::MongoSource;
 use crate::sync::feed::Position;
+use crate::sync::follow::cut::Cut;
+use crate::sync::follow::transaction::TransactionId;
 
 /// How often the syncs are told how far the stream is.
 const PASSED_EVERY: Duration = Duration::from_millis(200);
@@ -45,6 +50,19 @@ pub struct Router {
     state: Mutex<State>,
     rewind: tokio::sync::Notify,
     discovered: UnboundedSender<Discovered>,
+    /// The tables' group commit, when the database sync has `consistent = true`.
+    group: Option<Arc<Group>>,
+    /// Where the whole stream may be cut for the group (transactions and lookups of every
+    /// collection).
+    cutter: Mutex<Cutter>,
+}
+
+/// The router's side of the group commit: where the database's stream may be cut.
+#[derive(Default)]
+struct Cutter {
+    cut: Cut,
+    /// Events routed since a member asked for a cut.
+    overdue: usize,
 }
 
 #[derive(Default)]
@@ -65,6 +83,7 @@ impl Router {
         source: Arc<MongoSource>,
         database: &str,
         takes: Box<dyn Fn(&str) -> bool + Send + Sync>,
+        group: Option<Arc<Group>>,
     ) -> (Arc<Self>, UnboundedReceiver<Discovered>) {
         let (discovered, announced) = unbounded_channel();
         let router = Self {
@@ -74,12 +93,23 @@ impl Router {
             state: Mutex::default(),
             rewind: tokio::sync::Notify::new(),
             discovered,
+            group,
+            cutter: Mutex::default(),
         };
         (Arc::new(router), announced)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The group commit of the database's tables, if they commit together.
+    pub fn group(&self) -> Option<&Arc<Group>> {
+        self.group.as_ref()
+    }
+
+    fn cutter(&self) -> std::sync::MutexGuard<'_, Cutter> {
+        self.cutter.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Where the stream has got to, if it has been opened.
@@ -108,6 +138,12 @@ impl Router {
     pub async fn run(self: Arc<Self>, start: Position, stop: tokio_util::sync::CancellationToken) {
         let mut from = start;
         let mut backoff = Duration::from_secs(1);
+        if self.group.is_some() {
+            // A table may hold documents read up to now (an earlier run stopped at a cut that
+            // was not exact): the first exact cut is past now.
+            let now = cluster_time(&self.source).await;
+            self.cutter().cut.looked_up_by(now);
+        }
         loop {
             self.state().at = Some(from.clone());
             let stream = watch_database(&self.source, &self.database, Some(&from.token)).await;
@@ -162,8 +198,10 @@ impl Router {
                     state.at = Some(Position { token, time });
                 }
                 self.broadcast(Read::Idle(token, asked, seen));
+                self.cut_at_idle(seen);
             }
             Read::Event(event, token, seen) => {
+                self.cut_before(&event, seen);
                 let event_time = event.cluster_time;
                 let before = self.state().at.clone();
                 let position = token.as_ref().and_then(|t| token_to_raw(t).ok()).map(|token| {
@@ -192,8 +230,66 @@ impl Router {
                 }
                 self.tell_passed(event_time);
             }
-            Read::Passed(..) | Read::Failed(_) => {}
+            Read::Passed(..) | Read::Failed(_) | Read::Cut(_) => {}
         }
+    }
+
+    /// Before `event` (read when the server's time was `seen`) is routed: cuts the stream for
+    /// the group when a member asked and the stream may end here — or must (the open
+    /// transaction passed `max_transaction_rows`, or no transaction is open and the lookups
+    /// kept the cut waiting for `flush_interval`).
+    fn cut_before(&self, event: &Event, seen: Option<bson::Timestamp>) {
+        let Some(group) = &self.group else { return };
+        let mut cutter = self.cutter();
+        let transaction = TransactionId::of(event);
+        let time = event.cluster_time;
+        let may_end = cutter.cut.before_event(transaction.as_ref(), time);
+        if let Some(since) = group.wanted() {
+            let open = cutter.cut.transactions.is_open();
+            let forced = cutter.overdue > group.max_transaction_rows
+                || (!open && since.elapsed() >= group.flush_interval);
+            if may_end || forced {
+                self.cut(group, &mut cutter, !may_end);
+            } else {
+                cutter.overdue += 1;
+            }
+        }
+        let looked_up = seen.filter(|_| event.operation_type == OperationType::Update);
+        cutter.cut.add(transaction, time, looked_up);
+    }
+
+    /// After an idle answer: everything up to the server's time `seen` is routed, so the stream
+    /// may be cut here.
+    fn cut_at_idle(&self, seen: Option<bson::Timestamp>) {
+        let Some(group) = &self.group else { return };
+        let mut cutter = self.cutter();
+        cutter.cut.idle(seen);
+        if group.wanted().is_some() {
+            self.cut(group, &mut cutter, false);
+        }
+    }
+
+    /// Cuts the stream where it is for the group: opens the cut and sends it to every
+    /// collection's reader. `forced`: not at a consistent point.
+    fn cut(&self, group: &Arc<Group>, cutter: &mut Cutter, forced: bool) {
+        if forced && let Some((id, total)) = cutter.cut.transactions.split() {
+            tracing::warn!(
+                "database sync of {}: a MongoDB transaction ({id}) changed more than \
+                 max_transaction_rows = {} rows ({total} so far): it is committed in parts, and \
+                 a reader of the tables may see part of it",
+                self.database,
+                group.max_transaction_rows
+            );
+        }
+        let exact = if forced { None } else { cutter.cut.exact().flatten() };
+        let epoch = group.open();
+        let token = self.state().at.as_ref().and_then(|at| token_from_raw(&at.token).ok());
+        self.broadcast(Read::Cut(GroupCut { epoch, exact, token }));
+        if forced {
+            cutter.cut.group_cut(None);
+        }
+        cutter.cut.committed();
+        cutter.overdue = 0;
     }
 
     /// Sends `read` to the sync of `collection`, discovering the collection when no sync reads
@@ -254,6 +350,7 @@ impl Router {
                     None => continue,
                 },
                 Read::Failed(err) => Read::Failed(err.clone()),
+                Read::Cut(cut) => Read::Cut(cut.clone()),
             };
             let _ = tx.send(copy);
         }

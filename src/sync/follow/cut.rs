@@ -114,6 +114,21 @@ impl Cut {
         }
     }
 
+    /// A database stream's router cut the stream here for its tables' group commit: at a
+    /// consistent point exact at `exact` (the open transaction, if any, ended before it), or
+    /// at none (a transaction larger than the bound is split). The table is exact there when
+    /// its own lookups agree.
+    pub fn group_cut(&mut self, exact: Option<Timestamp>) {
+        let Some(time) = exact else {
+            let _ = self.transactions.split();
+            self.exact = None;
+            return;
+        };
+        self.transactions.idle();
+        let settled = self.looked_up.is_none_or(|l| l <= time) && !self.until_idle;
+        self.exact = settled.then_some(Some(time));
+    }
+
     /// Where a commit now leaves the table: exact (`Some`, at the time when known), or not.
     pub fn exact(&self) -> Option<Option<Timestamp>> {
         self.exact

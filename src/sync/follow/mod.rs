@@ -8,11 +8,12 @@
 
 mod apply;
 mod changes;
-mod cut;
+pub(crate) mod cut;
 mod read;
 mod stream;
-mod transaction;
+pub(crate) mod transaction;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{RawDocumentBuf, Timestamp};
@@ -22,6 +23,7 @@ use super::Sync;
 use super::checkpoint::{Checkpoint, Phase};
 use super::copy::merge::StreamPosition;
 use super::copy::{Copy, CopyStart};
+use super::database::group::{Group, Membership};
 use super::feed::Position;
 use super::sink::Sink;
 use super::status::{SyncPhase, SyncStatus};
@@ -91,6 +93,9 @@ pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result
         Some(copy) => Some(Copy::start(sync, copy).await?),
         None => None,
     };
+    // Once the stream is open (its reader is dropped before the membership: a cut sent to a
+    // reader that is gone never waits for it).
+    let membership = sync.feed.as_ref().and_then(|f| f.group()).map(|g| g.join(&sync.collection));
     let mut cut = Cut::default();
     if !start.exact {
         cut.looked_up_by(cluster_time(&sync.source).await);
@@ -114,6 +119,7 @@ pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result
         cut,
         held: None,
         inexact: false,
+        membership,
     };
     follower.enter_phase();
     loop {
@@ -149,6 +155,9 @@ struct Follower<'a> {
     held: Option<Read>,
     /// A batch was committed without a consistent cut since the last one with.
     inexact: bool,
+    /// The group of a database sync whose tables commit together (after `stream`: dropped
+    /// after it).
+    membership: Option<Membership>,
 }
 
 impl Follower<'_> {
@@ -157,17 +166,38 @@ impl Follower<'_> {
         self.sync.status(|s| s.enter(phase));
     }
 
+    /// The group the tables of a database sync commit together in, if they do.
+    fn group(&self) -> Option<&Arc<Group>> {
+        self.membership.as_ref().map(Membership::group)
+    }
+
     /// Commits the batch (or, on an idle stream, the token now and then); then maintenance.
     /// Returns how the loop ends, if it does.
     async fn commit_batch(&mut self, batch: Batch, drain: bool) -> Result<Option<End>> {
         let token = self.read_token.clone().or_else(|| self.saved_token.clone());
         let finished = self.copy.as_ref().is_some_and(Copy::done);
         let mut committed = false;
-        if !batch.changes.is_empty() || finished {
+        // A group member commits at the group's cuts only (or alone at the end of its stream);
+        // a batch that ended without one (a stop that found none) is read again next time.
+        let grouped = self.membership.as_ref().map(|m| (m.group().clone(), batch.cut));
+        let may_commit = match &grouped {
+            Some((group, Some(epoch))) => {
+                self.sink.at_cut(group.clone(), *epoch);
+                true
+            }
+            Some((_, None)) => batch.ended.is_some(),
+            None => true,
+        };
+        if may_commit && (!batch.changes.is_empty() || finished) {
             if finished {
                 self.sweep_recopy().await?;
             }
             self.saved_time = batch.changes.latest.or(self.saved_time);
+            if self.sync.feed.is_some() {
+                // A database stream that goes back for another collection hands over these
+                // events again: they are in the table.
+                self.skip_before = self.skip_before.max(self.saved_time);
+            }
             let checkpoint = self.checkpoint(token.as_ref(), finished, batch.changes.earliest);
             apply(self.sync, &mut self.sink, &mut self.index, batch.changes, &checkpoint).await?;
             self.committed(&checkpoint);
@@ -189,7 +219,8 @@ impl Follower<'_> {
                 self.sync.status(|s| s.copy_keys_remembered = 0);
                 self.enter_phase();
             }
-        } else if token != self.saved_token
+        } else if may_commit
+            && token != self.saved_token
             && token.is_some()
             && !drain
             && self.last_commit.elapsed() >= self.sync.create.options.flush_interval
@@ -205,6 +236,12 @@ impl Follower<'_> {
             self.saved_token = token;
             self.last_commit = Instant::now();
             committed = true;
+        }
+        if let Some((group, Some(epoch))) = grouped
+            && !committed
+        {
+            self.sink.at_cut_passed();
+            group.pass(epoch, &self.sync.collection);
         }
         // Transactions that ended are committed: with this batch, or (ended by an idle stream
         // after their last part) with earlier ones.

@@ -30,6 +30,8 @@ pub(super) struct Batch {
     pub(super) caught_up: bool,
     /// The stream ended with this.
     pub(super) ended: Option<End>,
+    /// The group cut (of a database sync whose tables commit together) the batch ended at.
+    pub(super) cut: Option<u64>,
 }
 
 /// What a read means for the batch being read.
@@ -67,19 +69,16 @@ impl Follower<'_> {
                 || batch.changes.bytes >= options.max_batch_bytes;
             let left = options.flush_interval.checked_sub(started.elapsed());
             let due = batch.ending || full || left.is_none();
-            if batch.ended.is_some() || (due && self.cut.may_end()) {
-                break;
-            }
-            let due_for = due_since.get_or_insert_with(Instant::now).elapsed();
-            if due && self.no_cut_coming(&batch, due_for) {
-                self.end_without_cut(!self.copying() && !batch.stopping);
-                break;
-            }
-            let wait = left.filter(|_| !due).unwrap_or(CUT_WAIT);
+            let due_for = due.then(|| due_since.get_or_insert_with(Instant::now).elapsed());
             if !due {
                 due_since = None;
             }
-            let how = Reading { due, drain, stop_after };
+            if self.batch_ends(&batch, due_for) {
+                break;
+            }
+            let wait = left.filter(|_| !due).unwrap_or(CUT_WAIT);
+            // A group member's batch ends at the group's cut, not before an event of its own.
+            let how = Reading { due: due && self.group().is_none(), drain, stop_after };
             let reading = self.copy.as_ref().is_some_and(Copy::reading);
             let flow = match self.held.take() {
                 Some(read) => self.take(Ok(Some(read)), &mut batch, how)?,
@@ -101,6 +100,32 @@ impl Follower<'_> {
             }
         }
         Ok(batch)
+    }
+
+    /// Whether the batch ends now; `due_for`: how long it has been due, if it is. A group
+    /// member's batch ends at a cut of the group (asked for once it is due) — or, stopping,
+    /// with none when none came for `flush_interval` and two more reads; any other at a
+    /// consistent cut of its own once due, or without one (see [`Self::no_cut_coming`]).
+    fn batch_ends(&mut self, batch: &Batch, due_for: Option<std::time::Duration>) -> bool {
+        if batch.ended.is_some() {
+            return true;
+        }
+        if let Some(group) = self.group() {
+            if due_for.is_some() {
+                group.want();
+            }
+            let waited = due_for.is_some_and(|d| d >= group.flush_interval + 2 * CUT_WAIT);
+            return batch.cut.is_some() || (batch.stopping && waited);
+        }
+        let Some(due_for) = due_for else { return false };
+        if self.cut.may_end() {
+            return true;
+        }
+        if self.no_cut_coming(batch, due_for) {
+            self.end_without_cut(!self.copying() && !batch.stopping);
+            return true;
+        }
+        false
     }
 
     /// Whether a due batch, due for `due_for`, stops waiting for a consistent cut: the open
@@ -176,6 +201,19 @@ impl Follower<'_> {
                 self.cut.passed(time);
                 self.position.read_change(Some(time));
                 Ok(Flow::Continue)
+            }
+            Read::Cut(cut) => {
+                let Some(membership) = &self.membership else { return Ok(Flow::Continue) };
+                if !membership.group().expects(cut.epoch, membership.name()) {
+                    return Ok(Flow::Continue); // cut before this member joined: the next one
+                }
+                self.read_token = raw(cut.token)?.or(self.read_token.take());
+                self.cut.group_cut(cut.exact);
+                if let Some(time) = cut.exact {
+                    self.position.read_change(Some(time));
+                }
+                batch.cut = Some(cut.epoch);
+                Ok(Flow::Break)
             }
             Read::Idle(token, asked, seen) => {
                 self.read_token = raw(token)?.or(self.read_token.take());

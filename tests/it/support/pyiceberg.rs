@@ -138,6 +138,24 @@ pub fn pyiceberg_cuts(
     run_script(&args, &tables.join(", "))
 }
 
+/// The rows and the sum of `column` of each table state named by a metadata file (read without
+/// a catalog), by location.
+pub fn pyiceberg_metadata_sums(
+    column: &str,
+    locations: &[String],
+) -> std::collections::HashMap<String, (i64, i64)> {
+    let mut args = vec!["--metadata", column];
+    args.extend(locations.iter().map(String::as_str));
+    let lines = run_script(&args, "the metadata files");
+    lines
+        .iter()
+        .map(|l| {
+            let location = l["location"].as_str().unwrap().to_string();
+            (location, (l["rows"].as_i64().unwrap(), l["sum"].as_i64().unwrap()))
+        })
+        .collect()
+}
+
 /// Deletes the rows of `table` that match `filter` (pyiceberg's filter syntax, e.g. `_id < 50`)
 /// with pyiceberg, as another writer of the table would.
 pub fn pyiceberg_delete(catalog: &PyCatalog, table: &str, filter: &str) {

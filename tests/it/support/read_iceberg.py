@@ -6,6 +6,7 @@ Usage: read_iceberg.py '<catalog properties as JSON>' <namespace.table> <key col
        read_iceberg.py --delete '<catalog properties as JSON>' <namespace.table> '<filter>'
        read_iceberg.py --history '<catalog properties as JSON>' <namespace.table> <column>
        read_iceberg.py --cuts '<catalog properties as JSON>' <column> <namespace.table>...
+       read_iceberg.py --metadata <column> <metadata file>...
 
 The catalog properties go to pyiceberg.catalog.load_catalog; they include "type" ("sql" or
 "rest") and a "name".
@@ -35,6 +36,9 @@ so until just before the "misql.first-change-time" of the next snapshot that has
 ("replace") passed over (when there is none yet, at V only). Each cluster time that is some snapshot's V and at which every table has
 such a snapshot is printed, one JSON object per line, oldest first: {"time": "s,i", "tables":
 {name: {"snapshot_id": n, "rows": n, "sum": sum of the column}}}.
+--metadata: each table state named by a metadata file (read with pyiceberg's StaticTable, no
+catalog), its current snapshot: one JSON object per line, in the order given: {"location": ...,
+"rows": n, "sum": sum of the column}.
 """
 import datetime
 import decimal
@@ -203,7 +207,26 @@ def print_cuts(props_json, column, names):
         out.write("\n")
 
 
+def print_metadata_sums(column, locations):
+    from pyiceberg.table import StaticTable
+
+    out = sys.stdout
+    for location in locations:
+        table = StaticTable.from_metadata(location)
+        values = table.scan(selected_fields=(column,)).to_arrow().column(column).to_pylist()
+        line = {
+            "location": location,
+            "rows": len(values),
+            "sum": plain(sum(v for v in values if v is not None)),
+        }
+        out.write(json.dumps(line))
+        out.write("\n")
+
+
 def main():
+    if sys.argv[1] == "--metadata":
+        print_metadata_sums(sys.argv[2], sys.argv[3:])
+        return
     if sys.argv[1] == "--cuts":
         print_cuts(sys.argv[2], sys.argv[3], sys.argv[4:])
         return

@@ -1,233 +1,18 @@
-//! The compare-and-swap that makes a new table metadata current in the catalog, the last step of
-//! every commit: for the embedded SQL catalog, the next metadata
-//! file plus an `UPDATE iceberg_tables ... WHERE metadata_location = <current>` in a SQLite
-//! transaction whose COMMIT is checked; for a REST catalog, a `POST .../tables/<name>` with the
-//! proposal's requirements and updates.
-//!
-//! iceberg-rust 0.10.1 cannot do this for us: a `TableCommit` cannot be built outside the crate
-//! and its transaction actions cannot be extended.
+//! The swap in a REST catalog: `POST .../tables/<name>`, or, for several tables at once,
+//! `POST .../transactions/commit`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use ::iceberg::table::Table;
-use ::iceberg::{MetadataLocation, TableIdent};
 use iceberg_catalog_rest::CommitTableRequest;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection};
 
-use super::Proposal;
-use crate::iceberg::catalog::{CatalogKind, IcebergConnection, SQL_CATALOG_NAME, SQLITE_FILE_NAME};
+use super::{Proposal, REST_SPEC_VERSION, REST_TIMEOUT, REST_TIMEOUT_OPTION, Swap};
 use crate::iceberg::rest_failure::{is_transient_status, oauth_error, refuses_credential};
 use crate::iceberg::retry::retry_transient;
 use crate::iceberg::sigv4::SigV4;
 use crate::{Error, ErrorKind, Result};
-
-/// How long a SQLite write waits for a lock held by another process.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The REST spec version sent as `x-client-version` (what iceberg-catalog-rest sends).
-const REST_SPEC_VERSION: &str = "0.14.1";
-/// Timeout of one commit request to a REST catalog, unless the ATTACH option
-/// [`REST_TIMEOUT_OPTION`] gives one.
-const REST_TIMEOUT: Duration = Duration::from_secs(60);
-/// ATTACH option: the timeout of a commit request to a REST catalog, in milliseconds (the name
-/// Iceberg Java's HTTP client uses).
-pub const REST_TIMEOUT_OPTION: &str = "rest.client.socket-timeout-ms";
-
-/// What a compare-and-swap did.
-pub(crate) enum Swap {
-    /// The catalog now points at the new metadata.
-    Done,
-    /// Another writer committed first; nothing changed.
-    Conflict,
-    /// The catalog failed in a way that leaves open whether it committed (the error to report
-    /// if it did not).
-    Unknown(Error),
-}
-
-/// The catalog-specific half of a commit.
-pub(crate) struct Committer(Kind);
-
-enum Kind {
-    Sql(SqlCommitter),
-    Rest(Box<RestCommitter>),
-}
-
-impl Committer {
-    /// A committer for `table` in the catalog of `conn`.
-    pub(crate) fn new(conn: &IcebergConnection, table: &Table) -> Result<Self> {
-        Ok(Self(match &conn.kind {
-            CatalogKind::Sql { warehouse } => Kind::Sql(SqlCommitter::new(warehouse)),
-            CatalogKind::Rest { uri } => {
-                Kind::Rest(Box::new(RestCommitter::new(uri, table, conn.sigv4.clone())?))
-            }
-        }))
-    }
-
-    /// Makes `proposal` the table's metadata if the catalog still has `base`'s.
-    pub(crate) async fn swap(&mut self, base: &Table, proposal: &Proposal) -> Result<Swap> {
-        match &mut self.0 {
-            Kind::Sql(sql) => sql.swap(base, proposal).await,
-            Kind::Rest(rest) => rest.swap(base, proposal).await,
-        }
-    }
-}
-
-// ----- SQL catalog
-
-/// Commits to misql's embedded SQL catalog: `<warehouse>/catalog.db`.
-struct SqlCommitter {
-    database: PathBuf,
-}
-
-impl SqlCommitter {
-    fn new(warehouse: &Path) -> Self {
-        Self { database: warehouse.join(SQLITE_FILE_NAME) }
-    }
-
-    fn fail(&self, what: &str, e: sqlx::Error) -> Error {
-        Error::io(
-            format!("{what} in the SQLite catalog `{}`", self.database.display()),
-            std::io::Error::other(e),
-        )
-    }
-
-    async fn connect(&self) -> Result<sqlx::SqliteConnection> {
-        if !self.database.is_file() {
-            return Err(Error::plan(format!(
-                "row-level commits go through the catalog file `{}`, which does not exist",
-                self.database.display()
-            ))
-            .with_hint(format!(
-                "attach the warehouse directory that holds {SQLITE_FILE_NAME} (a catalog file \
-                 with another name, or outside the warehouse, is not supported for row-level \
-                 commits yet)"
-            )));
-        }
-        SqliteConnectOptions::new()
-            .filename(&self.database)
-            .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .connect()
-            .await
-            .map_err(|e| self.fail("cannot open the catalog", e))
-    }
-
-    /// The table's current metadata location, `None` if the catalog has no such table.
-    async fn current_location(&self, name: &TableIdent) -> Result<Option<String>> {
-        let mut connection = self.connect().await?;
-        let row: Option<(Option<String>,)> = sqlx::query_as(
-            "SELECT metadata_location FROM iceberg_tables
-             WHERE catalog_name = ? AND table_name = ? AND table_namespace = ?
-               AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)",
-        )
-        .bind(SQL_CATALOG_NAME)
-        .bind(name.name())
-        .bind(name.namespace().join("."))
-        .fetch_optional(&mut connection)
-        .await
-        .map_err(|e| self.fail(&format!("cannot look up {name}"), e))?;
-        let _ = connection.close().await;
-        Ok(row.and_then(|(location,)| location))
-    }
-
-    /// Writes the next metadata file and swaps the catalog's pointer to it, if the catalog still
-    /// points at the base's.
-    async fn swap(&mut self, base: &Table, staged: &Proposal) -> Result<Swap> {
-        let name = base.identifier();
-        let context = || format!("committing to {name}");
-        let Some(current) = base.metadata_location() else {
-            return Err(Error::plan(format!("{name} was loaded without a metadata location")));
-        };
-        let next = MetadataLocation::from_str(current)
-            .map_err(|e| Error::iceberg(context(), e))?
-            .with_next_version()
-            .with_new_metadata(&staged.metadata);
-        staged
-            .metadata
-            .write_to(base.file_io(), &next)
-            .await
-            .map_err(|e| Error::iceberg(context(), e))?;
-        let next = next.to_string();
-
-        let outcome = match self.update(name, current, &next).await {
-            Ok(Some(swap)) => swap,
-            // COMMIT failed (e.g. SQLITE_BUSY): see what the catalog holds now.
-            Ok(None) => match self.current_location(name).await {
-                Ok(Some(location)) if location == next => Swap::Done,
-                Ok(_) => Swap::Conflict,
-                Err(e) => return Ok(Swap::Unknown(e)),
-            },
-            Err(e) => {
-                let _ = base.file_io().delete(&next).await;
-                return Err(e);
-            }
-        };
-        if let Swap::Conflict = outcome {
-            let _ = base.file_io().delete(&next).await;
-            if self.current_location(name).await?.is_none() {
-                return Err(Error::plan(format!(
-                    "cannot commit to {name}: the SQLite catalog `{}` has no such table",
-                    self.database.display()
-                ))
-                .with_hint(format!(
-                    "row-level commits go to the catalog file `{SQLITE_FILE_NAME}` in the \
-                     warehouse directory; attach the warehouse directory, not another file"
-                )));
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// The compare-and-swap itself, the same statement iceberg-catalog-sql runs (with the same
-    /// namespace encoding: levels joined by `.`). `Ok(None)` when the COMMIT failed.
-    async fn update(&self, name: &TableIdent, current: &str, next: &str) -> Result<Option<Swap>> {
-        let mut connection = self.connect().await?;
-        let mut transaction =
-            connection.begin().await.map_err(|e| self.fail("cannot begin a transaction", e))?;
-        let result = sqlx::query(
-            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ?
-             WHERE catalog_name = ? AND table_name = ? AND table_namespace = ?
-               AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)
-               AND metadata_location = ?",
-        )
-        .bind(next)
-        .bind(current)
-        .bind(SQL_CATALOG_NAME)
-        .bind(name.name())
-        .bind(name.namespace().join("."))
-        .bind(current)
-        .execute(&mut *transaction)
-        .await
-        .map_err(|e| self.fail(&format!("cannot update {name}"), e))?;
-        let outcome = match result.rows_affected() {
-            1 => match transaction.commit().await {
-                Ok(()) => Some(Swap::Done),
-                Err(e) => {
-                    tracing::debug!(table = %name, error = %e, "COMMIT of a catalog update failed");
-                    None
-                }
-            },
-            0 => {
-                let _ = transaction.rollback().await;
-                Some(Swap::Conflict)
-            }
-            n => {
-                let _ = transaction.rollback().await;
-                return Err(Error::plan(format!(
-                    "the SQLite catalog `{}` has {n} rows for {name}",
-                    self.database.display()
-                ))
-                .with_hint("the catalog file is damaged; nothing was committed"));
-            }
-        };
-        let _ = connection.close().await;
-        Ok(outcome)
-    }
-}
-
-// ----- REST catalog
 
 /// Commits to a REST catalog: `POST {uri}/v1/{prefix}/namespaces/{ns}/tables/{table}`.
 ///
@@ -236,8 +21,10 @@ impl SqlCommitter {
 /// `prefix`, merged with the ATTACH options) plus the table's own config from `load_table`:
 /// `prefix`, `token`, `credential`, `oauth2-server-uri`, `scope`, `audience`, `resource` and
 /// `header.*`. With SigV4 every request (the token exchange too) is signed as the last step.
-struct RestCommitter {
+pub(super) struct RestCommitter {
     uri: String,
+    /// Whether the catalog commits several tables atomically (asked once).
+    transactions: Option<bool>,
     props: HashMap<String, String>,
     client: reqwest::Client,
     token: Option<String>,
@@ -245,7 +32,11 @@ struct RestCommitter {
 }
 
 impl RestCommitter {
-    fn new(uri: &str, table: &Table, sigv4: Option<std::sync::Arc<SigV4>>) -> Result<Self> {
+    pub(super) fn new(
+        uri: &str,
+        table: &Table,
+        sigv4: Option<std::sync::Arc<SigV4>>,
+    ) -> Result<Self> {
         let props = table.file_io().config().props().clone();
         let timeout = props
             .get(REST_TIMEOUT_OPTION)
@@ -256,7 +47,8 @@ impl RestCommitter {
             Error::io("cannot set up an HTTP client for the REST catalog", std::io::Error::other(e))
         })?;
         let token = props.get("token").cloned();
-        Ok(Self { uri: uri.trim_end_matches('/').to_string(), props, client, token, sigv4 })
+        let uri = uri.trim_end_matches('/').to_string();
+        Ok(Self { uri, transactions: None, props, client, token, sigv4 })
     }
 
     fn url(&self, parts: &[&str]) -> String {
@@ -364,24 +156,94 @@ impl RestCommitter {
             })
     }
 
-    async fn swap(&mut self, base: &Table, staged: &Proposal) -> Result<Swap> {
+    pub(super) async fn swap(&mut self, base: &Table, staged: &Proposal) -> Result<Swap> {
         let name = base.identifier();
-        let request = CommitTableRequest {
-            identifier: Some(name.clone()),
-            requirements: staged.requirements.clone(),
-            updates: staged.updates.clone(),
-        };
-        let body = serde_json::to_vec(&request).map_err(|e| {
-            Error::io(format!("cannot encode the commit to {name}"), std::io::Error::other(e))
-        })?;
+        let body = encode(&commit_request(base, staged), &name.to_string())?;
         let url =
             self.url(&["namespaces", &name.namespace().to_url_string(), "tables", name.name()]);
+        let what = format!("the commit of {} to {name}", staged.what);
+        self.send_commit(&url, body, &what, &name.to_string()).await
+    }
+
+    /// Every table's requirements and updates in one `POST /v1/{prefix}/transactions/commit`
+    /// (a `CommitTransactionRequest`, which iceberg-catalog-rest 0.10 has no type for): the
+    /// catalog applies all of them or none.
+    pub(super) async fn swap_all(&mut self, parts: &[(&Table, &Proposal)]) -> Result<Swap> {
+        let names: Vec<String> = parts.iter().map(|(t, _)| t.identifier().to_string()).collect();
+        let names = names.join(", ");
+        let changes: Vec<CommitTableRequest> =
+            parts.iter().map(|(base, staged)| commit_request(base, staged)).collect();
+        let body = encode(&serde_json::json!({ "table-changes": changes }), &names)?;
+        let url = self.url(&["transactions", "commit"]);
+        let what = format!("the commit of {} tables together ({names})", parts.len());
+        self.send_commit(&url, body, &what, &names).await
+    }
+
+    /// Whether the catalog's config lists `POST /v1/{prefix}/transactions/commit` among its
+    /// `endpoints` (asked once; a catalog that cannot be asked, or lists no endpoints, does not
+    /// commit several tables atomically as far as misql knows).
+    pub(super) async fn commits_transactions(&mut self) -> bool {
+        if let Some(known) = self.transactions {
+            return known;
+        }
+        let known = match self.endpoints().await {
+            Ok(endpoints) => endpoints.iter().any(|e| e == TRANSACTIONS_ENDPOINT),
+            Err(e) => {
+                tracing::warn!("cannot read the REST catalog's config endpoints: {e}");
+                return false;
+            }
+        };
+        self.transactions = Some(known);
+        known
+    }
+
+    /// The `endpoints` of the catalog's `GET /v1/config` answer (for the ATTACH's warehouse).
+    async fn endpoints(&mut self) -> Result<Vec<String>> {
+        let config = format!("{}/v1/config", self.uri);
+        let mut url = reqwest::Url::parse(&config).map_err(|e| {
+            Error::plan(format!("the REST catalog URL `{config}` is not valid: {e}"))
+        })?;
+        if let Some(warehouse) = self.props.get("warehouse") {
+            url.query_pairs_mut().append_pair("warehouse", warehouse);
+        }
         let mut headers = self.headers()?;
         if let Some(token) = self.bearer().await? {
             let bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"));
             headers.insert(reqwest::header::AUTHORIZATION, bearer.map_err(|_| bad_token())?);
         }
-        let url = self.sign("POST", &url, &mut headers, &body).await?;
+        let url = self.sign("GET", url.as_str(), &mut headers, b"").await?;
+        let response = self
+            .client
+            .get(url.clone())
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| http_error(url.as_str(), e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| http_error(url.as_str(), e))?;
+        if !status.is_success() {
+            return Err(Error::plan(format!("GET {url} answered {status}: {}", text.trim())));
+        }
+        let config: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::plan(format!("GET {url} answered no JSON ({e}): {text}")))?;
+        let endpoints = config.get("endpoints").and_then(|e| e.as_array());
+        Ok(endpoints.into_iter().flatten().filter_map(|e| e.as_str().map(str::to_string)).collect())
+    }
+
+    /// Sends a commit (`what`, to the tables `to`) and says what the answer means.
+    async fn send_commit(
+        &mut self,
+        url: &str,
+        body: Vec<u8>,
+        what: &str,
+        to: &str,
+    ) -> Result<Swap> {
+        let mut headers = self.headers()?;
+        if let Some(token) = self.bearer().await? {
+            let bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"));
+            headers.insert(reqwest::header::AUTHORIZATION, bearer.map_err(|_| bad_token())?);
+        }
+        let url = self.sign("POST", url, &mut headers, &body).await?;
         let builder = self.client.post(url.clone()).headers(headers).body(body);
         let response = match builder.send().await {
             Ok(response) => response,
@@ -390,9 +252,8 @@ impl RestCommitter {
             // The request may have reached the catalog before the connection failed.
             Err(e) => {
                 let message = format!(
-                    "the commit of {} to {name} was sent to the REST catalog, but no answer came \
-                     back ({e}); whether it was committed is unknown",
-                    staged.what
+                    "{what} was sent to the REST catalog, but no answer came back ({e}); whether \
+                     it was committed is unknown"
                 );
                 return Ok(Swap::Unknown(Error::commit(ErrorKind::CommitUnknown, message)));
             }
@@ -407,9 +268,8 @@ impl RestCommitter {
                     Error::commit(
                         ErrorKind::CommitUnknown,
                         format!(
-                            "the REST catalog answered {status} to the commit of {} to {name}; \
-                             whether it was committed is unknown: {}",
-                            staged.what,
+                            "the REST catalog answered {status} to {what}; whether it was \
+                             committed is unknown: {}",
                             text.trim()
                         ),
                     )
@@ -423,7 +283,7 @@ impl RestCommitter {
                 if let Some(said) =
                     self.sigv4.as_ref().and_then(|s| s.explain(status, error_type, &text))
                 {
-                    return Err(Error::plan(format!("cannot commit to {name}: {said}")));
+                    return Err(Error::plan(format!("cannot commit to {to}: {said}")));
                 }
                 let hint = match status {
                     401 | 403 | 419 => "check the credential and token options",
@@ -431,12 +291,30 @@ impl RestCommitter {
                     _ => "nothing was committed",
                 };
                 Err(Error::plan(format!(
-                    "the REST catalog refused the commit to {name} ({url}): {status}: {text}"
+                    "the REST catalog refused the commit to {to} ({url}): {status}: {text}"
                 ))
                 .with_hint(hint))
             }
         }
     }
+}
+
+/// The endpoint a REST catalog lists in its config when it commits several tables atomically.
+const TRANSACTIONS_ENDPOINT: &str = "POST /v1/{prefix}/transactions/commit";
+
+/// One table's part of a commit request.
+fn commit_request(base: &Table, staged: &Proposal) -> CommitTableRequest {
+    CommitTableRequest {
+        identifier: Some(base.identifier().clone()),
+        requirements: staged.requirements.clone(),
+        updates: staged.updates.clone(),
+    }
+}
+
+fn encode(request: &impl serde::Serialize, to: &str) -> Result<Vec<u8>> {
+    serde_json::to_vec(request).map_err(|e| {
+        Error::io(format!("cannot encode the commit to {to}"), std::io::Error::other(e))
+    })
 }
 
 impl RestCommitter {

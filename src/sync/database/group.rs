@@ -1,0 +1,228 @@
+//! A database sync's tables committed together (`WITH (consistent = true)`): every commit of
+//! every table is made at a cut the router chose in the database's one change stream, and the
+//! tables that have something to commit at that cut commit it at once
+//! ([`crate::iceberg::commit::commit_together`]: one SQLite transaction, or one REST
+//! `transactions/commit`). So every state of the catalog is a state MongoDB's database had.
+//!
+//! The protocol, for a cut numbered `epoch`:
+//! 1. a member whose batch is due asks for a cut ([`Group::want`]);
+//! 2. the router picks the next consistent point of the stream, opens the epoch
+//!    ([`Group::open`], expecting every member that follows its stream then) and sends the cut to
+//!    every collection's reader, in stream order;
+//! 3. each expected member ends its batch at the cut, and either hands its change to the group
+//!    ([`Group::commit`], waiting for the outcome) or says it has none ([`Group::pass`]);
+//! 4. once every expected member has answered (or left: a failed member's sync restarts from
+//!    its table's checkpoint, and the group goes on without waiting for it), the epoch's
+//!    changes are committed together, epochs strictly in order.
+//!
+//! A member that fails leaves the group; its table lags the others until its sync has caught up
+//! again (its `misql.valid-through` says how far it is exact). A change that no longer applies
+//! fails alone; a commit the catalog refuses fails for every table of the epoch, each of which
+//! then restarts from its own checkpoint — nothing is applied twice or lost.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iceberg::table::Table;
+use tokio::sync::oneshot;
+
+use crate::iceberg::catalog::IcebergConnection;
+use crate::iceberg::commit::{Change, commit_together};
+use crate::{Error, Result};
+
+/// The tables of one database sync committed together.
+pub struct Group {
+    state: Mutex<State>,
+    /// How long a member waits for a cut, and the router for a consistent point.
+    pub flush_interval: Duration,
+    /// The largest transaction kept whole.
+    pub max_transaction_rows: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// The members following their stream now.
+    joined: HashSet<String>,
+    next_epoch: u64,
+    epochs: BTreeMap<u64, Epoch>,
+    /// An epoch's changes are being committed.
+    committing: bool,
+    /// Since when a member wants a cut.
+    wanted: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Epoch {
+    /// The members that have not answered yet.
+    waiting: HashSet<String>,
+    parts: Vec<Part>,
+}
+
+struct Part {
+    connection: IcebergConnection,
+    table: Table,
+    change: Change,
+    reply: oneshot::Sender<Result<Table>>,
+}
+
+impl Group {
+    /// A group whose cuts come at most `flush_interval` after a member asks, keeping
+    /// transactions of up to `max_transaction_rows` changes whole.
+    pub fn new(flush_interval: Duration, max_transaction_rows: usize) -> Arc<Self> {
+        Arc::new(Self { state: Mutex::default(), flush_interval, max_transaction_rows })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `member` follows its stream from now on: cuts opened from now on wait for it, until the
+    /// returned membership is dropped.
+    pub fn join(self: &Arc<Self>, member: &str) -> Membership {
+        self.state().joined.insert(member.to_string());
+        Membership { group: self.clone(), member: member.to_string() }
+    }
+
+    /// A member's batch is due: the router should cut soon.
+    pub fn want(&self) {
+        self.state().wanted.get_or_insert_with(Instant::now);
+    }
+
+    /// Since when a member wants a cut, if one does.
+    pub fn wanted(&self) -> Option<Instant> {
+        self.state().wanted
+    }
+
+    /// Opens the next cut, which every member following its stream now answers; returns its
+    /// number.
+    pub fn open(&self) -> u64 {
+        let mut state = self.state();
+        state.wanted = None;
+        let epoch = state.next_epoch;
+        state.next_epoch += 1;
+        let waiting = state.joined.clone();
+        state.epochs.insert(epoch, Epoch { waiting, parts: Vec::new() });
+        epoch
+    }
+
+    /// Whether `member` is to answer cut `epoch` (a member that joined after it was opened
+    /// reads on to the next one).
+    pub fn expects(&self, epoch: u64, member: &str) -> bool {
+        self.state().epochs.get(&epoch).is_some_and(|e| e.waiting.contains(member))
+    }
+
+    /// `member` has nothing to commit at cut `epoch`.
+    pub fn pass(self: &Arc<Self>, epoch: u64, member: &str) {
+        let mut state = self.state();
+        if let Some(e) = state.epochs.get_mut(&epoch) {
+            e.waiting.remove(member);
+        }
+        self.advance(state);
+    }
+
+    /// Commits `change` to `table` with the other changes of cut `epoch`; returns the table
+    /// after it.
+    pub async fn commit(
+        self: &Arc<Self>,
+        epoch: u64,
+        member: &str,
+        connection: &IcebergConnection,
+        table: &Table,
+        change: Change,
+    ) -> Result<Table> {
+        let (reply, outcome) = oneshot::channel();
+        {
+            let mut state = self.state();
+            let e = state.epochs.get_mut(&epoch);
+            let Some(e) = e.filter(|e| e.waiting.contains(member)) else {
+                return Err(Error::plan(format!(
+                    "internal error: {member} committed at cut {epoch}, which does not wait for \
+                     it"
+                ))
+                .with_hint("please report it; the sync restarts from its checkpoint"));
+            };
+            e.waiting.remove(member);
+            let connection = connection.clone();
+            e.parts.push(Part { connection, table: table.clone(), change, reply });
+            self.advance(state);
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(Error::Unavailable {
+                message: format!("the group commit of cut {epoch} ended without an outcome"),
+                hint: Some("the sync restarts from its checkpoint".to_string()),
+            })
+        })
+    }
+
+    /// `member` stopped following its stream: no cut waits for it any more.
+    fn leave(self: &Arc<Self>, member: &str) {
+        let mut state = self.state();
+        state.joined.remove(member);
+        for e in state.epochs.values_mut() {
+            e.waiting.remove(member);
+        }
+        self.advance(state);
+    }
+
+    /// Commits the oldest cut once every member has answered it (one at a time, in order).
+    fn advance(self: &Arc<Self>, mut state: std::sync::MutexGuard<'_, State>) {
+        if state.committing {
+            return;
+        }
+        let ready = state.epochs.first_key_value().is_some_and(|(_, e)| e.waiting.is_empty());
+        if !ready {
+            return;
+        }
+        let Some((epoch, e)) = state.epochs.pop_first() else { return };
+        if e.parts.is_empty() {
+            return self.advance(state);
+        }
+        state.committing = true;
+        drop(state);
+        let group = self.clone();
+        tokio::spawn(async move {
+            let (replies, parts): (Vec<_>, Vec<_>) =
+                e.parts.into_iter().map(|p| (p.reply, (p.connection, p.table, p.change))).unzip();
+            let connection = parts[0].0.clone();
+            let tables: Vec<(Table, Change)> = parts.into_iter().map(|(_, t, c)| (t, c)).collect();
+            let count = tables.len();
+            let started = Instant::now();
+            let results = commit_together(&connection, tables).await;
+            tracing::debug!(
+                "cut {epoch}: {count} table(s) committed together in {} ms",
+                started.elapsed().as_millis()
+            );
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+            let mut state = group.state();
+            state.committing = false;
+            group.advance(state);
+        });
+    }
+}
+
+/// A member following its stream; dropping it leaves the group.
+pub struct Membership {
+    group: Arc<Group>,
+    member: String,
+}
+
+impl Membership {
+    /// The group.
+    pub fn group(&self) -> &Arc<Group> {
+        &self.group
+    }
+
+    /// The member's name in the group (its collection).
+    pub fn name(&self) -> &str {
+        &self.member
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.group.leave(&self.member);
+    }
+}
