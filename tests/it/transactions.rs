@@ -438,3 +438,47 @@ async fn every_state_of_the_embedded_catalog_holds_whole_transfers_with_consiste
 async fn cuts_across_a_consistent_database_sync_on_a_rest_catalog_hold_whole_transfers() {
     cuts_across_a_database_sync_hold_whole_transfers("txngrouprest", Some(seaweed()), true).await;
 }
+
+/// With `consistent = true`, a collection whose sync fails for good (a value of another type,
+/// with `on_type_change = 'fail'`) leaves the group: its row says why, and the other tables go
+/// on committing at the group's cuts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_table_leaves_the_group_and_the_others_go_on() {
+    let db = unique_db("txngroupfail");
+    let database = client().await.database(&db);
+    let (good, bad) = (database.collection("good"), database.collection("bad"));
+    good.insert_many((0..5).map(|i| doc! { "_id": i as i64, "balance": 1_i64 })).await.unwrap();
+    bad.insert_many((0..5).map(|i| doc! { "_id": i as i64, "balance": 1_i64 })).await.unwrap();
+    let dir = warehouse("txngroupfail");
+    let file = dir.join("bank.sql");
+    let sql = format!(
+        "CREATE SYNC bank FROM mongo.{db}.* INTO iceberg.{db} WITH (consistent = true, \
+         flush_interval = '300ms');"
+    );
+    std::fs::write(&file, sql).unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
+    let _daemon = start_file(&dir, &file, &http);
+    let catalog = PyCatalog::sql(&dir);
+    let (good_table, bad_table) = (format!("{db}.good"), format!("{db}.bad"));
+    wait_until_equal(&catalog, &dir, &good_table, &good).await;
+    wait_until_equal(&catalog, &dir, &bad_table, &bad).await;
+
+    bad.insert_one(doc! { "_id": 100_i64, "balance": "a lot" }).await.unwrap();
+    let failed = "misql_sync_phase{sync=\"bank/bad\",phase=\"failed\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = get(&http, "/metrics").await;
+        if sample(&metrics, failed) == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sync of bad did not fail: {metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 5..40 {
+        good.insert_one(doc! { "_id": i as i64, "balance": 1_i64 }).await.unwrap();
+    }
+    good.update_one(doc! { "_id": 0_i64 }, doc! { "$inc": { "balance": 5 } }).await.unwrap();
+    wait_until_equal(&catalog, &dir, &good_table, &good).await;
+    let log = std::fs::read_to_string(dir.join("misql.log")).unwrap_or_default();
+    assert!(log.contains("bank/bad") && log.contains("balance"), "{log}");
+}

@@ -226,3 +226,44 @@ impl Drop for Membership {
         self.group.leave(&self.member);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(group: &Group, epoch: u64) -> Option<Vec<String>> {
+        let state = group.state();
+        let mut names: Vec<String> = state.epochs.get(&epoch)?.waiting.iter().cloned().collect();
+        names.sort();
+        Some(names)
+    }
+
+    #[test]
+    fn a_cut_waits_for_the_members_that_follow_when_it_opens() {
+        let group = Group::new(Duration::from_secs(1), 10);
+        let a = group.join("a");
+        let first = group.open();
+        let b = group.join("b");
+        let second = group.open();
+        assert!(group.expects(first, "a") && !group.expects(first, "b"), "b joined after it");
+        assert_eq!(waiting(&group, second), Some(vec!["a".into(), "b".into()]));
+        group.pass(first, "a");
+        assert_eq!(waiting(&group, first), None, "answered by all: done");
+        drop(b);
+        assert_eq!(waiting(&group, second), Some(vec!["a".into()]), "b left");
+        drop(a);
+        assert_eq!(waiting(&group, second), None);
+    }
+
+    #[test]
+    fn asking_for_a_cut_is_remembered_until_one_opens() {
+        let group = Group::new(Duration::from_secs(1), 10);
+        assert!(group.wanted().is_none());
+        group.want();
+        let since = group.wanted();
+        group.want();
+        assert_eq!(group.wanted(), since, "the first ask counts");
+        group.open();
+        assert!(group.wanted().is_none());
+    }
+}

@@ -1,12 +1,14 @@
 //! One change stream for a whole database (`db.watch()`), its events handed to the syncs of the
 //! collections they belong to.
 //!
-//! Each collection's sync commits on its own and keeps its own checkpoint; the router only
-//! routes. When a sync has to read again from an older position than the router has reached
-//! (it failed and retries from its checkpoint), the router goes back to that position: the
-//! other syncs then see events they already have again, which they skip by cluster time or
-//! apply again (an event sets a document's state as of that event, so applying a run of events
-//! again in order ends in the same table). An event of a collection no sync reads yet, which
+//! Each collection's sync keeps its own checkpoint; the router routes, and, for a database
+//! sync whose tables commit together (`consistent = true`, [`super::group`]), cuts the stream
+//! where they commit: at a consistent point of the whole database (no transaction open in any
+//! collection, every looked-up document settled), once a collection's batch is due. When a
+//! sync has to read again from an older position than the router has reached (it failed and
+//! retries from its checkpoint), the router goes back to that position: the other syncs then
+//! see events they already have again, which they skip (those before the last change they
+//! committed). An event of a collection no sync reads yet, which
 //! the database sync takes, is "discovered": a channel is opened for it at once (so nothing is
 //! lost while its sync is planned and copies the collection) and the controller is told.
 
