@@ -9,6 +9,7 @@
 #   benches/transactions.sh [COLLECTIONS] [RATE] [SECONDS] [CATCHUP]   defaults 20
 #                                       collections, 40 transfers/s, 60 s, 2000 transfers
 #   MISQL=target/release/misql benches/transactions.sh
+#   MODES="whole consistent" benches/transactions.sh     only these ways
 #
 # It builds nothing: it copies target/debug/misql (or $MISQL). For each way it starts SecantusDB
 # afresh (benches/lib.sh), loads COLLECTIONS collections of 20 accounts, starts `misql -f` (a
@@ -38,7 +39,7 @@ daemon_bench transactions
 kill -9 "$server"; wait "$server" 2>/dev/null || true; server=
 port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 results=()
-for mode in whole consistent no-wait; do
+for mode in ${MODES:-whole consistent no-wait}; do
   start_server --noop-heartbeat-seconds 1 --oplog-max-entries 10000000
   extra=""
   [ "$mode" = no-wait ] && extra=", max_transaction_rows = 1"

@@ -211,6 +211,7 @@ impl Sync {
     /// `failed` (the other syncs go on); a stop marks it `stopped`.
     pub async fn run_and_report(self, drain: bool, attempts: u32) -> Result<()> {
         let result = self.run_with_retries(drain, attempts).await;
+        self.leave_group();
         match &result {
             Err(err) => {
                 tracing::error!("sync {}: {}", self.name, err.user_facing());
@@ -223,6 +224,14 @@ impl Sync {
             Ok(()) => {}
         }
         result
+    }
+
+    /// A collection of a database sync whose tables commit together: the group's cuts do not
+    /// wait for it until it follows its stream again.
+    fn leave_group(&self) {
+        if let Some(group) = self.feed.as_ref().and_then(|f| f.group()) {
+            group.leave(&self.collection);
+        }
     }
 
     async fn retrying(&self, drain: bool, attempts: u32) -> Result<()> {
@@ -244,6 +253,8 @@ impl Sync {
                 }
                 result => return result,
             };
+            // Not following while it waits (before it ever followed, too).
+            self.leave_group();
             let message = err.user_facing().to_string();
             let wait = if err.kind() == ErrorKind::LeaseHeld {
                 // A standby: look at the lease again a few times per its time to live.

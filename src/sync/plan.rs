@@ -97,8 +97,7 @@ impl SyncPlan {
             .map(|f| state.create_physical_expr(f.clone(), &df_schema))
             .transpose()?;
         let evolving = is_select_star(create);
-        let (output_schema, key) =
-            output_schema(&logical_plan, &parts.exprs, &create.name.value, evolving)?;
+        let (output_schema, key) = output_schema(&logical_plan, &parts, create, evolving)?;
         let pushed: Vec<Expr> = parts.filter.iter().cloned().collect();
         let input_indices: Vec<usize> = input_schema
             .fields()
@@ -315,10 +314,11 @@ fn input_schema(table: &SchemaRef, parts: &PlanParts<'_>) -> Result<SchemaRef> {
 /// The output schema with the key column found and made non-nullable.
 fn output_schema(
     plan: &LogicalPlan,
-    exprs: &[Expr],
-    sync: &str,
+    parts: &PlanParts<'_>,
+    create: &CreateSync,
     select_star: bool,
 ) -> Result<(SchemaRef, String)> {
+    let (exprs, sync) = (&parts.exprs, &create.name.value);
     let arrow = plan.schema().as_arrow();
     let key = exprs
         .iter()
@@ -336,14 +336,45 @@ fn output_schema(
         // `SELECT *` columns are document fields by their own names; those that cannot name a
         // column are left out when the sync starts (`evolve::leave_out_untyped`).
         if !select_star && !is_simple_name(name) {
-            return Err(Error::plan(format!("column `{name}` of sync {sync} needs a name"))
-                .with_hint(format!("add AS <name> after `{}`", exprs[i])));
+            // The item as the user wrote it, when the SELECT list maps one to one to columns.
+            let items = create.projection.as_deref().filter(|i| i.len() == arrow.fields().len());
+            return Err(unnamed(sync, items.map(|items| &items[i]), name));
         }
         let field = field.as_ref().clone();
         fields.push(if i == key { field.with_nullable(false) } else { field });
     }
     let key_name = arrow.field(key).name().clone();
     Ok((Arc::new(Schema::new(fields)), key_name))
+}
+
+/// The error for a column of sync `sync` that has no name of its own (`column`, DataFusion's
+/// name for it): it points at `item`, as written, when known, and suggests a name.
+fn unnamed(sync: &str, item: Option<&SelectItem>, column: &str) -> Error {
+    let Some(item) = item else {
+        return Error::plan(format!("column `{column}` of sync {sync} needs a name"))
+            .with_hint("add AS <name> after it");
+    };
+    let text = item.to_string();
+    let message = format!("column `{text}` of sync {sync} needs a name");
+    let hint = format!(
+        "add AS {} after `{text}`: a table's column is named by one word",
+        suggested_name(&text)
+    );
+    let start = sqlparser::ast::Spanned::span(item).start;
+    match start.line {
+        0 => Error::plan(message).with_hint(hint),
+        _ => Error::sql(message, crate::Location::new(start.line, start.column)).with_hint(hint),
+    }
+}
+
+/// A column name made of `text` (an expression as written): `customer.name` → `customer_name`.
+fn suggested_name(text: &str) -> String {
+    let mapped: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .collect();
+    let words: Vec<&str> = mapped.split('_').filter(|w| !w.is_empty()).collect();
+    if words.is_empty() { "column_name".to_string() } else { words.join("_") }
 }
 
 /// Whether the sync's SELECT is `*` alone (or there is no SELECT).

@@ -319,22 +319,47 @@ async fn optimize_and_vacuum_killed_at_any_point_lose_nothing_and_leave_nothing_
         intact(&dir, &db, point);
     }
 
-    // kill -9 at random moments of OPTIMIZE + VACUUM.
+    // kill -9 at random moments of OPTIMIZE + VACUUM: each once OPTIMIZE has started (its debug
+    // log line says so), while the process still runs.
     let mut rng = Rng::new(98);
+    let mut landed = Vec::new();
     for round in 0..6 {
         stream_changes(&dir, &db, 20 + round, 1, 15).await;
+        let log = dir.join(format!("kill-{round}.log"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_misql"))
             .args(["--warehouse", dir.to_str().unwrap(), "-e", &both])
             .env("MONGODB_URI", &crate::support::server().uri)
+            .env("RUST_LOG", "misql=debug")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(50 + rng.below(400))).await;
+        let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+        let started = |text: &str, what: &str| {
+            text.lines().any(|line| line.contains(what) && line.contains(": started"))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !started(&logged(), "OPTIMIZE") {
+            assert!(std::time::Instant::now() < deadline, "OPTIMIZE never started: {}", logged());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
+        let running = child.try_wait().unwrap().is_none();
         child.kill().unwrap();
         child.wait().unwrap();
-        intact(&dir, &db, &format!("kill {round}"));
+        let text = logged();
+        let at = if !running {
+            "after it ended"
+        } else if started(&text, "VACUUM") {
+            "in VACUUM"
+        } else {
+            "in OPTIMIZE"
+        };
+        landed.push(at);
+        intact(&dir, &db, &format!("kill {round} ({at})"));
     }
+    let during = landed.iter().filter(|at| **at != "after it ended").count();
+    assert!(during >= 4, "only {during} of 6 kills landed while maintenance ran: {landed:?}");
 
     // A later VACUUM removes what the killed runs left: only referenced data files stay.
     assert!(misql_in(&dir, &["-e", &both]).success);

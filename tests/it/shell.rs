@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use rexpect::session::{PtySession, spawn_with_options};
 
@@ -125,7 +126,15 @@ async fn a_running_sync_logs_above_the_prompt_never_over_a_typed_line() {
     sh.exp_string("misql> ").expect("the prompt drawn again below the log line");
     // Half a statement typed: the commits' log lines wait; nothing is printed over it.
     typed(&mut sh, "SELECT 4", "4");
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // Until the sync has committed twice more while the line is half typed (its metadata files
+    // tell: a wait on the table, not a fixed sleep, so the absence below means something).
+    let metadata = dir.join(&db).join("orders").join("metadata");
+    let commits = || std::fs::read_dir(&metadata).map_or(0, |d| d.count());
+    let (before, deadline) = (commits(), std::time::Instant::now() + Duration::from_secs(20));
+    while commits() < before + 2 {
+        assert!(std::time::Instant::now() < deadline, "the sync committed nothing for 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut shown = String::new();
     while let Some(c) = sh.try_read() {
         shown.push(c);

@@ -319,6 +319,14 @@ async fn sync_definition_errors_name_what_to_fix() {
         "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a SELECT status, total"
     ));
     assert!(err.contains("the SELECT of sync s must include the key `_id`"), "{err}");
+    // A nested field without a name: pointed at as written, a name suggested.
+    let err = fails(&format!(
+        "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a\n  SELECT _id, customer.name"
+    ));
+    assert!(err.contains("column `customer.name` of sync s needs a name"), "{err}");
+    assert!(err.contains("line 2, column 15"), "{err}");
+    assert!(err.contains("add AS customer_name after `customer.name`"), "{err}");
+    assert!(!err.contains("get_field") && !err.contains("Utf8"), "{err}");
     let err = fails(&format!(
         "CREATE SYNC s FROM mongo.{db}.orders INTO iceberg.{db}.a SELECT _id PARTITION BY dya(created_at)"
     ));

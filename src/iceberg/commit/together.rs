@@ -11,6 +11,7 @@
 //! without it.
 
 use ::iceberg::table::Table;
+use futures::future::join_all;
 
 use super::swap::{Committer, Swap};
 use super::{
@@ -124,14 +125,17 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Reloads the open parts' tables and checks that each change still applies there.
+    /// Reloads the open parts' tables and checks that each change still applies there (all
+    /// tables at once).
     async fn rebase(&mut self) {
-        for i in self.open() {
-            let (first, change) = &self.parts[i];
-            let rebased = match reload(self.conn, first.identifier()).await {
-                Ok(base) => change.rebase(&base, first).map(|()| base),
-                Err(e) => Err(e),
-            };
+        let this = &*self;
+        let rebased = join_all(this.open().into_iter().map(|i| async move {
+            let (first, change) = &this.parts[i];
+            let base = reload(this.conn, first.identifier()).await;
+            (i, base.and_then(|base| change.rebase(&base, first).map(|()| base)))
+        }))
+        .await;
+        for (i, rebased) in rebased {
             match rebased {
                 Ok(base) => self.bases[i] = base,
                 Err(e) => self.results[i] = Some(Err(e)),
@@ -139,12 +143,18 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Builds every open change on its base (a part that cannot be built fails alone).
+    /// Builds every open change on its base, all at once (a part that cannot be built fails
+    /// alone).
     async fn stage(&mut self, uuid: uuid::Uuid, attempt: u32) -> Vec<(usize, Staged)> {
+        let this = &*self;
+        let built = join_all(this.open().into_iter().map(|i| async move {
+            let (first, change) = &this.parts[i];
+            (i, change.stage(&this.bases[i], first, uuid, attempt).await)
+        }))
+        .await;
         let mut staged = Vec::new();
-        for i in self.open() {
-            let (first, change) = &self.parts[i];
-            match change.stage(&self.bases[i], first, uuid, attempt).await {
+        for (i, built) in built {
+            match built {
                 Ok(s) => staged.push((i, s)),
                 Err(e) => self.results[i] = Some(Err(e)),
             }
@@ -154,13 +164,18 @@ impl<'a> Group<'a> {
 
     /// After a swap the catalog accepted: each table reloaded, which must have its change.
     async fn done(&mut self, staged: &[(usize, Staged)]) {
-        for (i, s) in staged {
-            let (first, change) = &self.parts[*i];
-            let confirmed = confirm(self.conn, first.identifier(), change, s).await;
+        let this = &*self;
+        let confirmed = join_all(staged.iter().map(|(i, s)| async move {
+            let (first, change) = &this.parts[*i];
+            let confirmed = confirm(this.conn, first.identifier(), change, s).await;
             if let Ok(committed) = &confirmed {
-                expire_metadata_files(&self.bases[*i], committed).await;
+                expire_metadata_files(&this.bases[*i], committed).await;
             }
-            self.results[*i] = Some(confirmed);
+            (*i, confirmed)
+        }))
+        .await;
+        for (i, confirmed) in confirmed {
+            self.results[i] = Some(confirmed);
         }
     }
 
@@ -168,11 +183,16 @@ impl<'a> Group<'a> {
     /// are set), `Some(false)` none has it, `None` not known (unreadable, or — which an atomic
     /// catalog does not do — some have it).
     async fn settle(&mut self, staged: &[(usize, Staged)]) -> Option<bool> {
+        let this = &*self;
+        let settled = join_all(staged.iter().map(|(i, s)| async move {
+            let (first, change) = &this.parts[*i];
+            (*i, settle(this.conn, first.identifier(), change, s).await)
+        }))
+        .await;
         let mut applied = Vec::new();
-        for (i, s) in staged {
-            let (first, change) = &self.parts[*i];
-            match settle(self.conn, first.identifier(), change, s).await {
-                Settled::Applied(table) => applied.push((*i, *table)),
+        for (i, settled) in settled {
+            match settled {
+                Settled::Applied(table) => applied.push((i, *table)),
                 Settled::NotApplied => {}
                 Settled::Unknown => return None,
             }
@@ -198,9 +218,7 @@ impl<'a> Group<'a> {
     }
 
     async fn remove(&self, staged: &[(usize, Staged)]) {
-        for (i, s) in staged {
-            s.remove(&self.bases[*i]).await;
-        }
+        join_all(staged.iter().map(|(i, s)| s.remove(&self.bases[*i]))).await;
     }
 
     /// Tells each staged part's change of a fault the group commit got past.

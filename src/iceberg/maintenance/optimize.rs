@@ -100,6 +100,7 @@ pub async fn optimize(
     options: &OptimizeOptions,
 ) -> Result<(Table, OptimizeReport)> {
     let started = Instant::now();
+    tracing::debug!("OPTIMIZE {}: started", table.identifier());
     let mut write = WriteOptions::from_table(table);
     if let Some(size) = options.target_file_size {
         write.target_file_size = size;

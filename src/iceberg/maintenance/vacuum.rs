@@ -94,6 +94,7 @@ pub async fn vacuum(
     table: &Table,
     options: &VacuumOptions,
 ) -> Result<(Table, VacuumReport)> {
+    tracing::debug!("VACUUM {}: started", table.identifier());
     let mut report = VacuumReport::default();
     let cutoff = SystemTime::now().checked_sub(options.retain).unwrap_or(SystemTime::UNIX_EPOCH);
     let expired = expired_snapshots(table.metadata(), cutoff, options.max_snapshots);

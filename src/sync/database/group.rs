@@ -7,12 +7,13 @@
 //! The protocol, for a cut numbered `epoch`:
 //! 1. a member whose batch is due asks for a cut ([`Group::want`]);
 //! 2. the router picks the next consistent point of the stream, opens the epoch
-//!    ([`Group::open`], expecting every member that follows its stream then) and sends the cut to
-//!    every collection's reader, in stream order;
+//!    ([`Group::open`], expecting every collection it has a reader for, a collection whose sync
+//!    is still starting included) and sends the cut to every reader, in stream order;
 //! 3. each expected member ends its batch at the cut, and either hands its change to the group
 //!    ([`Group::commit`], waiting for the outcome) or says it has none ([`Group::pass`]);
 //! 4. once every expected member has answered (or left: a failed member's sync restarts from
-//!    its table's checkpoint, and the group goes on without waiting for it), the epoch's
+//!    its table's checkpoint, and the group goes on without waiting for it; a reader that is
+//!    gone leaves too), the epoch's
 //!    changes are committed together, epochs strictly in order.
 //!
 //! A member that fails leaves the group; its table lags the others until its sync has caught up
@@ -42,8 +43,9 @@ pub struct Group {
 
 #[derive(Default)]
 struct State {
-    /// The members following their stream now.
-    joined: HashSet<String>,
+    /// Members that stopped following their stream (failed, standing by, ended) and have not
+    /// joined again: cuts do not wait for them.
+    absent: HashSet<String>,
     next_epoch: u64,
     epochs: BTreeMap<u64, Epoch>,
     /// An epoch's changes are being committed.
@@ -77,16 +79,23 @@ impl Group {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `member` follows its stream from now on: cuts opened from now on wait for it, until the
-    /// returned membership is dropped.
+    /// `member` follows its stream from now on, until the returned membership is dropped (then
+    /// no cut waits for it any more).
     pub fn join(self: &Arc<Self>, member: &str) -> Membership {
-        self.state().joined.insert(member.to_string());
-        Membership { group: self.clone(), member: member.to_string() }
+        let mut state = self.state();
+        state.absent.remove(member);
+        let seen = state.next_epoch.checked_sub(1);
+        Membership { group: self.clone(), member: member.to_string(), seen }
     }
 
-    /// A member's batch is due: the router should cut soon.
-    pub fn want(&self) {
-        self.state().wanted.get_or_insert_with(Instant::now);
+    /// A member's batch is due, and the newest cut it has read is `seen`: the router should
+    /// cut soon — unless a later cut is already open (and on its way to the member).
+    fn want(&self, seen: Option<u64>) {
+        let mut state = self.state();
+        if state.next_epoch.checked_sub(1) > seen {
+            return;
+        }
+        state.wanted.get_or_insert_with(Instant::now);
     }
 
     /// Since when a member wants a cut, if one does.
@@ -94,14 +103,15 @@ impl Group {
         self.state().wanted
     }
 
-    /// Opens the next cut, which every member following its stream now answers; returns its
-    /// number.
-    pub fn open(&self) -> u64 {
+    /// Opens the next cut, which the members `readers` answer (every collection whose reader
+    /// the cut is sent to, one whose sync is still starting included, but not one that is
+    /// absent); returns its number.
+    pub fn open(&self, readers: impl IntoIterator<Item = String>) -> u64 {
         let mut state = self.state();
         state.wanted = None;
         let epoch = state.next_epoch;
         state.next_epoch += 1;
-        let waiting = state.joined.clone();
+        let waiting = readers.into_iter().filter(|r| !state.absent.contains(r)).collect();
         state.epochs.insert(epoch, Epoch { waiting, parts: Vec::new() });
         epoch
     }
@@ -155,10 +165,11 @@ impl Group {
         })
     }
 
-    /// `member` stopped following its stream: no cut waits for it any more.
-    fn leave(self: &Arc<Self>, member: &str) {
+    /// `member` stopped following its stream (or its reader is gone): no cut waits for it any
+    /// more.
+    pub fn leave(self: &Arc<Self>, member: &str) {
         let mut state = self.state();
-        state.joined.remove(member);
+        state.absent.insert(member.to_string());
         for e in state.epochs.values_mut() {
             e.waiting.remove(member);
         }
@@ -207,9 +218,21 @@ impl Group {
 pub struct Membership {
     group: Arc<Group>,
     member: String,
+    /// The newest cut the member has read (or that was open when it joined).
+    seen: Option<u64>,
 }
 
 impl Membership {
+    /// The member's batch is due: asks for a cut, unless one it has not read yet is open.
+    pub fn want(&self) {
+        self.group.want(self.seen);
+    }
+
+    /// The member read cut `epoch`.
+    pub fn seen(&mut self, epoch: u64) {
+        self.seen = self.seen.max(Some(epoch));
+    }
+
     /// The group.
     pub fn group(&self) -> &Arc<Group> {
         &self.group
@@ -239,31 +262,41 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_waits_for_the_members_that_follow_when_it_opens() {
+    fn a_cut_waits_for_the_members_it_is_sent_to_until_they_answer_or_leave() {
         let group = Group::new(Duration::from_secs(1), 10);
         let a = group.join("a");
-        let first = group.open();
-        let b = group.join("b");
-        let second = group.open();
-        assert!(group.expects(first, "a") && !group.expects(first, "b"), "b joined after it");
+        let first = group.open(["a".to_string()]);
+        let second = group.open(["a".to_string(), "b".to_string()]);
+        assert!(group.expects(first, "a") && !group.expects(first, "b"), "b came later");
         assert_eq!(waiting(&group, second), Some(vec!["a".into(), "b".into()]));
         group.pass(first, "a");
         assert_eq!(waiting(&group, first), None, "answered by all: done");
-        drop(b);
-        assert_eq!(waiting(&group, second), Some(vec!["a".into()]), "b left");
+        group.leave("b");
+        assert_eq!(waiting(&group, second), Some(vec!["a".into()]), "b's reader is gone");
         drop(a);
-        assert_eq!(waiting(&group, second), None);
+        assert_eq!(waiting(&group, second), None, "a left");
+        let third = group.open(["a".to_string(), "b".to_string()]);
+        assert_eq!(waiting(&group, third), Some(vec![]), "both absent");
+        let _b = group.join("b");
+        let fourth = group.open(["a".to_string(), "b".to_string()]);
+        assert_eq!(waiting(&group, fourth), Some(vec!["b".into()]), "b joined again");
     }
 
     #[test]
-    fn asking_for_a_cut_is_remembered_until_one_opens() {
+    fn asking_for_a_cut_is_remembered_until_one_opens_and_the_member_reads_it() {
         let group = Group::new(Duration::from_secs(1), 10);
+        let mut member = group.join("a");
         assert!(group.wanted().is_none());
-        group.want();
+        member.want();
         let since = group.wanted();
-        group.want();
+        member.want();
         assert_eq!(group.wanted(), since, "the first ask counts");
-        group.open();
+        let epoch = group.open(["a".to_string()]);
         assert!(group.wanted().is_none());
+        member.want();
+        assert!(group.wanted().is_none(), "a cut the member has not read yet is on its way");
+        member.seen(epoch);
+        member.want();
+        assert!(group.wanted().is_some());
     }
 }

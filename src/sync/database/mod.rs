@@ -217,7 +217,7 @@ impl DatabaseSync {
             let sync = match built {
                 Ok(sync) => sync,
                 Err(err) => {
-                    self.member_failed(&collection, &err);
+                    self.member_failed(&router, &collection, &err);
                     continue;
                 }
             };
@@ -288,7 +288,7 @@ impl DatabaseSync {
             let sync = match (self.build)(self.member(&found.collection)).await {
                 Ok(sync) => sync,
                 Err(err) => {
-                    self.member_failed(&found.collection, &err);
+                    self.member_failed(router, &found.collection, &err);
                     continue;
                 }
             };
@@ -349,7 +349,10 @@ impl DatabaseSync {
         Some(tokio::spawn(tracing::Instrument::instrument(run, span)))
     }
 
-    fn member_failed(&self, collection: &str, err: &Error) {
+    fn member_failed(&self, router: &router::Router, collection: &str, err: &Error) {
+        if let Some(group) = router.group() {
+            group.leave(collection); // its events were kept for it: no cut waits for it
+        }
         let name = self.member_name(collection);
         tracing::error!("sync {name}: {}", err.user_facing());
         self.registry.failed(&name, err);

@@ -284,9 +284,25 @@ impl Router {
             );
         }
         let exact = if forced { None } else { cutter.cut.exact().flatten() };
-        let epoch = group.open();
-        let token = self.state().at.as_ref().and_then(|at| token_from_raw(&at.token).ok());
-        self.broadcast(Read::Cut(GroupCut { epoch, exact, token }));
+        let mut state = self.state();
+        // A collection whose reader is gone (its sync failed to start, or ended) is not waited
+        // for, now or at an earlier cut.
+        let gone: Vec<String> = state
+            .subscribers
+            .iter()
+            .filter(|(_, tx)| tx.is_closed())
+            .map(|(c, _)| c.clone())
+            .collect();
+        for collection in &gone {
+            state.subscribers.remove(collection);
+            group.leave(collection);
+        }
+        let epoch = group.open(state.subscribers.keys().cloned());
+        let token = state.at.as_ref().and_then(|at| token_from_raw(&at.token).ok());
+        drop(state);
+        for collection in self.broadcast(Read::Cut(GroupCut { epoch, exact, token })) {
+            group.leave(&collection);
+        }
         if forced {
             cutter.cut.group_cut(None);
         }
@@ -340,10 +356,12 @@ impl Router {
         self.broadcast(Read::Passed(time, token));
     }
 
-    /// Sends `read` to every sync (an idle answer, or a failure).
-    fn broadcast(&self, read: Read) {
+    /// Sends `read` to every sync (an idle answer, a failure, a cut); returns the collections
+    /// whose reader is gone.
+    fn broadcast(&self, read: Read) -> Vec<String> {
         let state = self.state();
-        for tx in state.subscribers.values() {
+        let mut gone = Vec::new();
+        for (collection, tx) in &state.subscribers {
             let copy = match &read {
                 Read::Idle(token, asked, seen) => Read::Idle(token.clone(), *asked, *seen),
                 Read::Passed(time, token) => Read::Passed(*time, token.clone()),
@@ -354,8 +372,11 @@ impl Router {
                 Read::Failed(err) => Read::Failed(err.clone()),
                 Read::Cut(cut) => Read::Cut(cut.clone()),
             };
-            let _ = tx.send(copy);
+            if tx.send(copy).is_err() {
+                gone.push(collection.clone());
+            }
         }
+        gone
     }
 }
 

@@ -110,11 +110,12 @@ impl Follower<'_> {
         if batch.ended.is_some() {
             return true;
         }
-        if let Some(group) = self.group() {
+        if let Some(membership) = &self.membership {
             if due_for.is_some() {
-                group.want();
+                membership.want();
             }
-            let waited = due_for.is_some_and(|d| d >= group.flush_interval + 2 * CUT_WAIT);
+            let flush_interval = membership.group().flush_interval;
+            let waited = due_for.is_some_and(|d| d >= flush_interval + 2 * CUT_WAIT);
             return batch.cut.is_some() || (batch.stopping && waited);
         }
         let Some(due_for) = due_for else { return false };
@@ -203,7 +204,8 @@ impl Follower<'_> {
                 Ok(Flow::Continue)
             }
             Read::Cut(cut) => {
-                let Some(membership) = &self.membership else { return Ok(Flow::Continue) };
+                let Some(membership) = &mut self.membership else { return Ok(Flow::Continue) };
+                membership.seen(cut.epoch);
                 if !membership.group().expects(cut.epoch, membership.name()) {
                     return Ok(Flow::Continue); // cut before this member joined: the next one
                 }

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use ::iceberg::table::Table;
 use ::iceberg::{MetadataLocation, TableIdent};
+use futures::future::join_all;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
@@ -87,21 +88,27 @@ impl SqlCommitter {
         let mut moves = Vec::with_capacity(parts.len());
         for (base, staged) in parts {
             let name = base.identifier();
-            let context = || format!("committing to {name}");
             let Some(current) = base.metadata_location() else {
                 return Err(Error::plan(format!("{name} was loaded without a metadata location")));
             };
             let next = MetadataLocation::from_str(current)
-                .map_err(|e| Error::iceberg(context(), e))?
+                .map_err(|e| Error::iceberg(format!("committing to {name}"), e))?
                 .with_next_version()
                 .with_new_metadata(&staged.metadata);
-            let written = staged.metadata.write_to(base.file_io(), &next).await;
-            let next = next.to_string();
-            moves.push(Move { name, table: base, current, next });
-            if let Err(e) = written {
-                remove_next(&moves).await;
-                return Err(Error::iceberg(context(), e));
-            }
+            moves.push((Move { name, table: base, current, next: next.to_string() }, next));
+        }
+        let written = join_all(
+            parts
+                .iter()
+                .zip(&moves)
+                .map(|((base, staged), (_, next))| staged.metadata.write_to(base.file_io(), next)),
+        )
+        .await;
+        let moves: Vec<Move> = moves.into_iter().map(|(found, _)| found).collect();
+        if let Some((found, Err(e))) = moves.iter().zip(written).find(|(_, w)| w.is_err()) {
+            let context = format!("committing to {}", found.name);
+            remove_next(&moves).await;
+            return Err(Error::iceberg(context, e));
         }
         let outcome = match self.update(&moves).await {
             Ok(Some(swap)) => swap,
@@ -204,7 +211,5 @@ impl SqlCommitter {
 
 /// Removes the next metadata files of a swap that did not happen, best effort.
 async fn remove_next(moves: &[Move<'_>]) {
-    for found in moves {
-        let _ = found.table.file_io().delete(&found.next).await;
-    }
+    join_all(moves.iter().map(|found| found.table.file_io().delete(&found.next))).await;
 }
