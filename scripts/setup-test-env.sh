@@ -6,9 +6,9 @@
 #   - pyiceberg with SQLite-catalog and pyarrow support: the independent reader of misql's tables
 #   - botocore: the independent SigV4 implementation the tests' verifying proxy checks misql's
 #     signed catalog requests with (tests/it/support/sigv4_proxy.py)
-#   - DuckDB with its iceberg, avro and parquet extensions (from PyPI wheels; loaded unsigned by
-#     path, since there is no extension download here) and pytz (for timestamptz values): a
-#     third reader of the tables on the local file system (there is no httpfs extension)
+#   - DuckDB with its iceberg, avro, parquet and httpfs extensions (from PyPI wheels; loaded
+#     unsigned by path, since there is no extension download here) and pytz (for timestamptz
+#     values): a third reader of the tables, on the local file system and on S3
 # and, outside the repository, rustberg (crates.io): a second Iceberg REST catalog the REST tests
 # run on beside SeaweedFS's. It is built once per machine into a cache,
 # ${MISQL_TOOLS:-$HOME/.cache/misql-tools}/rustberg-<version>/bin/rustberg (a debug build: its
@@ -36,6 +36,7 @@ PINS=(
   "duckdb-ext-iceberg==$DUCKDB_EXT_VERSION"
   "duckdb-ext-avro==$DUCKDB_EXT_VERSION"
   "duckdb-ext-parquet==$DUCKDB_EXT_VERSION"
+  "duckdb-ext-httpfs==$DUCKDB_EXT_VERSION"
   "pytz==$PYTZ_VERSION"
   "botocore==$BOTOCORE_VERSION"
 )

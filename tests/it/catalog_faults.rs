@@ -20,6 +20,7 @@ use mongodb::Collection;
 use serde_json::Value;
 
 use crate::support::data::{Rng, load, orders};
+use crate::support::duckdb::duckdb_rows;
 use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_files, pyiceberg_rows};
 use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
@@ -343,7 +344,7 @@ impl Scenario {
     }
 
     /// The table equals the collection (misql), holds no key twice, pyiceberg reads the same
-    /// keys, and every file the table references exists.
+    /// keys, DuckDB the same rows as pyiceberg, and every file the table references exists.
     pub(crate) fn assert_exact(&self, after: &str) {
         let expected = self.expected();
         let synced = self.synced().unwrap_or_else(|| panic!("the table is unreadable {after}"));
@@ -354,6 +355,8 @@ impl Scenario {
         let pick = |rows: &[Value], f: &str| rows.iter().map(|r| r[f].clone()).collect::<Vec<_>>();
         assert_eq!(pick(&py, "_id"), pick(&expected, "_id"), "pyiceberg's keys {after}");
         assert_eq!(pick(&py, "customer"), pick(&expected, "customer"), "pyiceberg {after}");
+        let duck = duckdb_rows(&catalog, &table, "_id");
+        assert_eq!(duck, py, "DuckDB reads what pyiceberg reads {after}");
         let files = pyiceberg_files(&catalog, &table);
         let missing: Vec<&Value> = files.iter().filter(|f| f["exists"] != true).collect();
         assert!(missing.is_empty(), "the table references missing files {after}: {missing:?}");

@@ -259,6 +259,8 @@ async fn optimize_and_vacuum_on_a_rest_catalog(rest: RestCatalog) {
     let py = pyiceberg_rows(&catalog, &format!("{db}.orders"), "_id");
     let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&py), ids(&expected));
+    let duck = duckdb_rows(&catalog, &format!("{db}.orders"), "_id");
+    assert_eq!(duck, py, "DuckDB and pyiceberg read the compacted table in S3 alike");
 }
 
 #[test]

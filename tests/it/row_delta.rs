@@ -40,6 +40,7 @@ use misql::iceberg::writer::{TableWriter, WriteOptions};
 use parquet::file::properties::WriterProperties;
 
 use crate::support::TempDir as Warehouse;
+use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
 use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 
@@ -768,6 +769,8 @@ async fn rest_catalog_takes_row_deltas(catalog: RestCatalog) {
     );
     let py = catalog.py();
     assert_eq!(py_rows(&py, &format!("{namespace}.orders")), expected(&want));
+    let duck = duckdb_rows(&py, &format!("{namespace}.orders"), "_id");
+    assert_eq!(duck, pyiceberg_rows(&py, &format!("{namespace}.orders"), "_id"), "DuckDB");
 
     // From the stale base again: the catalog refuses (409), the retry lands on top.
     let again = [("r1", "us", 71)];

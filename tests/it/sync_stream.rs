@@ -231,6 +231,8 @@ async fn changes_reach_a_rest_catalog(catalog: RestCatalog) {
     let py = pyiceberg_rows(&catalog.py(), &format!("{db}.orders"), "_id");
     let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&py), ids(&expected));
+    let duck = duckdb_rows(&catalog.py(), &format!("{db}.orders"), "_id");
+    assert_eq!(duck, py, "DuckDB reads from S3 what pyiceberg reads");
 }
 
 #[tokio::test(flavor = "multi_thread")]
