@@ -12,8 +12,9 @@
 #     values): a third reader of the tables, on the local file system and on S3
 # and, outside the repository, rustberg (crates.io): a second Iceberg REST catalog the REST tests
 # run on beside SeaweedFS's. It is built once per machine into a cache,
-# ${MISQL_TOOLS:-$HOME/.cache/misql-tools}/rustberg-<version>/bin/rustberg (a debug build: its
-# release profile is fat LTO, much slower to build, and the tests do not need the speed).
+# ${MISQL_TOOLS:-$HOME/.cache/misql-tools}/rustberg-<version>/bin/rustberg (a debug build without
+# debug info: its release profile is fat LTO, much slower to build, and the tests do not need the
+# speed).
 # Idempotent: when every pin is installed it only runs quick checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,10 +63,11 @@ fi
 MISQL_TOOLS="${MISQL_TOOLS:-$HOME/.cache/misql-tools}"
 RUSTBERG_ROOT="$MISQL_TOOLS/rustberg-$RUSTBERG_VERSION"
 if [ "$("$RUSTBERG_ROOT/bin/rustberg" --version 2>/dev/null)" != "rustberg $RUSTBERG_VERSION" ]; then
-  echo "building rustberg $RUSTBERG_VERSION into $RUSTBERG_ROOT (once per machine; about 10 minutes on 2 cores)"
-  # Its own temporary target directory (not the project's, even when CARGO_TARGET_DIR is set).
-  env -u CARGO_TARGET_DIR cargo install "rustberg@$RUSTBERG_VERSION" --locked --debug \
-    --no-default-features --features cli,storage-s3 --root "$RUSTBERG_ROOT" --quiet
+  echo "building rustberg $RUSTBERG_VERSION into $RUSTBERG_ROOT (once per machine; about 7 minutes on 2 cores)"
+  # Its own temporary target directory (not the project's, even when CARGO_TARGET_DIR is set);
+  # no debug info (a 100 MB binary instead of 590 MB).
+  env -u CARGO_TARGET_DIR CARGO_PROFILE_DEV_DEBUG=0 cargo install "rustberg@$RUSTBERG_VERSION" \
+    --locked --debug --no-default-features --features cli,storage-s3 --root "$RUSTBERG_ROOT" --quiet
 fi
 
 echo "test environment ready: .venv/bin/secantusd-py, .venv/bin/weed, pyiceberg $PYICEBERG_VERSION, duckdb $DUCKDB_VERSION, botocore $BOTOCORE_VERSION, rustberg $RUSTBERG_VERSION ($RUSTBERG_ROOT/bin)"

@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::support::data::{Rng, load, orders};
 use crate::support::duckdb::duckdb_rows;
 use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
-use crate::support::pyiceberg::{PyCatalog, pyiceberg_files, pyiceberg_rows};
+use crate::support::pyiceberg::{pyiceberg_files, pyiceberg_rows};
 use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use crate::support::{
     Run, assert_exactly, client, daemon_with, json_rows, misql_in, unique_db, warehouse,
@@ -349,7 +349,7 @@ impl Scenario {
         let expected = self.expected();
         let synced = self.synced().unwrap_or_else(|| panic!("the table is unreadable {after}"));
         assert_exactly(&synced, &expected, after);
-        let catalog: PyCatalog = self.catalog.py();
+        let catalog = self.catalog.py();
         let table = format!("{}.orders", self.db);
         let py = pyiceberg_rows(&catalog, &table, "_id");
         let pick = |rows: &[Value], f: &str| rows.iter().map(|r| r[f].clone()).collect::<Vec<_>>();
