@@ -1,12 +1,16 @@
 //! A blip is not a restart: a REST catalog request that is safe to repeat and fails for a moment
 //! (a 503, a lost connection) is tried again where it failed, so the sync neither fails for good
 //! nor starts over from its checkpoint.
+//!
+//! These faults are in the OAuth2 token exchange, so they run on SeaweedFS's REST catalog only:
+//! rustberg runs in the tests without authentication and has no token endpoint.
 
 use misql::iceberg::catalog::connect;
 
 use crate::catalog_faults::{Daemon, Scenario, workload};
 use crate::service::{get, sample, wait_for_http};
 use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
+use crate::support::rest_catalog::RestCatalog;
 use crate::support::seaweed::seaweed;
 use crate::support::server::free_port;
 
@@ -21,7 +25,8 @@ async fn survives_token_faults(name: &str, fault: Fault) {
     let weed = seaweed();
     let rest = FaultProxy::start(&weed.rest_uri);
     rest.plan(Plan::on(Route::rest_token()).every(2).inject(fault.clone(), TOKEN_FAULTS));
-    let scenario = Scenario::new(name, 100, rest.uri(), &weed.s3_endpoint, "").await;
+    let scenario =
+        Scenario::new(RestCatalog::Seaweed, name, 100, rest.uri(), &weed.s3_endpoint, "").await;
     let http = format!("127.0.0.1:{}", free_port());
     let mut daemon =
         Daemon::start_with(&scenario.dir, &scenario.sync_script(25), &["--http", &http]);

@@ -1,7 +1,8 @@
-//! Catalog and object-store faults while syncing into a REST catalog: misql reaches the
-//! SeaweedFS REST catalog, or its S3 endpoint, through a fault-injecting proxy
-//! ([`crate::support::fault_proxy`]) that answers commits with a 5xx after the catalog applied
-//! them, refuses them with 503, drops or delays the answer, or cuts uploads off. Whatever is
+//! Catalog and object-store faults while syncing into a REST catalog: misql reaches the REST
+//! catalog (SeaweedFS's, and rustberg: each test runs on both), or the S3 endpoint, through a
+//! fault-injecting proxy ([`crate::support::fault_proxy`]) that answers commits with a 5xx after
+//! the catalog applied them, refuses them with 503, drops or delays the answer, or cuts uploads
+//! off. Whatever is
 //! injected, the table ends equal to the collection, holds no key twice, every file it
 //! references exists, pyiceberg reads it in full, and misql's log tells what it met.
 //!
@@ -19,9 +20,10 @@ use mongodb::Collection;
 use serde_json::Value;
 
 use crate::support::data::{Rng, load, orders};
+use crate::support::duckdb::duckdb_rows;
 use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
-use crate::support::pyiceberg::{PyCatalog, pyiceberg_files, pyiceberg_rows};
-use crate::support::seaweed::{Seaweed, seaweed};
+use crate::support::pyiceberg::{pyiceberg_files, pyiceberg_rows};
+use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use crate::support::{
     Run, assert_exactly, client, daemon_with, json_rows, misql_in, unique_db, warehouse,
 };
@@ -271,27 +273,34 @@ async fn each_planned_fault_reaches_the_client_as_planned_and_is_counted() {
 // ---------------------------------------------------------------------------------------------
 
 /// A collection and the lake it is synced into: `via_proxy` is the ATTACH the sync uses (through
-/// the proxies), `direct` the one the checks read through (straight to SeaweedFS).
+/// the proxies), `direct` the one the checks read through (straight to the catalog and S3).
 pub(crate) struct Scenario {
     db: String,
     pub(crate) dir: PathBuf,
-    weed: &'static Seaweed,
+    catalog: RestCatalog,
     via_proxy: String,
     direct: String,
 }
 
 impl Scenario {
-    /// Loads `docs` orders into a fresh database; the sync reaches the catalog at `rest` and S3
-    /// at `s3`, with `extra` ATTACH options.
-    pub(crate) async fn new(name: &str, docs: u64, rest: &str, s3: &str, extra: &str) -> Self {
+    /// Loads `docs` orders into a fresh database; the sync reaches `catalog` at `rest` and S3
+    /// at `s3` (the catalog's own addresses, or proxies in front of them), with `extra` ATTACH
+    /// options.
+    pub(crate) async fn new(
+        catalog: RestCatalog,
+        name: &str,
+        docs: u64,
+        rest: &str,
+        s3: &str,
+        extra: &str,
+    ) -> Self {
         let db = unique_db(name);
         load(&db, "orders", &orders(docs, 1 + docs)).await;
-        let weed = seaweed();
         Self {
             dir: warehouse(name),
-            via_proxy: weed.attach_sql_via("lake", rest, s3, extra),
-            direct: weed.attach_sql("lake"),
-            weed,
+            via_proxy: catalog.attach_sql_via("lake", rest, s3, extra),
+            direct: catalog.attach_sql("lake"),
+            catalog,
             db,
         }
     }
@@ -323,7 +332,7 @@ impl Scenario {
         json_rows(&self.dir, &sql)
     }
 
-    /// The table read by misql straight from SeaweedFS; `None` while it cannot be read.
+    /// The table read by misql straight from the catalog; `None` while it cannot be read.
     fn synced(&self) -> Option<Vec<Value>> {
         let sql = format!("{}; SELECT * FROM lake.{}.orders ORDER BY _id", self.direct, self.db);
         let run = misql_in(&self.dir, &["--format", "json", "-e", &sql]);
@@ -335,17 +344,19 @@ impl Scenario {
     }
 
     /// The table equals the collection (misql), holds no key twice, pyiceberg reads the same
-    /// keys, and every file the table references exists.
+    /// keys, DuckDB the same rows as pyiceberg, and every file the table references exists.
     pub(crate) fn assert_exact(&self, after: &str) {
         let expected = self.expected();
         let synced = self.synced().unwrap_or_else(|| panic!("the table is unreadable {after}"));
         assert_exactly(&synced, &expected, after);
-        let catalog = PyCatalog::seaweed(self.weed);
+        let catalog = self.catalog.py();
         let table = format!("{}.orders", self.db);
         let py = pyiceberg_rows(&catalog, &table, "_id");
         let pick = |rows: &[Value], f: &str| rows.iter().map(|r| r[f].clone()).collect::<Vec<_>>();
         assert_eq!(pick(&py, "_id"), pick(&expected, "_id"), "pyiceberg's keys {after}");
         assert_eq!(pick(&py, "customer"), pick(&expected, "customer"), "pyiceberg {after}");
+        let duck = duckdb_rows(&catalog, &table, "_id");
+        assert_eq!(duck, py, "DuckDB reads what pyiceberg reads {after}");
         let files = pyiceberg_files(&catalog, &table);
         let missing: Vec<&Value> = files.iter().filter(|f| f["exists"] != true).collect();
         assert!(missing.is_empty(), "the table references missing files {after}: {missing:?}");
@@ -469,10 +480,15 @@ fn commit_warnings(log: &str) -> usize {
 /// catalog that gives every 2nd commit `fault`, [`REST_FAULTS`] times. The table must end
 /// exact with misql still running, and the log must hold a warning about a commit for each
 /// fault. Returns the proxy for further checks.
-async fn survives_rest_commit_faults(name: &str, fault: Fault, extra: &str) -> FaultProxy {
-    let weed = seaweed();
-    let proxy = FaultProxy::start(&weed.rest_uri);
-    let scenario = Scenario::new(name, 150, proxy.uri(), &weed.s3_endpoint, extra).await;
+async fn survives_rest_commit_faults(
+    catalog: RestCatalog,
+    name: &str,
+    fault: Fault,
+    extra: &str,
+) -> FaultProxy {
+    let proxy = FaultProxy::start(catalog.rest_uri());
+    let scenario =
+        Scenario::new(catalog, name, 150, proxy.uri(), catalog.s3_endpoint(), extra).await;
     let plan = Plan::on(Route::rest_commit("orders")).every(2).inject(fault.clone(), REST_FAULTS);
     proxy.plan(plan);
     let mut daemon = Daemon::start(&scenario.dir, &scenario.sync_script(50));
@@ -497,36 +513,39 @@ async fn survives_rest_commit_faults(name: &str, fault: Fault, extra: &str) -> F
     proxy
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rest_commit_answered_500_after_it_was_applied_is_settled_and_the_table_stays_exact() {
-    survives_rest_commit_faults("rest500", Fault::StatusAfter(500), "").await;
-}
+on_each_rest_catalog!(
+    a_rest_commit_answered_500_after_it_was_applied_is_settled_and_the_table_stays_exact,
+    |catalog| survives_rest_commit_faults(catalog, "rest500", Fault::StatusAfter(500), "")
+);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rest_commit_answered_502_after_it_was_applied_is_settled_and_the_table_stays_exact() {
-    survives_rest_commit_faults("rest502", Fault::StatusAfter(502), "").await;
-}
+on_each_rest_catalog!(
+    a_rest_commit_answered_502_after_it_was_applied_is_settled_and_the_table_stays_exact,
+    |catalog| survives_rest_commit_faults(catalog, "rest502", Fault::StatusAfter(502), "")
+);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rest_commit_answered_504_after_it_was_applied_is_settled_and_the_table_stays_exact() {
-    survives_rest_commit_faults("rest504", Fault::StatusAfter(504), "").await;
-}
+on_each_rest_catalog!(
+    a_rest_commit_answered_504_after_it_was_applied_is_settled_and_the_table_stays_exact,
+    |catalog| survives_rest_commit_faults(catalog, "rest504", Fault::StatusAfter(504), "")
+);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rest_commit_refused_with_503_is_retried_and_the_table_stays_exact() {
-    survives_rest_commit_faults("rest503", Fault::UnavailableBefore, "").await;
-}
+on_each_rest_catalog!(
+    a_rest_commit_refused_with_503_is_retried_and_the_table_stays_exact,
+    |catalog| survives_rest_commit_faults(catalog, "rest503", Fault::UnavailableBefore, "")
+);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rest_commit_whose_connection_drops_after_it_was_applied_is_settled_exactly() {
-    survives_rest_commit_faults("restdrop", Fault::DropAfter, "").await;
-}
+on_each_rest_catalog!(
+    a_rest_commit_whose_connection_drops_after_it_was_applied_is_settled_exactly,
+    |catalog| survives_rest_commit_faults(catalog, "restdrop", Fault::DropAfter, "")
+);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rest_commit_answered_after_misqls_timeout_is_settled_and_the_table_stays_exact() {
-    let proxy =
-        survives_rest_commit_faults("restdelay", Fault::DelayAfter(DELAY), REST_TIMEOUT_OPTION)
-            .await;
+on_each_rest_catalog!(
+    a_rest_commit_answered_after_misqls_timeout_is_settled_and_the_table_stays_exact,
+    commit_answered_after_the_timeout
+);
+
+async fn commit_answered_after_the_timeout(catalog: RestCatalog) {
+    let fault = Fault::DelayAfter(DELAY);
+    let proxy = survives_rest_commit_faults(catalog, "restdelay", fault, REST_TIMEOUT_OPTION).await;
     assert_eq!(
         proxy.abandoned(),
         REST_FAULTS,
@@ -534,11 +553,15 @@ async fn a_rest_commit_answered_after_misqls_timeout_is_settled_and_the_table_st
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_once_catch_up_through_consecutive_rest_faults_is_exact_and_shows_them_in_sync_status() {
-    let weed = seaweed();
-    let proxy = FaultProxy::start(&weed.rest_uri);
-    let scenario = Scenario::new("restonce", 100, proxy.uri(), &weed.s3_endpoint, "").await;
+on_each_rest_catalog!(
+    a_once_catch_up_through_consecutive_rest_faults_is_exact_and_shows_them_in_sync_status,
+    catch_up_through_consecutive_rest_faults
+);
+
+async fn catch_up_through_consecutive_rest_faults(catalog: RestCatalog) {
+    let proxy = FaultProxy::start(catalog.rest_uri());
+    let scenario =
+        Scenario::new(catalog, "restonce", 100, proxy.uri(), catalog.s3_endpoint(), "").await;
     let script = scenario.sync_script(10);
     let run = scenario.once(&script, &[]);
     assert!(run.success, "the snapshot through the proxy: {}", run.stderr);
@@ -570,10 +593,9 @@ async fn a_once_catch_up_through_consecutive_rest_faults_is_exact_and_shows_them
 /// while every 2nd upload of a delete file and every 3rd of any table file get `fault`,
 /// [`S3_FAULTS`] times each. Both runs succeed and the table ends exact, every file it
 /// references in place.
-async fn survives_s3_upload_faults(name: &str, fault: Fault) {
-    let weed = seaweed();
-    let proxy = FaultProxy::start(&weed.s3_endpoint);
-    let scenario = Scenario::new(name, 150, &weed.rest_uri, proxy.uri(), "").await;
+async fn survives_s3_upload_faults(catalog: RestCatalog, name: &str, fault: Fault) {
+    let proxy = FaultProxy::start(catalog.s3_endpoint());
+    let scenario = Scenario::new(catalog, name, 150, catalog.rest_uri(), proxy.uri(), "").await;
     proxy.plan(Plan::on(Route::s3_table_file_put()).every(3).inject(fault.clone(), S3_FAULTS));
     let script = scenario.sync_script(25);
     let run = scenario.once(&script, &[]);
@@ -592,31 +614,32 @@ async fn survives_s3_upload_faults(name: &str, fault: Fault) {
     scenario.assert_exact(&format!("{} × {} on uploads", 3 * S3_FAULTS, fault.kind()));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn uploads_answered_500_after_they_were_stored_leave_the_table_exact() {
-    survives_s3_upload_faults("s3500", Fault::StatusAfter(500)).await;
-}
+on_each_rest_catalog!(
+    uploads_answered_500_after_they_were_stored_leave_the_table_exact,
+    |catalog| survives_s3_upload_faults(catalog, "s3500", Fault::StatusAfter(500))
+);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn uploads_refused_with_s3_slow_down_leave_the_table_exact() {
-    survives_s3_upload_faults("s3slow", Fault::SlowDownBefore).await;
-}
+on_each_rest_catalog!(uploads_refused_with_s3_slow_down_leave_the_table_exact, |catalog| {
+    survives_s3_upload_faults(catalog, "s3slow", Fault::SlowDownBefore)
+});
 
-#[tokio::test(flavor = "multi_thread")]
-async fn uploads_cut_off_midway_leave_the_table_exact_and_complete() {
-    survives_s3_upload_faults("s3cut", Fault::CutUpload(512)).await;
-}
+on_each_rest_catalog!(uploads_cut_off_midway_leave_the_table_exact_and_complete, |catalog| {
+    survives_s3_upload_faults(catalog, "s3cut", Fault::CutUpload(512))
+});
 
 // ---------------------------------------------------------------------------------------------
 // No faults
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_streaming_sync_through_both_proxies_without_faults_is_exact() {
-    let weed = seaweed();
-    let rest = FaultProxy::start(&weed.rest_uri);
-    let s3 = FaultProxy::start(&weed.s3_endpoint);
-    let scenario = Scenario::new("proxyclean", 150, rest.uri(), s3.uri(), "").await;
+on_each_rest_catalog!(
+    a_streaming_sync_through_both_proxies_without_faults_is_exact,
+    streaming_through_both_proxies
+);
+
+async fn streaming_through_both_proxies(catalog: RestCatalog) {
+    let rest = FaultProxy::start(catalog.rest_uri());
+    let s3 = FaultProxy::start(catalog.s3_endpoint());
+    let scenario = Scenario::new(catalog, "proxyclean", 150, rest.uri(), s3.uri(), "").await;
     let mut daemon = Daemon::start(&scenario.dir, &scenario.sync_script(50));
     daemon.wait_in_sync(&scenario, "after the snapshot");
     workload(&scenario, &rest, &mut daemon, 3).await;

@@ -1,6 +1,6 @@
 //! Connecting to Iceberg catalogs from ATTACH uris and options: the embedded SQL catalog and the
-//! REST catalog of seaweedfs, each checked by writing a table with iceberg-rust and reading it back
-//! with pyiceberg; and the errors a wrong ATTACH gets.
+//! REST catalogs of seaweedfs and rustberg, each checked by writing a table with iceberg-rust and
+//! reading it back with pyiceberg; and the errors a wrong ATTACH gets.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,7 @@ use parquet::file::properties::WriterProperties;
 use serde_json::json;
 
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows, pyiceberg_rows_timed};
+use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use crate::support::seaweed::seaweed;
 
 /// A fresh directory under the system temp dir, not created yet.
@@ -242,37 +243,57 @@ async fn a_sqlite_uri_names_the_catalog_file_and_its_directory_is_the_warehouse(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_seaweedfs_rest_catalog_holds_a_table_that_pyiceberg_reads_back() {
-    let server = seaweed();
-    eprintln!(
-        "seaweedfs started in {:?} (data and log in {})",
-        server.started_in,
-        server.dir.display()
-    );
-    let connection = connect(&server.rest_uri, &server.options()).await.expect("connect");
-    assert_eq!(connection.kind, CatalogKind::Rest { uri: server.rest_uri.clone() });
+on_each_rest_catalog!(
+    a_rest_catalog_holds_a_table_that_pyiceberg_reads_back,
+    rest_catalog_holds_a_table
+);
+
+async fn rest_catalog_holds_a_table(catalog: RestCatalog) {
+    match catalog {
+        RestCatalog::Seaweed => {
+            let server = seaweed();
+            eprintln!(
+                "seaweedfs started in {:?} (data and log in {})",
+                server.started_in,
+                server.dir.display()
+            );
+        }
+        RestCatalog::Rustberg => {
+            let server = crate::support::rustberg::rustberg();
+            eprintln!(
+                "rustberg started in {:?} (catalog and log in {})",
+                server.started_in,
+                server.dir.display()
+            );
+        }
+    }
+    let connection = connect(catalog.rest_uri(), &catalog.options()).await.expect("connect");
+    assert_eq!(connection.kind, CatalogKind::Rest { uri: catalog.rest_uri().to_string() });
 
     let namespace = unique_namespace("shop");
     let table = create_orders(connection.catalog.as_ref(), &namespace).await;
+    let warehouse = format!("{}/", catalog.warehouse());
     assert!(
-        table.metadata().location().starts_with("s3://warehouse/"),
-        "table location {} is in the table bucket",
+        table.metadata().location().starts_with(&warehouse),
+        "table location {} is in the warehouse {warehouse}",
         table.metadata().location()
     );
     let (batch, expected) = orders_batch(&table);
     append(connection.catalog.as_ref(), &table, batch).await;
 
-    let py = PyCatalog::seaweed(server);
+    let py = catalog.py();
     let (rows, took) = pyiceberg_rows_timed(&py, &format!("{namespace}.orders"), "_id");
     eprintln!("pyiceberg read of the REST catalog took {took:?}");
     assert_eq!(rows, expected);
     assert_eq!(pyiceberg_rows(&py, &format!("{namespace}.orders"), "_id").len(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_attach_statement_for_seaweedfs_parses_to_options_that_connect() {
-    let server = seaweed();
+on_each_rest_catalog!(
+    the_attach_statement_for_a_rest_catalog_parses_to_options_that_connect,
+    attach_statement_connects
+);
+
+async fn attach_statement_connects(server: RestCatalog) {
     let sql = server.attach_sql("lake");
     let parsed = misql::sql::parse(&sql).expect("the ATTACH parses");
     let [parsed] = parsed.as_slice() else { panic!("one statement: {parsed:?}") };
@@ -346,6 +367,8 @@ async fn uris_an_embedded_catalog_cannot_use_are_refused_with_what_to_write_inst
     }
 }
 
+/// SeaweedFS only: rustberg runs in the tests without authentication, so it has no credential to
+/// refuse.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rest_catalog_that_refuses_the_credential_or_warehouse_says_what_to_check() {
     let server = seaweed();
@@ -364,6 +387,21 @@ async fn a_rest_catalog_that_refuses_the_credential_or_warehouse_says_what_to_ch
     let error = connect(&server.rest_uri, &with("warehouse", "s3://no-such-bucket"))
         .await
         .expect_err("an unknown table bucket");
+    assert!(error.to_string().contains("no-such-bucket"), "{error}");
+    assert!(error.hint().is_some_and(|h| h.contains("warehouse")), "{error} / {:?}", error.hint());
+}
+
+/// rustberg serves one warehouse; an ATTACH naming another is refused at once (HTTP 400 to
+/// `GET /v1/config?warehouse=…`), and misql says which warehouse to check.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warehouse_rustberg_does_not_serve_is_refused_at_attach_naming_it() {
+    let catalog = RestCatalog::Rustberg;
+    let mut options = catalog.options();
+    options
+        .iter_mut()
+        .filter(|(k, _)| k == "warehouse")
+        .for_each(|(_, v)| *v = "s3://no-such-bucket".to_string());
+    let error = connect(catalog.rest_uri(), &options).await.expect_err("another warehouse");
     assert!(error.to_string().contains("no-such-bucket"), "{error}");
     assert!(error.hint().is_some_and(|h| h.contains("warehouse")), "{error} / {:?}", error.hint());
 }

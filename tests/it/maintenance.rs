@@ -13,6 +13,7 @@ use crate::service::{get, sample};
 use crate::support::data::{Rng, load, orders};
 use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_files, pyiceberg_rows};
+use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use crate::support::server::free_port;
 use crate::support::{
     assert_exactly, client, daemon_logged, daemon_with, json_rows, misql_in, unique_db, warehouse,
@@ -222,13 +223,16 @@ async fn optimize_from_another_process_while_a_sync_streams_loses_nothing() {
     drained_exactly(&dir, &db, &format!("{optimized} concurrent OPTIMIZE runs"), &log);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn optimize_and_vacuum_work_on_a_rest_catalog_table_in_object_storage() {
+on_each_rest_catalog!(
+    optimize_and_vacuum_work_on_a_rest_catalog_table_in_object_storage,
+    optimize_and_vacuum_on_a_rest_catalog
+);
+
+async fn optimize_and_vacuum_on_a_rest_catalog(rest: RestCatalog) {
     let db = unique_db("optimize_rest");
     load(&db, "orders", &orders(150, 95)).await;
     let dir = warehouse("optimize_rest");
-    let weed = crate::support::seaweed::seaweed();
-    let attach = weed.attach_sql("lake");
+    let attach = rest.attach_sql("lake");
     let sync = sync_sql(&db).replace(&format!("INTO iceberg.{db}"), &format!("INTO lake.{db}"));
     let once = |dir: &Path| misql_in(dir, &["--once", "-e", &attach, "-e", &sync]);
     assert!(once(&dir).success);
@@ -245,7 +249,7 @@ async fn optimize_and_vacuum_work_on_a_rest_catalog_table_in_object_storage() {
     assert!(optimized["delete_files_removed"].as_u64() > Some(0), "{optimized}");
     let vacuumed = report(&dir, &format!("{attach}; VACUUM lake.{db}.orders RETAIN '0s'"));
     assert!(vacuumed["data_files_deleted"].as_u64() > Some(0), "{vacuumed}");
-    let catalog = PyCatalog::seaweed(weed);
+    let catalog = rest.py();
     let files = pyiceberg_files(&catalog, &format!("{db}.orders"));
     assert!(files.iter().all(|f| f["exists"] == true), "a referenced file was deleted: {files:?}");
     assert!(files.iter().all(|f| f["kind"] != "position deletes"), "{files:?}");
@@ -255,6 +259,8 @@ async fn optimize_and_vacuum_work_on_a_rest_catalog_table_in_object_storage() {
     let py = pyiceberg_rows(&catalog, &format!("{db}.orders"), "_id");
     let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&py), ids(&expected));
+    let duck = duckdb_rows(&catalog, &format!("{db}.orders"), "_id");
+    assert_eq!(duck, py, "DuckDB and pyiceberg read the compacted table in S3 alike");
 }
 
 #[test]

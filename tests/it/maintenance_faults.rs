@@ -10,7 +10,7 @@ use crate::catalog_faults::{Daemon, Scenario};
 use crate::service::{get, sample, wait_for_http};
 use crate::support::data::{Rng, order};
 use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
-use crate::support::seaweed::seaweed;
+use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use crate::support::server::free_port;
 
 /// Longest wait for a state the test expects.
@@ -55,13 +55,16 @@ async fn wait_for_metrics(
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_streaming_sync_whose_orphan_sweep_cannot_list_s3_counts_it_and_keeps_streaming() {
-    let weed = seaweed();
-    let s3 = FaultProxy::start(&weed.s3_endpoint);
+on_each_rest_catalog!(
+    a_streaming_sync_whose_orphan_sweep_cannot_list_s3_counts_it_and_keeps_streaming,
+    orphan_sweep_that_cannot_list
+);
+
+async fn orphan_sweep_that_cannot_list(catalog: RestCatalog) {
+    let s3 = FaultProxy::start(catalog.s3_endpoint());
     // Every listing of the bucket loses its connection, as in a store that drops them.
     s3.plan(Plan::on(Route::s3_list()).inject(Fault::DropAfter, 10_000));
-    let scenario = Scenario::new("sweepfault", 40, &weed.rest_uri, s3.uri(), "").await;
+    let scenario = Scenario::new(catalog, "sweepfault", 40, catalog.rest_uri(), s3.uri(), "").await;
     let http = format!("127.0.0.1:{}", free_port());
     let mut daemon =
         Daemon::start_with(&scenario.dir, &scenario.sync_script(50), &["--http", &http]);

@@ -40,8 +40,9 @@ use misql::iceberg::writer::{TableWriter, WriteOptions};
 use parquet::file::properties::WriterProperties;
 
 use crate::support::TempDir as Warehouse;
+use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
-use crate::support::seaweed::seaweed;
+use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -728,11 +729,11 @@ async fn a_lost_compare_and_swap_is_retried_on_top_of_the_other_commit() {
 // ---------------------------------------------------------------------------------------------
 // REST catalog
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_rest_catalog_takes_row_deltas_too() {
+on_each_rest_catalog!(the_rest_catalog_takes_row_deltas_too, rest_catalog_takes_row_deltas);
+
+async fn rest_catalog_takes_row_deltas(catalog: RestCatalog) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let server = seaweed();
-    let conn = connect(&server.rest_uri, &server.options()).await.unwrap();
+    let conn = connect(catalog.rest_uri(), &catalog.options()).await.unwrap();
     let namespace =
         format!("rowdelta_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let table = create_orders(&conn, &namespace, false).await;
@@ -766,8 +767,10 @@ async fn the_rest_catalog_takes_row_deltas_too() {
             ("total-position-deletes", Some("2")),
         ],
     );
-    let py = PyCatalog::seaweed(server);
+    let py = catalog.py();
     assert_eq!(py_rows(&py, &format!("{namespace}.orders")), expected(&want));
+    let duck = duckdb_rows(&py, &format!("{namespace}.orders"), "_id");
+    assert_eq!(duck, pyiceberg_rows(&py, &format!("{namespace}.orders"), "_id"), "DuckDB");
 
     // From the stale base again: the catalog refuses (409), the retry lands on top.
     let again = [("r1", "us", 71)];

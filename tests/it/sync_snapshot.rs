@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::data::{Rng, load, orders};
+use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
+use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use bson::doc;
 
 use crate::support::{
@@ -240,11 +242,13 @@ async fn a_crash_between_dead_letters_and_rows_leaves_each_dead_letter_once() {
     dead_letters_once_through_a_crash("dead_crash", "", "iceberg").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_crash_between_dead_letters_and_rows_leaves_each_dead_letter_once_in_a_rest_catalog() {
-    let attach = format!("{}; ", crate::support::seaweed::seaweed().attach_sql("lake"));
-    dead_letters_once_through_a_crash("dead_crash_rest", &attach, "lake").await;
-}
+on_each_rest_catalog!(
+    a_crash_between_dead_letters_and_rows_leaves_each_dead_letter_once_in_a_rest_catalog,
+    |catalog: RestCatalog| async move {
+        let attach = format!("{}; ", catalog.attach_sql("lake"));
+        dead_letters_once_through_a_crash("dead_crash_rest", &attach, "lake").await;
+    }
+);
 
 /// Dead letters are committed to <table>__errors just before their batch's rows; a crash in
 /// between (the failpoint exits there) must not leave them twice after the restart. `attach`
@@ -450,13 +454,16 @@ async fn explain_create_sync_shows_plan_query_schema_and_partitioning() {
     assert!(policy.ends_with("on_type_change = 'stringify'"), "{policy}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn snapshot_into_a_rest_catalog_on_s3_equals_the_preview_and_reads_in_pyiceberg() {
+on_each_rest_catalog!(
+    snapshot_into_a_rest_catalog_on_s3_equals_the_preview_and_reads_in_pyiceberg,
+    snapshot_into_a_rest_catalog
+);
+
+async fn snapshot_into_a_rest_catalog(catalog: RestCatalog) {
     let db = unique_db("rest");
     load(&db, "orders", &orders(500, 21)).await;
     let dir = warehouse("rest");
-    let weed = crate::support::seaweed::seaweed();
-    let attach = weed.attach_sql("lake");
+    let attach = catalog.attach_sql("lake");
     let sync = format!(
         "CREATE SYNC orders FROM mongo.{db}.orders INTO lake.{db}.orders SELECT {SELECT} \
          WHERE status <> 'test' PARTITION BY bucket(4, _id) WITH (max_batch_rows = 200)"
@@ -467,9 +474,11 @@ async fn snapshot_into_a_rest_catalog_on_s3_equals_the_preview_and_reads_in_pyic
     let expected = preview(&dir, &db);
     assert_eq!(synced, expected);
 
-    let py = pyiceberg_rows(&PyCatalog::seaweed(weed), &format!("{db}.orders"), "_id");
+    let py = pyiceberg_rows(&catalog.py(), &format!("{db}.orders"), "_id");
     let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&py), ids(&expected));
+    let duck = duckdb_rows(&catalog.py(), &format!("{db}.orders"), "_id");
+    assert_eq!(duck, py, "DuckDB reads from S3 what pyiceberg reads");
 
     let run = misql_in(&dir, &["--once", "-e", &attach, "-e", &sync]);
     assert!(run.success, "{}", run.stderr);

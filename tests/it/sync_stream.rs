@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::support::data::{Rng, load, order, orders};
 use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
+use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use crate::support::{
     assert_exactly, client, json_rows, json_rows_with, misql_in, server, unique_db, warehouse,
 };
@@ -207,13 +208,13 @@ async fn a_lost_resume_point_leads_to_a_fresh_copy_not_to_lost_changes() {
     assert_eq!(json_rows_with(&dir, &uri, &synced_sql(&db)), expected);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn changes_reach_a_rest_catalog_table_exactly() {
+on_each_rest_catalog!(changes_reach_a_rest_catalog_table_exactly, changes_reach_a_rest_catalog);
+
+async fn changes_reach_a_rest_catalog(catalog: RestCatalog) {
     let db = unique_db("stream_rest");
     load(&db, "orders", &orders(150, 71)).await;
     let dir = warehouse("stream_rest");
-    let weed = crate::support::seaweed::seaweed();
-    let attach = weed.attach_sql("lake");
+    let attach = catalog.attach_sql("lake");
     let sync = sync_sql(&db).replace(&format!("INTO iceberg.{db}"), &format!("INTO lake.{db}"));
     assert!(misql_in(&dir, &["--once", "-e", &attach, "-e", &sync]).success);
     let coll = client().await.database(&db).collection::<Document>("orders");
@@ -227,9 +228,11 @@ async fn changes_reach_a_rest_catalog_table_exactly() {
     let synced = json_rows(&dir, &format!("{attach}; SELECT * FROM lake.{db}.orders ORDER BY _id"));
     let expected = preview(&dir, &db);
     assert_eq!(synced, expected);
-    let py = pyiceberg_rows(&PyCatalog::seaweed(weed), &format!("{db}.orders"), "_id");
+    let py = pyiceberg_rows(&catalog.py(), &format!("{db}.orders"), "_id");
     let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&py), ids(&expected));
+    let duck = duckdb_rows(&catalog.py(), &format!("{db}.orders"), "_id");
+    assert_eq!(duck, py, "DuckDB reads from S3 what pyiceberg reads");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,8 +4,9 @@
 //! snapshot and applies position deletes itself, and prints them as JSON lines in the format of
 //! `read_iceberg.py`, so they compare with [`pyiceberg_rows`](super::pyiceberg::pyiceberg_rows).
 //!
-//! There is no httpfs extension here, so DuckDB reads only tables on the local file system
-//! (misql's embedded catalog, [`PyCatalog::Sql`]); a table on S3 makes the script fail.
+//! DuckDB reads tables on the local file system (misql's embedded catalog, [`PyCatalog::Sql`])
+//! and in S3 (a REST catalog's, [`PyCatalog::Rest`]: its httpfs extension, with an S3 secret made
+//! from the catalog's `s3.*` properties).
 //!
 //! One known difference from pyiceberg: pyiceberg 0.12 reads a null list of structs as `[]`
 //! (apache/iceberg-python#251); DuckDB reads `null`, which is what the data file holds.
@@ -19,7 +20,7 @@ pub const DUCKDB_VERSION: &str = "1.4.4";
 /// Every row of `table` (`namespace.table`) as DuckDB reads it, sorted by column `key`; one JSON
 /// object per row, formatted as [`pyiceberg_rows`](super::pyiceberg::pyiceberg_rows) formats
 /// them (decimals as strings, timestamps as ISO-8601 strings, binary as hex). Panics with the
-/// script's stderr if DuckDB fails, or if the table is not on the local file system.
+/// script's stderr if DuckDB fails, or if the table is neither on the local file system nor in S3.
 pub fn duckdb_rows(catalog: &PyCatalog, table: &str, key: &str) -> Vec<serde_json::Value> {
     let failure = format!(
         "DuckDB {DUCKDB_VERSION} could not read {table} (DuckDB and its extensions are \

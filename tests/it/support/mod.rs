@@ -1,11 +1,14 @@
-//! Test fixtures: the SecantusDB server, seaweedfs (S3 + Iceberg REST catalog), pyiceberg as an
-//! independent reader, generated order documents, and running the `misql` binary against them.
+//! Test fixtures: the SecantusDB server, seaweedfs (S3 + Iceberg REST catalog), rustberg (a second
+//! REST catalog, over seaweedfs's S3), pyiceberg as an independent reader, generated order
+//! documents, and running the `misql` binary against them.
 
 pub mod commit;
 pub mod data;
 pub mod duckdb;
 pub mod fault_proxy;
 pub mod pyiceberg;
+pub mod rest_catalog;
+pub mod rustberg;
 pub mod seaweed;
 pub mod server;
 pub mod sigv4_proxy;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::rustberg::Rustberg;
 use super::seaweed::Seaweed;
 
 /// The version the tests are written against.
@@ -25,8 +26,8 @@ pub enum PyCatalog {
         uri: String,
         /// e.g. `s3://warehouse`
         warehouse: String,
-        /// `client_id:secret`
-        credential: String,
+        /// `client_id:secret`; none for a catalog without authentication (rustberg here)
+        credential: Option<String>,
         /// `http://host:port`
         s3_endpoint: String,
         /// S3 access key id.
@@ -47,10 +48,22 @@ impl PyCatalog {
         PyCatalog::Rest {
             uri: server.rest_uri.clone(),
             warehouse: server.warehouse.clone(),
-            credential: server.credential(),
+            credential: Some(server.credential()),
             s3_endpoint: server.s3_endpoint.clone(),
             access_key: server.access_key.clone(),
             secret_key: server.secret_key.clone(),
+        }
+    }
+
+    /// The REST catalog of a running rustberg (no credential; S3 of its SeaweedFS).
+    pub fn rustberg(server: &Rustberg) -> Self {
+        PyCatalog::Rest {
+            uri: server.rest_uri.clone(),
+            warehouse: server.warehouse.clone(),
+            credential: None,
+            s3_endpoint: server.s3.s3_endpoint.clone(),
+            access_key: server.s3.access_key.clone(),
+            secret_key: server.s3.secret_key.clone(),
         }
     }
 
@@ -64,18 +77,21 @@ impl PyCatalog {
                 "warehouse": format!("file://{}", warehouse.display()),
             }),
             PyCatalog::Rest { uri, warehouse, credential, s3_endpoint, access_key, secret_key } => {
-                serde_json::json!({
+                let mut properties = serde_json::json!({
                     "name": "rest",
                     "type": "rest",
                     "uri": uri,
                     "warehouse": warehouse,
-                    "credential": credential,
                     "s3.endpoint": s3_endpoint,
                     "s3.access-key-id": access_key,
                     "s3.secret-access-key": secret_key,
                     "s3.region": "us-east-1",
                     "s3.path-style-access": "true",
-                })
+                });
+                if let Some(credential) = credential {
+                    properties["credential"] = credential.as_str().into();
+                }
+                properties
             }
         }
     }

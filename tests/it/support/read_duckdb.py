@@ -9,11 +9,12 @@ only finds the table's current metadata file (`metadata_location`). DuckDB reads
 itself: `SELECT * FROM iceberg_scan('<metadata file>')` follows the snapshot, manifests, data
 files and position deletes.
 
-The extensions (parquet, avro, iceberg) come from the duckdb-ext-* wheels that
+The extensions (parquet, avro, iceberg, and httpfs for S3) come from the duckdb-ext-* wheels that
 scripts/setup-test-env.sh installs; they are loaded by path, unsigned, with automatic extension
-download switched off. There is no httpfs extension, so only tables on the local file system
-(misql's embedded SQLite catalog) can be read: any other metadata location (s3://...) exits with
-status 2 and a one-line message on stderr.
+download switched off. Tables on the local file system (misql's embedded SQLite catalog) and on
+S3 (a REST catalog's: the catalog properties' s3.endpoint, s3.access-key-id and
+s3.secret-access-key become a DuckDB S3 secret, path-style, plain HTTP for an http:// endpoint)
+can be read; any other metadata location exits with status 2 and a one-line message on stderr.
 
 Rows: every row is printed as one JSON object per line, sorted by the key column, the values
 formatted as read_iceberg.py formats them: decimals as strings (exact), timestamps, dates and
@@ -74,7 +75,9 @@ def extension_path(name):
     fail(1, f"{distribution} holds no {name}.duckdb_extension")
 
 
-def connect():
+def connect(s3=None):
+    """A DuckDB connection with the extensions loaded; `s3` (the catalog properties) when the
+    table is in S3."""
     con = duckdb.connect(
         ":memory:",
         config={
@@ -83,29 +86,42 @@ def connect():
             "autoload_known_extensions": False,
         },
     )
-    for name in EXTENSIONS:
+    for name in EXTENSIONS + (("httpfs",) if s3 is not None else ()):
         path = extension_path(name)
         con.execute("LOAD '" + path.replace("'", "''") + "'")
+    if s3 is not None:
+        endpoint = urllib.parse.urlparse(s3.get("s3.endpoint", "https://s3.amazonaws.com"))
+        con.execute(
+            "CREATE SECRET misql_s3 (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, "
+            "URL_STYLE ?, USE_SSL ?)",
+            [
+                s3.get("s3.access-key-id", ""),
+                s3.get("s3.secret-access-key", ""),
+                s3.get("s3.region", "us-east-1"),
+                endpoint.netloc,
+                "path" if s3.get("s3.path-style-access", "false") == "true" else "vhost",
+                endpoint.scheme != "http",
+            ],
+        )
     # timestamptz values come back in the session time zone: make it UTC, as pyarrow gives them.
     con.execute("SET TimeZone = 'UTC'")
     return con
 
 
 def metadata_file(props_json, table_name):
-    """The local path of the table's current metadata file, found through the catalog."""
+    """The table's current metadata file, found through the catalog: (a local path or an s3://
+    URL, a connection able to read it)."""
     props = json.loads(props_json)
     name = props.pop("name", "misql")
     location = load_catalog(name, **props).load_table(table_name).metadata_location
     parsed = urllib.parse.urlparse(location)
     if parsed.scheme == "file":
-        return urllib.parse.unquote(parsed.path)
+        return urllib.parse.unquote(parsed.path), connect()
     if parsed.scheme == "":
-        return location
-    fail(
-        2,
-        f"DuckDB cannot read object storage here (no httpfs extension): {table_name} is at "
-        f"{location}",
-    )
+        return location, connect()
+    if parsed.scheme in ("s3", "s3a"):
+        return "s3://" + location.split("://", 1)[1], connect(s3=props)
+    fail(2, f"DuckDB cannot read {parsed.scheme}:// here: {table_name} is at {location}")
 
 
 def plain(value, column_type):
@@ -136,8 +152,7 @@ SCAN = "SELECT * FROM iceberg_scan(?)"
 
 
 def print_rows(props_json, table_name, key):
-    path = metadata_file(props_json, table_name)
-    con = connect()
+    path, con = metadata_file(props_json, table_name)
     result = con.sql(SCAN, params=[path])
     columns = list(zip(result.columns, result.types))
     rows = [dict(zip(result.columns, values)) for values in result.fetchall()]
@@ -150,8 +165,7 @@ def print_rows(props_json, table_name, key):
 
 
 def print_count(props_json, table_name):
-    path = metadata_file(props_json, table_name)
-    con = connect()
+    path, con = metadata_file(props_json, table_name)
     (count,) = con.sql("SELECT count(*) FROM iceberg_scan(?)", params=[path]).fetchone()
     started = time.perf_counter()
     rows = con.sql(SCAN, params=[path]).fetchall()

@@ -226,7 +226,7 @@ fn list_namespaces(port: u16) -> Result<(), String> {
 }
 
 /// One HTTP/1.1 exchange with `Connection: close`; returns the status and the body.
-fn http(port: u16, request: &str) -> Result<(u16, String), String> {
+pub(crate) fn http(port: u16, request: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
     stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
