@@ -20,7 +20,8 @@ use crate::support::data::Rng;
 use crate::support::pyiceberg::{
     PyCatalog, pyiceberg_cuts, pyiceberg_history, pyiceberg_metadata_sums, pyiceberg_rows,
 };
-use crate::support::seaweed::{Seaweed, seaweed};
+use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
+use crate::support::rest_catalog::RestCatalog;
 use crate::support::server::free_port;
 use crate::support::{Daemon, client, daemon_appending, misql_in, unique_db, warehouse};
 
@@ -253,7 +254,8 @@ async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_ab
 }
 
 /// A database sync of `accounts` and `ledger` (each transfer debits one and credits the other
-/// in one transaction) into the embedded catalog, or `rest`'s; killed once while transferring.
+/// in one transaction) into the embedded catalog, or `rest`'s (through `proxy` when given);
+/// killed once while transferring.
 /// At every consistent cut the summaries of the two tables name (their `misql.valid-through`
 /// and `misql.first-change-time`), the two sums add up to the total. With `consistent = true`
 /// on the embedded catalog, the catalog itself is read every few milliseconds all through the
@@ -261,8 +263,9 @@ async fn a_transaction_past_max_transaction_rows_is_committed_in_parts_and_an_ab
 /// transfers.
 async fn cuts_across_a_database_sync_hold_whole_transfers(
     prefix: &str,
-    rest: Option<&Seaweed>,
+    rest: Option<RestCatalog>,
     consistent: bool,
+    proxy: Option<&FaultProxy>,
 ) {
     const ENTRIES: i64 = 10;
     let db = unique_db(prefix);
@@ -274,7 +277,13 @@ async fn cuts_across_a_database_sync_hold_whole_transfers(
     let dir = warehouse(prefix);
     let file = dir.join("bank.sql");
     let (catalog, attach, lake) = match rest {
-        Some(weed) => (PyCatalog::seaweed(weed), format!("{};\n", weed.attach_sql("lake")), "lake"),
+        Some(rest) => {
+            let attach = match proxy {
+                Some(proxy) => rest.attach_sql_via("lake", proxy.uri(), rest.s3_endpoint(), ""),
+                None => rest.attach_sql("lake"),
+            };
+            (rest.py(), format!("{attach};\n"), "lake")
+        }
         None => (PyCatalog::sql(&dir), String::new(), "iceberg"),
     };
     let catalog = &catalog;
@@ -426,17 +435,39 @@ fn keep(file: &Path, location: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cuts_across_a_database_sync_on_the_embedded_catalog_hold_whole_transfers() {
-    cuts_across_a_database_sync_hold_whole_transfers("txndbsql", None, false).await;
+    cuts_across_a_database_sync_hold_whole_transfers("txndbsql", None, false, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_state_of_the_embedded_catalog_holds_whole_transfers_with_consistent() {
-    cuts_across_a_database_sync_hold_whole_transfers("txngroupsql", None, true).await;
+    cuts_across_a_database_sync_hold_whole_transfers("txngroupsql", None, true, None).await;
 }
 
+/// SeaweedFS's catalog has no multi-table commit: the tables commit in turn, at the group's cuts.
 #[tokio::test(flavor = "multi_thread")]
 async fn cuts_across_a_consistent_database_sync_on_a_rest_catalog_hold_whole_transfers() {
-    cuts_across_a_database_sync_hold_whole_transfers("txngrouprest", Some(seaweed()), true).await;
+    let rest = Some(RestCatalog::Seaweed);
+    cuts_across_a_database_sync_hold_whole_transfers("txngrouprest", rest, true, None).await;
+}
+
+/// rustberg lists `POST /v1/{prefix}/transactions/commit`: the tables commit in one request, which
+/// a proxy fails now and then — answered 502 or dropped after rustberg applied it, refused with
+/// 503 before — and every outcome is settled from the tables.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consistent_database_sync_commits_its_tables_in_one_rest_transaction_through_faults() {
+    let proxy = FaultProxy::start(RestCatalog::Rustberg.rest_uri());
+    let together = Route::new("REST multi-table commit", "POST", |path| {
+        path.ends_with("/transactions/commit")
+    });
+    let plan = Plan::on(together)
+        .every(4)
+        .inject(Fault::StatusAfter(502), 2)
+        .inject(Fault::DropAfter, 1)
+        .inject(Fault::UnavailableBefore, 2);
+    proxy.plan(plan);
+    let rest = Some(RestCatalog::Rustberg);
+    cuts_across_a_database_sync_hold_whole_transfers("txngrouprb", rest, true, Some(&proxy)).await;
+    assert_eq!(proxy.pending(), 0, "every planned fault happened: {:?}", proxy.injected());
 }
 
 /// With `consistent = true`, a collection whose sync fails for good (a value of another type,
