@@ -17,10 +17,10 @@ use mongodb::Collection;
 
 use crate::service::{get, sample, wait_for_http};
 use crate::support::data::Rng;
+use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
 use crate::support::pyiceberg::{
     PyCatalog, pyiceberg_cuts, pyiceberg_history, pyiceberg_metadata_sums, pyiceberg_rows,
 };
-use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
 use crate::support::rest_catalog::RestCatalog;
 use crate::support::server::free_port;
 use crate::support::{Daemon, client, daemon_appending, misql_in, unique_db, warehouse};
