@@ -481,7 +481,12 @@ fn rest_error(uri: &str, warehouse: Option<&str>, error: &iceberg::Error) -> Err
         }
         _ => "check the URI and the warehouse, credential and token options",
     };
-    Error::plan(format!("the Iceberg REST catalog at {at} refused to list namespaces: {error}"))
+    // The status and what the answer said, when known (not the headers of the answer).
+    let said = match failure.status {
+        Some(_) => failure.answer(),
+        None => error.to_string(),
+    };
+    Error::plan(format!("the Iceberg REST catalog at {at} refused to list namespaces: {said}"))
         .with_hint(hint)
 }
 

@@ -115,7 +115,9 @@ pub fn parse(text: &str) -> RestFailure {
     };
     for field in fields.split(", ") {
         match field.split_once(": ") {
-            Some(("code", value)) => {
+            // `code` in the errors of its token exchange and commits, `status` in those of an
+            // answer it did not expect (a GET of the config or the namespaces).
+            Some(("code" | "status", value)) => {
                 failure.status = value.split(' ').next().and_then(|code| code.parse().ok());
             }
             Some(("operation", "auth")) => failure.token_exchange = true,
@@ -138,6 +140,24 @@ pub fn of(error: &::iceberg::Error) -> RestFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// iceberg-catalog-rest 0.10.1's error for a status it did not expect
+    /// (`deserialize_unexpected_catalog_error`): the status under `status`, the headers, then
+    /// the body.
+    const UNEXPECTED_400: &str = r#"Unexpected, context: { status: 400 Bad Request, headers: {"content-type": "application/json", "content-length": "121"}, json: {"error":{"message":"unknown warehouse s3://nowhere","type":"BadRequestException","code":400}} } => Received response with unexpected status code"#;
+
+    const UNEXPECTED_503: &str = r#"Unexpected, context: { status: 503 Service Unavailable, headers: {"content-length": "0"} } => Received response with unexpected status code"#;
+
+    #[test]
+    fn an_unexpected_status_is_read_with_the_message_of_its_body() {
+        let failure = parse(UNEXPECTED_400);
+        assert_eq!(failure.status, Some(400));
+        assert!(!failure.is_transient() && !failure.token_exchange);
+        assert_eq!(failure.answer(), "400 (unknown warehouse s3://nowhere)");
+        let failure = parse(UNEXPECTED_503);
+        assert_eq!(failure.status, Some(503));
+        assert!(failure.is_transient(), "a 503 is tried again");
+    }
 
     /// iceberg-catalog-rest 0.10.1's words for SeaweedFS refusing a wrong secret.
     const WRONG_SECRET: &str = r#"Unexpected, context: { code: 401 Unauthorized, operation: auth, url: http://127.0.0.1:17109/v1/oauth/tokens, json: {"error":"invalid_client","error_description":"Invalid client credentials"} } => Received unexpected response, source: invalid type: string "invalid_client", expected struct ErrorModel at line 1 column 25"#;
