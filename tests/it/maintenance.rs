@@ -182,7 +182,9 @@ async fn a_streaming_sync_keeps_its_own_table_compact() {
     assert!(log.contains("compacted"), "the sync compacted its table:\n{log}");
     let (metadata, _) = current_metadata(&dir, &db, "orders");
     let snapshots = metadata["snapshots"].as_array().unwrap().len();
-    assert!(snapshots <= 15 + 10 + 1, "{snapshots} snapshots kept:\n{log}");
+    // Expiry runs once 10 more than max_snapshots have piled up, after the batch's commit and
+    // the compaction it may trigger: a kill between those and the expiry leaves two more.
+    assert!(snapshots <= 15 + 10 + 2, "{snapshots} snapshots kept:\n{log}");
     let deletes = referenced(&dir, &db, "position deletes");
     assert!(deletes < 3 * 32, "{deletes} delete files left");
     drained_exactly(&dir, &db, "a streamed, self-maintained table", &log);
