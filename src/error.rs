@@ -66,6 +66,10 @@ pub enum Error {
         /// What would help.
         hint: Option<String>,
     },
+    /// A broken invariant of misql's own: a bug, not something the user did. A running sync
+    /// restarts from its table's checkpoint.
+    #[error("internal error: {0} (a bug in misql; please report it with the log)")]
+    Internal(String),
     /// A BSON value that does not fit the Arrow column it is read into.
     #[error("document _id={id}: field `{field}`: {reason}")]
     Convert {
@@ -117,6 +121,11 @@ impl Error {
         Error::Sql { message: message.into(), location, hint: None }
     }
 
+    /// A broken invariant (a bug).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
+    }
+
     /// A planning error without a location.
     pub fn plan(message: impl Into<String>) -> Self {
         Error::Plan { message: message.into(), hint: None }
@@ -165,7 +174,11 @@ impl Error {
     /// What a retry loop should do about this error, from its kind (never from its text).
     pub fn kind(&self) -> ErrorKind {
         match self.user_facing() {
-            Error::Unavailable { .. } | Error::Io { .. } => ErrorKind::Transient,
+            // A bug may depend on the state the sync is in: it starts again from its
+            // checkpoint (and says, every time, that this is a bug).
+            Error::Unavailable { .. } | Error::Io { .. } | Error::Internal(_) => {
+                ErrorKind::Transient
+            }
             Error::Commit { kind, .. } => *kind,
             Error::Mongo { source, .. } => mongo_kind(source),
             Error::Iceberg { source, .. } => iceberg_kind(source),
@@ -329,4 +342,22 @@ pub fn iceberg_reason(source: &iceberg::Error) -> String {
         }
     };
     format!("{}: {what}", source.message().trim_end_matches('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_error_says_what_a_retry_does() {
+        let internal = Error::internal("a snapshot change without files");
+        assert_eq!(internal.kind(), ErrorKind::Transient, "a running sync starts again");
+        assert!(internal.to_string().starts_with("internal error: a snapshot change"));
+        assert!(internal.to_string().contains("please report it"));
+        assert_eq!(Error::plan("no such table").kind(), ErrorKind::Permanent);
+        let conflict = Error::commit(ErrorKind::Conflict, "another writer").with_hint("again");
+        let shared = conflict.shared();
+        assert_eq!((shared.kind(), shared.hint()), (ErrorKind::Conflict, Some("again")));
+        assert_eq!(shared.to_string(), "another writer");
+    }
 }

@@ -88,7 +88,7 @@ pub async fn write_position_deletes<'a>(
     let mut spec_ids: HashMap<String, i32> = HashMap::new();
     for (data_file, pos) in deletes {
         if data_file.content_type() != DataContentType::Data {
-            return Err(Error::plan(format!(
+            return Err(Error::internal(format!(
                 "cannot write a position delete for `{}` of {name}: it is a {:?} file, not a data \
                  file",
                 data_file.file_path(),

@@ -232,7 +232,7 @@ impl Change {
             (Content::Metadata { what, requirements, updates, .. }, None) => {
                 (what.clone(), requirements.clone(), updates.clone(), None, Vec::new())
             }
-            (_, None) => return Err(Error::plan("a snapshot change without files")),
+            (_, None) => return Err(Error::internal("a snapshot change without files")),
         };
         let staged = Staged {
             proposal: Proposal { what, metadata: base.metadata().clone(), updates, requirements },
@@ -381,7 +381,7 @@ pub async fn commit_replace(
     let change = Change::replace(rewrites, carry);
     let table = commit_change(conn, table, &change).await?;
     let Content::Replace { dropped, .. } = change.content else {
-        return Err(Error::plan("a compaction commit that is not a replace"));
+        return Err(Error::internal("a compaction commit that is not a replace"));
     };
     let left_out = dropped.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(Replaced { table, left_out })

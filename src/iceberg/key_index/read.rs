@@ -27,7 +27,7 @@ const READ_BATCH_ROWS: usize = 8 * 1024;
 /// An error unless `file` is a Parquet data file (the only kind whose keys can be indexed).
 pub(super) fn check_data_file(file: &DataFile) -> Result<()> {
     if file.content_type() != DataContentType::Data {
-        return Err(Error::plan(format!(
+        return Err(Error::internal(format!(
             "cannot index the keys of `{}`: it is a {:?} file, not a data file",
             file.file_path(),
             file.content_type()

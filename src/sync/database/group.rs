@@ -146,11 +146,9 @@ impl Group {
             let mut state = self.state();
             let e = state.epochs.get_mut(&epoch);
             let Some(e) = e.filter(|e| e.waiting.contains(member)) else {
-                return Err(Error::plan(format!(
-                    "internal error: {member} committed at cut {epoch}, which does not wait for \
-                     it"
-                ))
-                .with_hint("please report it; the sync restarts from its checkpoint"));
+                return Err(Error::internal(format!(
+                    "{member} committed at cut {epoch}, which does not wait for it"
+                )));
             };
             e.waiting.remove(member);
             let connection = connection.clone();

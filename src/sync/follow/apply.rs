@@ -143,7 +143,7 @@ fn keys(sync: &Sync, changes: &Changes) -> Result<Vec<String>> {
     (0..keys.len())
         .map(|i| {
             arrow::util::display::array_value_to_string(&keys, i)
-                .map_err(|e| Error::plan(format!("cannot read key {i}: {e}")))
+                .map_err(|e| Error::internal(format!("cannot read key {i}: {e}")))
         })
         .collect()
 }

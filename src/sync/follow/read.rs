@@ -187,7 +187,7 @@ impl Follower<'_> {
                 return Err(stalled(self.sync, self.last_heard.elapsed()));
             }
             Err(_elapsed) => return Ok(Flow::Break),
-            Ok(None) => return Err(Error::plan("the change stream reader stopped")),
+            Ok(None) => return Err(Error::internal("the change stream reader stopped")),
             Ok(Some(read)) => read,
         };
         match read {

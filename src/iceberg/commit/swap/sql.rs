@@ -89,7 +89,9 @@ impl SqlCommitter {
         for (base, staged) in parts {
             let name = base.identifier();
             let Some(current) = base.metadata_location() else {
-                return Err(Error::plan(format!("{name} was loaded without a metadata location")));
+                return Err(Error::internal(format!(
+                    "{name} was loaded without a metadata location"
+                )));
             };
             let next = MetadataLocation::from_str(current)
                 .map_err(|e| Error::iceberg(format!("committing to {name}"), e))?
