@@ -344,7 +344,10 @@ async fn connect_rest(uri: &str, options: &[(String, String)]) -> Result<Iceberg
             "s3.region".into(),
             option(options, "s3.region").unwrap_or(&sigv4.region).into(),
         );
-        if option(options, "s3.access-key-id").is_none() {
+        // The storage signs with the catalog's credentials unless the ATTACH gives S3 keys, or
+        // asks the catalog to vend them with each table (they arrive in the table's FileIO
+        // properties; a loader set here would take their place).
+        if option(options, "s3.access-key-id").is_none() && !asks_for_vended_credentials(options) {
             let credentials = StorageCredentials(sigv4.credentials.clone());
             storage =
                 storage.with_s3_credential_loader(CustomAwsCredentialLoader::new(credentials));
@@ -412,6 +415,15 @@ fn signed_rest_error(uri: &str, sigv4: &SigV4, error: &iceberg::Error) -> Error 
 /// The REST client's and FileIO's properties: everything the user gave but the SigV4 options
 /// (misql's own; its keys stay out of the tables' FileIO), plus path-style S3 in us-east-1
 /// unless told otherwise (what S3-compatible stores such as MinIO and SeaweedFS need).
+/// Whether the ATTACH asks the REST catalog for vended storage credentials
+/// (`"header.X-Iceberg-Access-Delegation" 'vended-credentials'`).
+fn asks_for_vended_credentials(options: &[(String, String)]) -> bool {
+    options.iter().any(|(key, value)| {
+        key.eq_ignore_ascii_case("header.x-iceberg-access-delegation")
+            && value.split(',').any(|v| v.trim() == "vended-credentials")
+    })
+}
+
 fn rest_props(uri: &str, options: &[(String, String)]) -> HashMap<String, String> {
     let mut props: HashMap<String, String> = options
         .iter()

@@ -112,8 +112,10 @@ const ICEBERG_OPTIONS: [&str; 16] = [
     "rest.secret-access-key",
     "rest.session-token",
 ];
-/// Every `s3.*` and `client.*` key is passed on to the Iceberg FileIO / REST client.
-const ICEBERG_PREFIXES: [&str; 2] = ["s3.", "client."];
+/// Every `s3.*` and `client.*` key is passed on to the Iceberg FileIO / REST client; every
+/// `header.<name>` is sent as an HTTP header with each REST catalog request (for example
+/// `"header.X-Iceberg-Access-Delegation" 'vended-credentials'`).
+const ICEBERG_PREFIXES: [&str; 3] = ["s3.", "client.", "header."];
 
 fn check_attach_option(kind: AttachKind, option: &RawOption) -> Result<()> {
     let key = option.key.as_str();
@@ -133,7 +135,7 @@ fn check_attach_option(kind: AttachKind, option: &RawOption) -> Result<()> {
             Ok(())
         }
         AttachKind::Iceberg => {
-            let valid = [&ICEBERG_OPTIONS[..], &["s3.*", "client.*"]].concat();
+            let valid = [&ICEBERG_OPTIONS[..], &["s3.*", "client.*", "header.*"]].concat();
             Err(unknown(&what(), option, &valid))
         }
     }

@@ -238,7 +238,8 @@ fn the_default_sync_options_are_documented_values() {
     assert!(options.given.is_empty());
     assert_eq!(options.lease_ttl, std::time::Duration::from_secs(30));
     assert_eq!(options.snapshot_parallelism, 1);
-    assert_eq!(SyncOption::ALL.len(), 15);
+    assert!(!options.consistent);
+    assert_eq!(SyncOption::ALL.len(), 16);
 }
 
 #[test]

@@ -30,7 +30,10 @@ const SELECT: &str = "_id, customer.name AS customer, status";
 
 /// The proxy, knowing SeaweedFS's keys (so the S3 storage accepts the same credentials).
 fn proxy_with(weed: &Seaweed, keys: Vec<Key>) -> SigV4Proxy {
-    SigV4Proxy::start(weed, &Setup { region: REGION, service: SERVICE, keys, sts: None })
+    SigV4Proxy::start(
+        weed,
+        &Setup { region: REGION, service: SERVICE, keys, sts: None, vend: None },
+    )
 }
 
 fn weed_key(weed: &Seaweed) -> Key<'_> {
@@ -244,6 +247,40 @@ async fn keys_in_the_attach_sign_the_catalog_and_the_storage_without_any_aws_env
     assert!(copied.stderr.contains("signing http request"), "{}", copied.stderr);
 }
 
+/// A catalog that vends storage credentials with `loadTable` (`X-Iceberg-Access-Delegation:
+/// vended-credentials`, as Polaris and Lakekeeper do): the ATTACH names no S3 keys, and misql
+/// signs the catalog with keys SeaweedFS's S3 does not know, so the table's files can only be
+/// written with the keys the catalog vends in each table's `config`.
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_credentials_a_catalog_vends_with_its_tables_write_the_files() {
+    let weed = seaweed();
+    let catalog_only =
+        Key { key: "AKIACATALOGONLY1", secret: "catalog-secret", token: None, expires: None };
+    let vend = serde_json::json!({
+        "s3.access-key-id": weed.access_key,
+        "s3.secret-access-key": weed.secret_key,
+    });
+    let setup = Setup {
+        region: REGION,
+        service: SERVICE,
+        keys: vec![catalog_only],
+        sts: None,
+        vend: Some(vend),
+    };
+    let proxy = SigV4Proxy::start(weed, &setup);
+    let db = orders_db("sigv4vend", 60).await;
+    let extra = format!(
+        ", \"rest.signing-region\" '{REGION}', \"rest.access-key-id\" 'AKIACATALOGONLY1', \
+         \"rest.secret-access-key\" 'catalog-secret', \
+         \"header.X-Iceberg-Access-Delegation\" 'vended-credentials'"
+    );
+    copy_once_and_compare(weed, &attach(&proxy, weed, &extra), &db, &[]).await;
+    let stats = proxy.stats();
+    assert_all_verified(&stats, &db);
+    assert!(stats["vended"].as_u64() > Some(0), "no table answer vended credentials: {stats}");
+    assert_eq!(stats["loads_without_delegation"], 0, "a table load without the header: {stats}");
+}
+
 /// ATTACH with `extra` options and `env` fails; the first line of its error, and the proxy.
 fn refused_attach(extra: &str, env: &[(&str, &str)], keys: Vec<Key>) -> (String, Value) {
     let weed = seaweed();
@@ -337,6 +374,7 @@ async fn web_identity_credentials_are_refreshed_during_a_streaming_run_with_noth
         service: SERVICE,
         keys: vec![],
         sts: Some((ROLE, WEB_TOKEN, STS_LIFETIME)),
+        vend: None,
     };
     let proxy = SigV4Proxy::start(weed, &setup);
     let db = orders_db("sigv4web", 80).await;

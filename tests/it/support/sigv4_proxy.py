@@ -11,11 +11,17 @@ it with `AWS_ENDPOINT_URL_STS` pointing here): for the expected role and web-ide
 issues new temporary credentials (access key, secret, session token) that expire after
 `--sts-lifetime` seconds, and the proxy accepts them until then.
 
+With `--vend '<JSON object>'` it also vends storage credentials as a catalog does for
+`X-Iceberg-Access-Delegation: vended-credentials`: the object's properties (S3 keys) are added
+to the `config` of every table answer (`loadTable`, `createTable`) to a request that asks for
+them; `vended` counts those answers, `loads_without_delegation` the table answers to requests
+that did not ask.
+
 `GET /_proxy/stats` answers the counts as JSON (and each distinct verified `METHOD path`). Usage:
 
     sigv4_proxy.py --upstream http://127.0.0.1:8181 --upstream-credential key:secret \
         --region us-east-1 --service execute-api --keys keys.json \
-        [--role-arn ARN --web-identity-token TOKEN --sts-lifetime 40]
+        [--role-arn ARN --web-identity-token TOKEN --sts-lifetime 40] [--vend JSON]
 
 `keys.json`: a list of {"key", "secret", "token" (optional), "expires" (optional, epoch s)}.
 It prints `{"port": N}` on stdout once listening, and stops when stdin closes.
@@ -55,6 +61,8 @@ class State:
             "refusals": [],
             "methods": {},
             "verified_requests": [],
+            "vended": 0,
+            "loads_without_delegation": 0,
         }
         self.upstream_token = None
 
@@ -224,6 +232,23 @@ def sts_error(code, message):
 <Message>{message}</Message></Error><RequestId>0</RequestId></ErrorResponse>"""
 
 
+def vend(state, headers, data):
+    """A table answer (one with `metadata`) with the vended properties in its `config`, when
+    the request asked for vended credentials."""
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return data
+    if not isinstance(answer, dict) or "metadata" not in answer:
+        return data
+    if "vended-credentials" not in headers.get("x-iceberg-access-delegation", ""):
+        state.count("loads_without_delegation")
+        return data
+    answer["config"] = {**(answer.get("config") or {}), **json.loads(state.args.vend)}
+    state.count("vended")
+    return json.dumps(answer).encode()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -263,6 +288,8 @@ class Handler(BaseHTTPRequestHandler):
         if token:
             forward["Authorization"] = f"Bearer {token}"
         status, answer_headers, data = send(state, self.command, self.path, forward, body)
+        if status == 200 and state.args.vend and "/tables" in self.path:
+            data = vend(state, headers, data)
         kept = [(k, v) for k, v in answer_headers if k.lower() not in ("content-length", "transfer-encoding", "connection")]
         self.answer(status, kept, data)
 
@@ -287,6 +314,7 @@ def main():
     parser.add_argument("--role-arn")
     parser.add_argument("--web-identity-token")
     parser.add_argument("--sts-lifetime", type=float, default=3600)
+    parser.add_argument("--vend")
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

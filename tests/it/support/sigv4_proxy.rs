@@ -34,6 +34,9 @@ pub struct Setup<'a> {
     pub keys: Vec<Key<'a>>,
     /// `(role ARN, web identity token, lifetime in seconds)` for its STS.
     pub sts: Option<(&'a str, &'a str, u64)>,
+    /// Storage properties (S3 keys) it vends in the `config` of table answers to requests that
+    /// ask for vended credentials.
+    pub vend: Option<serde_json::Value>,
 }
 
 /// A running verifying proxy.
@@ -68,6 +71,9 @@ impl SigV4Proxy {
             command.args(["--role-arn", role, "--web-identity-token", token]);
             command.args(["--sts-lifetime", &lifetime.to_string()]);
         }
+        if let Some(vend) = &setup.vend {
+            command.args(["--vend", &vend.to_string()]);
+        }
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start sigv4_proxy.py");
         let stdin = child.stdin.take().unwrap();
@@ -80,7 +86,7 @@ impl SigV4Proxy {
     }
 
     /// What the proxy counted: `verified`, `refused`, `payload_hashed`, `sts_calls`, `keys_used`,
-    /// `refusals` (one line each), `methods`.
+    /// `refusals` (one line each), `methods`, `vended`, `loads_without_delegation`.
     pub fn stats(&self) -> serde_json::Value {
         let address = self.uri.trim_start_matches("http://");
         let mut stream = TcpStream::connect(address).unwrap();
