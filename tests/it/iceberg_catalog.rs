@@ -389,9 +389,6 @@ async fn a_rest_catalog_that_refuses_the_credential_or_warehouse_says_what_to_ch
         .expect_err("an unknown table bucket");
     assert!(error.to_string().contains("no-such-bucket"), "{error}");
     assert!(error.hint().is_some_and(|h| h.contains("warehouse")), "{error} / {:?}", error.hint());
-    // One sentence: the status and what the catalog said, not the answer's headers.
-    assert!(error.to_string().contains(": 400 ("), "{error}");
-    assert!(!error.to_string().contains("headers"), "{error}");
 }
 
 /// rustberg serves one warehouse; an ATTACH naming another is refused at once (HTTP 400 to
