@@ -28,13 +28,13 @@ use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::prelude::SessionContext;
-use misql::iceberg::catalog::connect;
+use misql::lake::catalog::connect;
 use misql::mongo::change_stream::{Event, Read};
 use misql::mongo::client::MongoSource;
 use misql::mongo::infer::Inference;
 use misql::mongo::provider::MongoTable;
 use misql::sql::{Statement, parse};
-use misql::sync::Sync;
+use misql::sync::SyncTask;
 use misql::sync::checkpoint::{Checkpoint, Phase};
 use misql::sync::database::router::Router;
 use misql::sync::feed::{Feed, Position};
@@ -91,7 +91,7 @@ fn cpu_seconds() -> f64 {
 
 /// A sync of `bench.orders` (sampled from the first 1,000 documents in memory) into a new
 /// warehouse, planned as `CREATE SYNC` plans it.
-async fn sync_over(docs: &[RawDocumentBuf], select: &str) -> misql::Result<(Sync, tempdir::Dir)> {
+async fn sync_over(docs: &[RawDocumentBuf], select: &str) -> misql::Result<(SyncTask, tempdir::Dir)> {
     let mut inference = Inference::new();
     for doc in docs.iter().take(1000) {
         inference.observe(doc)?;
@@ -113,7 +113,7 @@ async fn sync_over(docs: &[RawDocumentBuf], select: &str) -> misql::Result<(Sync
     let plan = SyncPlan::new(&ctx, &create).await?;
     let dir = tempdir::Dir::new();
     let connection = connect(dir.path(), &[]).await?;
-    let sync = Sync {
+    let sync = SyncTask {
         name: "bench".into(),
         create: create.clone(),
         plan: std::sync::RwLock::new(Arc::new(plan)),

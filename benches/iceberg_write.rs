@@ -20,11 +20,11 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use iceberg::TableIdent;
 use iceberg::spec::Transform;
-use misql::iceberg::catalog::connect;
-use misql::iceberg::commit::{Change, commit};
-use misql::iceberg::schema::iceberg_schema;
-use misql::iceberg::table::create_table;
-use misql::iceberg::writer::{TableWriter, WriteOptions};
+use misql::lake::catalog::connect;
+use misql::lake::commit::{Change, commit};
+use misql::lake::schema::iceberg_schema;
+use misql::lake::table::create_table;
+use misql::lake::writer::{TableWriter, WriteOptions};
 
 const ROWS: usize = 100_000;
 const BATCH: usize = 10_000;

@@ -57,7 +57,7 @@ def main():
     warehouse, name = os.path.abspath(sys.argv[1]), sys.argv[2]
     namespace, _, table_name = name.partition(".")
     # The embedded catalog as pyiceberg opens it (tests/it/support/pyiceberg.rs; the catalog
-    # name is misql::iceberg::catalog::SQL_CATALOG_NAME).
+    # name is misql::lake::catalog::SQL_CATALOG_NAME).
     props = {
         "name": "misql",
         "type": "sql",

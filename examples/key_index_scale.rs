@@ -1,7 +1,7 @@
 //! The key index at scale: writes a table of N ObjectId keys (24 hex characters, the form a
 //! sync's `_id` column has) through misql's own writer into an embedded catalog in a temporary
 //! directory, in data files of 1,000,000 rows, then builds the key index a streaming sync builds
-//! at start ([`misql::iceberg::key_index::KeyIndex::build`]) and prints its figures.
+//! at start ([`misql::lake::key_index::KeyIndex::build`]) and prints its figures.
 //!
 //! ```sh
 //! cargo run --release --example key_index_scale -- 10000000
@@ -18,12 +18,12 @@ use std::time::Instant;
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use iceberg::TableIdent;
-use misql::iceberg::catalog::connect;
-use misql::iceberg::commit::{Change, commit};
-use misql::iceberg::key_index::KeyIndex;
-use misql::iceberg::schema::iceberg_schema;
-use misql::iceberg::table::create_table;
-use misql::iceberg::writer::{TableWriter, WriteOptions};
+use misql::lake::catalog::connect;
+use misql::lake::commit::{Change, commit};
+use misql::lake::key_index::KeyIndex;
+use misql::lake::schema::iceberg_schema;
+use misql::lake::table::create_table;
+use misql::lake::writer::{TableWriter, WriteOptions};
 
 const FILE_ROWS: usize = 1_000_000;
 const BATCH: usize = 100_000;

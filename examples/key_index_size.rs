@@ -1,5 +1,5 @@
 //! The key index figure of `benches/stream.sh`: builds the key index a streaming sync keeps for
-//! its target table ([`misql::iceberg::key_index::KeyIndex::build`], as the stream phase does at
+//! its target table ([`misql::lake::key_index::KeyIndex::build`], as the stream phase does at
 //! start) and prints its size.
 //!
 //! ```sh
@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use iceberg::TableIdent;
-use misql::iceberg::catalog::connect;
-use misql::iceberg::key_index::KeyIndex;
+use misql::lake::catalog::connect;
+use misql::lake::key_index::KeyIndex;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -263,7 +263,7 @@ fn iceberg_kind(source: &iceberg::Error) -> ErrorKind {
     if storage_error(source).is_some_and(|e| e.kind() == opendal::ErrorKind::PermissionDenied) {
         return ErrorKind::Permanent; // retrying with the same credentials cannot help
     }
-    if let Some(kind) = crate::iceberg::rest_failure::of(source).kind() {
+    if let Some(kind) = crate::lake::rest_failure::of(source).kind() {
         return kind; // a refused credential, or a REST catalog that did not answer or failed
     }
     match source.kind() {

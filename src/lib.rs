@@ -9,7 +9,7 @@ pub mod error;
 pub mod exec;
 pub mod failpoint;
 pub mod http;
-pub mod iceberg;
+pub mod lake;
 pub mod listen;
 pub mod logging;
 pub mod mongo;

@@ -33,7 +33,7 @@ use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use parquet::schema::types::Type as ParquetType;
 
-use crate::iceberg::conform::Conformer;
+use crate::lake::conform::Conformer;
 
 /// Data files opened (footer read) and read at the same time; rows come in no particular order.
 const FILES_AT_ONCE: usize = 4;

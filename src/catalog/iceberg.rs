@@ -18,7 +18,7 @@ use iceberg_datafusion::IcebergStaticTableProvider;
 use super::evolved_scan::EvolvedTable;
 use tokio::sync::OnceCell;
 
-use crate::iceberg::catalog::{IcebergConnection, connect};
+use crate::lake::catalog::{IcebergConnection, connect};
 use crate::mongo::scan::external;
 use crate::{Error, Result};
 

@@ -11,7 +11,7 @@ use iceberg::{NamespaceIdent, TableIdent};
 use super::Output;
 use super::show::rows;
 use crate::catalog::iceberg::LazyIceberg;
-use crate::iceberg::schema::type_name;
+use crate::lake::schema::type_name;
 use crate::{Error, Result};
 
 /// One described field.

@@ -9,8 +9,8 @@ use iceberg::{NamespaceIdent, TableIdent};
 
 use super::show::rows;
 use super::{Output, Session};
-use crate::iceberg::catalog::IcebergConnection;
-use crate::iceberg::maintenance::{OptimizeOptions, VacuumOptions, optimize, vacuum};
+use crate::lake::catalog::IcebergConnection;
+use crate::lake::maintenance::{OptimizeOptions, VacuumOptions, optimize, vacuum};
 use crate::sql::{MaintenanceTarget, Optimize, Vacuum};
 use crate::{Error, Result};
 

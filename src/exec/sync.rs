@@ -7,13 +7,13 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 
 use super::show::rows;
 use super::{Output, Session};
-use crate::iceberg::schema::iceberg_schema;
+use crate::lake::schema::iceberg_schema;
 use crate::sql::{CreateSync, DeleteMode, ExplainSync, SyncOption};
 use crate::sync::database::DatabaseSync;
 use crate::sync::plan::SyncPlan;
 use crate::sync::status::{SyncPhase, SyncStatus};
 use crate::sync::target::table_ident;
-use crate::sync::{Sync, dead_letter};
+use crate::sync::{SyncTask, dead_letter};
 use crate::{Error, Result};
 
 /// How long DROP SYNC and CREATE OR REPLACE SYNC wait for a running sync to commit what it
@@ -62,7 +62,7 @@ pub struct SyncBuilder {
 
 impl SyncBuilder {
     /// Plans a sync and prepares everything it needs, without running it.
-    pub async fn build(&self, create: &CreateSync) -> Result<Sync> {
+    pub async fn build(&self, create: &CreateSync) -> Result<SyncTask> {
         if create.options.delete_mode == DeleteMode::Equality {
             return Err(Error::plan(format!(
                 "sync {}: delete_mode = 'equality' is not supported yet; misql writes position \
@@ -97,7 +97,7 @@ impl SyncBuilder {
                  or use SELECT * to let the table follow the documents",
             ));
         }
-        Ok(Sync {
+        Ok(SyncTask {
             name: create.name.value.clone(),
             create: create.clone(),
             plan: std::sync::RwLock::new(std::sync::Arc::new(plan)),
@@ -139,13 +139,13 @@ impl Session {
     }
 
     /// Plans a sync and prepares everything it needs, without running it.
-    pub(super) async fn build_sync(&self, create: &CreateSync) -> Result<Sync> {
+    pub(super) async fn build_sync(&self, create: &CreateSync) -> Result<SyncTask> {
         self.builder().build(create).await
     }
 
     /// [`Self::build_sync`], retried while the server or catalog is unavailable (planning
     /// samples the collection and opens the target catalog): backoff 1, 2, 4, 8 s.
-    async fn build_sync_with_retries(&self, create: &CreateSync) -> Result<Sync> {
+    async fn build_sync_with_retries(&self, create: &CreateSync) -> Result<SyncTask> {
         let mut backoff = std::time::Duration::from_secs(1);
         for _ in 1..ONCE_ATTEMPTS {
             match self.build_sync(create).await {

@@ -40,7 +40,7 @@ use super::bson_arrow::{ENCODING_KEY, EXTJSON, document_id};
 use super::decimal::{self, MAX_PRECISION};
 use super::ext_json::Malformed;
 pub use super::kind::BsonKind;
-pub use crate::iceberg::schema::MAX_NESTING_DEPTH;
+pub use crate::lake::schema::MAX_NESTING_DEPTH;
 
 /// Statistics of one field path (or of the elements of an array).
 #[derive(Debug, Default)]

@@ -104,7 +104,7 @@ const ICEBERG_OPTIONS: [&str; 16] = [
     "audience",
     "resource",
     "rest.client.socket-timeout-ms",
-    // SigV4 (src/iceberg/sigv4): the names pyiceberg and Iceberg Java use.
+    // SigV4 (src/lake/sigv4): the names pyiceberg and Iceberg Java use.
     "rest.sigv4-enabled",
     "rest.signing-name",
     "rest.signing-region",

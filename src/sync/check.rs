@@ -21,7 +21,7 @@ use arrow::datatypes::SchemaRef;
 use bson::{RawBson, RawDocumentBuf, doc};
 use futures::TryStreamExt;
 
-use super::Sync;
+use super::SyncTask;
 use crate::mongo::bson_arrow::BatchBuilder;
 use crate::mongo::chunk::{ChunkCursor, Next, ReadMode};
 use crate::mongo::ext_json;
@@ -81,7 +81,7 @@ struct Expected {
 
 /// Compares `sync`'s table with its collection; one report per `_id` range (and one for rows
 /// with no document, when there are any).
-pub async fn check(sync: &Sync) -> Result<Vec<RangeReport>> {
+pub async fn check(sync: &SyncTask) -> Result<Vec<RangeReport>> {
     let columns = common_columns(sync).await?;
     let mut differing: Option<BTreeSet<(usize, String)>> = None;
     let mut last = Vec::new();
@@ -113,7 +113,7 @@ pub async fn check(sync: &Sync) -> Result<Vec<RangeReport>> {
 /// Waits until the sync's table holds every change up to `until` (its checkpoint's cluster time
 /// is past it), until it has had no commit for twice the flush interval (at least 2 s: the sync
 /// is idle, or not running), or [`WAIT_LIMIT`] at most.
-async fn wait_for_table(sync: &Sync, until: Option<bson::Timestamp>) -> Result<()> {
+async fn wait_for_table(sync: &SyncTask, until: Option<bson::Timestamp>) -> Result<()> {
     let quiet = (sync.create.options.flush_interval * 2).max(Duration::from_secs(2));
     let started = std::time::Instant::now();
     let mut last = (None, std::time::Instant::now());
@@ -139,7 +139,7 @@ async fn wait_for_table(sync: &Sync, until: Option<bson::Timestamp>) -> Result<(
 
 /// The columns the plan makes that the table has (a `SELECT *` table may lack a rare field the
 /// plan's sample found, or have more): both sides are hashed over these.
-async fn common_columns(sync: &Sync) -> Result<SchemaRef> {
+async fn common_columns(sync: &SyncTask) -> Result<SchemaRef> {
     let table = sync.load_table().await?;
     let schema = table.metadata().current_schema().clone();
     let plan = sync.plan();
@@ -220,7 +220,7 @@ fn range_text(range: &IdRange) -> String {
 }
 
 /// The rows the sync's plan makes of the collection's documents, by key, range by range.
-async fn read_collection(sync: &Sync, columns: &SchemaRef) -> Result<Expected> {
+async fn read_collection(sync: &SyncTask, columns: &SchemaRef) -> Result<Expected> {
     let plan = sync.plan();
     let client = sync.source.client().await?;
     let coll = client.database(&sync.database).collection::<RawDocumentBuf>(&sync.collection);
@@ -273,7 +273,7 @@ async fn read_collection(sync: &Sync, columns: &SchemaRef) -> Result<Expected> {
 /// The key and row hash of each document the plan keeps (documents the sync leaves out under
 /// `on_error`, or that WHERE filters out, have no row).
 fn hash_documents(
-    sync: &Sync,
+    sync: &SyncTask,
     docs: &[RawDocumentBuf],
     columns: &SchemaRef,
 ) -> Result<Vec<(String, u64)>> {
@@ -293,7 +293,7 @@ fn hash_documents(
 }
 
 /// The rows of the sync's table, by key.
-async fn read_table(sync: &Sync, columns: &SchemaRef) -> Result<HashMap<String, u64>> {
+async fn read_table(sync: &SyncTask, columns: &SchemaRef) -> Result<HashMap<String, u64>> {
     let table = sync.load_table().await?;
     let plan = sync.plan();
     let context = format!("reading {} to check it", sync.create.target);

@@ -163,7 +163,7 @@ impl Checkpoint {
     /// The checkpoint of `table`: read whole from the summary of the newest snapshot a sync
     /// wrote (other writers' snapshots are passed over); `None` when no sync wrote it.
     pub fn of_table(table: &iceberg::table::Table) -> Result<Option<Self>> {
-        match crate::iceberg::lineage::newest_summary_with(table, SYNC) {
+        match crate::lake::lineage::newest_summary_with(table, SYNC) {
             Some(summary) => Self::from_properties(|key| summary.get(key).cloned()),
             None => Ok(None),
         }

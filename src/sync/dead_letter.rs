@@ -16,12 +16,12 @@ use iceberg::TableIdent;
 use iceberg::table::Table;
 
 use crate::Result;
-use crate::iceberg::catalog::IcebergConnection;
-use crate::iceberg::commit::{Change, commit};
-use crate::iceberg::rollback::rollback_main;
-use crate::iceberg::schema::iceberg_schema;
-use crate::iceberg::table::create_table;
-use crate::iceberg::writer::{TableWriter, WriteOptions};
+use crate::lake::catalog::IcebergConnection;
+use crate::lake::commit::{Change, commit};
+use crate::lake::rollback::rollback_main;
+use crate::lake::schema::iceberg_schema;
+use crate::lake::table::create_table;
+use crate::lake::writer::{TableWriter, WriteOptions};
 
 /// One rejected document.
 #[derive(Debug, Clone)]

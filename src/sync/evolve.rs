@@ -14,10 +14,10 @@ use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use bson::{Bson, Document, RawBson, RawDocument, RawDocumentBuf};
 use iceberg::table::Table;
 
-use super::Sync;
+use super::SyncTask;
 use super::plan::is_column_name;
-use crate::iceberg::schema::arrow_schema;
-use crate::iceberg::schema_update::{commit_schema, evolve};
+use crate::lake::schema::arrow_schema;
+use crate::lake::schema_update::{commit_schema, evolve};
 use crate::mongo::bson_arrow::{BatchBuilder, Segment};
 use crate::mongo::ext_json;
 use crate::mongo::infer::{BsonKind, FieldReport, Inference};
@@ -42,7 +42,7 @@ pub struct Fit {
 /// Checks a batch of documents of a `SELECT *` sync against its input schema: the schema they
 /// need (new fields, widened types), and under `stringify` the documents with values moved to
 /// `<field>__json` columns. Nothing is changed yet.
-pub fn fit(sync: &Sync, docs: &[&RawDocument]) -> Result<Fit> {
+pub fn fit(sync: &SyncTask, docs: &[&RawDocument]) -> Result<Fit> {
     let current = sync.plan().input_schema.clone();
     let stringify = sync.create.options.on_type_change == OnTypeChange::Stringify;
     let mut seen = Inference::new();
@@ -72,7 +72,7 @@ pub fn fit(sync: &Sync, docs: &[&RawDocument]) -> Result<Fit> {
 /// `<field>__json` field; `None` when the document converts as it is (or cannot be fixed so:
 /// unreadable BSON, or too many such values — its conversion reports it later).
 fn stringified(
-    sync: &Sync,
+    sync: &SyncTask,
     builder: &mut BatchBuilder,
     doc: &RawDocument,
 ) -> Result<Option<RawDocumentBuf>> {
@@ -290,7 +290,7 @@ fn untyped(report: &FieldReport) -> bool {
 /// Makes the table and the plan take `schema` (from [`fit`] or [`reconcile`]): the table's
 /// schema is committed first (new optional columns, widened types), then the sync is planned
 /// again. Returns the table as it is now.
-pub async fn apply(sync: &Sync, table: Table, schema: SchemaRef) -> Result<Table> {
+pub async fn apply(sync: &SyncTask, table: Table, schema: SchemaRef) -> Result<Table> {
     let metadata = table.metadata();
     let change = evolve(metadata.current_schema(), &schema, metadata.last_column_id())?;
     let table = match change {
@@ -314,7 +314,7 @@ pub async fn apply(sync: &Sync, table: Table, schema: SchemaRef) -> Result<Table
 
 /// Before the target is prepared: a `SELECT *` sync leaves out the sampled fields that carried
 /// no typed value (only null, `{}` or `[]`); they become columns once a value says their type.
-pub async fn leave_out_untyped(sync: &Sync) -> Result<()> {
+pub async fn leave_out_untyped(sync: &SyncTask) -> Result<()> {
     let plan = sync.plan();
     let schema = Arc::new(typed(&plan.input_schema, plan.sample_reports()));
     if schema != plan.input_schema {
@@ -344,7 +344,7 @@ pub async fn leave_out_untyped(sync: &Sync) -> Result<()> {
 
 /// At start: a `SELECT *` sync's input schema becomes the table's columns (with the types the
 /// table has) plus what the sample saw that the table lacks; the table grows to match.
-pub async fn reconcile(sync: &Sync, table: Table) -> Result<Table> {
+pub async fn reconcile(sync: &SyncTask, table: Table) -> Result<Table> {
     let plan = sync.plan();
     let have = arrow_schema(table.metadata().current_schema())?;
     // The key's encoding (Extended JSON for mixed kinds) comes from the sample.
@@ -368,7 +368,7 @@ pub async fn reconcile(sync: &Sync, table: Table) -> Result<Table> {
 
 /// What a conversion failure of a `SELECT *` sync does: `on_type_change` decides (values that
 /// `stringify` could not move follow `on_error`).
-pub fn conversion_policy(sync: &Sync) -> OnError {
+pub fn conversion_policy(sync: &SyncTask) -> OnError {
     if !sync.plan().evolving {
         return sync.create.options.on_error;
     }
@@ -384,7 +384,7 @@ pub const CAST_HINT: &str = "cast it differently, or WITH (on_error = 'skip' | '
                              'dead_letter' keeps such documents in <table>__errors";
 
 /// A conversion failure under a `fail` policy, with the hint that fits the sync.
-pub fn conversion_error(sync: &Sync, err: Error) -> Error {
+pub fn conversion_error(sync: &SyncTask, err: Error) -> Error {
     let message = err.to_string();
     if sync.plan().evolving {
         let column = match &err {

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use iceberg::table::Table;
 use iceberg::{TableRequirement, TableUpdate};
 
-use super::Sync;
-use crate::iceberg::commit::{Change, commit};
+use super::SyncTask;
+use crate::lake::commit::{Change, commit};
 use crate::{Error, ErrorKind, Result};
 
 /// Table property: who holds the lease (`host:pid:id`).
@@ -70,7 +70,7 @@ fn gone(owner: &str) -> bool {
 }
 
 /// The error for a lease another process holds.
-fn held(sync: &Sync, owner: &str, expires: SystemTime) -> Error {
+fn held(sync: &SyncTask, owner: &str, expires: SystemTime) -> Error {
     let left = expires.duration_since(SystemTime::now()).unwrap_or_default();
     Error::commit(
         ErrorKind::LeaseHeld,
@@ -86,7 +86,7 @@ fn held(sync: &Sync, owner: &str, expires: SystemTime) -> Error {
 
 /// Takes (or renews) the lease on `table` for `ttl`; an error of kind
 /// [`ErrorKind::LeaseHeld`] when another process holds it.
-pub async fn acquire(sync: &Sync, table: &Table) -> Result<Table> {
+pub async fn acquire(sync: &SyncTask, table: &Table) -> Result<Table> {
     if let Some((owner, expires)) = holder(table).filter(|(owner, _)| owner != me()) {
         return Err(held(sync, &owner, expires));
     }
@@ -97,7 +97,7 @@ pub async fn acquire(sync: &Sync, table: &Table) -> Result<Table> {
 
 /// Fails, naming the holder, when another process holds the lease (`--once` checks the lease
 /// without taking it: a run that finds nothing new commits nothing).
-pub fn check(sync: &Sync, table: &Table) -> Result<()> {
+pub fn check(sync: &SyncTask, table: &Table) -> Result<()> {
     match holder(table).filter(|(owner, _)| owner != me()) {
         Some((owner, expires)) => Err(held(sync, &owner, expires)),
         None => Ok(()),
@@ -107,7 +107,7 @@ pub fn check(sync: &Sync, table: &Table) -> Result<()> {
 /// Renews the lease this process took once half its time is gone (between batches), or takes
 /// it again if it expired meanwhile; the table after it. Nothing when this process never took
 /// it (`--once`).
-pub async fn renew_if_due(sync: &Sync, table: &Table) -> Result<Option<Table>> {
+pub async fn renew_if_due(sync: &SyncTask, table: &Table) -> Result<Option<Table>> {
     if table.metadata().properties().get(OWNER).map(String::as_str) != Some(me()) {
         return Ok(None);
     }
@@ -125,7 +125,7 @@ pub async fn renew_if_due(sync: &Sync, table: &Table) -> Result<Option<Table>> {
 }
 
 /// Gives the lease up (a clean stop), so a standby takes over at once. Best effort.
-pub async fn release(sync: &Sync) {
+pub async fn release(sync: &SyncTask) {
     let Ok(table) = sync.load_table().await else { return };
     if holder(&table).is_some_and(|(owner, _)| owner == me()) {
         let released = set(sync, &table, SystemTime::UNIX_EPOCH, "releasing the lease").await;
@@ -138,7 +138,7 @@ pub async fn release(sync: &Sync) {
 
 /// Commits the lease as held by this process until `expires`, refused (on a table another
 /// writer changed meanwhile) when another process holds it.
-async fn set(sync: &Sync, table: &Table, expires: SystemTime, what: &str) -> Result<Table> {
+async fn set(sync: &SyncTask, table: &Table, expires: SystemTime, what: &str) -> Result<Table> {
     let expires_ms = expires.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
     let updates = HashMap::from([
         (OWNER.to_string(), me().to_string()),

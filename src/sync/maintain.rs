@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use iceberg::table::Table;
 
-use super::Sync;
-use crate::iceberg::lineage::snapshot_property;
-use crate::iceberg::maintenance::optimize::manifest_count;
-use crate::iceberg::maintenance::{OptimizeOptions, VacuumOptions, optimize, vacuum};
+use super::SyncTask;
+use crate::lake::lineage::snapshot_property;
+use crate::lake::maintenance::optimize::manifest_count;
+use crate::lake::maintenance::{OptimizeOptions, VacuumOptions, optimize, vacuum};
 use crate::{Error, ErrorKind, Result};
 
 /// Delete files that make the sync compact its table.
@@ -78,7 +78,11 @@ impl Maintenance {
     /// the sync's status (`maintenance_errors`) and tried again later ([`MAINTENANCE_RETRY`],
     /// or the next [`ORPHAN_SWEEP_INTERVAL`] for the orphan sweep). Only what says the sync's
     /// own state moved on ([`ErrorKind::Superseded`], [`ErrorKind::LeaseHeld`]) is returned.
-    pub async fn after_commit(&mut self, sync: &Sync, table: &Table) -> Result<Option<Maintained>> {
+    pub async fn after_commit(
+        &mut self,
+        sync: &SyncTask,
+        table: &Table,
+    ) -> Result<Option<Maintained>> {
         let mut changed = None;
         let mut compaction = None;
         if sync.create.options.auto_optimize && is_due(self.compact_after) {
@@ -120,7 +124,7 @@ impl Maintenance {
     }
 
     /// Compacts the table when a threshold is reached; the table after it when it committed.
-    async fn compact(&mut self, sync: &Sync, table: &Table) -> Result<Option<Maintained>> {
+    async fn compact(&mut self, sync: &SyncTask, table: &Table) -> Result<Option<Maintained>> {
         let options = &sync.create.options;
         let data_files = total(table, "total-data-files");
         let baseline = *self.data_files_after_compaction.get_or_insert(data_files);
@@ -154,7 +158,7 @@ impl Maintenance {
 
     /// Whether snapshots are to be expired (beyond `max_snapshots`, or past `retain_snapshots`)
     /// and orphans looked for (every [`ORPHAN_SWEEP_INTERVAL`]).
-    fn vacuum_due(&self, sync: &Sync, table: &Table) -> VacuumDue {
+    fn vacuum_due(&self, sync: &SyncTask, table: &Table) -> VacuumDue {
         let options = &sync.create.options;
         let snapshots = table.metadata().snapshots().count();
         let sweep = self.last_sweep.is_none_or(|at| at.elapsed() >= ORPHAN_SWEEP_INTERVAL);
@@ -172,7 +176,7 @@ impl Maintenance {
     /// orphans; the table after it when snapshots were expired.
     async fn vacuum(
         &mut self,
-        sync: &Sync,
+        sync: &SyncTask,
         table: &Table,
         due: VacuumDue,
     ) -> Result<Option<Table>> {
@@ -207,7 +211,7 @@ impl Maintenance {
 /// A maintenance step (`what`) failed with `err`: logged as a warning and counted, so the sync
 /// goes on; it is tried again in `again`. Errors that say the sync must read its table again
 /// or stand by are returned instead.
-fn swallow(sync: &Sync, what: &str, again: &str, err: Error) -> Result<()> {
+fn swallow(sync: &SyncTask, what: &str, again: &str, err: Error) -> Result<()> {
     if matches!(err.kind(), ErrorKind::Superseded | ErrorKind::LeaseHeld) {
         return Err(err);
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use iceberg::{Catalog, TableIdent};
 
-use crate::iceberg::catalog::IcebergConnection;
+use crate::lake::catalog::IcebergConnection;
 
 use crate::mongo::client::MongoSource;
 use crate::sql::CreateSync;
@@ -41,7 +41,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_STANDBY_POLL: Duration = Duration::from_secs(5);
 
 /// Everything a running sync needs.
-pub struct Sync {
+pub struct SyncTask {
     /// The sync's name.
     pub name: String,
     /// The statement that defined it.
@@ -74,7 +74,7 @@ pub struct Sync {
     pub feed: Option<feed::Feed>,
 }
 
-impl Sync {
+impl SyncTask {
     /// The compiled plan as of now.
     pub fn plan(&self) -> Arc<SyncPlan> {
         self.plan.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -310,6 +310,6 @@ impl Sync {
 
     /// The target table as the catalog has it now.
     pub(crate) async fn load_table(&self) -> Result<iceberg::table::Table> {
-        crate::iceberg::retry::load_table(self.catalog.as_ref(), &self.target).await
+        crate::lake::retry::load_table(self.catalog.as_ref(), &self.target).await
     }
 }

@@ -20,12 +20,12 @@ use super::checkpoint::Checkpoint;
 use super::database::group::Group;
 use super::dead_letter::{self, DeadLetter};
 use super::evolve;
-use super::{Sync, lease};
+use super::{SyncTask, lease};
 use crate::failpoint::failpoint;
-use crate::iceberg::commit::{Change, Guard, commit};
-use crate::iceberg::key_index::RowLocation;
-use crate::iceberg::position_delete::write_position_deletes;
-use crate::iceberg::writer::{TableWriter, WriteOptions};
+use crate::lake::commit::{Change, Guard, commit};
+use crate::lake::key_index::RowLocation;
+use crate::lake::position_delete::write_position_deletes;
+use crate::lake::writer::{TableWriter, WriteOptions};
 use crate::mongo::bson_arrow::{BatchBuilder, document_id};
 use crate::mongo::ext_json;
 use crate::sql::{OnError, OnTypeChange};
@@ -42,7 +42,7 @@ enum Source {
 
 /// Rows, deletes and rejected documents on their way into the next commit.
 pub struct Sink<'a> {
-    sync: &'a Sync,
+    sync: &'a SyncTask,
     table: Table,
     /// The checkpoint of the table state the batch builds on.
     continues: Option<Checkpoint>,
@@ -64,7 +64,7 @@ pub struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     /// A sink writing to `table`, continuing the checkpoint it has.
-    pub fn new(sync: &'a Sync, table: Table) -> Result<Self> {
+    pub fn new(sync: &'a SyncTask, table: Table) -> Result<Self> {
         let continues = checkpoint_of(&table)?;
         Ok(Self {
             writer: TableWriter::new(&table, &WriteOptions::from_table(&table))?,
@@ -316,7 +316,7 @@ impl<'a> Sink<'a> {
     }
 
     /// Counts a fault the commit got past in the sync's status.
-    fn report(&self) -> crate::iceberg::commit::Report {
+    fn report(&self) -> crate::lake::commit::Report {
         let (registry, name) = (self.sync.registry.clone(), self.sync.name.clone());
         Box::new(move |what| {
             registry.update(&name, |s| {

@@ -9,10 +9,10 @@ use iceberg::{NamespaceIdent, TableIdent, TableRequirement, TableUpdate};
 
 use super::checkpoint::Checkpoint;
 use super::plan::SyncPlan;
-use crate::iceberg::catalog::IcebergConnection;
-use crate::iceberg::commit::{Change, DELETE_AFTER_COMMIT_PROPERTY, commit};
-use crate::iceberg::schema::{check_compatible, iceberg_schema};
-use crate::iceberg::table::create_table;
+use crate::lake::catalog::IcebergConnection;
+use crate::lake::commit::{Change, DELETE_AFTER_COMMIT_PROPERTY, commit};
+use crate::lake::schema::{check_compatible, iceberg_schema};
+use crate::lake::table::create_table;
 use crate::sql::{CreateSync, SyncOption, Transform};
 use crate::{Error, Result};
 

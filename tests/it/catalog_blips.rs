@@ -5,7 +5,7 @@
 //! These faults are in the OAuth2 token exchange, so they run on SeaweedFS's REST catalog only:
 //! rustberg runs in the tests without authentication and has no token endpoint.
 
-use misql::iceberg::catalog::connect;
+use misql::lake::catalog::connect;
 
 use crate::catalog_faults::{Daemon, Scenario, workload};
 use crate::service::{get, sample, wait_for_http};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bson::{Document, doc};
 use iceberg::{NamespaceIdent, TableIdent};
-use misql::iceberg::catalog::connect;
+use misql::lake::catalog::connect;
 use misql::sync::checkpoint::{Checkpoint, DEFINITION, PHASE, RESUME_TOKEN, SYNC};
 use misql::sync::sink::checkpoint_of;
 

@@ -14,7 +14,7 @@ use iceberg::spec::{
     FormatVersion, NestedField, PartitionSpec, PrimitiveType, Schema, SortOrder, StructType,
     TableMetadata, TableMetadataBuilder, Type,
 };
-use misql::iceberg::schema::{MAX_NESTING_DEPTH, iceberg_schema, nesting_depth};
+use misql::lake::schema::{MAX_NESTING_DEPTH, iceberg_schema, nesting_depth};
 use misql::mongo::ext_json;
 use misql::mongo::infer::Inference;
 use misql::sync::evolve::{grow, typed};

@@ -1,12 +1,12 @@
 //! The schema-evolution rules on their own: how a `SELECT *` sync's input schema grows with the
 //! documents it meets (`misql::sync::evolve::grow`), and the Iceberg schema that follows
-//! (`misql::iceberg::schema_update::evolve`): field ids, promotions, nested additions.
+//! (`misql::lake::schema_update::evolve`): field ids, promotions, nested additions.
 
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema as ArrowSchema, SchemaRef};
 use iceberg::spec::{ListType, NestedField, PrimitiveType, Schema, StructType, Type};
-use misql::iceberg::schema_update::evolve;
+use misql::lake::schema_update::evolve;
 use misql::sync::evolve::grow;
 
 fn arrow(fields: Vec<Field>) -> SchemaRef {

@@ -28,7 +28,7 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
-use misql::iceberg::catalog::{CatalogKind, connect};
+use misql::lake::catalog::{CatalogKind, connect};
 use parquet::file::properties::WriterProperties;
 use serde_json::json;
 

@@ -20,11 +20,11 @@ use iceberg::spec::{Literal, PrimitiveLiteral, Schema, Transform, Type};
 use iceberg::table::Table;
 use iceberg::{Catalog, TableIdent};
 use misql::Error;
-use misql::iceberg::catalog::{IcebergConnection, connect};
-use misql::iceberg::lineage::snapshot_property;
-use misql::iceberg::schema::{check_compatible, iceberg_schema};
-use misql::iceberg::table::create_table;
-use misql::iceberg::writer::{TableWriter, WriteOptions};
+use misql::lake::catalog::{IcebergConnection, connect};
+use misql::lake::lineage::snapshot_property;
+use misql::lake::schema::{check_compatible, iceberg_schema};
+use misql::lake::table::create_table;
+use misql::lake::writer::{TableWriter, WriteOptions};
 
 use crate::support::TempDir;
 
@@ -128,7 +128,7 @@ fn describe_schema(schema: &Schema) -> String {
         let kind = match f.field_type.as_ref() {
             Type::Struct(_) => "struct".to_string(),
             Type::List(_) => "list".to_string(),
-            other => misql::iceberg::schema::type_name(other),
+            other => misql::lake::schema::type_name(other),
         };
         out.push_str(&format!(
             "{}{} {} {} {}{}\n",

@@ -16,12 +16,12 @@ use iceberg::spec::{
     DataContentType, DataFile, DataFileBuilder, DataFileFormat, Struct, Transform,
 };
 use iceberg::table::Table;
-use misql::iceberg::catalog::{IcebergConnection, connect};
-use misql::iceberg::key_index::{KeyIndex, RowLocation};
-use misql::iceberg::position_delete::write_position_deletes;
-use misql::iceberg::schema::iceberg_schema;
-use misql::iceberg::table::create_table;
-use misql::iceberg::writer::{TableWriter, WriteOptions};
+use misql::lake::catalog::{IcebergConnection, connect};
+use misql::lake::key_index::{KeyIndex, RowLocation};
+use misql::lake::position_delete::write_position_deletes;
+use misql::lake::schema::iceberg_schema;
+use misql::lake::table::create_table;
+use misql::lake::writer::{TableWriter, WriteOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::support::TempDir;

@@ -1,4 +1,4 @@
-//! Row-level commits (`misql::iceberg::row_delta`): new data files plus position or equality
+//! Row-level commits (`misql::lake::row_delta`): new data files plus position or equality
 //! delete files in one snapshot, through the embedded SQL catalog (and the REST catalog of
 //! seaweedfs), read back with iceberg-rust's scan and with pyiceberg; the manifests, sequence
 //! numbers and summary totals checked one by one; lost compare-and-swaps retried.
@@ -29,14 +29,14 @@ use iceberg::writer::file_writer::location_generator::{
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{NamespaceIdent, TableIdent};
-use misql::iceberg::catalog::{IcebergConnection, connect};
-use misql::iceberg::position_delete::{
+use misql::lake::catalog::{IcebergConnection, connect};
+use misql::lake::position_delete::{
     DELETE_FILE_PATH_FIELD_ID, DELETE_FILE_POS_FIELD_ID, write_position_deletes,
 };
-use misql::iceberg::schema::iceberg_schema;
-use misql::iceberg::table::create_table;
-use misql::iceberg::table::partition_spec_id;
-use misql::iceberg::writer::{TableWriter, WriteOptions};
+use misql::lake::schema::iceberg_schema;
+use misql::lake::table::create_table;
+use misql::lake::table::partition_spec_id;
+use misql::lake::writer::{TableWriter, WriteOptions};
 use parquet::file::properties::WriterProperties;
 
 use crate::support::TempDir as Warehouse;
@@ -794,7 +794,7 @@ fn pyiceberg_run(warehouse: &std::path::Path, code: &str) {
     let script = format!(
         "from pyiceberg.catalog.sql import SqlCatalog\n\
          catalog = SqlCatalog({name:?}, uri={uri:?}, warehouse={wh:?})\n{code}",
-        name = misql::iceberg::catalog::SQL_CATALOG_NAME,
+        name = misql::lake::catalog::SQL_CATALOG_NAME,
         uri = format!("sqlite:///{}", warehouse.join("catalog.db").display()),
         wh = format!("file://{}", warehouse.display()),
     );
@@ -876,7 +876,7 @@ async fn a_catalog_file_other_than_the_warehouse_catalog_db_is_refused_with_a_hi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compaction_applies_equality_and_position_deletes_in_one_replace_snapshot() {
-    use misql::iceberg::maintenance::{OptimizeOptions, optimize};
+    use misql::lake::maintenance::{OptimizeOptions, optimize};
     let warehouse = Warehouse::new();
     let (conn, table, first_files) = seeded(&warehouse, false, &FIRST).await;
     // Equality deletes for a1 and a9 with a new a1; a position delete for a2; one more append.

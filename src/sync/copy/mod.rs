@@ -23,7 +23,7 @@ use bson::{RawBson, RawDocumentBuf, Timestamp, rawdoc};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::Sync;
+use super::SyncTask;
 use super::checkpoint::RangeMark;
 use super::progress::Progress;
 use crate::Result;
@@ -80,7 +80,7 @@ pub struct Copy {
 
 impl Copy {
     /// Starts reading the ranges of `start` (splitting the collection first when it has none).
-    pub async fn start(sync: &Sync, start: CopyStart) -> Result<Self> {
+    pub async fn start(sync: &SyncTask, start: CopyStart) -> Result<Self> {
         let client = sync.source.client().await?;
         let coll = client.database(&sync.database).collection::<RawDocumentBuf>(&sync.collection);
         let total = coll.estimated_document_count().await.unwrap_or(0);

@@ -1,7 +1,7 @@
 //! A database sync's tables committed together (`WITH (consistent = true)`): every commit of
 //! every table is made at a cut the router chose in the database's one change stream, and the
 //! tables that have something to commit at that cut commit it at once
-//! ([`crate::iceberg::commit::commit_together`]: one SQLite transaction, or one REST
+//! ([`crate::lake::commit::commit_together`]: one SQLite transaction, or one REST
 //! `transactions/commit`). So every state of the catalog is a state MongoDB's database had.
 //!
 //! The protocol, for a cut numbered `epoch`:
@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use iceberg::table::Table;
 use tokio::sync::oneshot;
 
-use crate::iceberg::catalog::IcebergConnection;
-use crate::iceberg::commit::{Change, commit_together};
+use crate::lake::catalog::IcebergConnection;
+use crate::lake::commit::{Change, commit_together};
 use crate::{Error, Result};
 
 /// The tables of one database sync committed together.

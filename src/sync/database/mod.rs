@@ -14,7 +14,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
 
-use super::Sync;
+use super::SyncTask;
 use super::feed::{Feed, Position};
 use super::status::{Registry, SyncPhase};
 use crate::mongo::change_stream::{cluster_time, token_to_raw, watch_database};
@@ -34,8 +34,7 @@ pub struct Collections {
 }
 
 /// Builds (plans and prepares) the sync of one collection.
-pub type Build =
-    Arc<dyn Fn(CreateSync) -> BoxFuture<'static, Result<Sync>> + Send + std::marker::Sync>;
+pub type Build = Arc<dyn Fn(CreateSync) -> BoxFuture<'static, Result<SyncTask>> + Send + Sync>;
 
 /// Collections planned at the same time when a database sync starts.
 const PLANNED_AT_ONCE: usize = 8;
@@ -323,7 +322,7 @@ impl DatabaseSync {
     #[allow(clippy::too_many_arguments)]
     fn spawn_member(
         &self,
-        mut sync: Sync,
+        mut sync: SyncTask,
         router: &Arc<router::Router>,
         collection: &str,
         start: Position,
@@ -360,7 +359,7 @@ impl DatabaseSync {
 }
 
 /// Where the table of `sync` says its stream is, when it has a checkpoint with a token.
-async fn checkpoint_position(sync: &Sync) -> Option<Position> {
+async fn checkpoint_position(sync: &SyncTask) -> Option<Position> {
     let table = sync.load_table().await.ok()?;
     let checkpoint = super::sink::checkpoint_of(&table).ok()??;
     if checkpoint.sync != sync.name {

@@ -8,18 +8,18 @@ use bson::{RawDocument, rawdoc};
 use iceberg::table::Table;
 
 use super::changes::Changes;
-use crate::iceberg::key_index::KeyIndex;
-use crate::iceberg::lineage::rows_moved_since;
+use crate::lake::key_index::KeyIndex;
+use crate::lake::lineage::rows_moved_since;
 use crate::mongo::bson_arrow::BatchBuilder;
 use crate::sync::checkpoint::Checkpoint;
 use crate::sync::sink::Sink;
-use crate::sync::{Sync, lease};
+use crate::sync::{SyncTask, lease};
 use crate::{Error, Result};
 
 /// Writes one batch: position deletes for every changed key's current row, new rows for the
 /// documents that exist and pass WHERE, and the token — in one commit.
 pub async fn apply(
-    sync: &Sync,
+    sync: &SyncTask,
     sink: &mut Sink<'_>,
     index: &mut KeyIndex,
     changes: Changes,
@@ -57,7 +57,7 @@ pub async fn apply(
 /// Between batches: the table's maintenance (after a commit) and the lease's renewal; the sink
 /// continues on the table they leave, and the key index is rebuilt when rows moved.
 pub async fn between_batches(
-    sync: &Sync,
+    sync: &SyncTask,
     sink: &mut Sink<'_>,
     index: &mut KeyIndex,
     committed: bool,
@@ -114,7 +114,7 @@ pub async fn between_batches(
 /// a commit of the sync landed on, or another process's, removed data files the index points
 /// into. Returns whether it rebuilt the index.
 pub async fn reindex_if_moved(
-    sync: &Sync,
+    sync: &SyncTask,
     since: Option<i64>,
     except: Option<i64>,
     table: &Table,
@@ -134,7 +134,7 @@ pub async fn reindex_if_moved(
 }
 
 /// The output key of each changed `_id`, computed by the sync's key expression.
-fn keys(sync: &Sync, changes: &Changes) -> Result<Vec<String>> {
+fn keys(sync: &SyncTask, changes: &Changes) -> Result<Vec<String>> {
     let mut builder = BatchBuilder::new(sync.plan().input_schema.clone());
     for (id, _) in &changes.order {
         builder.append(&rawdoc! { "_id": id.clone() })?;

@@ -8,7 +8,7 @@ use bson::{RawBson, RawDocumentBuf, rawdoc};
 use mongodb::change_stream::event::OperationType;
 
 use crate::mongo::change_stream::Event;
-use crate::sync::Sync;
+use crate::sync::SyncTask;
 use crate::{Error, Result};
 
 /// The changes of one batch.
@@ -66,7 +66,7 @@ pub enum Effect {
 }
 
 /// Adds one event to `changes`.
-pub fn add(sync: &Sync, changes: &mut Changes, event: &Event) -> Result<Effect> {
+pub fn add(sync: &SyncTask, changes: &mut Changes, event: &Event) -> Result<Effect> {
     let id = || -> Result<RawBson> {
         let key =
             event.document_key.as_ref().and_then(|k| k.get("_id")).cloned().ok_or_else(|| {

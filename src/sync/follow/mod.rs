@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bson::{RawDocumentBuf, Timestamp};
 use iceberg::table::Table;
 
-use super::Sync;
+use super::SyncTask;
 use super::checkpoint::{Checkpoint, Phase};
 use super::copy::merge::StreamPosition;
 use super::copy::{Copy, CopyStart};
@@ -28,8 +28,8 @@ use super::feed::Position;
 use super::sink::Sink;
 use super::status::{SyncPhase, SyncStatus};
 use crate::Result;
-use crate::iceberg::key_index::KeyIndex;
-use crate::iceberg::live::live_entries;
+use crate::lake::key_index::KeyIndex;
+use crate::lake::live::live_entries;
 use crate::mongo::change_stream::{Read, cluster_time, history_window};
 use apply::{apply, between_batches, reindex_if_moved, system_time};
 use cut::Cut;
@@ -78,7 +78,7 @@ const CUT_WAIT: Duration = Duration::from_secs(1);
 /// returns once the copy is complete and every change made before the run began is applied
 /// (at the first event after the cluster time at the start, or when the stream is idle);
 /// otherwise runs until stopped, an error, or a stream that cannot continue.
-pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result<End> {
+pub async fn run(sync: &SyncTask, table: Table, start: Start, drain: bool) -> Result<End> {
     // A database sync's collection ends its drain when the database stream is idle.
     let stop_after =
         if drain && sync.feed.is_none() { cluster_time(&sync.source).await } else { None };
@@ -132,7 +132,7 @@ pub async fn run(sync: &Sync, table: Table, start: Start, drain: bool) -> Result
 
 /// The state of a running follow loop.
 struct Follower<'a> {
-    sync: &'a Sync,
+    sync: &'a SyncTask,
     sink: Sink<'a>,
     index: KeyIndex,
     stream: Stream,

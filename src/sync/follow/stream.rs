@@ -8,7 +8,7 @@ use bson::{RawDocumentBuf, Timestamp};
 
 use super::End;
 use crate::mongo::change_stream::{Read, Reader, cluster_time, token_to_raw, watch};
-use crate::sync::Sync;
+use crate::sync::SyncTask;
 use crate::sync::feed::Position;
 use crate::{Error, Result};
 
@@ -49,7 +49,7 @@ pub(super) enum Stream {
 /// Opens the stream at `from` (from now when `None`); with the token it starts at, when known,
 /// and a cluster time at or before it. `Err(end)` when it cannot be resumed there.
 pub(super) async fn open(
-    sync: &Sync,
+    sync: &SyncTask,
     from: Option<&Position>,
 ) -> Result<Result<(Stream, Option<RawDocumentBuf>, Option<Timestamp>), End>> {
     if let Some(feed) = &sync.feed {
@@ -101,7 +101,7 @@ pub(super) fn raw(
 
 /// The error for a change stream that gave nothing for `silent`: transient, so the sync opens
 /// it again from its checkpoint.
-pub(super) fn stalled(sync: &Sync, silent: Duration) -> Error {
+pub(super) fn stalled(sync: &SyncTask, silent: Duration) -> Error {
     Error::Unavailable {
         message: format!(
             "the change stream of {}.{} gave nothing for {} s (not even an empty answer)",

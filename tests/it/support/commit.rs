@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
-use misql::iceberg::catalog::IcebergConnection;
-use misql::iceberg::commit::{Change, commit};
+use misql::lake::catalog::IcebergConnection;
+use misql::lake::commit::{Change, commit};
 
 /// Commits `data` files with summary `properties` (an `append` snapshot).
 pub async fn append(

@@ -71,7 +71,7 @@ impl PyCatalog {
     pub(crate) fn properties(&self) -> serde_json::Value {
         match self {
             PyCatalog::Sql { warehouse } => serde_json::json!({
-                "name": misql::iceberg::catalog::SQL_CATALOG_NAME,
+                "name": misql::lake::catalog::SQL_CATALOG_NAME,
                 "type": "sql",
                 "uri": format!("sqlite:///{}", warehouse.join("catalog.db").display()),
                 "warehouse": format!("file://{}", warehouse.display()),

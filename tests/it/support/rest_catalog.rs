@@ -38,7 +38,7 @@ impl RestCatalog {
         }
     }
 
-    /// The ATTACH options, as the parser gives them to `misql::iceberg::catalog::connect`.
+    /// The ATTACH options, as the parser gives them to `misql::lake::catalog::connect`.
     pub fn options(self) -> Vec<(String, String)> {
         match self {
             RestCatalog::Seaweed => seaweed().options(),

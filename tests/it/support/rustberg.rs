@@ -41,7 +41,7 @@ pub struct Rustberg {
 }
 
 impl Rustberg {
-    /// The ATTACH options (as the parser gives them to `misql::iceberg::catalog::connect`) for
+    /// The ATTACH options (as the parser gives them to `misql::lake::catalog::connect`) for
     /// this server: no credential (it runs without authentication), S3 as for SeaweedFS.
     pub fn options(&self) -> Vec<(String, String)> {
         [

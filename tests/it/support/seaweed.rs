@@ -43,7 +43,7 @@ impl Seaweed {
         format!("{}:{}", self.access_key, self.secret_key)
     }
 
-    /// The ATTACH options (as the parser gives them to `misql::iceberg::catalog::connect`) for
+    /// The ATTACH options (as the parser gives them to `misql::lake::catalog::connect`) for
     /// this server's REST catalog.
     pub fn options(&self) -> Vec<(String, String)> {
         [

@@ -79,7 +79,7 @@ enum Content {
     /// with the same rows; every manifest merged. The summary keeps the base snapshot's keys
     /// that start with `carry` (a sync's checkpoint). Rewrites that no longer apply on a moved
     /// base are left out and listed in `dropped`.
-    Replace {
+    Compaction {
         rewrites: Vec<Rewrite>,
         carry: String,
         dropped: Mutex<Vec<usize>>,
@@ -121,9 +121,9 @@ impl Change {
 
     /// A compaction: `rewrites` (possibly none: then only the manifests are merged) in one
     /// `replace` snapshot whose summary keeps the base snapshot's properties starting with
-    /// `carry`. Committed by [`commit_replace`], which says which rewrites were left out.
-    fn replace(rewrites: Vec<Rewrite>, carry: impl Into<String>) -> Self {
-        Self::new(Content::Replace {
+    /// `carry`. Committed by [`commit_compaction`], which says which rewrites were left out.
+    fn compaction(rewrites: Vec<Rewrite>, carry: impl Into<String>) -> Self {
+        Self::new(Content::Compaction {
             rewrites,
             carry: carry.into(),
             dropped: Mutex::default(),
@@ -168,7 +168,7 @@ impl Change {
                 data.is_empty() && deletes.is_empty() && self.properties.is_empty()
             }
             Content::Metadata { updates, .. } => updates.is_empty(),
-            Content::Replace { .. } => false,
+            Content::Compaction { .. } => false,
         }
     }
 
@@ -218,7 +218,7 @@ impl Change {
                 },
                 self.properties.clone(),
             )),
-            Content::Replace { rewrites, carry, dropped, manifests } => {
+            Content::Compaction { rewrites, carry, dropped, manifests } => {
                 let live = live_entries_cached(base, manifests).await?;
                 Some(self.replacement(rewrites, carry, dropped, live, base, first))
             }
@@ -258,7 +258,7 @@ impl Change {
         rewrites: &[Rewrite],
         carry: &str,
         dropped: &Mutex<Vec<usize>>,
-        live: Vec<crate::iceberg::live::Live>,
+        live: Vec<crate::lake::live::Live>,
         base: &Table,
         first: &Table,
     ) -> (snapshot::Files, HashMap<String, String>) {
@@ -372,15 +372,15 @@ pub struct Replaced {
 /// properties that start with `carry`. A rewrite that no longer applies on the table it is
 /// committed on (a file it removes is gone, or a delete file committed since may target a file
 /// it rewrote) is left out and returned.
-pub async fn commit_replace(
+pub async fn commit_compaction(
     conn: &IcebergConnection,
     table: &Table,
     rewrites: Vec<Rewrite>,
     carry: &str,
 ) -> Result<Replaced> {
-    let change = Change::replace(rewrites, carry);
+    let change = Change::compaction(rewrites, carry);
     let table = commit_change(conn, table, &change).await?;
-    let Content::Replace { dropped, .. } = change.content else {
+    let Content::Compaction { dropped, .. } = change.content else {
         return Err(Error::internal("a compaction commit that is not a replace"));
     };
     let left_out = dropped.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -556,5 +556,5 @@ async fn settle(
 
 /// The table as the catalog has it now (a load that fails for a moment is tried again).
 async fn reload(conn: &IcebergConnection, name: &TableIdent) -> Result<Table> {
-    crate::iceberg::retry::load_table(conn.catalog.as_ref(), name).await
+    crate::lake::retry::load_table(conn.catalog.as_ref(), name).await
 }

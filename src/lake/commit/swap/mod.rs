@@ -19,7 +19,7 @@ use std::time::Duration;
 use ::iceberg::table::Table;
 
 use super::Proposal;
-use crate::iceberg::catalog::{CatalogKind, IcebergConnection};
+use crate::lake::catalog::{CatalogKind, IcebergConnection};
 use crate::{Error, Result};
 use rest::RestCommitter;
 use sql::SqlCommitter;

@@ -47,7 +47,7 @@ use self::read::{
     next_batch, open_columns,
 };
 use self::tier::{Slot, Tier, table_heap_bytes};
-use crate::iceberg::live::live_entries;
+use crate::lake::live::live_entries;
 use crate::{Error, Result};
 
 /// Files opened ahead (footer read) while the previous one is being indexed.

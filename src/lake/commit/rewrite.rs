@@ -17,7 +17,7 @@ use ::iceberg::spec::{
 };
 use ::iceberg::table::Table;
 
-use crate::iceberg::live::Live;
+use crate::lake::live::Live;
 
 use crate::{Error, Result};
 

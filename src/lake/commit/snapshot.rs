@@ -17,8 +17,8 @@ use ::iceberg::table::Table;
 use ::iceberg::{TableRequirement, TableUpdate};
 
 use super::rewrite;
-use crate::iceberg::live::Live;
-use crate::iceberg::table::partition_spec_id;
+use crate::lake::live::Live;
+use crate::lake::table::partition_spec_id;
 use crate::{Error, Result};
 
 /// The summary keys with running totals: (total, added, removed).

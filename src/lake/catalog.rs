@@ -12,7 +12,7 @@
 //!   `token`, `prefix`, `oauth2-server-uri`, `s3.*` and `client.*` are passed on to the REST client
 //!   and to the FileIO. The catalog is contacted at once, so a wrong address fails at ATTACH.
 //!   With `"rest.sigv4-enabled" 'true'` every catalog request is signed with SigV4 (S3 Tables,
-//!   Glue; see [`crate::iceberg::sigv4`]), and without `s3.access-key-id` the S3 storage uses the
+//!   Glue; see [`crate::lake::sigv4`]), and without `s3.access-key-id` the S3 storage uses the
 //!   same AWS credentials.
 
 use std::collections::HashMap;
@@ -27,9 +27,9 @@ use iceberg_storage_opendal::{CustomAwsCredentialLoader, OpenDalResolvingStorage
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
-use crate::iceberg::rest_failure;
-use crate::iceberg::retry::retry_transient;
-use crate::iceberg::sigv4::{self, SigV4, StorageCredentials, forward::Forwarder};
+use crate::lake::rest_failure;
+use crate::lake::retry::retry_transient;
+use crate::lake::sigv4::{self, SigV4, StorageCredentials, forward::Forwarder};
 use crate::{Error, Result};
 
 /// Fixed catalog name stored in the SQL catalog's rows, so pyiceberg's `SqlCatalog("misql", ...)`

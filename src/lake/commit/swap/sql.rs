@@ -10,7 +10,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 use super::{Proposal, SQLITE_BUSY_TIMEOUT, Swap};
-use crate::iceberg::catalog::{SQL_CATALOG_NAME, SQLITE_FILE_NAME};
+use crate::lake::catalog::{SQL_CATALOG_NAME, SQLITE_FILE_NAME};
 use crate::{Error, Result};
 
 /// Commits to misql's embedded SQL catalog: `<warehouse>/catalog.db`.

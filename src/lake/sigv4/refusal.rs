@@ -83,7 +83,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::iceberg::sigv4::CredentialSource;
+    use crate::lake::sigv4::CredentialSource;
 
     fn sigv4() -> SigV4 {
         SigV4 {

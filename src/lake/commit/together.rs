@@ -18,7 +18,7 @@ use super::{
     Change, Content, MAX_WAIT, MIN_WAIT, Settled, Staged, commit_change, confirm,
     expire_metadata_files, outrun, reload, retries_of, settle, validate,
 };
-use crate::iceberg::catalog::IcebergConnection;
+use crate::lake::catalog::IcebergConnection;
 use crate::{Error, ErrorKind, Result};
 
 /// Commits each change to its table, all together where the catalog can do it atomically.

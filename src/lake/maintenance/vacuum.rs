@@ -13,8 +13,8 @@ use ::iceberg::{TableRequirement, TableUpdate};
 
 use super::listing::{Listed, list};
 use crate::failpoint::failpoint;
-use crate::iceberg::catalog::IcebergConnection;
-use crate::iceberg::commit::{Change, commit};
+use crate::lake::catalog::IcebergConnection;
+use crate::lake::commit::{Change, commit};
 use crate::{Error, ErrorKind, Result};
 
 /// Table property: snapshots always kept, newest first (iceberg-java's name).

@@ -9,9 +9,9 @@ use ::iceberg::table::Table;
 use iceberg_catalog_rest::CommitTableRequest;
 
 use super::{Proposal, REST_SPEC_VERSION, REST_TIMEOUT, REST_TIMEOUT_OPTION, Swap};
-use crate::iceberg::rest_failure::{is_transient_status, oauth_error, refuses_credential};
-use crate::iceberg::retry::retry_transient;
-use crate::iceberg::sigv4::SigV4;
+use crate::lake::rest_failure::{is_transient_status, oauth_error, refuses_credential};
+use crate::lake::retry::retry_transient;
+use crate::lake::sigv4::SigV4;
 use crate::{Error, ErrorKind, Result};
 
 /// Commits to a REST catalog: `POST {uri}/v1/{prefix}/namespaces/{ns}/tables/{table}`.

@@ -5,7 +5,7 @@ use ::iceberg::TableIdent;
 use ::iceberg::spec::{DataContentType, DataFile, TableMetadata};
 use ::iceberg::table::Table;
 
-use crate::iceberg::lineage::{committed_since, data_files_removed};
+use crate::lake::lineage::{committed_since, data_files_removed};
 use crate::{Error, ErrorKind, Result};
 
 /// Data files must hold data; delete files, deletes (equality deletes with their field ids).

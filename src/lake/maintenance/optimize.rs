@@ -4,7 +4,7 @@
 //! path, which keeps the sync's checkpoint keys, so a sync resumes after it where it was.
 //!
 //! Partitions a concurrent writer touched while they were rewritten are left out of the commit
-//! (see `commit::commit_replace`) and redone on the new table, a bounded number of times.
+//! (see `commit::commit_compaction`) and redone on the new table, a bounded number of times.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -17,10 +17,10 @@ use ::iceberg::table::Table;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::failpoint::failpoint;
-use crate::iceberg::catalog::IcebergConnection;
-use crate::iceberg::commit::{Rewrite, commit_replace};
-use crate::iceberg::live::{Live, live_entries};
-use crate::iceberg::writer::{TableWriter, WriteOptions};
+use crate::lake::catalog::IcebergConnection;
+use crate::lake::commit::{Rewrite, commit_compaction};
+use crate::lake::live::{Live, live_entries};
+use crate::lake::writer::{TableWriter, WriteOptions};
 use crate::{Error, Result};
 
 /// Summary properties a compaction carries from the snapshot it replaces: a sync's checkpoint.
@@ -124,7 +124,7 @@ pub async fn optimize(
         let tallies: Vec<Tally> = rewrites.iter().map(Tally::of).collect();
         let added: Vec<Vec<DataFile>> = rewrites.iter().map(|r| r.added.clone()).collect();
         failpoint("optimize-before-commit");
-        let replaced = commit_replace(conn, &table, rewrites, CARRIED_PREFIX).await?;
+        let replaced = commit_compaction(conn, &table, rewrites, CARRIED_PREFIX).await?;
         failpoint("optimize-after-commit");
         table = replaced.table;
         report.committed = true;
