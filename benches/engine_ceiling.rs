@@ -91,7 +91,10 @@ fn cpu_seconds() -> f64 {
 
 /// A sync of `bench.orders` (sampled from the first 1,000 documents in memory) into a new
 /// warehouse, planned as `CREATE SYNC` plans it.
-async fn sync_over(docs: &[RawDocumentBuf], select: &str) -> misql::Result<(SyncTask, tempdir::Dir)> {
+async fn sync_over(
+    docs: &[RawDocumentBuf],
+    select: &str,
+) -> misql::Result<(SyncTask, tempdir::Dir)> {
     let mut inference = Inference::new();
     for doc in docs.iter().take(1000) {
         inference.observe(doc)?;

@@ -39,8 +39,10 @@ pub enum Error {
         /// What would be right, if we can tell.
         hint: Option<String>,
     },
-    /// A statement that parsed but cannot be carried out as written (unknown catalog, a
-    /// table that does not exist, a feature not supported yet).
+    /// A user's mistake, found after parsing: a statement that cannot be carried out as
+    /// written (unknown catalog, a table that does not exist, a feature not supported yet), a
+    /// configuration value that is wrong, a table misql cannot write. Permanent; it says what
+    /// would be right when it can ([`Error::user`]).
     #[error("{message}")]
     Plan {
         /// What is wrong.
@@ -52,6 +54,18 @@ pub enum Error {
     #[error("{message}")]
     Unavailable {
         /// What could not be reached, and why.
+        message: String,
+        /// What would help.
+        hint: Option<String>,
+    },
+    /// A server, catalog or file store that answered something misql cannot use (a status, a
+    /// malformed answer): its kind comes from what it answered, where it arose
+    /// ([`Error::remote`]).
+    #[error("{message}")]
+    Remote {
+        /// What a retry loop does about it.
+        kind: ErrorKind,
+        /// What was asked, and what came back.
         message: String,
         /// What would help.
         hint: Option<String>,
@@ -126,9 +140,22 @@ impl Error {
         Error::Internal(message.into())
     }
 
-    /// A planning error without a location.
-    pub fn plan(message: impl Into<String>) -> Self {
+    /// A user's mistake without a location in the SQL text (permanent): the statement, a
+    /// configuration value or the data as the user gave it. Add what would be right with
+    /// [`Error::with_hint`].
+    pub fn user(message: impl Into<String>) -> Self {
         Error::Plan { message: message.into(), hint: None }
+    }
+
+    /// A remote system's answer that misql cannot use, of `kind` (a 5xx is transient, a refusal
+    /// permanent, ...): the kind is decided where the answer is read.
+    pub fn remote(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::Remote { kind, message: message.into(), hint: None }
+    }
+
+    /// A server, catalog or file store that cannot be reached right now (transient).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::Unavailable { message: message.into(), hint: None }
     }
 
     /// Adds a hint ("what would be right") to errors that carry one.
@@ -136,6 +163,7 @@ impl Error {
         if let Error::Sql { hint, .. }
         | Error::Plan { hint, .. }
         | Error::Unavailable { hint, .. }
+        | Error::Remote { hint, .. }
         | Error::Commit { hint, .. } = &mut self
         {
             *hint = Some(text.into());
@@ -149,6 +177,7 @@ impl Error {
             Error::Sql { hint, .. }
             | Error::Plan { hint, .. }
             | Error::Unavailable { hint, .. }
+            | Error::Remote { hint, .. }
             | Error::Commit { hint, .. } => hint.as_deref(),
             _ => None,
         }
@@ -179,7 +208,7 @@ impl Error {
             Error::Unavailable { .. } | Error::Io { .. } | Error::Internal(_) => {
                 ErrorKind::Transient
             }
-            Error::Commit { kind, .. } => *kind,
+            Error::Commit { kind, .. } | Error::Remote { kind, .. } => *kind,
             Error::Mongo { source, .. } => mongo_kind(source),
             Error::Iceberg { source, .. } => iceberg_kind(source),
             _ => ErrorKind::Permanent,
@@ -354,10 +383,24 @@ mod tests {
         assert_eq!(internal.kind(), ErrorKind::Transient, "a running sync starts again");
         assert!(internal.to_string().starts_with("internal error: a snapshot change"));
         assert!(internal.to_string().contains("please report it"));
-        assert_eq!(Error::plan("no such table").kind(), ErrorKind::Permanent);
+        assert_eq!(Error::user("no such table").kind(), ErrorKind::Permanent);
         let conflict = Error::commit(ErrorKind::Conflict, "another writer").with_hint("again");
         let shared = conflict.shared();
         assert_eq!((shared.kind(), shared.hint()), (ErrorKind::Conflict, Some("again")));
         assert_eq!(shared.to_string(), "another writer");
+        let refused = Error::remote(ErrorKind::Permanent, "GET /v1/config answered 403");
+        assert_eq!(refused.kind(), ErrorKind::Permanent);
+        let failed = Error::remote(ErrorKind::Transient, "GET /v1/config answered 503");
+        assert_eq!(failed.with_hint("later").hint(), Some("later"));
+        assert_eq!(Error::unavailable("no route").kind(), ErrorKind::Transient);
+    }
+
+    #[test]
+    fn a_remote_error_carried_through_datafusion_keeps_its_kind() {
+        let inner = Error::remote(ErrorKind::Transient, "the catalog answered 502");
+        let carried =
+            Error::DataFusion(datafusion::error::DataFusionError::External(Box::new(inner)));
+        assert_eq!(carried.kind(), ErrorKind::Transient);
+        assert_eq!(carried.user_facing().to_string(), "the catalog answered 502");
     }
 }

@@ -80,13 +80,13 @@ pub async fn check(
     }
     for name in names {
         if !creates.iter().any(|c| &c.name.value == name) {
-            return Err(Error::plan(format!("--check: no CREATE SYNC {name} in the files"))
+            return Err(Error::user(format!("--check: no CREATE SYNC {name} in the files"))
                 .with_hint("name the syncs as their CREATE SYNC statements do")
                 .into());
         }
     }
     if creates.is_empty() {
-        return Err(Error::plan("--check: the files have no CREATE SYNC to check").into());
+        return Err(Error::user("--check: the files have no CREATE SYNC to check").into());
     }
     output::write(session.check_syncs(&creates).await?, format, out).await?;
     Ok(())

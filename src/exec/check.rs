@@ -16,7 +16,7 @@ impl Session {
     pub(super) async fn check_sync(&mut self, name: &str) -> Result<Output> {
         let entry = self.syncs.get(name).ok_or_else(|| unknown_sync(name))?;
         if entry.database.is_some() {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "sync {name} is a database sync; CHECK SYNC compares one collection's sync"
             ))
             .with_hint("name the sync of one collection, as SHOW SYNCS lists it"));
@@ -63,7 +63,7 @@ impl Session {
         if differing.is_empty() {
             return Ok(Output::Rows(stream));
         }
-        let error = Error::plan(format!(
+        let error = Error::user(format!(
             "the table differs from its collection in {}",
             differing.join(", ")
         ))

@@ -36,7 +36,7 @@ pub(super) fn setting(statement: &Sql) -> Result<Option<bool>> {
                 _ => None,
             };
             on.map(Some).ok_or_else(|| {
-                Error::plan(format!("{SETTING} is true or false"))
+                Error::user(format!("{SETTING} is true or false"))
                     .with_hint(format!("SET {SETTING} = true"))
             })
         }
@@ -89,7 +89,7 @@ pub(super) async fn pin(session: &Session, statement: &Sql) -> Result<Vec<Arc<La
     }
     let names = || tables.iter().map(|(_, _, name)| name.as_str()).collect::<Vec<_>>().join(", ");
     let Some((_, snapshots)) = newest_common(&all) else {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "{SETTING}: {} have no cluster time at which all are exact yet (a table a sync \
              keeps is, once the sync has committed a batch while streaming)",
             names()

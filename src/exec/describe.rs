@@ -23,7 +23,7 @@ pub async fn collection(
     let sample_size = source.sample_size();
     let table =
         MongoTable::open(source, database, collection, sample_size).await?.ok_or_else(|| {
-            Error::plan(format!("collection {database}.{collection} does not exist"))
+            Error::user(format!("collection {database}.{collection} does not exist"))
                 .with_hint(format!("SHOW COLLECTIONS FROM mongo.{database} lists the collections"))
         })?;
     rows(report(table.fields(), table.sampled())?)

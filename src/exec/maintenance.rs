@@ -72,14 +72,14 @@ impl Session {
             MaintenanceTarget::Sync(sync) => match self.syncs.get(&sync.value) {
                 Some(entry) => entry.create.target.clone(),
                 None => {
-                    return Err(Error::plan(format!("there is no sync {sync} in this session"))
+                    return Err(Error::user(format!("there is no sync {sync} in this session"))
                         .with_hint("SHOW SYNCS lists them"));
                 }
             },
         };
         let parts = super::name_parts(&name);
         let [catalog, namespace, table] = parts.as_slice() else {
-            return Err(Error::plan(format!("{name} is not an Iceberg table"))
+            return Err(Error::user(format!("{name} is not an Iceberg table"))
                 .with_hint("name it as catalog.namespace.table, e.g. lake.shop.orders"));
         };
         let conn = self.iceberg_catalog(Some(catalog))?.get().await?.clone();
@@ -88,7 +88,7 @@ impl Session {
             let hint = format!("SHOW TABLES FROM {catalog}.{namespace} lists its tables");
             match e.kind() {
                 iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound => {
-                    Error::plan(format!("there is no table {name}")).with_hint(hint)
+                    Error::user(format!("there is no table {name}")).with_hint(hint)
                 }
                 _ => Error::iceberg(format!("loading {name}"), e),
             }

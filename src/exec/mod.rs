@@ -261,7 +261,7 @@ impl Session {
             [catalog, namespace] => {
                 Ok((self.iceberg_catalog(Some(catalog))?, Some(namespace.clone())))
             }
-            _ => Err(Error::plan("SHOW TABLES FROM takes a catalog or catalog.namespace")
+            _ => Err(Error::user("SHOW TABLES FROM takes a catalog or catalog.namespace")
                 .with_hint("SHOW TABLES FROM lake.shop")),
         }
     }
@@ -310,7 +310,7 @@ impl Session {
     fn mongo_source(&self, name: Option<&str>) -> Result<&Arc<MongoSource>> {
         let name = name.unwrap_or(DEFAULT_MONGO);
         self.mongo.get(name).ok_or_else(|| {
-            Error::plan(format!("no MongoDB deployment is attached as `{name}`")).with_hint(
+            Error::user(format!("no MongoDB deployment is attached as `{name}`")).with_hint(
                 format!(
                     "attached: {}; ATTACH 'mongodb://host:port' AS {name} (TYPE mongodb)",
                     self.mongo.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -325,7 +325,7 @@ impl Session {
         match parts.as_slice() {
             [catalog, database] => Ok((self.mongo_source(Some(catalog))?, database.clone())),
             [database] => Ok((self.mongo_source(None)?, database.clone())),
-            _ => Err(Error::plan("SHOW COLLECTIONS needs a database")
+            _ => Err(Error::user("SHOW COLLECTIONS needs a database")
                 .with_hint("SHOW COLLECTIONS FROM mongo.<database>; SHOW DATABASES lists them")),
         }
     }
@@ -359,7 +359,7 @@ fn iceberg_catalog<'a>(
 ) -> Result<&'a Arc<LazyIceberg>> {
     let name = name.unwrap_or(DEFAULT_ICEBERG);
     iceberg.get(name).ok_or_else(|| {
-        Error::plan(format!("no Iceberg catalog is attached as `{name}`")).with_hint(format!(
+        Error::user(format!("no Iceberg catalog is attached as `{name}`")).with_hint(format!(
             "attached: {}; ATTACH './warehouse' AS {name} (TYPE iceberg)",
             iceberg.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
@@ -419,7 +419,7 @@ fn session_setting(statement: &sqlparser::ast::Statement) -> Result<Option<Setti
                         match n.parse::<usize>() {
                             Ok(n) if n > 0 => Some(n),
                             _ => {
-                                return Err(Error::plan(format!(
+                                return Err(Error::user(format!(
                                     "{SAMPLE_SIZE_SETTING} must be a positive whole number of \
                                      documents, not {n}"
                                 ))
@@ -428,14 +428,14 @@ fn session_setting(statement: &sqlparser::ast::Statement) -> Result<Option<Setti
                         }
                     }
                     other => {
-                        return Err(Error::plan(format!(
+                        return Err(Error::user(format!(
                             "{SAMPLE_SIZE_SETTING} must be a number of documents, not {other}"
                         ))
                         .with_hint(hint));
                     }
                 },
                 _ => {
-                    return Err(Error::plan(format!(
+                    return Err(Error::user(format!(
                         "{SAMPLE_SIZE_SETTING} takes one number of documents"
                     ))
                     .with_hint(hint));

@@ -64,7 +64,7 @@ impl SyncBuilder {
     /// Plans a sync and prepares everything it needs, without running it.
     pub async fn build(&self, create: &CreateSync) -> Result<SyncTask> {
         if create.options.delete_mode == DeleteMode::Equality {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "sync {}: delete_mode = 'equality' is not supported yet; misql writes position \
                  deletes, which every Iceberg reader applies",
                 create.name
@@ -73,7 +73,7 @@ impl SyncBuilder {
         }
         let (source, database, collection) = super::mongo_collection(&self.mongo, &create.source)?
             .ok_or_else(|| {
-                Error::plan(format!(
+                Error::user(format!(
                     "the source of sync {} must be a MongoDB collection",
                     create.name
                 ))
@@ -87,7 +87,7 @@ impl SyncBuilder {
         let connection = catalog.get().await?.clone();
         let plan = self.plan_with_sample_size(create).await?;
         if !plan.evolving && create.options.given.contains(&SyncOption::OnTypeChange) {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "sync {}: on_type_change applies to SELECT * syncs only; its SELECT list fixes \
                  the columns",
                 create.name
@@ -172,7 +172,7 @@ impl Session {
             if create.if_not_exists {
                 return Ok(Output::Done(format!("sync {name} already exists")));
             }
-            return Err(Error::plan(format!("sync {name} already exists")).with_hint(format!(
+            return Err(Error::user(format!("sync {name} already exists")).with_hint(format!(
                 "CREATE OR REPLACE SYNC {name} ... redefines it; DROP SYNC {name} removes it"
             )));
         }
@@ -375,7 +375,7 @@ impl Session {
         match task.await {
             Ok(Err(err)) => return Err(err),
             Err(join) if !join.is_cancelled() => {
-                return Err(Error::plan(format!("sync {name} failed while stopping: {join}")));
+                return Err(Error::user(format!("sync {name} failed while stopping: {join}")));
             }
             _ => {}
         }
@@ -393,13 +393,13 @@ impl Session {
     pub(super) fn refresh_sync(&mut self, name: &str) -> Result<Output> {
         let entry = self.syncs.get(name).ok_or_else(|| unknown_sync(name))?;
         if entry.database.is_some() {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "sync {name} is a database sync; REFRESH SYNC copies one collection's sync again"
             ))
             .with_hint("name the sync of one collection, as SHOW SYNCS lists it"));
         }
         if entry.task.as_ref().is_none_or(|task| task.is_finished()) {
-            return Err(Error::plan(format!("sync {name} is not running"))
+            return Err(Error::user(format!("sync {name} is not running"))
                 .with_hint(format!("START SYNC {name} first; REFRESH works on a running sync")));
         }
         entry.refresh.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -413,7 +413,7 @@ impl Session {
     pub(super) async fn start_sync(&mut self, name: &str) -> Result<Output> {
         let entry = self.syncs.get(name).ok_or_else(|| unknown_sync(name))?;
         if entry.task.as_ref().is_some_and(|task| !task.is_finished()) {
-            return Err(Error::plan(format!("sync {name} is running"))
+            return Err(Error::user(format!("sync {name} is running"))
                 .with_hint(format!("STOP SYNC {name} first, or SHOW SYNC STATUS {name}")));
         }
         let create = entry.create.clone();
@@ -600,7 +600,7 @@ impl Session {
         };
         if purge && entry.create.collections.is_some() {
             self.syncs.insert(name.to_string(), entry);
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "DROP SYNC {name} PURGE: {name} is a database sync, whose tables are not dropped \
                  in one statement"
             ))
@@ -646,7 +646,7 @@ impl Session {
         let tasks: Vec<_> = self.syncs.values_mut().filter_map(|entry| entry.task.take()).collect();
         let stopped = futures::future::join_all(tasks);
         if tokio::time::timeout(timeout, stopped).await.is_err() {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "the syncs did not stop within {} s; what they had not committed is read again \
                  from their checkpoints at the next start",
                 timeout.as_secs_f64()
@@ -679,7 +679,7 @@ impl Session {
 }
 
 pub(super) fn unknown_sync(name: &str) -> Error {
-    Error::plan(format!("no sync named {name}"))
+    Error::user(format!("no sync named {name}"))
         .with_hint("SHOW SYNCS lists the syncs of this session")
 }
 

@@ -28,10 +28,10 @@ pub async fn serve(
     control: Option<control::Control>,
 ) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        Error::plan(format!("--http {addr}: cannot listen there: {e}"))
+        Error::user(format!("--http {addr}: cannot listen there: {e}"))
             .with_hint("give a free address, e.g. --http 0.0.0.0:9187")
     })?;
-    let local = listener.local_addr().map_err(|e| Error::plan(format!("--http {addr}: {e}")))?;
+    let local = listener.local_addr().map_err(|e| Error::user(format!("--http {addr}: {e}")))?;
     let mut metrics = prometheus_client::registry::Registry::default();
     metrics.register_collector(Box::new(metrics::SyncMetrics::new(
         registry.clone(),

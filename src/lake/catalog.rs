@@ -80,7 +80,7 @@ pub async fn connect(uri: &str, options: &[(String, String)]) -> Result<IcebergC
     match option(options, "catalog").map(str::to_ascii_lowercase).as_deref() {
         None | Some("sql") => connect_sql(uri, options).await,
         Some("rest") => connect_rest(uri, options).await,
-        Some(other) => Err(Error::plan(format!("unknown Iceberg catalog type `{other}`"))
+        Some(other) => Err(Error::user(format!("unknown Iceberg catalog type `{other}`"))
             .with_hint("CATALOG must be 'sql' (the default, an embedded catalog) or 'rest'")),
     }
 }
@@ -103,7 +103,7 @@ struct SqlLocation {
 async fn connect_sql(uri: &str, options: &[(String, String)]) -> Result<IcebergConnection> {
     let rest_only = |k: &str| REST_ONLY_OPTIONS.contains(&k) || sigv4::OPTIONS.contains(&k);
     if let Some((key, _)) = options.iter().find(|(k, _)| rest_only(k)) {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "option `{key}` applies to a REST catalog, but ATTACH '{uri}' opens an embedded SQL catalog"
         ))
         .with_hint(format!(
@@ -122,7 +122,7 @@ async fn connect_sql(uri: &str, options: &[(String, String)]) -> Result<IcebergC
         None => location.database.clone(),
     };
     if database.is_dir() {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "the SQLite catalog `{}` is a directory, not a file",
             database.display()
         ))
@@ -160,13 +160,13 @@ fn sql_location(uri: &str, warehouse_option: Option<&str>, cwd: &Path) -> Result
     let trimmed = uri.trim();
     let lower = trimmed.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "`{trimmed}` looks like a REST catalog, but ATTACH ... (TYPE iceberg) without CATALOG 'rest' opens an embedded SQL catalog in a local directory"
         ))
         .with_hint(format!("add CATALOG 'rest': ATTACH '{trimmed}' AS lake (TYPE iceberg, CATALOG 'rest')")));
     }
     if trimmed.is_empty() {
-        return Err(Error::plan("ATTACH ... (TYPE iceberg) needs a warehouse directory, got ''")
+        return Err(Error::user("ATTACH ... (TYPE iceberg) needs a warehouse directory, got ''")
             .with_hint("e.g. ATTACH './warehouse' AS lake (TYPE iceberg)"));
     }
     let warehouse_option =
@@ -175,7 +175,7 @@ fn sql_location(uri: &str, warehouse_option: Option<&str>, cwd: &Path) -> Result
         let rest = rest.strip_prefix("//").unwrap_or(rest);
         let rest = rest.split_once('?').map_or(rest, |(path, _query)| path);
         if rest.is_empty() || rest == ":memory:" {
-            return Err(Error::plan(format!("`{trimmed}` names no SQLite file")).with_hint(
+            return Err(Error::user(format!("`{trimmed}` names no SQLite file")).with_hint(
                 "e.g. sqlite:///abs/dir/catalog.db (an in-memory catalog is not supported)",
             ));
         }
@@ -200,13 +200,13 @@ fn local_path(text: &str, what: &str, cwd: &Path) -> Result<PathBuf> {
         let path = match rest.strip_prefix("//") {
             Some(after) if after.starts_with('/') => after,
             Some(_) => {
-                return Err(Error::plan(format!("{what} `{text}` is not an absolute file URI"))
+                return Err(Error::user(format!("{what} `{text}` is not an absolute file URI"))
                     .with_hint("write file:///absolute/dir (three slashes), or a plain path"));
             }
             None => rest,
         };
         if !path.starts_with('/') {
-            return Err(Error::plan(format!("{what} `{text}` is not an absolute file URI"))
+            return Err(Error::user(format!("{what} `{text}` is not an absolute file URI"))
                 .with_hint("write file:///absolute/dir (three slashes), or a plain path"));
         }
         return Ok(PathBuf::from(percent_decode(path, text)?));
@@ -223,7 +223,7 @@ fn local_path(text: &str, what: &str, cwd: &Path) -> Result<PathBuf> {
             ),
             _ => "use a directory path, file:///abs/dir or sqlite:///abs/dir/catalog.db, or CATALOG 'rest' with an http:// URI".to_string(),
         };
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "{what} `{text}` has the scheme `{scheme}://`, which an embedded Iceberg catalog cannot use"
         ))
         .with_hint(hint));
@@ -239,7 +239,7 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
 /// Creates `dir` if missing and returns its canonical absolute path.
 fn prepare_directory(dir: &Path) -> Result<PathBuf> {
     if dir.exists() && !dir.is_dir() {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "the Iceberg warehouse `{}` is a file, not a directory",
             dir.display()
         ))
@@ -300,7 +300,7 @@ fn percent_decode(text: &str, whole: &str) -> Result<String> {
         if bytes[i] == b'%' {
             let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
             let Some(byte) = hex else {
-                return Err(Error::plan(format!("`{whole}` has a bad %-escape"))
+                return Err(Error::user(format!("`{whole}` has a bad %-escape"))
                     .with_hint("write a literal % as %25"));
             };
             out.push(byte);
@@ -311,7 +311,7 @@ fn percent_decode(text: &str, whole: &str) -> Result<String> {
         }
     }
     String::from_utf8(out).map_err(|_| {
-        Error::plan(format!("`{whole}` decodes to a path that is not UTF-8"))
+        Error::user(format!("`{whole}` decodes to a path that is not UTF-8"))
             .with_hint("use a plain path instead of a URI")
     })
 }
@@ -324,7 +324,7 @@ async fn connect_rest(uri: &str, options: &[(String, String)]) -> Result<Iceberg
     let uri = uri.trim().trim_end_matches('/').to_string();
     let lower = uri.to_ascii_lowercase();
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "CATALOG 'rest' needs the catalog's http:// or https:// address, got `{uri}`"
         ))
         .with_hint("e.g. ATTACH 'http://localhost:8181' AS lake (TYPE iceberg, CATALOG 'rest', warehouse 's3://warehouse'); for a local directory drop CATALOG 'rest'"));
@@ -401,7 +401,7 @@ fn upstream_client() -> Result<reqwest::Client> {
 /// sentence (what the forwarder noted), else as [`rest_error`].
 fn signed_rest_error(uri: &str, sigv4: &SigV4, error: &iceberg::Error) -> Error {
     match sigv4.take_refusal() {
-        Some(sentence) => Error::plan(format!("cannot attach the Iceberg REST catalog at {uri}: {sentence}"))
+        Some(sentence) => Error::user(format!("cannot attach the Iceberg REST catalog at {uri}: {sentence}"))
             .with_hint(format!(
                 "SigV4 signs as service '{}' in region '{}' with credentials from {}; see \"rest.signing-name\", \"rest.signing-region\" and the AWS credentials (environment, AWS_PROFILE, web identity)",
                 sigv4.service,
@@ -469,13 +469,13 @@ fn rest_error(uri: &str, warehouse: Option<&str>, error: &iceberg::Error) -> Err
     };
     if error.kind() == iceberg::ErrorKind::NamespaceNotFound {
         // iceberg-rust's words for a 404 on GET .../namespaces.
-        return Error::plan(format!(
+        return Error::user(format!(
             "the Iceberg REST catalog at {at} answered 404 Not Found to listing namespaces: no such warehouse or prefix"
         ))
         .with_hint("check the warehouse option (e.g. warehouse 's3://warehouse') and the prefix option, if any");
     }
     if failure.refused_credential() {
-        return Error::plan(format!(
+        return Error::user(format!(
             "the Iceberg REST catalog at {at} refused the credential: {}",
             failure.answer()
         ))
@@ -498,7 +498,7 @@ fn rest_error(uri: &str, warehouse: Option<&str>, error: &iceberg::Error) -> Err
         Some(_) => failure.answer(),
         None => error.to_string(),
     };
-    Error::plan(format!("the Iceberg REST catalog at {at} refused to list namespaces: {said}"))
+    Error::user(format!("the Iceberg REST catalog at {at} refused to list namespaces: {said}"))
         .with_hint(hint)
 }
 

@@ -112,14 +112,14 @@ impl Conformer {
     }
 
     fn unknown_column(&self, path: &str) -> Error {
-        Error::plan(format!("column `{path}` is not in table {}", self.table)).with_hint(format!(
+        Error::user(format!("column `{path}` is not in table {}", self.table)).with_hint(format!(
             "leave `{path}` out of the SELECT, or add the column to {}",
             self.table
         ))
     }
 
     fn missing_required(&self, path: &str) -> Error {
-        Error::plan(format!(
+        Error::user(format!(
             "required column `{path}` of table {} is missing from the data written",
             self.table
         ))
@@ -291,7 +291,7 @@ impl Conformer {
 
     fn mismatch(&self, path: &str, have: &DataType, want: &DataType) -> Error {
         let (have, want) = (describe(have), describe(want));
-        Error::plan(format!(
+        Error::user(format!(
             "column `{path}` is {have} in the data written, but {want} in table {}, and the one \
              cannot be converted to the other",
             self.table

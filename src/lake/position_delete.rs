@@ -97,7 +97,7 @@ pub async fn write_position_deletes<'a>(
             .with_hint("position deletes target rows of data files"));
         }
         if pos < 0 || pos as u64 >= data_file.record_count() {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "cannot delete row {pos} of `{}` of {name}: the file has {} rows",
                 data_file.file_path(),
                 data_file.record_count()
@@ -108,7 +108,7 @@ pub async fn write_position_deletes<'a>(
             Some(&id) => id,
             None => {
                 let Some(id) = partition_spec_id(data_file, metadata) else {
-                    return Err(Error::plan(format!(
+                    return Err(Error::user(format!(
                         "cannot write position deletes for `{}` of {name}: it names a partition \
                          spec the table does not have",
                         data_file.file_path()
@@ -153,7 +153,7 @@ pub async fn write_position_deletes<'a>(
         group.rows.sort_unstable();
         group.rows.dedup();
         let Some(spec) = metadata.partition_spec_by_id(group.spec_id) else {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "cannot write position deletes for {name}: its data files name partition spec \
                  {}, which the table does not have",
                 group.spec_id
@@ -196,7 +196,7 @@ pub async fn write_position_deletes<'a>(
                 .partition_spec_id(group.spec_id)
                 .referenced_data_file(referenced.clone());
             let file = builder.build().map_err(|e| {
-                Error::plan(format!("{}: cannot describe the delete file written: {e}", context()))
+                Error::user(format!("{}: cannot describe the delete file written: {e}", context()))
             })?;
             written.push(file);
         }

@@ -95,7 +95,7 @@ mod tests {
         let tries = AtomicU32::new(0);
         let result: Result<()> = retry_transient("a request", || async {
             tries.fetch_add(1, Ordering::SeqCst);
-            Err(Error::plan("refused"))
+            Err(Error::user("refused"))
         })
         .await;
         assert!(result.is_err());

@@ -51,7 +51,7 @@ pub fn check_nesting(schema: &Schema) -> Result<()> {
     for field in schema.as_struct().fields() {
         let depth = nesting_depth(&field.field_type);
         if depth > MAX_NESTING_DEPTH {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "column `{}` nests {depth} levels deep; misql writes Iceberg columns at most \
                  {MAX_NESTING_DEPTH} levels deep (Iceberg readers refuse table metadata nested \
                  much deeper)",
@@ -80,7 +80,7 @@ pub fn check_nesting(schema: &Schema) -> Result<()> {
 /// column nesting deeper than [`MAX_NESTING_DEPTH`] is an [`Error::Plan`] naming it.
 pub fn iceberg_schema(arrow: &ArrowSchema, key: &str) -> Result<Schema> {
     if arrow.column_with_name(key).is_none() {
-        return Err(Error::plan(format!("the key column `{key}` is not in the sync's output"))
+        return Err(Error::user(format!("the key column `{key}` is not in the sync's output"))
             .with_hint(format!("include `{key}` in the SELECT list")));
     }
     let mut ids = IdAssigner::default();
@@ -98,7 +98,7 @@ pub fn iceberg_schema(arrow: &ArrowSchema, key: &str) -> Result<Schema> {
         _ => false,
     };
     if !valid_key {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "the key column `{key}` is {}; a key must be a string, number (not floating point), \
              decimal, date, timestamp, uuid or binary value",
             type_name(key_type)
@@ -176,7 +176,7 @@ pub(crate) fn map_type(path: &str, data_type: &DataType, ids: &mut IdAssigner) -
             }
             Ok(Type::Struct(StructType::new(fields)))
         }
-        other => Err(Error::plan(format!(
+        other => Err(Error::user(format!(
             "column `{path}` has type {other}, which has no Iceberg equivalent"
         ))
         .with_hint(unsupported_hint(path, other))),
@@ -225,7 +225,7 @@ fn arrow_type(path: &str, t: &Type) -> Result<DataType> {
             PrimitiveType::Binary | PrimitiveType::Fixed(_) => DataType::Binary,
             PrimitiveType::Uuid => DataType::FixedSizeBinary(16),
             other => {
-                return Err(Error::plan(format!(
+                return Err(Error::user(format!(
                     "column `{path}` is {other}, which misql cannot fill from BSON"
                 ))
                 .with_hint("sync into a new table, or list the columns in the SELECT"));
@@ -244,7 +244,7 @@ fn arrow_type(path: &str, t: &Type) -> Result<DataType> {
                 .into(),
         ),
         Type::Map(_) => {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "column `{path}` is a map, which misql cannot fill from BSON"
             ))
             .with_hint("sync into a new table, or list the columns in the SELECT"));
@@ -305,7 +305,7 @@ pub fn check_compatible(table_name: &str, existing: &Schema, wanted: &Schema) ->
         let Some(name) = wanted.name_by_field_id(id) else { continue };
         match existing.field_by_name(name) {
             Some(field) if !field.required => {
-                return Err(Error::plan(format!(
+                return Err(Error::user(format!(
                     "column `{name}` is optional in {table_name} but the sync needs it required, \
                      as its key"
                 ))
@@ -328,7 +328,7 @@ fn compare_fields(
     for want in wanted.fields() {
         let path = format!("{prefix}{}", want.name);
         let Some(have) = existing.field_by_name(&want.name) else {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "the sync produces column `{path}` ({}) but {table} has no such column",
                 type_name(&want.field_type)
             ))
@@ -339,7 +339,7 @@ fn compare_fields(
     for have in existing.fields() {
         if wanted.field_by_name(&have.name).is_none() {
             let path = format!("{prefix}{}", have.name);
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "column `{path}` ({}) is in {table} but the sync does not produce it",
                 type_name(&have.field_type)
             ))
@@ -375,7 +375,7 @@ fn compare_types(table: &str, path: &str, have: &Type, want: &Type) -> Result<()
         (Type::Primitive(h), Type::Primitive(w)) if h == w => Ok(()),
         _ => {
             let (have, want) = (type_name(have), type_name(want));
-            Err(Error::plan(format!(
+            Err(Error::user(format!(
                 "column `{path}` is {have} in {table} but the sync produces {want}"
             ))
             .with_hint(format!(

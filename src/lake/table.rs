@@ -106,7 +106,7 @@ fn partition_spec(
         let Some(field) = schema.field_by_name(column) else {
             let columns: Vec<&str> =
                 schema.as_struct().fields().iter().map(|f| f.name.as_str()).collect();
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "PARTITION BY names column `{column}`, which is not in the output of the sync \
                  into {ident}"
             ))
@@ -114,7 +114,7 @@ fn partition_spec(
         };
         let sql = transform_sql(transform, column);
         if transform.result_type(&field.field_type).is_err() {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "PARTITION BY {sql}: column `{column}` is {}, which {} does not apply to",
                 type_name(&field.field_type),
                 transform_sql_name(transform)
@@ -123,13 +123,13 @@ fn partition_spec(
         }
         builder = builder
             .add_partition_field(field.id, partition_field_name(column, transform), *transform)
-            .map_err(|e| Error::plan(format!("PARTITION BY {sql} for {ident}: {}", e.message())))?;
+            .map_err(|e| Error::user(format!("PARTITION BY {sql} for {ident}: {}", e.message())))?;
     }
     let spec = builder.build();
     // Bind once to surface any remaining problem (name clashes with columns, ...) now.
     spec.clone()
         .bind(std::sync::Arc::new(schema.clone()))
-        .map_err(|e| Error::plan(format!("partition spec for {ident}: {}", e.message())))?;
+        .map_err(|e| Error::user(format!("partition spec for {ident}: {}", e.message())))?;
     Ok(spec)
 }
 

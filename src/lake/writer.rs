@@ -82,7 +82,7 @@ impl WriteOptions {
             "lz4" => Compression::LZ4_RAW,
             "uncompressed" | "none" => Compression::UNCOMPRESSED,
             other => {
-                return Err(Error::plan(format!("unknown compression codec '{other}'"))
+                return Err(Error::user(format!("unknown compression codec '{other}'"))
                     .with_hint(format!("use one of {}", COMPRESSION_CODECS.join(", "))));
             }
         })

@@ -121,13 +121,13 @@ where
 /// A resume token as a raw BSON document, for the checkpoint.
 pub fn token_to_raw(token: &ResumeToken) -> Result<RawDocumentBuf> {
     bson::serialize_to_raw_document_buf(token)
-        .map_err(|e| Error::plan(format!("cannot store the resume token: {e}")))
+        .map_err(|e| Error::user(format!("cannot store the resume token: {e}")))
 }
 
 /// A resume token back from its raw BSON document.
 pub fn token_from_raw(raw: &RawDocumentBuf) -> Result<ResumeToken> {
     bson::deserialize_from_slice(raw.as_bytes())
-        .map_err(|e| Error::plan(format!("the stored resume token is unreadable: {e}")))
+        .map_err(|e| Error::user(format!("the stored resume token is unreadable: {e}")))
 }
 
 /// The deployment's cluster time now (the `operationTime` of a `ping`); `None` when the server

@@ -151,7 +151,7 @@ impl ChunkCursor {
 }
 
 fn no_cluster_time(context: &str) -> Error {
-    Error::plan(format!(
+    Error::user(format!(
         "{context}: the server reports no cluster time, so a copy beside the change stream \
          cannot place its reads"
     ))
@@ -222,10 +222,10 @@ fn documents(batch: &RawBatch, context: &str) -> Result<Vec<RawDocumentBuf>> {
     let docs = batch.doc_slices().map_err(|e| Error::mongo(context.to_string(), e))?;
     docs.into_iter()
         .map(|doc| {
-            let doc = doc.map_err(|e| Error::plan(format!("{context}: malformed BSON: {e}")))?;
+            let doc = doc.map_err(|e| Error::user(format!("{context}: malformed BSON: {e}")))?;
             let doc = doc
                 .as_document()
-                .ok_or_else(|| Error::plan(format!("{context}: not a document")))?;
+                .ok_or_else(|| Error::user(format!("{context}: not a document")))?;
             Ok(doc.to_owned())
         })
         .collect()

@@ -129,7 +129,7 @@ impl IdRange {
 
 fn bson(value: &RawBson) -> Result<Bson> {
     Bson::try_from(value.clone())
-        .map_err(|e| Error::plan(format!("an _id range bound is not a valid BSON value: {e}")))
+        .map_err(|e| Error::user(format!("an _id range bound is not a valid BSON value: {e}")))
 }
 
 /// Splits `coll`'s documents matching `filter` into about `parts` ranges of similar size:

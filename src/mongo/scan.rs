@@ -245,10 +245,10 @@ async fn next_batch(mut scan: Scan) -> Result<Option<(RecordBatch, Scan)>, Error
                 let docs = batch.doc_slices().map_err(|e| Error::mongo(scan.context.clone(), e))?;
                 for doc in docs {
                     let doc = doc.map_err(|e| {
-                        Error::plan(format!("{}: malformed BSON: {e}", scan.context))
+                        Error::user(format!("{}: malformed BSON: {e}", scan.context))
                     })?;
                     let doc = doc.as_document().ok_or_else(|| {
-                        Error::plan(format!("{}: the server returned a non-document", scan.context))
+                        Error::user(format!("{}: the server returned a non-document", scan.context))
                     })?;
                     scan.builder.append(doc)?;
                     scan.rows += 1;

@@ -276,6 +276,6 @@ fn document(text: &str) -> Result<RawDocumentBuf> {
 }
 
 fn corrupt(what: &str) -> Error {
-    Error::plan(format!("the table's sync checkpoint is unreadable: {what}"))
+    Error::user(format!("the table's sync checkpoint is unreadable: {what}"))
         .with_hint("CREATE OR REPLACE SYNC rebuilds the table from scratch")
 }

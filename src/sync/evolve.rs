@@ -325,7 +325,7 @@ pub async fn leave_out_untyped(sync: &SyncTask) -> Result<()> {
                 if let Some(field) =
                     plan.output_schema.fields().iter().find(|f| !is_column_name(f.name()))
                 {
-                    return Err(Error::plan(format!(
+                    return Err(Error::user(format!(
                         "field `{}` of sync {} cannot be a column: its name is empty or has a dot",
                         field.name(),
                         sync.name
@@ -393,13 +393,13 @@ pub fn conversion_error(sync: &SyncTask, err: Error) -> Error {
             }
             _ => format!("a `<field>{JSON_SUFFIX}` column"),
         };
-        Error::plan(format!("{message}: the field changed to a type its column cannot hold"))
+        Error::user(format!("{message}: the field changed to a type its column cannot hold"))
             .with_hint(format!(
                 "WITH (on_type_change = 'stringify') keeps such values as JSON text in {column}; \
                  'dead_letter' keeps the documents in {}__errors",
                 sync.create.target
             ))
     } else {
-        Error::plan(message).with_hint(CAST_HINT)
+        Error::user(message).with_hint(CAST_HINT)
     }
 }

@@ -79,7 +79,7 @@ impl SyncPlan {
         let parts = split_plan(&logical_plan, &create.name.value)?;
         let provider = source_as_provider(&parts.scan.source)?;
         let table = provider.as_any().downcast_ref::<MongoTable>().ok_or_else(|| {
-            Error::plan(format!("the source of sync {} is not a MongoDB collection", create.name))
+            Error::user(format!("the source of sync {} is not a MongoDB collection", create.name))
                 .with_hint("FROM must name catalog.database.collection of an attached MongoDB")
         })?;
         let input_schema = input_schema(&TableProvider::schema(table), &parts)?;
@@ -264,7 +264,7 @@ struct PlanParts<'a> {
 /// Takes the plan apart; anything but projection, filter and one scan is an error.
 fn split_plan<'a>(plan: &'a LogicalPlan, sync: &str) -> Result<PlanParts<'a>> {
     let not_plain = || {
-        Error::plan(format!(
+        Error::user(format!(
             "the SELECT of sync {sync} may only compute columns from one collection's documents"
         ))
         .with_hint("no aggregates, joins, DISTINCT, ORDER BY, LIMIT or window functions in a sync")
@@ -327,7 +327,7 @@ fn output_schema(
             refs.len() == 1 && refs.iter().all(|c| c.name == "_id")
         })
         .ok_or_else(|| {
-            Error::plan(format!("the SELECT of sync {sync} must include the key `_id`"))
+            Error::user(format!("the SELECT of sync {sync} must include the key `_id`"))
                 .with_hint("add _id (it may be cast or renamed: _id, _id::VARCHAR AS order_id)")
         })?;
     let mut fields = Vec::with_capacity(arrow.fields().len());
@@ -351,7 +351,7 @@ fn output_schema(
 /// name for it): it points at `item`, as written, when known, and suggests a name.
 fn unnamed(sync: &str, item: Option<&SelectItem>, column: &str) -> Error {
     let Some(item) = item else {
-        return Error::plan(format!("column `{column}` of sync {sync} needs a name"))
+        return Error::user(format!("column `{column}` of sync {sync} needs a name"))
             .with_hint("add AS <name> after it");
     };
     let text = item.to_string();
@@ -362,7 +362,7 @@ fn unnamed(sync: &str, item: Option<&SelectItem>, column: &str) -> Error {
     );
     let start = sqlparser::ast::Spanned::span(item).start;
     match start.line {
-        0 => Error::plan(message).with_hint(hint),
+        0 => Error::user(message).with_hint(hint),
         _ => Error::sql(message, crate::Location::new(start.line, start.column)).with_hint(hint),
     }
 }

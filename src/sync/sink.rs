@@ -243,7 +243,7 @@ impl<'a> Sink<'a> {
             };
             let err = Error::Convert { id: id.clone(), field: error.column, reason: error.reason };
             if policy == OnError::Fail {
-                return Err(Error::plan(err.to_string()).with_hint(evolve::CAST_HINT));
+                return Err(Error::user(err.to_string()).with_hint(evolve::CAST_HINT));
             }
             let message = err.to_string();
             self.reject(policy, doc, &id, message);
@@ -376,7 +376,7 @@ fn check_key(rows: &arrow::array::RecordBatch, key: &str) -> Result<()> {
     let Some(column) = rows.column_by_name(key) else { return Ok(()) };
     if column.null_count() > 0 {
         let row = (0..column.len()).find(|&i| column.is_null(i)).unwrap_or(0);
-        return Err(Error::plan(format!("the key column `{key}` is null in row {row} of a batch"))
+        return Err(Error::user(format!("the key column `{key}` is null in row {row} of a batch"))
             .with_hint("the key must be computed from _id alone and never be null"));
     }
     Ok(())

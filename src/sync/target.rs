@@ -134,7 +134,7 @@ fn check_checkpoint(
     let Some(checkpoint) = checkpoint else { return Ok(()) };
     let sync = &create.name.value;
     if &checkpoint.sync != sync {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "{table} is written by sync {}, not {sync}",
             checkpoint.sync
         ))
@@ -143,7 +143,7 @@ fn check_checkpoint(
         )));
     }
     if checkpoint.definition_hash != plan.definition_hash {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "sync {sync} changed since {table} was written (its SELECT, WHERE, PARTITION BY, source or target differ)"
         ))
         .with_hint(format!("CREATE OR REPLACE SYNC {sync} ... rebuilds {table} with the new definition")));
@@ -165,7 +165,7 @@ fn partition_spec(create: &CreateSync, plan: &SyncPlan) -> Result<Vec<(String, I
             if plan.output_schema.field_with_name(&column).is_err() {
                 let columns: Vec<&str> =
                     plan.output_schema.fields().iter().map(|f| f.name().as_str()).collect();
-                return Err(Error::plan(format!(
+                return Err(Error::user(format!(
                     "PARTITION BY column `{column}` is not in the output of sync {}",
                     create.name
                 ))

@@ -122,7 +122,7 @@ pub(super) async fn merged_manifests<'a>(
         let spec = metadata
             .partition_spec_by_id(spec_id)
             .cloned()
-            .ok_or_else(|| Error::plan(format!("{name} has no partition spec {spec_id}")))?;
+            .ok_or_else(|| Error::user(format!("{name} has no partition spec {spec_id}")))?;
         for chunk in groups[&key].chunks(MANIFEST_ENTRIES) {
             let path = path_of(files.len());
             let output =

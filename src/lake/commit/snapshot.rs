@@ -42,7 +42,7 @@ fn by_spec<'a>(
     let mut groups: Vec<(PartitionSpecRef, Vec<&DataFile>)> = Vec::new();
     for file in files {
         let Some(spec_id) = partition_spec_id(file, metadata) else {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "cannot commit `{}` to {name}: it was written for a partition spec the table \
                  does not have",
                 file.file_path()
@@ -52,7 +52,7 @@ fn by_spec<'a>(
         let spec = metadata
             .partition_spec_by_id(spec_id)
             .cloned()
-            .ok_or_else(|| Error::plan(format!("{name} has no partition spec {spec_id}")))?;
+            .ok_or_else(|| Error::user(format!("{name} has no partition spec {spec_id}")))?;
         let partition_type = spec.partition_type(schema).map_err(|e| {
             Error::iceberg(
                 format!("partition spec {spec_id} of {name} does not apply to its schema"),
@@ -71,7 +71,7 @@ fn by_spec<'a>(
                 }
             });
         if !fits {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "cannot commit `{}` to {name}: its partition {:?} does not fit partition spec \
                  {spec_id} ({partition_type})",
                 file.file_path(),
@@ -227,14 +227,14 @@ fn check_writable(base: &Table) -> Result<()> {
     let name = base.identifier();
     let metadata = base.metadata();
     if metadata.format_version() != FormatVersion::V2 {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "cannot commit delete files to {name}: it is an Iceberg format version {} table",
             metadata.format_version() as u8
         ))
         .with_hint("misql writes row-level deletes to format version 2 tables"));
     }
     if metadata.properties().contains_key("encryption.key-id") {
-        return Err(Error::plan(format!("cannot commit to {name}: it is encrypted"))
+        return Err(Error::user(format!("cannot commit to {name}: it is encrypted"))
             .with_hint("misql does not write encrypted Iceberg tables"));
     }
     Ok(())

@@ -113,7 +113,7 @@ pub(super) fn for_each_key(
         | DataType::LargeListView(_)
         | DataType::FixedSizeList(..)
         | DataType::Map(..) => {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "a key column of type {} cannot be indexed",
                 keys.data_type()
             ))
@@ -121,7 +121,7 @@ pub(super) fn for_each_key(
         }
         other => {
             let strings = arrow::compute::cast(keys, &DataType::Utf8).map_err(|e| {
-                Error::plan(format!("a key column of type {other} cannot be indexed: {e}"))
+                Error::user(format!("a key column of type {other} cannot be indexed: {e}"))
             })?;
             return for_each_key(&strings, f);
         }

@@ -102,7 +102,7 @@ impl Oddities {
         if self.duplicates == 0 {
             return Ok(());
         }
-        Err(Error::plan(format!(
+        Err(Error::user(format!(
             "{table} has {} key(s) in more than one live row (for example {}): its rows are \
              duplicated, so it cannot be kept equal to its collection",
             self.duplicates,
@@ -182,7 +182,7 @@ impl KeyIndex {
         for entry in live.iter().map(|l| &l.entry) {
             let file = entry.data_file();
             let unsupported = |what: &str| {
-                Error::plan(format!(
+                Error::user(format!(
                     "cannot index the keys of {name}: its snapshot has {what} (`{}`), which \
                          misql does not read",
                     file.file_path()
@@ -252,7 +252,7 @@ impl KeyIndex {
                 let positions = positions.as_primitive::<Int64Type>();
                 for (path, position) in paths.iter().zip(positions.iter()) {
                     let (Some(path), Some(position)) = (path, position) else {
-                        return Err(Error::plan(format!(
+                        return Err(Error::user(format!(
                             "{}: a row has a null file_path or pos",
                             context()
                         )));
@@ -307,7 +307,7 @@ impl KeyIndex {
                 rows += keys.len() as u64;
             }
             if rows != file.record_count() {
-                return Err(Error::plan(format!(
+                return Err(Error::user(format!(
                     "{}: the file has {rows} rows, its manifest entry says {}",
                     context(),
                     file.record_count()
@@ -329,7 +329,7 @@ impl KeyIndex {
     pub fn add_file(&mut self, file: &DataFile, keys: &ArrayRef) -> Result<()> {
         check_data_file(file)?;
         if keys.len() as u64 != file.record_count() {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "cannot index data file `{}`: {} keys given for its {} rows",
                 file.file_path(),
                 keys.len(),
@@ -390,7 +390,7 @@ impl KeyIndex {
             columns.push(batch.column(0).clone());
         }
         if rows != file.record_count() {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "{}: the file has {rows} rows, its description says {}",
                 context(),
                 file.record_count()
@@ -520,7 +520,7 @@ impl KeyIndex {
     /// An error if the file at `path` is already in the index.
     fn check_new(&self, path: &str, table: &str) -> Result<()> {
         if self.by_path.contains_key(path) {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "data file `{path}` of {table} is already in the key index"
             ))
             .with_hint("each data file is added once"));
@@ -543,7 +543,7 @@ impl KeyIndex {
                     .ok()
                     .filter(|&n| n < u32::MAX)
                     .ok_or_else(|| {
-                        Error::plan(format!(
+                        Error::user(format!(
                             "{table} has more data files than the key index can hold"
                         ))
                     })?;
@@ -622,7 +622,7 @@ impl KeyIndex {
         let last = first_position + keys.len() as u64;
         if last > u64::from(u32::MAX) + 1 {
             let path = self.files[file as usize].as_ref().map(|e| e.file.file_path().to_string());
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "data file `{}` has more than {} rows, more than the key index can address",
                 path.unwrap_or_default(),
                 u32::MAX

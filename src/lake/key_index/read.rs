@@ -34,7 +34,7 @@ pub(super) fn check_data_file(file: &DataFile) -> Result<()> {
         )));
     }
     if file.file_format() != DataFileFormat::Parquet {
-        return Err(Error::plan(format!(
+        return Err(Error::user(format!(
             "cannot index the keys of `{}`: it is a {:?} file; misql reads Parquet data files",
             file.file_path(),
             file.file_format()
@@ -57,14 +57,14 @@ impl KeyColumn {
         let Some(field) = schema.as_struct().field_by_name(key) else {
             let columns: Vec<&str> =
                 schema.as_struct().fields().iter().map(|f| f.name.as_str()).collect();
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "cannot index {} by `{key}`: the table has no such top-level column",
                 table.identifier()
             ))
             .with_hint(format!("the key is one of: {}", columns.join(", "))));
         };
         if !field.field_type.is_primitive() {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "cannot index {} by `{key}`: it is not a primitive column",
                 table.identifier()
             ))
@@ -117,7 +117,7 @@ pub(super) async fn open_columns(
             }
         });
         let Some(found) = found else {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "`{path}` has no column `{}` (field id {})",
                 column.name, column.field_id
             ))

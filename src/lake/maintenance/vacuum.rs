@@ -261,7 +261,7 @@ fn check_listing(table: &Table, listed: &[Listed]) -> Result<()> {
     if !under_location || listed.iter().any(|f| f.path == current) {
         return Ok(());
     }
-    Err(Error::plan(format!(
+    Err(Error::user(format!(
         "VACUUM of {} stopped before deleting anything: listing {} did not show the current \
          metadata file {current}",
         table.identifier(),

@@ -87,7 +87,7 @@ pub async fn start(
 /// `https://host:port/a/b` → (`https://host:port`, `/a/b`).
 fn split_uri(uri: &str) -> Result<(String, String)> {
     let bad = || {
-        Error::plan(format!("the catalog URI `{uri}` has no host")).with_hint(
+        Error::user(format!("the catalog URI `{uri}` has no host")).with_hint(
             "e.g. ATTACH 'https://s3tables.us-east-1.amazonaws.com/iceberg' AS lake (...)",
         )
     };

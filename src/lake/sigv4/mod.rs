@@ -76,7 +76,7 @@ pub async fn from_options(options: &[(String, String)]) -> Result<Option<Arc<Sig
     let get = |key: &str| options.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
     if !enabled(get(ENABLED_OPTION))? {
         if let Some(key) = OPTIONS[1..].iter().find(|key| get(key).is_some()) {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "option \"{key}\" signs catalog requests, but \"{ENABLED_OPTION}\" is not 'true'"
             ))
             .with_hint(format!("add \"{ENABLED_OPTION}\" 'true', or remove \"{key}\"")));
@@ -87,7 +87,7 @@ pub async fn from_options(options: &[(String, String)]) -> Result<Option<Arc<Sig
     let region = match get(SIGNING_REGION_OPTION).or(get("s3.region")).or(get("client.region")) {
         Some(region) => region.to_string(),
         None => environment_region().await.ok_or_else(|| {
-            Error::plan("a SigV4-signed catalog needs a signing region, and none is set").with_hint(
+            Error::user("a SigV4-signed catalog needs a signing region, and none is set").with_hint(
                 format!(
                     "add \"{SIGNING_REGION_OPTION}\" 'us-east-1' (the catalog's region) to the \
                      ATTACH, or set AWS_REGION"
@@ -101,7 +101,7 @@ pub async fn from_options(options: &[(String, String)]) -> Result<Option<Arc<Sig
         }
         (None, None) => CredentialSource::chain(&region).await,
         (Some(_), None) | (None, Some(_)) => {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "\"{ACCESS_KEY_OPTION}\" and \"{SECRET_KEY_OPTION}\" go together: one is missing"
             ))
             .with_hint("give both, or neither to use the AWS credential chain"));
@@ -119,7 +119,7 @@ fn enabled(value: Option<&str>) -> Result<bool> {
     match value.map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(other) => Err(Error::plan(format!(
+        Some(other) => Err(Error::user(format!(
             "option \"{ENABLED_OPTION}\" must be 'true' or 'false', got '{other}'"
         ))
         .with_hint(format!("write \"{ENABLED_OPTION}\" 'true'"))),
@@ -197,7 +197,7 @@ impl SigV4 {
 }
 
 fn signing_failed(url: &str, e: &dyn std::fmt::Display) -> Error {
-    Error::plan(format!("cannot sign the catalog request to {url} with SigV4: {e}"))
+    Error::user(format!("cannot sign the catalog request to {url} with SigV4: {e}"))
 }
 
 #[cfg(test)]

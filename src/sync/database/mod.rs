@@ -169,7 +169,7 @@ impl DatabaseSync {
             let _ = stream.next_if_any().await;
         }
         let token = stream.resume_token().ok_or_else(|| {
-            Error::plan(format!(
+            Error::user(format!(
                 "the change stream of database {} gives no resume token",
                 self.database
             ))
@@ -309,7 +309,7 @@ impl DatabaseSync {
         }
         if !self.stop.is_cancelled() && !failed.is_empty() && drain {
             failed.sort();
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "sync {}: the syncs of {} failed (SHOW SYNC STATUS shows why)",
                 self.name,
                 failed.join(", ")

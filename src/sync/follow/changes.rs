@@ -70,13 +70,13 @@ pub fn add(sync: &SyncTask, changes: &mut Changes, event: &Event) -> Result<Effe
     let id = || -> Result<RawBson> {
         let key =
             event.document_key.as_ref().and_then(|k| k.get("_id")).cloned().ok_or_else(|| {
-                Error::plan(format!(
+                Error::user(format!(
                     "a change event of {}.{} has no documentKey._id",
                     sync.database, sync.collection
                 ))
             })?;
         RawBson::try_from(key)
-            .map_err(|e| Error::plan(format!("unreadable _id in a change event: {e}")))
+            .map_err(|e| Error::user(format!("unreadable _id in a change event: {e}")))
     };
     let (id, document) = match event.operation_type {
         OperationType::Insert | OperationType::Update | OperationType::Replace => {

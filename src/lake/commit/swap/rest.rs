@@ -73,7 +73,7 @@ impl RestCommitter {
             let Some(key) = key.strip_prefix("header.") else { continue };
             let (Ok(key), Ok(value)) = (HeaderName::from_str(key), HeaderValue::from_str(value))
             else {
-                return Err(Error::plan(format!("the REST catalog header `{key}` is not valid"))
+                return Err(Error::user(format!("the REST catalog header `{key}` is not valid"))
                     .with_hint("header.<name> options need a valid HTTP header name and value"));
             };
             headers.insert(key, value);
@@ -150,7 +150,7 @@ impl RestCommitter {
             .ok()
             .and_then(|v| v.get("access_token").and_then(|t| t.as_str()).map(str::to_string))
             .ok_or_else(|| {
-                Error::plan(format!(
+                Error::user(format!(
                     "the REST catalog's token endpoint {endpoint} sent no access_token: {text}"
                 ))
             })
@@ -201,7 +201,7 @@ impl RestCommitter {
     async fn endpoints(&mut self) -> Result<Vec<String>> {
         let config = format!("{}/v1/config", self.uri);
         let mut url = reqwest::Url::parse(&config).map_err(|e| {
-            Error::plan(format!("the REST catalog URL `{config}` is not valid: {e}"))
+            Error::user(format!("the REST catalog URL `{config}` is not valid: {e}"))
         })?;
         if let Some(warehouse) = self.props.get("warehouse") {
             url.query_pairs_mut().append_pair("warehouse", warehouse);
@@ -222,10 +222,10 @@ impl RestCommitter {
         let status = response.status();
         let text = response.text().await.map_err(|e| http_error(url.as_str(), e))?;
         if !status.is_success() {
-            return Err(Error::plan(format!("GET {url} answered {status}: {}", text.trim())));
+            return Err(Error::user(format!("GET {url} answered {status}: {}", text.trim())));
         }
         let config: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::plan(format!("GET {url} answered no JSON ({e}): {text}")))?;
+            .map_err(|e| Error::user(format!("GET {url} answered no JSON ({e}): {text}")))?;
         let endpoints = config.get("endpoints").and_then(|e| e.as_array());
         Ok(endpoints.into_iter().flatten().filter_map(|e| e.as_str().map(str::to_string)).collect())
     }
@@ -283,14 +283,14 @@ impl RestCommitter {
                 if let Some(said) =
                     self.sigv4.as_ref().and_then(|s| s.explain(status, error_type, &text))
                 {
-                    return Err(Error::plan(format!("cannot commit to {to}: {said}")));
+                    return Err(Error::user(format!("cannot commit to {to}: {said}")));
                 }
                 let hint = match status {
                     401 | 403 | 419 => "check the credential and token options",
                     404 => "the table or namespace is gone from the catalog",
                     _ => "nothing was committed",
                 };
-                Err(Error::plan(format!(
+                Err(Error::user(format!(
                     "the REST catalog refused the commit to {to} ({url}): {status}: {text}"
                 ))
                 .with_hint(hint))
@@ -328,7 +328,7 @@ impl RestCommitter {
         body: &[u8],
     ) -> Result<reqwest::Url> {
         let parsed = reqwest::Url::parse(url)
-            .map_err(|e| Error::plan(format!("the REST catalog URL `{url}` is not valid: {e}")))?;
+            .map_err(|e| Error::user(format!("the REST catalog URL `{url}` is not valid: {e}")))?;
         if let Some(sigv4) = &self.sigv4 {
             sigv4.sign(method, parsed.as_str(), headers, body).await?;
         }
@@ -337,7 +337,7 @@ impl RestCommitter {
 }
 
 fn bad_token() -> Error {
-    Error::plan("the REST catalog's token cannot be sent as an HTTP header")
+    Error::user("the REST catalog's token cannot be sent as an HTTP header")
         .with_hint("check the token option")
 }
 
@@ -347,7 +347,7 @@ fn token_refused(endpoint: &str, status: u16, body: &str) -> Error {
     let (oauth_error, description) = oauth_error(body);
     let said = description.or(oauth_error.clone()).unwrap_or_else(|| body.trim().to_string());
     if refuses_credential(status, oauth_error.as_deref(), true) {
-        return Error::plan(format!(
+        return Error::user(format!(
             "the REST catalog refused the credential at {endpoint}: {status} ({said})"
         ))
         .with_hint("check the credential ('<client id>:<secret>') option");
@@ -360,7 +360,7 @@ fn token_refused(endpoint: &str, status: u16, body: &str) -> Error {
             hint: Some("the catalog is busy or failing; the sync tries again".to_string()),
         };
     }
-    Error::plan(format!("the REST catalog's token endpoint {endpoint} answered {status}: {said}"))
+    Error::user(format!("the REST catalog's token endpoint {endpoint} answered {status}: {said}"))
         .with_hint("check the credential, scope, audience and oauth2-server-uri options")
 }
 

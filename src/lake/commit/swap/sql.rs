@@ -40,7 +40,7 @@ impl SqlCommitter {
 
     async fn connect(&self) -> Result<sqlx::SqliteConnection> {
         if !self.database.is_file() {
-            return Err(Error::plan(format!(
+            return Err(Error::user(format!(
                 "row-level commits go through the catalog file `{}`, which does not exist",
                 self.database.display()
             ))
@@ -149,7 +149,7 @@ impl SqlCommitter {
         if self.current_location(name).await?.is_some() {
             return Ok(());
         }
-        Err(Error::plan(format!(
+        Err(Error::user(format!(
             "cannot commit to {name}: the SQLite catalog `{}` has no such table",
             self.database.display()
         ))
@@ -191,7 +191,7 @@ impl SqlCommitter {
                 }
                 n => {
                     let _ = transaction.rollback().await;
-                    return Err(Error::plan(format!(
+                    return Err(Error::user(format!(
                         "the SQLite catalog `{}` has {n} rows for {name}",
                         self.database.display()
                     ))
