@@ -31,7 +31,7 @@ pub async fn serve(
         Error::user(format!("--http {addr}: cannot listen there: {e}"))
             .with_hint("give a free address, e.g. --http 0.0.0.0:9187")
     })?;
-    let local = listener.local_addr().map_err(|e| Error::user(format!("--http {addr}: {e}")))?;
+    let local = listener.local_addr().map_err(|e| Error::io(format!("--http {addr}"), e))?;
     let mut metrics = prometheus_client::registry::Registry::default();
     metrics.register_collector(Box::new(metrics::SyncMetrics::new(
         registry.clone(),

@@ -143,40 +143,7 @@ impl Conformer {
                 let Some(structs) = array.as_struct_opt() else {
                     return Err(self.mismatch(path, array.data_type(), target.data_type()));
                 };
-                let DataType::Struct(input_children) = array.data_type() else { unreachable!() };
-                for child in input_children {
-                    if children.find(child.name()).is_none() {
-                        return Err(self.unknown_column(&format!("{path}.{}", child.name())));
-                    }
-                }
-                let mut columns = Vec::with_capacity(children.len());
-                for child in children {
-                    let child_path = format!("{path}.{}", child.name());
-                    let column = match structs.column_by_name(child.name()) {
-                        Some(column) => {
-                            self.conform_array(column, child, &child_path, position, input)?
-                        }
-                        None if child.is_nullable() => {
-                            arrow::array::new_null_array(child.data_type(), structs.len())
-                        }
-                        None => return Err(self.missing_required(&child_path)),
-                    };
-                    self.check_required(
-                        &column,
-                        child,
-                        structs.nulls(),
-                        &child_path,
-                        position,
-                        input,
-                    )?;
-                    columns.push(column);
-                }
-                let rebuilt = if columns.is_empty() {
-                    StructArray::new_empty_fields(structs.len(), structs.nulls().cloned())
-                } else {
-                    StructArray::try_new(children.clone(), columns, structs.nulls().cloned())?
-                };
-                Ok(Arc::new(rebuilt))
+                self.conform_struct(structs, children, path, position, input)
             }
             DataType::List(element) => {
                 let lists: ArrayRef = match array.data_type() {
@@ -190,35 +157,71 @@ impl Conformer {
                     }
                     other => return Err(self.mismatch(path, other, target.data_type())),
                 };
-                let lists = lists.as_list::<i32>();
-                let element_path = format!("{path}.element");
-                let element_position =
-                    Position::ListValues { parent: &position, offsets: lists.offsets() };
-                let values = self.conform_array(
-                    lists.values(),
-                    element,
-                    &element_path,
-                    element_position,
-                    input,
-                )?;
-                self.check_required(
-                    &values,
-                    element,
-                    None,
-                    &element_path,
-                    element_position,
-                    input,
-                )?;
-                let rebuilt = ListArray::try_new(
-                    element.clone(),
-                    lists.offsets().clone(),
-                    values,
-                    lists.nulls().cloned(),
-                )?;
-                Ok(Arc::new(rebuilt))
+                self.conform_list(lists.as_list::<i32>(), element, path, position, input)
             }
             wanted => self.cast(array, wanted, path, position, input),
         }
+    }
+
+    /// A struct column in the table's child order: every child it has must be in the table,
+    /// and a required child it lacks is an error.
+    fn conform_struct(
+        &self,
+        structs: &StructArray,
+        children: &arrow::datatypes::Fields,
+        path: &str,
+        position: Position<'_>,
+        input: &Input<'_>,
+    ) -> Result<ArrayRef> {
+        let DataType::Struct(input_children) = structs.data_type() else { unreachable!() };
+        for child in input_children {
+            if children.find(child.name()).is_none() {
+                return Err(self.unknown_column(&format!("{path}.{}", child.name())));
+            }
+        }
+        let mut columns = Vec::with_capacity(children.len());
+        for child in children {
+            let child_path = format!("{path}.{}", child.name());
+            let column = match structs.column_by_name(child.name()) {
+                Some(column) => self.conform_array(column, child, &child_path, position, input)?,
+                None if child.is_nullable() => {
+                    arrow::array::new_null_array(child.data_type(), structs.len())
+                }
+                None => return Err(self.missing_required(&child_path)),
+            };
+            let parent_nulls = structs.nulls();
+            self.check_required(&column, child, parent_nulls, &child_path, position, input)?;
+            columns.push(column);
+        }
+        let rebuilt = if columns.is_empty() {
+            StructArray::new_empty_fields(structs.len(), structs.nulls().cloned())
+        } else {
+            StructArray::try_new(children.clone(), columns, structs.nulls().cloned())?
+        };
+        Ok(Arc::new(rebuilt))
+    }
+
+    /// A list column whose elements are conformed to the table's element type.
+    fn conform_list(
+        &self,
+        lists: &ListArray,
+        element: &FieldRef,
+        path: &str,
+        position: Position<'_>,
+        input: &Input<'_>,
+    ) -> Result<ArrayRef> {
+        let element_path = format!("{path}.element");
+        let element_position = Position::ListValues { parent: &position, offsets: lists.offsets() };
+        let values =
+            self.conform_array(lists.values(), element, &element_path, element_position, input)?;
+        self.check_required(&values, element, None, &element_path, element_position, input)?;
+        let rebuilt = ListArray::try_new(
+            element.clone(),
+            lists.offsets().clone(),
+            values,
+            lists.nulls().cloned(),
+        )?;
+        Ok(Arc::new(rebuilt))
     }
 
     /// A cast that fails on values that do not fit, naming the first one.

@@ -8,7 +8,7 @@ use bson::{RawBson, RawDocumentBuf};
 
 use crate::mongo::ext_json;
 use crate::mongo::id_range::IdRange;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// Summary key: the sync's name.
 pub const SYNC: &str = "misql.sync";
@@ -276,6 +276,11 @@ fn document(text: &str) -> Result<RawDocumentBuf> {
 }
 
 fn corrupt(what: &str) -> Error {
-    Error::user(format!("the table's sync checkpoint is unreadable: {what}"))
-        .with_hint("CREATE OR REPLACE SYNC rebuilds the table from scratch")
+    // Not the user's mistake, and not the catalog failing: the table holds a summary misql
+    // cannot read, which waiting does not mend.
+    Error::remote(
+        ErrorKind::Permanent,
+        format!("the table's sync checkpoint is unreadable: {what}"),
+    )
+    .with_hint("CREATE OR REPLACE SYNC rebuilds the table from scratch")
 }

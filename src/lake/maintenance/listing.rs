@@ -33,8 +33,8 @@ pub async fn list(table: &Table, location: &str) -> Result<Vec<Listed>> {
     };
     let listed = tokio::task::spawn_blocking(move || walk(std::path::Path::new(&path)))
         .await
-        .map_err(|e| Error::user(format!("listing {dir}: {e}")))?
-        .map_err(|e| Error::user(format!("listing the files under {location}: {e}")))?;
+        .map_err(|e| Error::internal(format!("listing {dir}: the listing task failed: {e}")))?
+        .map_err(|e| Error::io(format!("listing the files under {location}"), e))?;
     Ok(listed
         .into_iter()
         .map(|(path, modified)| Listed { path: format!("{scheme}{path}"), modified })
@@ -120,7 +120,7 @@ fn listing_error(location: &str, error: &opendal::Error) -> Error {
         innermost_cause(error).map(|c| format!(": {c}")).unwrap_or_default()
     );
     match storage_kind(error) {
-        ErrorKind::Permanent => Error::user(message).with_hint(
+        ErrorKind::Permanent => Error::remote(ErrorKind::Permanent, message).with_hint(
             "check the S3 settings (s3.endpoint, s3.access-key-id, s3.secret-access-key) and \
              that the bucket exists",
         ),

@@ -261,12 +261,17 @@ fn check_listing(table: &Table, listed: &[Listed]) -> Result<()> {
     if !under_location || listed.iter().any(|f| f.path == current) {
         return Ok(());
     }
-    Err(Error::user(format!(
-        "VACUUM of {} stopped before deleting anything: listing {} did not show the current \
+    // The store's listing lags behind its writes (or lists another place): nothing is deleted,
+    // and a later VACUUM lists again.
+    Err(Error::remote(
+        ErrorKind::Transient,
+        format!(
+            "VACUUM of {} stopped before deleting anything: listing {} did not show the current \
          metadata file {current}",
-        table.identifier(),
-        table.metadata().location()
-    ))
+            table.identifier(),
+            table.metadata().location()
+        ),
+    )
     .with_hint("the storage lists paths in another form than the table's metadata uses"))
 }
 
