@@ -65,6 +65,10 @@ fn walk(dir: &std::path::Path) -> std::io::Result<Vec<(String, Option<SystemTime
 }
 
 /// Objects under `prefix` in an S3 bucket, with the table's S3 settings.
+///
+/// Iceberg's `FileIO` cannot list, so this builds its own opendal operator; the mapping of the
+/// `s3.*` properties is written here because iceberg-storage-opendal keeps its own
+/// (`s3_config_parse`) private to the crate. It maps only what a listing needs.
 async fn list_s3(table: &Table, scheme: &str, bucket: &str, prefix: &str) -> Result<Vec<Listed>> {
     let props = table.file_io().config().props();
     let get = |key: &str| props.get(key).cloned();
