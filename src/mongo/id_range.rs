@@ -242,3 +242,57 @@ async fn bucket_auto(
 fn bad_reply(command: &str, what: impl std::fmt::Display) -> String {
     format!("unexpected {command} reply: {what}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(n: i64) -> RawBson {
+        RawBson::Int64(n)
+    }
+
+    #[test]
+    fn a_range_of_one_type_is_one_comparison() {
+        assert_eq!(IdRange::all().filter(None).unwrap(), None);
+        let range = IdRange { from: Some(int(10)), to: Some(int(20)) };
+        let expected = doc! { "_id": { "$gte": 10_i64, "$lt": 20_i64 } };
+        assert_eq!(range.filter(None).unwrap(), Some(expected));
+        // A mark replaces the lower bound, exclusive.
+        let expected = doc! { "_id": { "$gt": 15_i64, "$lt": 20_i64 } };
+        assert_eq!(range.filter(Some(&int(15))).unwrap(), Some(expected));
+    }
+
+    #[test]
+    fn an_open_or_mixed_range_names_the_types_between_its_bounds() {
+        let oid = bson::oid::ObjectId::parse_str("65a000000000000000000000").unwrap();
+        let below = IdRange { from: None, to: Some(RawBson::ObjectId(oid)) };
+        let types = ["minKey", "undefined", "null", "number", "string", "symbol", "object"];
+        let types: Vec<&str> = types.into_iter().chain(["array", "binData"]).collect();
+        let expected = doc! { "$or": [ { "_id": { "$type": types } }, { "_id": { "$lt": oid } } ] };
+        assert_eq!(below.filter(None).unwrap(), Some(expected));
+
+        let mixed = IdRange { from: Some(int(5)), to: Some(RawBson::String("m".into())) };
+        // number and string are next to each other: nothing lies between them.
+        let expected = doc! { "$or": [ { "_id": { "$gte": 5_i64 } }, { "_id": { "$lt": "m" } } ] };
+        assert_eq!(mixed.filter(None).unwrap(), Some(expected));
+
+        let above = IdRange { from: Some(RawBson::Boolean(true)), to: None };
+        let types = ["date", "timestamp", "regex", "dbPointer", "javascript"];
+        let types: Vec<&str> = types.into_iter().chain(["javascriptWithScope", "maxKey"]).collect();
+        let expected =
+            doc! { "$or": [ { "_id": { "$gte": true } }, { "_id": { "$type": types } } ] };
+        assert_eq!(above.filter(None).unwrap(), Some(expected));
+    }
+
+    #[test]
+    fn split_points_make_consecutive_ranges_that_cover_everything() {
+        let made = ranges(evenly((1..=10).map(int).collect(), 2));
+        let bounds: Vec<(Option<RawBson>, Option<RawBson>)> =
+            made.into_iter().map(|r| (r.from, r.to)).collect();
+        let expected =
+            vec![(None, Some(int(4))), (Some(int(4)), Some(int(7))), (Some(int(7)), None)];
+        assert_eq!(bounds, expected);
+        assert_eq!(ranges(Vec::new()), vec![IdRange::all()]);
+        assert_eq!(evenly(vec![int(1)], 3), vec![int(1)], "fewer points than wanted: all kept");
+    }
+}

@@ -284,3 +284,87 @@ fn corrupt(what: &str) -> Error {
     )
     .with_hint("CREATE OR REPLACE SYNC rebuilds the table from scratch")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(time: u32, increment: u32) -> Option<bson::Timestamp> {
+        Some(bson::Timestamp { time, increment })
+    }
+
+    fn token() -> RawDocumentBuf {
+        let mut token = RawDocumentBuf::new();
+        token.append(bson::raw::cstr!("_data"), "8265A0");
+        token
+    }
+
+    fn streaming() -> Checkpoint {
+        Checkpoint {
+            sync: "orders".into(),
+            definition_hash: "abc".into(),
+            phase: Phase::Streaming,
+            ranges: Vec::new(),
+            resume_token: Some(token()),
+            rows: 2000,
+            resume_time: ts(100, 2),
+            recopy_after: None,
+            valid_through: ts(100, 1),
+            first_change: ts(99, 7),
+        }
+    }
+
+    fn round_trip(checkpoint: &Checkpoint) -> Checkpoint {
+        let props = checkpoint.to_properties();
+        Checkpoint::from_properties(|key| props.get(key).cloned()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_reads_back_as_it_was_written() {
+        let stream = streaming();
+        assert_eq!(round_trip(&stream), stream);
+
+        let one = RangeMark { range: IdRange::all(), after: Some(RawBson::Int64(41)), done: false };
+        let copying = Checkpoint {
+            phase: Phase::Snapshot,
+            ranges: vec![one],
+            recopy_after: Some(7),
+            valid_through: None,
+            ..streaming()
+        };
+        assert_eq!(round_trip(&copying), copying);
+
+        let low = IdRange { from: None, to: Some(RawBson::Int64(500)) };
+        let high = IdRange { from: Some(RawBson::Int64(500)), to: None };
+        let ranges = vec![
+            RangeMark { range: low, after: None, done: true },
+            RangeMark { range: high, after: Some(RawBson::String("x".into())), done: false },
+        ];
+        let parallel = Checkpoint { phase: Phase::Snapshot, ranges, ..streaming() };
+        assert_eq!(round_trip(&parallel), parallel);
+    }
+
+    #[test]
+    fn a_summary_without_a_sync_has_no_checkpoint_and_a_damaged_one_says_so() {
+        assert_eq!(Checkpoint::from_properties(|_| None).unwrap(), None);
+        let mut props = streaming().to_properties();
+        props.insert(PHASE.into(), "sleeping".into());
+        let err = Checkpoint::from_properties(|key| props.get(key).cloned()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Permanent);
+        assert!(err.to_string().contains("unknown phase"), "{err}");
+        let mut props = streaming().to_properties();
+        props.insert(RESUME_TOKEN.into(), "not hex".into());
+        assert!(Checkpoint::from_properties(|key| props.get(key).cloned()).is_err());
+    }
+
+    #[test]
+    fn a_commit_continues_a_checkpoint_only_from_the_same_position() {
+        let here = streaming();
+        let later = Checkpoint { rows: 5000, valid_through: ts(200, 0), ..streaming() };
+        assert!(here.same_position(&later), "rows and times are progress, not position");
+        let moved = Checkpoint { resume_token: None, ..streaming() };
+        assert!(!here.same_position(&moved));
+        let redefined = Checkpoint { definition_hash: "def".into(), ..streaming() };
+        assert!(!here.same_position(&redefined));
+    }
+}

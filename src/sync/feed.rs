@@ -72,3 +72,24 @@ impl Feed {
         Reader::from_channel(events)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(time: Option<(u32, u32)>) -> Position {
+        let time = time.map(|(time, increment)| Timestamp { time, increment });
+        Position { token: RawDocumentBuf::new(), time }
+    }
+
+    #[test]
+    fn positions_are_ordered_by_their_cluster_time_an_unknown_one_first() {
+        assert!(at(Some((5, 1))).before(&at(Some((5, 2)))));
+        assert!(at(Some((5, 9))).before(&at(Some((6, 0)))));
+        assert!(!at(Some((6, 0))).before(&at(Some((5, 9)))));
+        assert!(!at(Some((5, 1))).before(&at(Some((5, 1)))), "not before itself");
+        assert!(at(None).before(&at(Some((0, 1)))));
+        assert!(!at(Some((0, 1))).before(&at(None)));
+        assert!(!at(None).before(&at(None)));
+    }
+}
