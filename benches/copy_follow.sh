@@ -20,8 +20,6 @@ cd "$(dirname "$0")/.."
 
 N=${1:-200000}
 HISTORY_N=${2:-30000}
-scripts/setup-test-env.sh >/dev/null
-PY=.venv/bin/python
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 
@@ -50,7 +48,7 @@ kill "$server"; wait "$server" 2>/dev/null || true; server=
 echo "== history: $HISTORY_N orders, 10 s of change history, a 100 KB/s link" >&2
 start_server --oplog-retention-seconds 10
 timeout $((120 + HISTORY_N / 500)) "$PY" examples/load_orders.py "$URI" "$HISTORY_N" bench.orders >&2
-relay_port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+relay_port=$(free_port)
 upstream_port=${URI#mongodb://127.0.0.1:}
 upstream_port=${upstream_port%%/*}
 "$PY" - "$relay_port" "$upstream_port" 100000 <<'PYTHON' &

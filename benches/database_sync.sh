@@ -30,8 +30,6 @@ N=${1:-100}
 DOCS=${2:-200}
 UPDATES=${3:-50}
 
-scripts/setup-test-env.sh >/dev/null
-PY=.venv/bin/python
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 
@@ -41,7 +39,7 @@ for i in $(seq 1 "$N"); do
   "$PY" examples/load_orders.py "$URI" "$DOCS" "bench_db.c$i" >/dev/null
 done
 
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 results=()
 for mode in database separate; do
   file="$tmp/$mode.sql"

@@ -1,13 +1,21 @@
-# Shared by the benchmark scripts (sourced, not run): starting SecantusDB and timing a command.
-# Expects PY (the .venv Python) to be set, and tmp (the script's temporary directory) for all but
-# daemon_bench, which makes it.
+# Shared by the benchmark scripts (sourced, not run, from the project's root): installs the test
+# environment if needed and sets PY (the .venv Python); starting SecantusDB and timing a command.
+# Expects tmp (the script's temporary directory) for all but daemon_bench, which makes it.
+
+scripts/setup-test-env.sh >/dev/null
+PY=.venv/bin/python
+
+# free_port: prints a free loopback TCP port.
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 
 # start_server [EXTRA ARGS...]: starts SecantusDB on a free loopback port with in-memory storage
 # (log in $tmp/server.log), waits until it listens, and sets `server` (its pid, for cleanup) and
 # URI.
 start_server() {
   local port
-  port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   .venv/bin/secantusd-py --host 127.0.0.1 --port "$port" --storage-path :memory: --log-level WARNING \
     "$@" >"$tmp/server.log" 2>&1 &
   server=$!

@@ -93,8 +93,6 @@ MAX_RESTARTS=${MAX_RESTARTS:-20}   # stuck daemons restarted in the long run, at
 case $STALL_SECONDS in '' | *[!0-9]* | 0) echo "STALL_SECONDS must be a positive integer" >&2; exit 2 ;; esac
 case $MAX_RESTARTS in '' | *[!0-9]*) echo "MAX_RESTARTS must be an integer" >&2; exit 2 ;; esac
 
-scripts/setup-test-env.sh >/dev/null
-PY=.venv/bin/python
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 

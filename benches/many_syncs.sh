@@ -30,15 +30,13 @@ DOCS=${1:-3000}
 UPDATES=${2:-1000}
 COUNTS=${COUNTS:-"1 5 20"}
 
-scripts/setup-test-env.sh >/dev/null
-PY=.venv/bin/python
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 
 daemon_bench many-syncs
 echo "SecantusDB at $URI; misql: ${MISQL:-target/debug/misql}" >&2
 
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 results=()
 for n in $COUNTS; do
   db="many_$n"

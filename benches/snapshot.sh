@@ -29,8 +29,6 @@ case $N in '' | *[!0-9]*) echo "usage: benches/snapshot.sh [N]" >&2; exit 2 ;; e
 LOAD_TIMEOUT=$((120 + N / 500))
 RUN_TIMEOUT=$((120 + N / 1000))
 
-scripts/setup-test-env.sh >/dev/null
-PY=.venv/bin/python
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 

@@ -61,8 +61,6 @@ done
 LOAD_TIMEOUT=$((120 + N_DOCS / 500))
 RUN_TIMEOUT=$((120 + N_DOCS / 1000 + N_UPDATES / 200))
 
-scripts/setup-test-env.sh >/dev/null
-PY=.venv/bin/python
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 

@@ -30,14 +30,12 @@ RATE=${2:-40}
 SECONDS_=${3:-60}
 CATCHUP=${4:-2000}
 
-scripts/setup-test-env.sh >/dev/null
-PY=.venv/bin/python
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 
 daemon_bench transactions
 kill -9 "$server"; wait "$server" 2>/dev/null || true; server=
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 results=()
 for mode in ${MODES:-whole consistent no-wait}; do
   start_server --noop-heartbeat-seconds 1 --oplog-max-entries 10000000
