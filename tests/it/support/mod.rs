@@ -6,6 +6,7 @@ pub mod commit;
 pub mod data;
 pub mod duckdb;
 pub mod fault_proxy;
+pub mod oracle;
 pub mod pyiceberg;
 pub mod rest_catalog;
 pub mod rustberg;
