@@ -259,11 +259,7 @@ async fn optimize_and_vacuum_on_a_rest_catalog(rest: RestCatalog) {
     let expected = json_rows(&dir, &preview_sql(&db));
     let synced = json_rows(&dir, &format!("{attach}; SELECT * FROM lake.{db}.orders ORDER BY _id"));
     assert_exactly(&synced, &expected, "OPTIMIZE and VACUUM in object storage");
-    let py = pyiceberg_rows(&catalog, &format!("{db}.orders"), "_id");
-    let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&py), ids(&expected));
-    let duck = duckdb_rows(&catalog, &format!("{db}.orders"), "_id");
-    assert_eq!(duck, py, "DuckDB and pyiceberg read the compacted table in S3 alike");
+    rest.assert_read_alike(&format!("{db}.orders"), &expected);
 }
 
 #[test]

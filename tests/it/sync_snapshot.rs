@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::data::{Rng, load, orders};
-use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
 use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use bson::doc;
@@ -482,11 +481,7 @@ async fn snapshot_into_a_rest_catalog(catalog: RestCatalog) {
     let expected = preview(&dir, &db);
     assert_eq!(synced, expected);
 
-    let py = pyiceberg_rows(&catalog.py(), &format!("{db}.orders"), "_id");
-    let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&py), ids(&expected));
-    let duck = duckdb_rows(&catalog.py(), &format!("{db}.orders"), "_id");
-    assert_eq!(duck, py, "DuckDB reads from S3 what pyiceberg reads");
+    catalog.assert_read_alike(&format!("{db}.orders"), &expected);
 
     let run = misql_in(&dir, &["--once", "-e", &attach, "-e", &sync]);
     assert!(run.success, "{}", run.stderr);

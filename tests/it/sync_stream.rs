@@ -227,11 +227,7 @@ async fn changes_reach_a_rest_catalog(catalog: RestCatalog) {
     let synced = json_rows(&dir, &format!("{attach}; SELECT * FROM lake.{db}.orders ORDER BY _id"));
     let expected = preview(&dir, &db);
     assert_eq!(synced, expected);
-    let py = pyiceberg_rows(&catalog.py(), &format!("{db}.orders"), "_id");
-    let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&py), ids(&expected));
-    let duck = duckdb_rows(&catalog.py(), &format!("{db}.orders"), "_id");
-    assert_eq!(duck, py, "DuckDB reads from S3 what pyiceberg reads");
+    catalog.assert_read_alike(&format!("{db}.orders"), &expected);
 }
 
 #[tokio::test(flavor = "multi_thread")]

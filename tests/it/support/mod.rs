@@ -2,6 +2,7 @@
 //! REST catalog, over seaweedfs's S3), pyiceberg as an independent reader, generated order
 //! documents, and running the `misql` binary against them.
 
+pub mod child;
 pub mod commit;
 pub mod data;
 pub mod duckdb;
