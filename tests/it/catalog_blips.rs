@@ -31,12 +31,12 @@ async fn survives_token_faults(name: &str, fault: Fault) {
     let mut daemon =
         Daemon::start_with(&scenario.dir, &scenario.sync_script(25), &["--http", &http]);
     wait_for_http(&http).await;
-    daemon.wait_in_sync(&scenario, "after the snapshot");
+    daemon.wait_in_sync(&scenario, "after the snapshot").await;
     workload(&scenario, &rest, &mut daemon, 13).await;
     let metrics = get(&http, "/metrics").await.1;
     let failed = r#"misql_sync_phase{sync="orders",phase="failed"}"#;
     assert_eq!(sample(&metrics, failed), Some(0.0), "the sync failed:\n{}", daemon.tail());
-    daemon.wait_in_sync(&scenario, "after the workload");
+    daemon.wait_in_sync(&scenario, "after the workload").await;
     assert_eq!(
         rest.injected_of(&fault),
         TOKEN_FAULTS,
@@ -44,7 +44,9 @@ async fn survives_token_faults(name: &str, fault: Fault) {
         rest.injected(),
         daemon.tail()
     );
-    scenario.assert_exact(&format!("{TOKEN_FAULTS} × {} on the token endpoint", fault.kind()));
+    scenario
+        .assert_exact(&format!("{TOKEN_FAULTS} × {} on the token endpoint", fault.kind()))
+        .await;
     let metrics = get(&http, "/metrics").await.1;
     let retries = r#"misql_sync_retries_total{sync="orders"}"#;
     assert_eq!(

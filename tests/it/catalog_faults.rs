@@ -22,15 +22,11 @@ use serde_json::Value;
 use crate::support::data::{Rng, load, orders};
 use crate::support::duckdb::duckdb_rows;
 use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
+use crate::support::oracle::{OrderRow, assert_orders_exact, orders_in_mongo, orders_match};
 use crate::support::pyiceberg::{pyiceberg_files, pyiceberg_rows};
 use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
-use crate::support::{
-    Run, assert_exactly, client, daemon_with, json_rows, misql_in, unique_db, warehouse,
-};
-use crate::sync_stream::change;
-
-const SELECT: &str =
-    "_id, customer.name AS customer, total::DECIMAL(18,2) AS total, created_at, status";
+use crate::support::{Run, client, daemon_with, misql_in, unique_db, warehouse};
+use crate::sync_stream::{SELECT, change};
 
 /// The ATTACH option bounding one request to the REST catalog (Iceberg Java's HTTP client
 /// property), well below [`DELAY`]: misql must give up on a delayed commit and settle it.
@@ -323,13 +319,9 @@ impl Scenario {
         client().await.database(&self.db).collection("orders")
     }
 
-    /// The sync's SELECT over the collection, in key order.
-    fn expected(&self) -> Vec<Value> {
-        let sql = format!(
-            "SELECT {SELECT} FROM mongo.{}.orders WHERE status <> 'test' ORDER BY _id",
-            self.db
-        );
-        json_rows(&self.dir, &sql)
+    /// The sync's projection of the collection, read through the driver, in key order.
+    async fn expected(&self) -> Vec<OrderRow> {
+        orders_in_mongo(&self.collection().await).await
     }
 
     /// The table read by misql straight from the catalog; `None` while it cannot be read.
@@ -339,22 +331,27 @@ impl Scenario {
         run.success.then(|| run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
     }
 
-    fn in_sync(&self) -> bool {
-        self.synced().is_some_and(|rows| rows == self.expected())
+    pub(crate) async fn in_sync(&self) -> bool {
+        let expected = self.expected().await;
+        self.synced().is_some_and(|rows| orders_match(&rows, &expected))
     }
 
-    /// The table equals the collection (misql), holds no key twice, pyiceberg reads the same
-    /// keys, DuckDB the same rows as pyiceberg, and every file the table references exists.
-    pub(crate) fn assert_exact(&self, after: &str) {
-        let expected = self.expected();
+    /// The table equals the collection (as the driver reads it), holds no key twice, pyiceberg
+    /// reads the same keys and customers, DuckDB the same rows as pyiceberg, and every file the
+    /// table references exists.
+    pub(crate) async fn assert_exact(&self, after: &str) {
+        let expected = self.expected().await;
         let synced = self.synced().unwrap_or_else(|| panic!("the table is unreadable {after}"));
-        assert_exactly(&synced, &expected, after);
+        assert_orders_exact(&synced, &expected, after);
         let catalog = self.catalog.py();
         let table = format!("{}.orders", self.db);
         let py = pyiceberg_rows(&catalog, &table, "_id");
-        let pick = |rows: &[Value], f: &str| rows.iter().map(|r| r[f].clone()).collect::<Vec<_>>();
-        assert_eq!(pick(&py, "_id"), pick(&expected, "_id"), "pyiceberg's keys {after}");
-        assert_eq!(pick(&py, "customer"), pick(&expected, "customer"), "pyiceberg {after}");
+        let ids: Vec<Option<&str>> = py.iter().map(|r| r["_id"].as_str()).collect();
+        let expected_ids: Vec<Option<&str>> = expected.iter().map(|r| Some(&*r.id)).collect();
+        assert_eq!(ids, expected_ids, "pyiceberg's keys {after}");
+        let customers: Vec<Option<&str>> = py.iter().map(|r| r["customer"].as_str()).collect();
+        let expected_customers: Vec<_> = expected.iter().map(|r| r.customer.as_deref()).collect();
+        assert_eq!(customers, expected_customers, "pyiceberg {after}");
         let duck = duckdb_rows(&catalog, &table, "_id");
         assert_eq!(duck, py, "DuckDB reads what pyiceberg reads {after}");
         let files = pyiceberg_files(&catalog, &table);
@@ -417,13 +414,13 @@ impl Daemon {
 
     /// Waits until the table equals the collection; panics with the log if misql exits or
     /// [`CATCH_UP_LIMIT`] passes first.
-    pub(crate) fn wait_in_sync(&mut self, scenario: &Scenario, what: &str) {
+    pub(crate) async fn wait_in_sync(&mut self, scenario: &Scenario, what: &str) {
         let deadline = Instant::now() + CATCH_UP_LIMIT;
         loop {
             if let Some(status) = self.exited() {
                 panic!("misql stopped ({status}) {what}; its log ends:\n{}", self.tail());
             }
-            if scenario.in_sync() {
+            if scenario.in_sync().await {
                 return;
             }
             assert!(
@@ -431,7 +428,7 @@ impl Daemon {
                 "the table did not catch up {what} within {CATCH_UP_LIMIT:?}; misql's log ends:\n{}",
                 self.tail()
             );
-            std::thread::sleep(Duration::from_millis(500));
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }
@@ -492,9 +489,9 @@ async fn survives_rest_commit_faults(
     let plan = Plan::on(Route::rest_commit("orders")).every(2).inject(fault.clone(), REST_FAULTS);
     proxy.plan(plan);
     let mut daemon = Daemon::start(&scenario.dir, &scenario.sync_script(50));
-    daemon.wait_in_sync(&scenario, "after the snapshot");
+    daemon.wait_in_sync(&scenario, "after the snapshot").await;
     workload(&scenario, &proxy, &mut daemon, 7).await;
-    daemon.wait_in_sync(&scenario, "after the workload");
+    daemon.wait_in_sync(&scenario, "after the workload").await;
     assert_eq!(
         proxy.injected_of(&fault),
         REST_FAULTS,
@@ -502,7 +499,7 @@ async fn survives_rest_commit_faults(
         proxy.injected(),
         daemon.tail()
     );
-    scenario.assert_exact(&format!("{REST_FAULTS} × {}", fault.kind()));
+    scenario.assert_exact(&format!("{REST_FAULTS} × {}", fault.kind())).await;
     let log = daemon.log();
     assert!(
         commit_warnings(&log) >= REST_FAULTS,
@@ -576,7 +573,7 @@ async fn catch_up_through_consecutive_rest_faults(catalog: RestCatalog) {
     let run = scenario.once(&script, &["SHOW SYNC STATUS orders"]);
     assert!(run.success, "the catch-up failed:\n{}", run.stderr);
     assert_eq!(proxy.pending(), 0, "injected only {:?}", proxy.injected());
-    scenario.assert_exact("a catch-up through 502, 503 and a dropped connection in a row");
+    scenario.assert_exact("a catch-up through 502, 503 and a dropped connection in a row").await;
     let status: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
     assert!(status["commits"].as_u64().unwrap() > 0, "{status}");
     let last_error = status["last_error"].as_str().unwrap_or_default();
@@ -601,7 +598,7 @@ async fn survives_s3_upload_faults(catalog: RestCatalog, name: &str, fault: Faul
     let run = scenario.once(&script, &[]);
     assert!(run.success, "the snapshot failed: {}", run.stderr);
     assert_eq!(proxy.pending(), 0, "injected only {:?} in the snapshot", proxy.injected());
-    scenario.assert_exact(&format!("the snapshot with {:?}", proxy.injected()));
+    scenario.assert_exact(&format!("the snapshot with {:?}", proxy.injected())).await;
 
     let coll = scenario.collection().await;
     changes(&coll, 60, &mut Rng::new(23), &mut 300_000).await;
@@ -611,7 +608,7 @@ async fn survives_s3_upload_faults(catalog: RestCatalog, name: &str, fault: Faul
     assert!(run.success, "the catch-up failed: {}", run.stderr);
     assert_eq!(proxy.pending(), 0, "injected only {:?} in all", proxy.injected());
     assert_eq!(proxy.injected_of(&fault), 3 * S3_FAULTS, "{:?}", proxy.injected());
-    scenario.assert_exact(&format!("{} × {} on uploads", 3 * S3_FAULTS, fault.kind()));
+    scenario.assert_exact(&format!("{} × {} on uploads", 3 * S3_FAULTS, fault.kind())).await;
 }
 
 on_each_rest_catalog!(
@@ -641,10 +638,10 @@ async fn streaming_through_both_proxies(catalog: RestCatalog) {
     let s3 = FaultProxy::start(catalog.s3_endpoint());
     let scenario = Scenario::new(catalog, "proxyclean", 150, rest.uri(), s3.uri(), "").await;
     let mut daemon = Daemon::start(&scenario.dir, &scenario.sync_script(50));
-    daemon.wait_in_sync(&scenario, "after the snapshot");
+    daemon.wait_in_sync(&scenario, "after the snapshot").await;
     workload(&scenario, &rest, &mut daemon, 3).await;
-    daemon.wait_in_sync(&scenario, "after the workload");
-    scenario.assert_exact("a sync through the proxies");
+    daemon.wait_in_sync(&scenario, "after the workload").await;
+    scenario.assert_exact("a sync through the proxies").await;
     assert!(rest.requests() > 0 && s3.requests() > 0, "{} {}", rest.requests(), s3.requests());
     assert!(rest.injected().is_empty() && s3.injected().is_empty());
     assert!(daemon.exited().is_none(), "misql is still running");

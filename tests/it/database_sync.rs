@@ -6,46 +6,74 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use bson::{Document, doc};
-use mongodb::Collection;
+use bson::{Bson, Document, doc};
+use futures::TryStreamExt;
+use mongodb::{Collection, Database};
 use serde_json::Value;
 
 use crate::support::duckdb::duckdb_rows;
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_rows};
-use crate::support::{client, daemon_with, json_rows, misql_in, unique_db, warehouse};
+use crate::support::{client, daemon_with, misql_in, unique_db, warehouse};
 
 /// A small document of collection `c`: `_id`, a number and a text.
 fn small(id: i64, n: i64) -> Document {
     doc! { "_id": id, "n": n, "s": format!("v{n}") }
 }
 
-/// `_id`, `n`, `s` of every document of `db.coll` as misql reads them, in `_id` order.
-fn in_mongo(dir: &Path, db: &str, coll: &str) -> Vec<Value> {
-    json_rows(dir, &format!("SELECT _id, n, s FROM mongo.{db}.{coll} ORDER BY _id"))
+/// `(_id, n, s)` of a small document, or of its row.
+type Small = (i64, i64, String);
+
+/// Every document of `coll` in `database`, through the driver, in `_id` order.
+async fn in_mongo(database: &Database, coll: &str) -> Vec<Small> {
+    let coll = database.collection::<Document>(coll);
+    let docs: Vec<Document> = coll.find(doc! {}).await.unwrap().try_collect().await.unwrap();
+    let int = |d: &Document, f: &str| match d.get(f) {
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Int32(n)) => i64::from(*n),
+        other => panic!("{f} of {d}: {other:?}"),
+    };
+    let mut rows: Vec<Small> = docs
+        .iter()
+        .map(|d| (int(d, "_id"), int(d, "n"), d.get_str("s").unwrap().to_string()))
+        .collect();
+    rows.sort();
+    rows
 }
 
-/// The same columns of the table `iceberg.db.coll`, or `None` when it cannot be read yet.
-fn in_table(dir: &Path, db: &str, coll: &str) -> Option<Vec<Value>> {
+/// The rows of the table `iceberg.db.coll`, or `None` when it cannot be read yet.
+fn in_table(dir: &Path, db: &str, coll: &str) -> Option<Vec<Small>> {
     let sql = format!("SELECT _id, n, s FROM iceberg.{db}.{coll} ORDER BY _id");
     let run = misql_in(dir, &["--format", "json", "-e", &sql]);
-    run.success.then(|| run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+    run.success
+        .then(|| run.stdout.lines().map(|l| small_row(&serde_json::from_str(l).unwrap())).collect())
+}
+
+fn small_row(row: &Value) -> Small {
+    let int = |f: &str| row[f].as_i64().unwrap_or_else(|| panic!("{f} of {row}"));
+    (int("_id"), int("n"), row["s"].as_str().unwrap_or_else(|| panic!("s of {row}")).to_string())
 }
 
 /// Waits (at most 90 s) until every table of `colls` equals its collection.
-fn wait_equal(dir: &Path, db: &str, colls: &[&str], log: &Path) {
+async fn wait_equal(dir: &Path, database: &Database, colls: &[&str], log: &Path) {
     let until = Instant::now() + Duration::from_secs(90);
     let mut pending: Vec<&str> = colls.to_vec();
-    while !pending.is_empty() {
-        pending.retain(|c| in_table(dir, db, c) != Some(in_mongo(dir, db, c)));
+    loop {
+        let mut still = Vec::new();
+        for coll in pending {
+            if in_table(dir, database.name(), coll) != Some(in_mongo(database, coll).await) {
+                still.push(coll);
+            }
+        }
+        pending = still;
         if pending.is_empty() {
-            break;
+            return;
         }
         assert!(
             Instant::now() < until,
             "{pending:?} never matched their collections:\n{}",
             std::fs::read_to_string(log).unwrap_or_default()
         );
-        std::thread::sleep(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -116,7 +144,7 @@ async fn a_database_sync_follows_new_dropped_and_renamed_collections_through_res
 
     let log = dir.join("daemon.log");
     let mut daemon = daemon_with(&dir, &file, Some(&log), &[]);
-    wait_equal(&dir, &db, &["orders", "customers", "doomed"], &log);
+    wait_equal(&dir, &database, &["orders", "customers", "doomed"], &log).await;
     assert!(in_table(&dir, &db, "tmp_scratch").is_none(), "an excluded collection has no table");
 
     // Changes on two collections, a new collection, a drop and a rename, while it runs.
@@ -131,12 +159,12 @@ async fn a_database_sync_follows_new_dropped_and_renamed_collections_through_res
         "renameCollection": format!("{db}.customers"),
         "to": format!("{db}.clients"),
     };
-    wait_equal(&dir, &db, &["orders", "customers", "returns"], &log);
+    wait_equal(&dir, &database, &["orders", "customers", "returns"], &log).await;
     admin.run_command(rename).await.unwrap();
     let clients = database.collection::<Document>("clients");
     crud(&clients, &mut next_customers).await;
     crud(&returns, &mut 500).await;
-    wait_equal(&dir, &db, &["orders", "returns", "clients"], &log);
+    wait_equal(&dir, &database, &["orders", "returns", "clients"], &log).await;
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains(&format!("new collection {db}.returns")), "{logged}");
     assert!(logged.contains("sync shop/doomed"), "{logged}");
@@ -153,9 +181,10 @@ async fn a_database_sync_follows_new_dropped_and_renamed_collections_through_res
         // A collection created while misql is down, written again in the next rounds.
         crud(&late, &mut (round * 10)).await;
         daemon = daemon_with(&dir, &file, Some(&log), &[]);
-        std::thread::sleep(Duration::from_millis(700 * (round as u64 + 1)));
+        // The next kill lands a little later each round (no state to wait for: any moment).
+        tokio::time::sleep(Duration::from_millis(700 * (round as u64 + 1))).await;
     }
-    wait_equal(&dir, &db, &["orders", "returns", "clients", "late"], &log);
+    wait_equal(&dir, &database, &["orders", "returns", "clients", "late"], &log).await;
     let status = misql_in(&dir, &["-e", "SHOW SYNCS"]);
     assert!(status.success, "{}", status.stderr);
     kill(&mut daemon);
@@ -163,10 +192,8 @@ async fn a_database_sync_follows_new_dropped_and_renamed_collections_through_res
     // Two of the tables read the same in pyiceberg and DuckDB.
     for coll in ["orders", "clients"] {
         let table = format!("{db}.{coll}");
-        let expected: Vec<(i64, i64)> = in_mongo(&dir, &db, coll)
-            .iter()
-            .map(|r| (r["_id"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
-            .collect();
+        let expected: Vec<(i64, i64)> =
+            in_mongo(&database, coll).await.iter().map(|(id, n, _)| (*id, *n)).collect();
         for rows in [
             pyiceberg_rows(&PyCatalog::sql(&dir), &table, "_id"),
             duckdb_rows(&PyCatalog::sql(&dir), &table, "_id"),
@@ -203,20 +230,20 @@ async fn a_sync_of_its_own_takes_a_collection_over_from_the_database_sync() {
     .unwrap();
     let log = dir.join("daemon.log");
     let mut daemon = daemon_with(&dir, &file, Some(&log), &[]);
-    wait_equal(&dir, &db, &["notes"], &log);
+    wait_equal(&dir, &database, &["notes"], &log).await;
     let mut next = 100;
     crud(&orders, &mut next).await;
     crud(&notes, &mut 200).await;
     let until = Instant::now() + Duration::from_secs(60);
-    while in_table(&dir, &db, "own_orders") != Some(in_mongo(&dir, &db, "orders")) {
+    while in_table(&dir, &db, "own_orders") != Some(in_mongo(&database, "orders").await) {
         assert!(Instant::now() < until, "{}", std::fs::read_to_string(&log).unwrap());
-        std::thread::sleep(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    wait_equal(&dir, &db, &["notes"], &log);
+    wait_equal(&dir, &database, &["notes"], &log).await;
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains(&format!("{db}.orders is left to sync own")), "{logged}");
     // The database sync's own table of orders, if it got that far, does not follow it.
     let theirs = in_table(&dir, &db, "orders").unwrap_or_default();
-    assert_ne!(theirs, in_mongo(&dir, &db, "orders"), "two syncs followed one collection");
+    assert_ne!(theirs, in_mongo(&database, "orders").await, "two syncs followed one collection");
     kill(&mut daemon);
 }

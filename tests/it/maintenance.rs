@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 use bson::Document;
 use serde_json::Value;
 
-use crate::service::{get, sample};
+use crate::service::{get, sample, wait_for_phase};
 use crate::support::data::{Rng, load, orders};
 use crate::support::duckdb::duckdb_rows;
+use crate::support::oracle::{assert_orders_exact, orders_in_mongo};
 use crate::support::pyiceberg::{PyCatalog, pyiceberg_files, pyiceberg_rows};
 use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use crate::support::server::free_port;
 use crate::support::{
-    assert_exactly, client, daemon_logged, daemon_with, json_rows, misql_in, unique_db, warehouse,
+    assert_exactly, client, daemon_with, json_rows, misql_in, unique_db, warehouse,
 };
 use crate::sync_stream::{change, preview_sql, sync_sql, synced_sql};
 
@@ -62,11 +63,14 @@ fn streaming_sync(dir: &Path, db: &str, options: &str) -> std::path::PathBuf {
     file
 }
 
-/// Drains the sync with `--once` and checks the table equals the collection.
-fn drained_exactly(dir: &Path, db: &str, after: &str, log: &str) {
+/// Drains the sync with `--once` and checks the table equals the collection (read through the
+/// driver).
+async fn drained_exactly(dir: &Path, db: &str, after: &str, log: &str) {
     let run = misql_in(dir, &["--once", "-e", &sync_sql(db)]);
     assert!(run.success, "{}\n--- daemon log\n{log}", run.stderr);
-    assert_exactly(&json_rows(dir, &synced_sql(db)), &json_rows(dir, &preview_sql(db)), after);
+    let coll = client().await.database(db).collection::<Document>("orders");
+    let expected = orders_in_mongo(&coll).await;
+    assert_orders_exact(&json_rows(dir, &synced_sql(db)), &expected, after);
 }
 
 /// The one-row report of a maintenance statement.
@@ -187,7 +191,7 @@ async fn a_streaming_sync_keeps_its_own_table_compact() {
     assert!(snapshots <= 15 + 10 + 2, "{snapshots} snapshots kept:\n{log}");
     let deletes = referenced(&dir, &db, "position deletes");
     assert!(deletes < 3 * 32, "{deletes} delete files left");
-    drained_exactly(&dir, &db, "a streamed, self-maintained table", &log);
+    drained_exactly(&dir, &db, "a streamed, self-maintained table", &log).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,12 +201,9 @@ async fn optimize_from_another_process_while_a_sync_streams_loses_nothing() {
     let dir = warehouse("concopt");
     let file = streaming_sync(&dir, &db, "auto_optimize = false");
     let log = dir.join("daemon.log");
-    let mut daemon = daemon_logged(&dir, &file, Some(&log));
-    let until = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("snapshot complete") {
-        assert!(Instant::now() < until, "no snapshot");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
+    wait_for_phase(&http, "orders", "streaming", Duration::from_secs(60)).await;
     let coll = client().await.database(&db).collection::<Document>("orders");
     let (mut rng, mut next_id) = (Rng::new(94), 70_000);
     let (mut optimized, mut rewritten) = (0, 0);
@@ -222,7 +223,7 @@ async fn optimize_from_another_process_while_a_sync_streams_loses_nothing() {
     daemon.wait().unwrap();
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(optimized >= 3 && rewritten > 0, "{optimized} OPTIMIZE runs rewrote {rewritten} files");
-    drained_exactly(&dir, &db, &format!("{optimized} concurrent OPTIMIZE runs"), &log);
+    drained_exactly(&dir, &db, &format!("{optimized} concurrent OPTIMIZE runs"), &log).await;
 }
 
 on_each_rest_catalog!(
@@ -258,11 +259,7 @@ async fn optimize_and_vacuum_on_a_rest_catalog(rest: RestCatalog) {
     let expected = json_rows(&dir, &preview_sql(&db));
     let synced = json_rows(&dir, &format!("{attach}; SELECT * FROM lake.{db}.orders ORDER BY _id"));
     assert_exactly(&synced, &expected, "OPTIMIZE and VACUUM in object storage");
-    let py = pyiceberg_rows(&catalog, &format!("{db}.orders"), "_id");
-    let ids = |rows: &[Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&py), ids(&expected));
-    let duck = duckdb_rows(&catalog, &format!("{db}.orders"), "_id");
-    assert_eq!(duck, py, "DuckDB and pyiceberg read the compacted table in S3 alike");
+    rest.assert_read_alike(&format!("{db}.orders"), &expected);
 }
 
 #[test]
@@ -285,14 +282,14 @@ fn maintenance_statements_name_what_is_wrong() {
 
 /// Nothing the table references is missing, and the table equals the collection once the sync
 /// has drained.
-fn intact(dir: &Path, db: &str, after: &str) {
+async fn intact(dir: &Path, db: &str, after: &str) {
     let files = pyiceberg_files(&PyCatalog::sql(dir), &format!("{db}.orders"));
     let missing: Vec<&Value> = files.iter().filter(|f| f["exists"] != true).collect();
     assert!(
         missing.is_empty(),
         "files the table references were deleted after {after}: {missing:?}"
     );
-    drained_exactly(dir, db, after, "");
+    drained_exactly(dir, db, after, "").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -324,7 +321,7 @@ async fn optimize_and_vacuum_killed_at_any_point_lose_nothing_and_leave_nothing_
             "{}",
             run.stderr
         );
-        intact(&dir, &db, point);
+        intact(&dir, &db, point).await;
     }
 
     // kill -9 at random moments of OPTIMIZE + VACUUM: each once OPTIMIZE has started (its debug
@@ -364,7 +361,7 @@ async fn optimize_and_vacuum_killed_at_any_point_lose_nothing_and_leave_nothing_
             "in OPTIMIZE"
         };
         landed.push(at);
-        intact(&dir, &db, &format!("kill {round} ({at})"));
+        intact(&dir, &db, &format!("kill {round} ({at})")).await;
     }
     let during = landed.iter().filter(|at| **at != "after it ended").count();
     assert!(during >= 4, "only {during} of 6 kills landed while maintenance ran: {landed:?}");
@@ -382,5 +379,5 @@ async fn optimize_and_vacuum_killed_at_any_point_lose_nothing_and_leave_nothing_
         files_on_disk(&dir, &db).into_iter().filter(|f| f.ends_with(".parquet")).collect();
     on_disk.sort();
     assert_eq!(on_disk, referenced, "a later VACUUM leaves only the files the table references");
-    intact(&dir, &db, "the final VACUUM");
+    intact(&dir, &db, "the final VACUUM").await;
 }

@@ -69,7 +69,7 @@ async fn orphan_sweep_that_cannot_list(catalog: RestCatalog) {
     let mut daemon =
         Daemon::start_with(&scenario.dir, &scenario.sync_script(50), &["--http", &http]);
     wait_for_http(&http).await;
-    daemon.wait_in_sync(&scenario, "after the snapshot");
+    daemon.wait_in_sync(&scenario, "after the snapshot").await;
 
     // The first streaming commit runs the first orphan sweep, whose listing fails.
     let coll = scenario.collection().await;
@@ -85,7 +85,7 @@ async fn orphan_sweep_that_cannot_list(catalog: RestCatalog) {
 
     // The sync goes on streaming: later inserts reach the table.
     insert(&coll, 6_000, 5).await;
-    daemon.wait_in_sync(&scenario, "after the sweep failed");
+    daemon.wait_in_sync(&scenario, "after the sweep failed").await;
     let metrics = get(&http, "/metrics").await.1;
     let streaming = r#"misql_sync_phase{sync="orders",phase="streaming"}"#;
     assert_eq!(sample(&metrics, streaming), Some(1.0), "{metrics}");

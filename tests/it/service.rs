@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use bson::{Document, doc};
 
 use crate::support::data::{Rng, load, order, orders};
+use crate::support::oracle::{assert_orders_exact, orders_in_mongo, orders_match};
 use crate::support::server::free_port;
 use crate::support::{client, daemon_logged, daemon_with, json_rows, unique_db, warehouse};
-use crate::sync_stream::{preview_sql, sync_sql, synced_sql};
+use crate::sync_stream::{sync_sql, synced_sql};
 
 /// Sends SIGTERM to `child` and waits for it to exit (at most `limit`); its exit code.
-fn terminate(child: &mut Child, limit: Duration) -> Option<i32> {
+async fn terminate(child: &mut Child, limit: Duration) -> Option<i32> {
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -24,23 +25,49 @@ fn terminate(child: &mut Child, limit: Duration) -> Option<i32> {
         if let Some(status) = child.try_wait().unwrap() {
             return status.code();
         }
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     child.kill().unwrap();
     child.wait().unwrap();
     panic!("misql did not exit within {limit:?} of SIGTERM");
 }
 
-/// Waits until `log` contains `text` (at most `limit`).
-fn wait_for_log(log: &Path, text: &str, limit: Duration) {
+/// Waits until `log` contains `text` (at most `limit`): for what only the log tells.
+async fn wait_for_log(log: &Path, text: &str, limit: Duration) {
     let until = Instant::now() + limit;
     while Instant::now() < until {
         if std::fs::read_to_string(log).unwrap_or_default().contains(text) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("`{text}` not logged within {limit:?}:\n{}", std::fs::read_to_string(log).unwrap());
+}
+
+/// Waits until the sample `name_and_labels` on `--http addr`'s /metrics satisfies `ready` (at
+/// most `limit`); the exposition it was read from.
+pub(crate) async fn wait_for_sample(
+    addr: &str,
+    name_and_labels: &str,
+    ready: impl Fn(f64) -> bool,
+    limit: Duration,
+) -> String {
+    wait_for_http(addr).await;
+    let until = Instant::now() + limit;
+    loop {
+        let metrics = get(addr, "/metrics").await.1;
+        if sample(&metrics, name_and_labels).is_some_and(&ready) {
+            return metrics;
+        }
+        assert!(Instant::now() < until, "{name_and_labels} not as awaited in {limit:?}: {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `--http addr`'s /metrics shows sync `sync` in `phase` (at most `limit`).
+pub(crate) async fn wait_for_phase(addr: &str, sync: &str, phase: &str, limit: Duration) -> String {
+    let name = format!(r#"misql_sync_phase{{sync="{sync}",phase="{phase}"}}"#);
+    wait_for_sample(addr, &name, |v| v == 1.0, limit).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,19 +80,28 @@ async fn sigterm_commits_the_batch_read_so_far_and_exits_0() {
     std::fs::write(&file, sync_sql(&db).replace("flush_interval = '1s'", "flush_interval = '60s'"))
         .unwrap();
     let log = dir.join("daemon.log");
-    let mut daemon = daemon_logged(&dir, &file, Some(&log));
-    wait_for_log(&log, "snapshot complete", Duration::from_secs(60));
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
+    wait_for_phase(&http, "orders", "streaming", Duration::from_secs(60)).await;
+    // The changes in one transaction: the stream reads them together, so once the sync holds
+    // one of them uncommitted (its lag is above 0), it holds them all.
     let coll = client().await.database(&db).collection::<Document>("orders");
     let mut rng = Rng::new(102);
-    coll.insert_many((0..20).map(|i| order(5_000 + i, &mut rng))).await.unwrap();
-    coll.delete_many(doc! { "priority": 0 }).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await; // the daemon reads the events
-    let code = terminate(&mut daemon, Duration::from_secs(30));
+    let mut session = coll.client().start_session().await.unwrap();
+    session.start_transaction().await.unwrap();
+    let inserts = (0..20).map(|i| order(5_000 + i, &mut rng));
+    coll.insert_many(inserts).session(&mut session).await.unwrap();
+    coll.delete_many(doc! { "priority": 0 }).session(&mut session).await.unwrap();
+    session.commit_transaction().await.unwrap();
+    let lag = r#"misql_sync_lag_seconds{sync="orders"}"#;
+    wait_for_sample(&http, lag, |seconds| seconds > 0.0, Duration::from_secs(30)).await;
+    let code = terminate(&mut daemon, Duration::from_secs(30)).await;
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("SIGTERM: stopping the syncs"), "{log}");
     // No --once run: what the daemon read before SIGTERM is in the table.
-    assert_eq!(json_rows(&dir, &synced_sql(&db)), json_rows(&dir, &preview_sql(&db)), "{log}");
+    let expected = orders_in_mongo(&coll).await;
+    assert_orders_exact(&json_rows(&dir, &synced_sql(&db)), &expected, &format!("SIGTERM\n{log}"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,8 +120,8 @@ async fn a_failing_sync_does_not_stop_the_others() {
     let log = dir.join("daemon.log");
     let http = format!("127.0.0.1:{}", free_port());
     let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
-    wait_for_log(&log, "sync payments: snapshot complete", Duration::from_secs(60));
-    wait_for_log(&log, "sync orders: snapshot complete", Duration::from_secs(60));
+    wait_for_phase(&http, "payments", "streaming", Duration::from_secs(60)).await;
+    wait_for_phase(&http, "orders", "streaming", Duration::from_secs(60)).await;
     // A total that is no number: the payments sync fails for good (on_error = 'fail').
     let db_handle = client().await.database(&db);
     db_handle
@@ -93,15 +129,14 @@ async fn a_failing_sync_does_not_stop_the_others() {
         .insert_one(doc! { "_id": "bad", "total": "a lot" })
         .await
         .unwrap();
-    wait_for_log(&log, "sync payments: ", Duration::from_secs(30));
-    wait_for_log(&log, "ERROR", Duration::from_secs(30));
+    wait_for_phase(&http, "payments", "failed", Duration::from_secs(30)).await;
     // The orders sync goes on streaming.
     let mut rng = Rng::new(105);
     let coll = db_handle.collection::<Document>("orders");
     coll.insert_many((0..10).map(|i| order(7_000 + i, &mut rng))).await.unwrap();
-    let expected = json_rows(&dir, &preview_sql(&db));
+    let expected = orders_in_mongo(&coll).await;
     let until = Instant::now() + Duration::from_secs(30);
-    while json_rows(&dir, &synced_sql(&db)) != expected {
+    while !orders_match(&json_rows(&dir, &synced_sql(&db)), &expected) {
         assert!(Instant::now() < until, "{}", std::fs::read_to_string(&log).unwrap());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -114,7 +149,7 @@ async fn a_failing_sync_does_not_stop_the_others() {
     assert_eq!(not_ready[0]["sync"], "payments", "{body}");
     assert_eq!(not_ready[0]["phase"], "failed", "{body}");
     assert!(not_ready[0]["why"].as_str().unwrap().contains("a lot"), "{body}");
-    let code = terminate(&mut daemon, Duration::from_secs(30));
+    let code = terminate(&mut daemon, Duration::from_secs(30)).await;
     let log = std::fs::read_to_string(&log).unwrap();
     assert_ne!(code, Some(0), "a sync had failed: the exit status says so\n{log}");
     assert!(log.contains("sync(s) failed: payments"), "{log}");
@@ -154,19 +189,11 @@ async fn metrics_health_and_readiness_over_http_follow_a_workload() {
     let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
     wait_for_http(&http).await;
     assert_eq!(get(&http, "/healthz").await.0, 200);
-    let streaming = r#"misql_sync_phase{sync="orders",phase="streaming"}"#;
-    let until = Instant::now() + Duration::from_secs(60);
-    let metrics = loop {
-        let metrics = get(&http, "/metrics").await.1;
-        if sample(&metrics, streaming) == Some(1.0) {
-            break metrics;
-        }
-        assert!(Instant::now() < until, "not streaming: {metrics}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let metrics = wait_for_phase(&http, "orders", "streaming", Duration::from_secs(60)).await;
     let (status, body) = get(&http, "/readyz").await;
     assert_eq!((status, body.trim()), (200, r#"{"not_ready":[],"ready":true}"#));
-    let rows = expected_rows(&dir, &db);
+    let coll = client().await.database(&db).collection::<Document>("orders");
+    let rows = orders_in_mongo(&coll).await.len() as f64;
     let label = r#"{sync="orders"}"#;
     assert_eq!(
         sample(&metrics, &format!("misql_sync_rows_copied_total{label}")),
@@ -219,12 +246,7 @@ async fn metrics_health_and_readiness_over_http_follow_a_workload() {
     assert!(count.unwrap() >= 2.0, "{metrics}");
     assert!(sample(&metrics, &format!("misql_sync_key_index_bytes{label}")).unwrap() > 0.0);
     assert_eq!(get(&http, "/nowhere").await.0, 404);
-    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
-}
-
-/// The rows the sync should have copied, as a number.
-fn expected_rows(dir: &Path, db: &str) -> f64 {
-    json_rows(dir, &preview_sql(db)).len() as f64
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)).await, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -236,22 +258,25 @@ async fn stop_sync_commits_and_keeps_the_definition_start_sync_resumes() {
     let file = dir.join("syncs.sql");
     std::fs::write(&file, format!("{sync};\nSTOP SYNC orders;\nSTART SYNC orders;")).unwrap();
     let log = dir.join("daemon.log");
-    let mut daemon = daemon_logged(&dir, &file, Some(&log));
-    wait_for_log(&log, "sync orders: stopped, its batch committed", Duration::from_secs(60));
-    wait_for_log(&log, "snapshot complete", Duration::from_secs(60));
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
+    // The file stops the sync before its copy can end: streaming means it was started again.
+    wait_for_phase(&http, "orders", "streaming", Duration::from_secs(60)).await;
     let coll = client().await.database(&db).collection::<Document>("orders");
     let mut rng = Rng::new(109);
     coll.insert_many((0..15).map(|i| order(8_000 + i, &mut rng))).await.unwrap();
     coll.delete_many(doc! { "priority": 1 }).await.unwrap();
     // The changes reach the table while the daemon runs (a wait with a deadline, not a sleep).
-    let expected = json_rows(&dir, &preview_sql(&db));
+    let expected = orders_in_mongo(&coll).await;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while json_rows(&dir, &synced_sql(&db)) != expected && Instant::now() < deadline {
+    while !orders_match(&json_rows(&dir, &synced_sql(&db)), &expected) && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)).await, Some(0));
     let log = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(json_rows(&dir, &synced_sql(&db)), expected, "{log}");
+    assert!(log.contains("sync orders: stopped, its batch committed"), "{log}");
+    assert_orders_exact(&json_rows(&dir, &synced_sql(&db)), &expected, &format!("STOP\n{log}"));
 
     // In a session: STOP, the status says so, START resumes from the checkpoint.
     let run = crate::support::misql_in(
@@ -287,10 +312,12 @@ async fn a_standby_takes_over_when_the_active_process_is_killed() {
         .replace("flush_interval = '1s'", "flush_interval = '500ms', lease_ttl = '5s'");
     std::fs::write(&file, &sync).unwrap();
     let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
-    let mut a = daemon_logged(&dir, &file, Some(&log_a));
-    wait_for_log(&log_a, "snapshot complete", Duration::from_secs(60));
-    let mut b = daemon_logged(&dir, &file, Some(&log_b));
-    wait_for_log(&log_b, "standing by", Duration::from_secs(30));
+    let (http_a, http_b) =
+        (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let mut a = daemon_with(&dir, &file, Some(&log_a), &["--http", &http_a]);
+    wait_for_phase(&http_a, "orders", "streaming", Duration::from_secs(60)).await;
+    let mut b = daemon_with(&dir, &file, Some(&log_b), &["--http", &http_b]);
+    wait_for_phase(&http_b, "orders", "standby", Duration::from_secs(30)).await;
 
     // --once does not run beside the active process: it names the holder.
     let run = crate::support::misql_in(&dir, &["--once", "-f", file.to_str().unwrap()]);
@@ -309,15 +336,15 @@ async fn a_standby_takes_over_when_the_active_process_is_killed() {
     while Instant::now() < until {
         crate::sync_stream::change(&coll, &mut rng, &mut next_id).await;
     }
-    wait_for_log(&log_b, "copy already complete", Duration::from_secs(30));
-    let expected = json_rows(&dir, &preview_sql(&db));
+    wait_for_phase(&http_b, "orders", "streaming", Duration::from_secs(30)).await;
+    let expected = orders_in_mongo(&coll).await;
     let until = Instant::now() + Duration::from_secs(60);
-    while json_rows(&dir, &synced_sql(&db)) != expected {
+    while !orders_match(&json_rows(&dir, &synced_sql(&db)), &expected) {
         let log = std::fs::read_to_string(&log_b).unwrap();
         assert!(Instant::now() < until, "the standby did not catch up:\n{log}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(terminate(&mut b, Duration::from_secs(30)), Some(0));
+    assert_eq!(terminate(&mut b, Duration::from_secs(30)).await, Some(0));
     let log = std::fs::read_to_string(&log_b).unwrap();
     assert!(log.contains("lease released"), "{log}");
 }
@@ -348,28 +375,29 @@ async fn sighup_reloads_the_files_starting_stopping_and_replacing_syncs() {
     let write = |statements: &[String]| std::fs::write(&file, statements.join(";\n")).unwrap();
     write(&[simple("orders", ""), simple("payments", "")]);
     let log = dir.join("daemon.log");
-    let mut daemon = daemon_logged(&dir, &file, Some(&log));
-    wait_for_log(&log, "sync payments: snapshot complete", Duration::from_secs(60));
-    wait_for_log(&log, "sync orders: snapshot complete", Duration::from_secs(60));
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut daemon = daemon_with(&dir, &file, Some(&log), &["--http", &http]);
+    wait_for_phase(&http, "payments", "streaming", Duration::from_secs(60)).await;
+    wait_for_phase(&http, "orders", "streaming", Duration::from_secs(60)).await;
 
     write(&[simple("orders", ""), simple("customers", "")]);
     hangup(&daemon);
-    wait_for_log(&log, "reload done", Duration::from_secs(60));
+    wait_for_log(&log, "reload done", Duration::from_secs(60)).await;
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("reload: sync orders is unchanged"), "{text}");
     assert!(text.contains("reload: sync customers is new: started"), "{text}");
     assert!(text.contains("reload: sync payments is no longer in the files: stopped"), "{text}");
-    wait_for_log(&log, "sync customers: snapshot complete", Duration::from_secs(60));
+    wait_for_phase(&http, "customers", "streaming", Duration::from_secs(60)).await;
 
     // A changed definition without OR REPLACE is refused; with it, the sync is replaced.
     write(&[simple("orders", "WHERE status <> 'test'"), simple("customers", "")]);
     hangup(&daemon);
-    wait_for_log(&log, "does not say OR REPLACE", Duration::from_secs(60));
+    wait_for_log(&log, "does not say OR REPLACE", Duration::from_secs(60)).await;
     let replaced =
         simple("orders", "WHERE status <> 'test'").replace("CREATE SYNC", "CREATE OR REPLACE SYNC");
     write(&[replaced, simple("customers", "")]);
     hangup(&daemon);
-    wait_for_log(&log, "reload: sync orders changed: replaced", Duration::from_secs(60));
+    wait_for_log(&log, "reload: sync orders changed: replaced", Duration::from_secs(60)).await;
 
     // The running syncs keep streaming.
     let coll = client().await.database(&db).collection::<Document>("customers");
@@ -393,7 +421,7 @@ async fn sighup_reloads_the_files_starting_stopping_and_replacing_syncs() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)).await, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,14 +442,14 @@ async fn json_logs_name_the_sync_and_no_secret_reaches_logs_status_or_metrics() 
     let mut daemon =
         daemon_with(&dir, &file, Some(&log), &["--http", &http, "--log-format", "json"]);
     wait_for_http(&http).await;
-    wait_for_log(&log, "snapshot complete", Duration::from_secs(60));
+    wait_for_log(&log, "snapshot complete", Duration::from_secs(60)).await;
     let metrics = get(&http, "/metrics").await.1;
     let status = crate::support::misql_in(
         &dir,
         &["-e", &weed.attach_sql("lake"), "-e", &bad, "-e", "SHOW DATABASES FROM other"],
     );
     assert!(!status.success, "the server at port 1 is unreachable");
-    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)).await, Some(0));
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<serde_json::Value> = text
         .lines()
@@ -504,11 +532,11 @@ async fn twenty_syncs_in_one_daemon_all_progress() {
     assert!(rss < 1.5e9, "resident memory {rss} bytes for 20 small syncs");
     let big = json_rows(&dir, &format!("SELECT count(*) AS n FROM iceberg.{db}.big"));
     assert_eq!(big[0]["n"], 3000);
-    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)), Some(0));
+    assert_eq!(terminate(&mut daemon, Duration::from_secs(30)).await, Some(0));
 }
 
-#[test]
-fn sigterm_while_the_files_still_run_stops_at_once() {
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_the_files_still_run_stops_at_once() {
     let dir = warehouse("early_sigterm");
     let file = dir.join("syncs.sql");
     // A deployment that never answers: the statement waits for it for 30 s.
@@ -520,9 +548,10 @@ fn sigterm_while_the_files_still_run_stops_at_once() {
     .unwrap();
     let log = dir.join("daemon.log");
     let mut daemon = daemon_logged(&dir, &file, Some(&log));
-    std::thread::sleep(Duration::from_secs(1));
+    // Time to reach the statement (nothing tells that it has: it only waits for the server).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let started = Instant::now();
-    let code = terminate(&mut daemon, Duration::from_secs(10));
+    let code = terminate(&mut daemon, Duration::from_secs(10)).await;
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(code, Some(0), "{text}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());

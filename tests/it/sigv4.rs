@@ -149,15 +149,22 @@ async fn orders_db(name: &str, n: u64) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_through_a_sigv4_catalog_with_environment_credentials_signs_every_request() {
     let weed = seaweed();
-    let proxy = proxy_with(weed, vec![weed_key(weed)]);
-    let db = orders_db("sigv4env", 120).await;
-    // No key in the ATTACH: the catalog and the S3 storage both sign with the environment's.
     let env = [
         ("AWS_ACCESS_KEY_ID", weed.access_key.as_str()),
         ("AWS_SECRET_ACCESS_KEY", weed.secret_key.as_str()),
         ("AWS_REGION", REGION),
     ];
-    copy_once_and_compare(weed, &attach(&proxy, weed, ""), &db, &env).await;
+    signs_with_seaweeds_key_from("sigv4env", 120, &env).await;
+}
+
+/// Copies `n` orders through the signing proxy with no key in the ATTACH: the catalog and the
+/// S3 storage both sign with SeaweedFS's key, which only `env` names. Every request verifies,
+/// all signed with that key.
+async fn signs_with_seaweeds_key_from(name: &str, n: u64, env: &[(&str, &str)]) {
+    let weed = seaweed();
+    let proxy = proxy_with(weed, vec![weed_key(weed)]);
+    let db = orders_db(name, n).await;
+    copy_once_and_compare(weed, &attach(&proxy, weed, ""), &db, env).await;
     let stats = proxy.stats();
     assert_all_verified(&stats, &db);
     assert_eq!(stats["keys_used"], serde_json::json!([weed.access_key]), "{stats}");
@@ -190,8 +197,6 @@ async fn temporary_credentials_with_a_session_token_sign_and_verify() {
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_and_region_from_a_profile_file_sign_and_verify() {
     let weed = seaweed();
-    let proxy = proxy_with(weed, vec![weed_key(weed)]);
-    let db = orders_db("sigv4prof", 60).await;
     let files = TempDir::new();
     let credentials = files.0.join("credentials");
     let config = files.0.join("config");
@@ -210,10 +215,7 @@ async fn credentials_and_region_from_a_profile_file_sign_and_verify() {
         ("AWS_SHARED_CREDENTIALS_FILE", credentials.to_str().unwrap()),
         ("AWS_CONFIG_FILE", config.to_str().unwrap()),
     ];
-    copy_once_and_compare(weed, &attach(&proxy, weed, ""), &db, &env).await;
-    let stats = proxy.stats();
-    assert_all_verified(&stats, &db);
-    assert_eq!(stats["keys_used"], serde_json::json!([weed.access_key]), "{stats}");
+    signs_with_seaweeds_key_from("sigv4prof", 60, &env).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

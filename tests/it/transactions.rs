@@ -177,13 +177,7 @@ async fn every_snapshot_holds_whole_transfers_through_kills() {
     wait_until_equal(&PyCatalog::sql(&dir), &dir, &table, &coll).await;
 
     let sums = sums_of_whole_snapshots(&dir, &table);
-    let wrong: Vec<_> = sums.iter().filter(|(_, sum)| *sum != TOTAL).collect();
-    assert!(
-        wrong.is_empty(),
-        "{} of {} snapshots show part of a transfer (sequence number, sum): {wrong:?}",
-        wrong.len(),
-        sums.len()
-    );
+    assert_whole_transfers(&sums, "snapshots (sequence number, sum)", TOTAL, |(_, sum)| Some(*sum));
     assert!(transfers >= 200, "only {transfers} transfers; the test proves little");
     assert!(sums.len() >= 30, "only {} snapshots hold every account", sums.len());
 
@@ -348,21 +342,11 @@ async fn cuts_across_a_database_sync_hold_whole_transfers(
     wait_until_equal(catalog, &dir, &ledger_table, &ledger).await;
 
     let cuts = pyiceberg_cuts(catalog, "balance", &[&accounts_table, &ledger_table]);
-    let wrong: Vec<_> = cuts
-        .iter()
-        .filter(|cut| {
-            let tables = cut["tables"].as_object().unwrap();
-            let sum: i64 = tables.values().map(|t| t["sum"].as_i64().unwrap()).sum();
-            let rows = tables.values().all(|t| t["rows"] == ENTRIES);
-            sum != ENTRIES * START || !rows
-        })
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "{} of {} cuts show part of a transfer: {wrong:?}",
-        wrong.len(),
-        cuts.len()
-    );
+    assert_whole_transfers(&cuts, "cuts", ENTRIES * START, |cut| {
+        let tables = cut["tables"].as_object().unwrap();
+        let rows = tables.values().all(|t| t["rows"] == ENTRIES);
+        rows.then(|| tables.values().map(|t| t["sum"].as_i64().unwrap()).sum())
+    });
     assert!(cuts.len() >= 20, "only {} consistent cuts: {cuts:?}", cuts.len());
     let Some(poller) = poller else { return };
     polled.store(true, Ordering::Relaxed);
@@ -372,17 +356,27 @@ async fn cuts_across_a_database_sync_hold_whole_transfers(
     let sums = pyiceberg_metadata_sums("balance", &locations);
     let whole: Vec<&Vec<String>> =
         states.iter().filter(|s| s.iter().all(|l| sums[l].0 == ENTRIES)).collect();
-    let wrong: Vec<_> = whole
-        .iter()
-        .filter(|s| s.iter().map(|l| sums[l].1).sum::<i64>() != ENTRIES * START)
-        .collect();
+    assert_whole_transfers(&whole, "states of the catalog", ENTRIES * START, |state| {
+        Some(state.iter().map(|l| sums[l].1).sum())
+    });
+    assert!(whole.len() >= 20, "only {} states of the catalog seen", whole.len());
+}
+
+/// Asserts that each of `items` holds whole transfers: `sum` gives its sum of the balances
+/// (`None` when it does not hold every account), which must be `total`.
+fn assert_whole_transfers<T: std::fmt::Debug>(
+    items: &[T],
+    what: &str,
+    total: i64,
+    sum: impl Fn(&T) -> Option<i64>,
+) {
+    let wrong: Vec<&T> = items.iter().filter(|item| sum(item) != Some(total)).collect();
     assert!(
         wrong.is_empty(),
-        "{} of {} states of the catalog show part of a transfer: {wrong:?}",
+        "{} of {} {what} show part of a transfer: {wrong:?}",
         wrong.len(),
-        whole.len()
+        items.len()
     );
-    assert!(whole.len() >= 20, "only {} states of the catalog seen", whole.len());
 }
 
 /// Every state the SQLite catalog `file` is seen in (read every 2 ms until `stop`): the

@@ -10,8 +10,9 @@ use bson::Document;
 use serde_json::Value;
 
 use crate::support::data::{Rng, load, orders};
-use crate::support::{client, daemon_logged, json_rows, misql_in, unique_db, warehouse};
-use crate::sync_stream::{change, preview_sql, synced_sql};
+use crate::support::oracle::{orders_in_mongo, orders_in_table};
+use crate::support::{client, daemon_logged, misql_in, unique_db, warehouse};
+use crate::sync_stream::{change, synced_sql};
 
 /// The sync of `sync_stream`, committing every 50 rows so that a snapshot is many commits.
 fn sync_sql(db: &str) -> String {
@@ -26,14 +27,16 @@ fn logs(dir: &Path) -> String {
         .collect()
 }
 
-/// Waits until the table holds exactly the collection's rows (no key twice).
-fn wait_exact(dir: &Path, db: &str, what: &str) {
+/// Waits until the table holds exactly the collection's rows, as the driver reads them (no key
+/// twice).
+async fn wait_exact(dir: &Path, db: &str, what: &str) {
+    let coll = client().await.database(db).collection::<Document>("orders");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let expected: Vec<Value> = json_rows(dir, &preview_sql(db));
+        let expected = orders_in_mongo(&coll).await;
         // The table may not exist yet.
-        let rows: Vec<Value> = query(dir, &synced_sql(db)).unwrap_or_default();
-        let mut keys: Vec<&str> = rows.iter().filter_map(|r| r["_id"].as_str()).collect();
+        let rows = orders_in_table(&query(dir, &synced_sql(db)).unwrap_or_default());
+        let mut keys: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         keys.dedup();
         if rows == expected && keys.len() == rows.len() {
             return;
@@ -47,7 +50,7 @@ fn wait_exact(dir: &Path, db: &str, what: &str) {
             expected.len(),
             logs(dir)
         );
-        std::thread::sleep(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -87,10 +90,10 @@ async fn race(round: u64, crud: bool, kill: Option<u64>) {
         }
     }
     if let (Some(ms), Some(child)) = (kill, a.take()) {
-        std::thread::sleep(Duration::from_millis(ms).saturating_sub(started.elapsed()));
+        tokio::time::sleep(Duration::from_millis(ms).saturating_sub(started.elapsed())).await;
         stop(child);
     }
-    wait_exact(&dir, &db, &format!("round {round} (crud: {crud}, kill: {kill:?})"));
+    wait_exact(&dir, &db, &format!("round {round} (crud: {crud}, kill: {kill:?})")).await;
     if let Some(child) = a {
         stop(child);
     }

@@ -2,10 +2,12 @@
 //! REST catalog, over seaweedfs's S3), pyiceberg as an independent reader, generated order
 //! documents, and running the `misql` binary against them.
 
+pub mod child;
 pub mod commit;
 pub mod data;
 pub mod duckdb;
 pub mod fault_proxy;
+pub mod oracle;
 pub mod pyiceberg;
 pub mod rest_catalog;
 pub mod rustberg;

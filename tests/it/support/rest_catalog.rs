@@ -2,7 +2,8 @@
 //! ([`rustberg()`], over SeaweedFS's S3). A test of the REST path takes a [`RestCatalog`] and is
 //! run once per catalog by thin `#[tokio::test]` wrappers.
 
-use super::pyiceberg::PyCatalog;
+use super::duckdb::duckdb_rows;
+use super::pyiceberg::{PyCatalog, pyiceberg_rows};
 use super::rustberg::rustberg;
 use super::seaweed::seaweed;
 
@@ -75,6 +76,17 @@ impl RestCatalog {
             RestCatalog::Seaweed => PyCatalog::seaweed(seaweed()),
             RestCatalog::Rustberg => PyCatalog::rustberg(rustberg()),
         }
+    }
+
+    /// pyiceberg reads `table` (`namespace.name`) with the keys of `expected`, in key order
+    /// (so it applies the position deletes), and DuckDB reads from S3 what pyiceberg reads.
+    pub fn assert_read_alike(self, table: &str, expected: &[serde_json::Value]) {
+        let py = pyiceberg_rows(&self.py(), table, "_id");
+        let ids =
+            |rows: &[serde_json::Value]| rows.iter().map(|r| r["_id"].clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&py), ids(expected), "pyiceberg's keys of {table}");
+        let duck = duckdb_rows(&self.py(), table, "_id");
+        assert_eq!(duck, py, "DuckDB reads from S3 what pyiceberg reads");
     }
 }
 

@@ -10,8 +10,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::child::{remove_stale_dirs, start_with_retries, wrapped};
 use super::pyiceberg::python as venv_python;
 use super::seaweed::{Seaweed, http, seaweed};
 use super::server::free_port;
@@ -88,46 +89,28 @@ fn start() -> Rustberg {
     let exe = rustberg_exe();
     let s3 = seaweed();
     create_bucket(s3);
-    remove_stale_dirs();
+    remove_stale_dirs("misql-rustberg-");
     let dir = std::env::temp_dir().join(format!("misql-rustberg-{}", std::process::id()));
     let warehouse = format!("s3://{BUCKET}/warehouse");
-    let mut last_error = String::new();
-    // A free port can be taken by someone else before rustberg binds it: try a few.
-    for _attempt in 0..3 {
+    let launch = || {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("catalog")).expect("create the rustberg directory");
         std::fs::write(dir.join("rustberg.toml"), config(&dir, &warehouse, s3))
             .expect("write rustberg.toml");
         let port = free_port();
-        let started = Instant::now();
-        let mut child = spawn(&exe, &dir, port);
-        match wait_ready(&mut child, port, &warehouse) {
-            Ok(()) => {
-                return Rustberg {
-                    rest_uri: format!("http://127.0.0.1:{port}"),
-                    warehouse,
-                    started_in: started.elapsed(),
-                    dir,
-                    s3,
-                    _child: Mutex::new(child),
-                };
-            }
-            Err(error) => {
-                // Closing the wrapper's stdin makes it stop rustberg.
-                drop(child.stdin.take());
-                let _ = child.wait();
-                last_error = error;
-            }
-        }
+        (spawn(&exe, &dir, port), port)
+    };
+    let ready = |port: &u16| ready(*port, &warehouse);
+    let (child, port, started_in) =
+        start_with_retries("rustberg", &dir.join("rustberg.log"), launch, ready);
+    Rustberg {
+        rest_uri: format!("http://127.0.0.1:{port}"),
+        warehouse,
+        started_in,
+        dir,
+        s3,
+        _child: Mutex::new(child),
     }
-    let log = std::fs::read_to_string(dir.join("rustberg.log")).unwrap_or_default();
-    let tail: Vec<&str> =
-        log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-    panic!(
-        "rustberg did not come up: {last_error}\nlast lines of {}:\n{}",
-        dir.join("rustberg.log").display(),
-        tail.join("\n")
-    );
 }
 
 /// rustberg's configuration: the catalog in `dir/catalog`, the warehouse on SeaweedFS's S3
@@ -165,10 +148,7 @@ with_span_events = false
 
 fn spawn(exe: &Path, dir: &Path, port: u16) -> Child {
     let log = File::create(dir.join("rustberg.log")).expect("create rustberg.log");
-    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/secantus_child.py");
-    Command::new(python3())
-        .arg(wrapper)
-        .arg(exe)
+    wrapped(exe)
         .arg("--config")
         .arg(dir.join("rustberg.toml"))
         .args(["--dev", "--no-auth", "--insecure-http", "--host", "127.0.0.1"])
@@ -183,22 +163,6 @@ fn spawn(exe: &Path, dir: &Path, port: u16) -> Child {
 }
 
 /// Ready means: `/v1/config` advertises our warehouse and the namespaces can be listed.
-fn wait_ready(child: &mut Child, port: u16, warehouse: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("rustberg exited with {status}"));
-        }
-        match ready(port, warehouse) {
-            Ok(()) => return Ok(()),
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("the Iceberg REST catalog was not ready within 60 s ({last})"))
-}
-
 fn ready(port: u16, warehouse: &str) -> Result<(), String> {
     let get = |path: &str| {
         http(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
@@ -243,20 +207,6 @@ fn create_bucket(s3: &Seaweed) {
     );
 }
 
-/// Removes directories of earlier test processes that are gone.
-fn remove_stale_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("misql-rustberg-")) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 /// `rustberg`: `$RUSTBERG_BIN`, else the cache scripts/setup-test-env.sh installs into
 /// (`${MISQL_TOOLS:-$HOME/.cache/misql-tools}/rustberg-<version>/bin/rustberg`).
 pub fn rustberg_exe() -> PathBuf {
@@ -276,12 +226,4 @@ pub fn rustberg_exe() -> PathBuf {
          ${{MISQL_TOOLS:-$HOME/.cache/misql-tools}}/rustberg-{RUSTBERG_VERSION}),\n\
          or point RUSTBERG_BIN at a rustberg {RUSTBERG_VERSION} executable."
     );
-}
-
-fn python3() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("python3"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("python3 is needed to run the test servers"))
 }

