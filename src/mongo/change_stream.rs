@@ -8,7 +8,7 @@ use mongodb::change_stream::session::SessionChangeStream;
 use mongodb::options::FullDocumentType;
 
 use super::client::MongoSource;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// One change event, the document as raw BSON.
 pub type Event = ChangeStreamEvent<RawDocumentBuf>;
@@ -120,14 +120,18 @@ where
 
 /// A resume token as a raw BSON document, for the checkpoint.
 pub fn token_to_raw(token: &ResumeToken) -> Result<RawDocumentBuf> {
-    bson::serialize_to_raw_document_buf(token)
-        .map_err(|e| Error::user(format!("cannot store the resume token: {e}")))
+    bson::serialize_to_raw_document_buf(token).map_err(|e| {
+        let message = format!("the server's resume token cannot be stored: {e}");
+        Error::remote(ErrorKind::Permanent, message)
+    })
 }
 
 /// A resume token back from its raw BSON document.
 pub fn token_from_raw(raw: &RawDocumentBuf) -> Result<ResumeToken> {
-    bson::deserialize_from_slice(raw.as_bytes())
-        .map_err(|e| Error::user(format!("the stored resume token is unreadable: {e}")))
+    bson::deserialize_from_slice(raw.as_bytes()).map_err(|e| {
+        let message = format!("the stored resume token is unreadable: {e}");
+        Error::remote(ErrorKind::Permanent, message)
+    })
 }
 
 /// The deployment's cluster time now (the `operationTime` of a `ping`); `None` when the server

@@ -22,8 +22,8 @@ use mongodb::raw_batch_cursor::{RawBatch, RawBatchCursor, SessionRawBatchCursor}
 
 use super::change_stream::cluster_time;
 use super::client::MongoSource;
-use super::scan::FindRequest;
-use crate::{Error, Result};
+use super::scan::{FindRequest, batch_documents};
+use crate::{Error, ErrorKind, Result};
 
 /// The longest a chunk is read: a fifth of mongod's default snapshot window.
 pub const CHUNK_TIME: Duration = Duration::from_secs(60);
@@ -151,10 +151,13 @@ impl ChunkCursor {
 }
 
 fn no_cluster_time(context: &str) -> Error {
-    Error::user(format!(
-        "{context}: the server reports no cluster time, so a copy beside the change stream \
+    Error::remote(
+        ErrorKind::Permanent,
+        format!(
+            "{context}: the server reports no cluster time, so a copy beside the change stream \
          cannot place its reads"
-    ))
+        ),
+    )
 }
 
 fn code(err: &mongodb::error::Error) -> Option<i32> {
@@ -219,14 +222,5 @@ fn refused_or_failed(
 
 /// The documents of a server batch.
 fn documents(batch: &RawBatch, context: &str) -> Result<Vec<RawDocumentBuf>> {
-    let docs = batch.doc_slices().map_err(|e| Error::mongo(context.to_string(), e))?;
-    docs.into_iter()
-        .map(|doc| {
-            let doc = doc.map_err(|e| Error::user(format!("{context}: malformed BSON: {e}")))?;
-            let doc = doc
-                .as_document()
-                .ok_or_else(|| Error::user(format!("{context}: not a document")))?;
-            Ok(doc.to_owned())
-        })
-        .collect()
+    batch_documents(batch, context)?.map(|doc| Ok(doc?.to_owned())).collect()
 }

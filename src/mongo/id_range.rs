@@ -12,7 +12,7 @@ use bson::{Bson, Document, RawBson, RawDocumentBuf, doc};
 use futures::TryStreamExt;
 use mongodb::Collection;
 
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// The `_id` values from `from` (inclusive) up to `to` (exclusive), in MongoDB's sort order; a
 /// missing bound is open.
@@ -128,8 +128,10 @@ impl IdRange {
 }
 
 fn bson(value: &RawBson) -> Result<Bson> {
-    Bson::try_from(value.clone())
-        .map_err(|e| Error::user(format!("an _id range bound is not a valid BSON value: {e}")))
+    Bson::try_from(value.clone()).map_err(|e| {
+        let message = format!("an _id range bound is not a valid BSON value: {e}");
+        Error::remote(ErrorKind::Permanent, message)
+    })
 }
 
 /// Splits `coll`'s documents matching `filter` into about `parts` ranges of similar size:

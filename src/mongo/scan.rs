@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{FieldRef, Schema, SchemaRef};
-use bson::{Document, RawDocumentBuf};
+use bson::{Document, RawDocument, RawDocumentBuf};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
@@ -19,10 +19,11 @@ use datafusion::physical_plan::{
 };
 use futures::{TryStreamExt, stream};
 use mongodb::options::FindOptions;
+use mongodb::raw_batch_cursor::RawBatch;
 
 use super::bson_arrow::BatchBuilder;
 use super::client::MongoSource;
-use crate::Error;
+use crate::{Error, ErrorKind};
 
 /// Rows in the first record batch; later batches double up to the session's batch size, so a
 /// preview shows its first rows quickly and a long scan still uses large batches.
@@ -238,19 +239,27 @@ async fn open(
 }
 
 /// Reads server batches until a record batch is full or the cursor ends.
+/// The documents of a server batch, each an error where the server sent what is no BSON
+/// document.
+pub(super) fn batch_documents<'a>(
+    batch: &'a RawBatch,
+    context: &'a str,
+) -> Result<impl Iterator<Item = Result<&'a RawDocument, Error>> + 'a, Error> {
+    let docs = batch.doc_slices().map_err(|e| Error::mongo(context.to_string(), e))?;
+    Ok(docs.into_iter().map(move |doc| {
+        let unusable =
+            |what: String| Error::remote(ErrorKind::Permanent, format!("{context}: {what}"));
+        let doc = doc.map_err(|e| unusable(format!("malformed BSON from the server: {e}")))?;
+        doc.as_document().ok_or_else(|| unusable("the server returned a non-document".into()))
+    }))
+}
+
 async fn next_batch(mut scan: Scan) -> Result<Option<(RecordBatch, Scan)>, Error> {
     while !scan.done && scan.rows < scan.target && scan.builder.byte_size() < MAX_BATCH_BYTES {
         match scan.cursor.try_next().await.map_err(|e| Error::mongo(scan.context.clone(), e))? {
             Some(batch) => {
-                let docs = batch.doc_slices().map_err(|e| Error::mongo(scan.context.clone(), e))?;
-                for doc in docs {
-                    let doc = doc.map_err(|e| {
-                        Error::user(format!("{}: malformed BSON: {e}", scan.context))
-                    })?;
-                    let doc = doc.as_document().ok_or_else(|| {
-                        Error::user(format!("{}: the server returned a non-document", scan.context))
-                    })?;
-                    scan.builder.append(doc)?;
+                for doc in batch_documents(&batch, &scan.context)? {
+                    scan.builder.append(doc?)?;
                     scan.rows += 1;
                 }
             }

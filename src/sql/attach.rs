@@ -3,7 +3,7 @@
 
 use sqlparser::tokenizer::Token;
 
-use super::options::{RawOption, boolean, one_of, positive, unknown};
+use super::option_value::{RawOption, boolean, given_twice, one_of, positive, unknown};
 use super::parser::StatementParser;
 use super::statement::{Attach, AttachKind};
 use crate::{Error, Result};
@@ -77,8 +77,7 @@ fn attach_options(kind: AttachKind, raw: Vec<RawOption>) -> Result<Vec<(String, 
     let mut options: Vec<(String, String)> = Vec::new();
     for option in raw {
         if options.iter().any(|(key, _)| *key == option.key) {
-            return Err(Error::sql(format!("option `{}` given twice", option.key), option.key_at)
-                .with_hint("give each option once"));
+            return Err(given_twice(&option));
         }
         check_attach_option(kind, &option)?;
         let value = match option.key.as_str() {

@@ -4,7 +4,8 @@
 use sqlparser::ast::{Ident, ObjectName, SelectItem};
 use sqlparser::tokenizer::Token;
 
-use super::options::{OptionValue, RawOption, SyncOption, SyncOptions, closest};
+use super::option_value::{OptionValue, RawOption, closest};
+use super::options::{SyncOption, SyncOptions};
 use super::parser::StatementParser;
 use super::statement::{CollectionPattern, CreateSync, PartitionField, Transform};
 use crate::{Error, Result};

@@ -6,11 +6,11 @@ use std::time::Duration;
 use sqlparser::ast::{Ident, ObjectName};
 use sqlparser::tokenizer::Token;
 
-use super::options::{
-    RawOption, duration_or_zero, format_duration, format_size, positive, size, unknown,
+use super::option_value::{
+    RawOption, duration_or_zero, format_duration, format_size, given_twice, positive, size, unknown,
 };
 use super::parser::StatementParser;
-use crate::{Error, Result};
+use crate::Result;
 
 /// What a maintenance statement works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,11 +102,7 @@ impl StatementParser<'_> {
                 }
             };
             if repeated {
-                return Err(Error::sql(
-                    format!("option `{}` given twice", option.key),
-                    option.key_at,
-                )
-                .with_hint("give each option once"));
+                return Err(given_twice(&option));
             }
         }
         Ok(optimize)

@@ -9,6 +9,7 @@ mod attach;
 mod create_sync;
 mod env;
 mod maintenance;
+mod option_value;
 mod options;
 mod parser;
 mod statement;

@@ -6,7 +6,8 @@ use std::fmt;
 use sqlparser::ast::{Expr, Ident, ObjectName, SelectItem};
 
 use super::maintenance::{Optimize, Vacuum};
-use super::options::{SyncOptions, quote_string};
+use super::option_value::quote_string;
+use super::options::SyncOptions;
 
 /// One statement: misql's own, or any other SQL that sqlparser understands.
 // Statements are parsed once and moved rarely; boxing the sync would only add noise for users.

@@ -336,7 +336,7 @@ fn hash_rows(batch: &RecordBatch, key: &str, schema: &SchemaRef) -> Result<Vec<(
     }
     let keys = batch
         .column_by_name(key)
-        .ok_or_else(|| Error::user(format!("the key column `{key}` is missing")))?;
+        .ok_or_else(|| Error::internal(format!("the key column `{key}` is missing")))?;
     (0..batch.num_rows())
         .map(|row| {
             let key = arrow::util::display::array_value_to_string(keys, row)?;

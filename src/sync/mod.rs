@@ -212,17 +212,7 @@ impl SyncTask {
     pub async fn run_and_report(self, drain: bool, attempts: u32) -> Result<()> {
         let result = self.run_with_retries(drain, attempts).await;
         self.leave_group();
-        match &result {
-            Err(err) => {
-                tracing::error!("sync {}: {}", self.name, err.user_facing());
-                self.registry.failed(&self.name, err);
-            }
-            Ok(()) if self.stop.is_cancelled() => {
-                tracing::info!("sync {}: stopped, its batch committed", self.name);
-                self.status(|s| s.enter(SyncPhase::Stopped));
-            }
-            Ok(()) => {}
-        }
+        self.registry.ended(&self.name, self.stop.is_cancelled(), &result);
         result
     }
 

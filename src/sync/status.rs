@@ -215,6 +215,22 @@ impl Registry {
         });
     }
 
+    /// How a sync run in the background ended, in its status and the log: a failure marks it
+    /// `failed` (the other syncs go on); an end after a stop (`stopped`) marks it `stopped`.
+    pub fn ended(&self, name: &str, stopped: bool, result: &crate::Result<()>) {
+        match result {
+            Err(err) => {
+                tracing::error!("sync {name}: {}", err.user_facing());
+                self.failed(name, err);
+            }
+            Ok(()) if stopped => {
+                tracing::info!("sync {name}: stopped, its batch committed");
+                self.update(name, |s| s.enter(SyncPhase::Stopped));
+            }
+            Ok(()) => {}
+        }
+    }
+
     /// A copy of every status, by name.
     pub fn all(&self) -> BTreeMap<String, SyncStatus> {
         self.syncs.lock().unwrap_or_else(|e| e.into_inner()).clone()

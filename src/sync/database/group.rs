@@ -22,6 +22,7 @@
 //! then restarts from its own checkpoint — nothing is applied twice or lost.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ use crate::{Error, Result};
 /// The tables of one database sync committed together.
 pub struct Group {
     state: Mutex<State>,
+    /// Whether a member wants a cut: `state.wanted.is_some()`, written with it under the lock,
+    /// read without the lock by the router before every event it routes.
+    wants: AtomicBool,
     /// How long a member waits for a cut, and the router for a consistent point.
     pub flush_interval: Duration,
     /// The largest transaction kept whole.
@@ -72,7 +76,12 @@ impl Group {
     /// A group whose cuts come at most `flush_interval` after a member asks, keeping
     /// transactions of up to `max_transaction_rows` changes whole.
     pub fn new(flush_interval: Duration, max_transaction_rows: usize) -> Arc<Self> {
-        Arc::new(Self { state: Mutex::default(), flush_interval, max_transaction_rows })
+        Arc::new(Self {
+            state: Mutex::default(),
+            wants: AtomicBool::new(false),
+            flush_interval,
+            max_transaction_rows,
+        })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -96,10 +105,14 @@ impl Group {
             return;
         }
         state.wanted.get_or_insert_with(Instant::now);
+        self.wants.store(true, Ordering::Release);
     }
 
-    /// Since when a member wants a cut, if one does.
+    /// Since when a member wants a cut, if one does. Locks the group only when one does.
     pub fn wanted(&self) -> Option<Instant> {
+        if !self.wants.load(Ordering::Acquire) {
+            return None;
+        }
         self.state().wanted
     }
 
@@ -109,6 +122,7 @@ impl Group {
     pub fn open(&self, readers: impl IntoIterator<Item = String>) -> u64 {
         let mut state = self.state();
         state.wanted = None;
+        self.wants.store(false, Ordering::Release);
         let epoch = state.next_epoch;
         state.next_epoch += 1;
         let waiting = readers.into_iter().filter(|r| !state.absent.contains(r)).collect();
@@ -296,5 +310,23 @@ mod tests {
         member.seen(epoch);
         member.want();
         assert!(group.wanted().is_some());
+    }
+
+    #[test]
+    fn the_flag_read_without_the_lock_follows_the_wanted_time() {
+        let group = Group::new(Duration::from_secs(1), 10);
+        let in_step =
+            |group: &Group| group.wants.load(Ordering::Acquire) == group.state().wanted.is_some();
+        let mut member = group.join("a");
+        assert!(in_step(&group) && !group.wants.load(Ordering::Acquire));
+        member.want();
+        assert!(in_step(&group) && group.wants.load(Ordering::Acquire));
+        let epoch = group.open(["a".to_string()]);
+        assert!(in_step(&group) && !group.wants.load(Ordering::Acquire));
+        member.want();
+        assert!(in_step(&group), "a cut on its way: nothing wanted");
+        member.seen(epoch);
+        member.want();
+        assert!(in_step(&group) && group.wants.load(Ordering::Acquire));
     }
 }

@@ -20,7 +20,7 @@ use super::status::{Registry, SyncPhase};
 use crate::mongo::change_stream::{cluster_time, token_to_raw, watch_database};
 use crate::mongo::client::MongoSource;
 use crate::sql::{CollectionPattern, CreateSync, glob_matches};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// The collections whose names match a database sync's glob, by what it does with them.
 #[derive(Debug, Default)]
@@ -169,16 +169,24 @@ impl DatabaseSync {
             let _ = stream.next_if_any().await;
         }
         let token = stream.resume_token().ok_or_else(|| {
-            Error::user(format!(
-                "the change stream of database {} gives no resume token",
-                self.database
-            ))
+            Error::remote(
+                ErrorKind::Permanent,
+                format!("the change stream of database {} gives no resume token", self.database),
+            )
         })?;
         Ok(Position { token: token_to_raw(&token)?, time })
     }
 
     fn status(&self, change: impl FnOnce(&mut super::status::SyncStatus)) {
         self.registry.update(&self.name, change);
+    }
+
+    /// [`Self::run`] until stopped, as a task of its own: a failure is logged and marks the sync
+    /// `failed` (the other syncs go on); a stop marks it `stopped`.
+    pub async fn run_and_report(self: Arc<Self>) -> Result<()> {
+        let result = self.clone().run(false, u32::MAX).await;
+        self.registry.ended(&self.name, self.stop.is_cancelled(), &result);
+        result
     }
 
     /// Runs the database sync: every collection's sync, and the one stream feeding them —
@@ -202,41 +210,8 @@ impl DatabaseSync {
             .then(|| group::Group::new(options.flush_interval, options.max_transaction_rows));
         let (router, mut discovered) =
             router::Router::new(self.source.clone(), &self.database, takes, group);
-        let builds = futures::stream::iter(collections.clone())
-            .map(|c| {
-                let build = (self.build)(self.member(&c));
-                async move { (c, build.await) }
-            })
-            .buffer_unordered(PLANNED_AT_ONCE)
-            .collect::<Vec<_>>()
-            .await;
-        let mut oldest = start.clone();
-        let mut members: HashMap<String, tokio::task::JoinHandle<Result<()>>> = HashMap::new();
-        for (collection, built) in builds {
-            let sync = match built {
-                Ok(sync) => sync,
-                Err(err) => {
-                    self.member_failed(&router, &collection, &err);
-                    continue;
-                }
-            };
-            if let Some(position) = checkpoint_position(&sync).await
-                && position.before(&oldest)
-            {
-                oldest = position;
-            }
-            let events = router.subscribe(&collection, None);
-            let handle = self.spawn_member(
-                sync,
-                &router,
-                &collection,
-                start.clone(),
-                events,
-                drain,
-                attempts,
-            );
-            members.extend(handle.map(|h| (collection, h)));
-        }
+        let (mut members, oldest) =
+            self.start_members(&router, collections, &start, drain, attempts).await;
         // The router runs until every collection's sync has ended: a stopping sync may still
         // wait for the group's last cut.
         let router_stop = tokio_util::sync::CancellationToken::new();
@@ -252,6 +227,55 @@ impl DatabaseSync {
         router_stop.cancel();
         let _ = routing.await;
         result
+    }
+
+    /// Builds the syncs of `collections` (a few at a time) and starts each, fed by the router
+    /// from `start`; returns their tasks, and the oldest position the router must read from
+    /// (a collection's checkpoint may be older than `start`).
+    async fn start_members(
+        &self,
+        router: &Arc<router::Router>,
+        collections: Vec<String>,
+        start: &Position,
+        drain: bool,
+        attempts: u32,
+    ) -> (HashMap<String, tokio::task::JoinHandle<Result<()>>>, Position) {
+        let builds = futures::stream::iter(collections)
+            .map(|c| {
+                let build = (self.build)(self.member(&c));
+                async move { (c, build.await) }
+            })
+            .buffer_unordered(PLANNED_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
+        let mut oldest = start.clone();
+        let mut members = HashMap::new();
+        for (collection, built) in builds {
+            let sync = match built {
+                Ok(sync) => sync,
+                Err(err) => {
+                    self.member_failed(router, &collection, &err);
+                    continue;
+                }
+            };
+            if let Some(position) = checkpoint_position(&sync).await
+                && position.before(&oldest)
+            {
+                oldest = position;
+            }
+            let events = router.subscribe(&collection, None);
+            let handle = self.spawn_member(
+                sync,
+                router,
+                &collection,
+                start.clone(),
+                events,
+                drain,
+                attempts,
+            );
+            members.extend(handle.map(|h| (collection, h)));
+        }
+        (members, oldest)
     }
 
     /// Picks up new collections until stopped (or, with `drain`, until every collection's sync

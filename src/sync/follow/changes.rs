@@ -9,7 +9,7 @@ use mongodb::change_stream::event::OperationType;
 
 use crate::mongo::change_stream::Event;
 use crate::sync::SyncTask;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// The changes of one batch.
 #[derive(Default)]
@@ -70,13 +70,18 @@ pub fn add(sync: &SyncTask, changes: &mut Changes, event: &Event) -> Result<Effe
     let id = || -> Result<RawBson> {
         let key =
             event.document_key.as_ref().and_then(|k| k.get("_id")).cloned().ok_or_else(|| {
-                Error::user(format!(
-                    "a change event of {}.{} has no documentKey._id",
-                    sync.database, sync.collection
-                ))
+                Error::remote(
+                    ErrorKind::Permanent,
+                    format!(
+                        "a change event of {}.{} has no documentKey._id",
+                        sync.database, sync.collection
+                    ),
+                )
             })?;
-        RawBson::try_from(key)
-            .map_err(|e| Error::user(format!("unreadable _id in a change event: {e}")))
+        RawBson::try_from(key).map_err(|e| {
+            let message = format!("unreadable _id in a change event: {e}");
+            Error::remote(ErrorKind::Permanent, message)
+        })
     };
     let (id, document) = match event.operation_type {
         OperationType::Insert | OperationType::Update | OperationType::Replace => {

@@ -32,6 +32,7 @@ use crate::lake::key_index::KeyIndex;
 use crate::lake::live::live_entries;
 use crate::mongo::change_stream::{Read, cluster_time, history_window};
 use apply::{apply, between_batches, reindex_if_moved, system_time};
+use changes::Changes;
 use cut::Cut;
 use read::Batch;
 use stream::{Stream, open};
@@ -176,81 +177,22 @@ impl Follower<'_> {
     async fn commit_batch(&mut self, batch: Batch, drain: bool) -> Result<Option<End>> {
         let token = self.read_token.clone().or_else(|| self.saved_token.clone());
         let finished = self.copy.as_ref().is_some_and(Copy::done);
-        let mut committed = false;
-        // A group member commits at the group's cuts only (or alone at the end of its stream);
-        // a batch that ended without one (a stop that found none) is read again next time.
-        let grouped = self.membership.as_ref().map(|m| (m.group().clone(), batch.cut));
-        let may_commit = match &grouped {
-            Some((group, Some(epoch))) => {
-                self.sink.at_cut(group.clone(), *epoch);
-                true
-            }
-            Some((_, None)) => batch.ended.is_some(),
-            None => true,
+        let (may_commit, cut) = self.commit_at_cut(batch.cut, batch.ended.is_some());
+        let committed = if !may_commit {
+            false
+        } else if !batch.changes.is_empty() || finished {
+            self.commit_changes(batch.changes, token, finished).await?;
+            true
+        } else {
+            self.commit_idle(token, drain).await?
         };
-        if may_commit && (!batch.changes.is_empty() || finished) {
-            if finished {
-                self.sweep_recopy().await?;
-            }
-            self.saved_time = batch.changes.latest.or(self.saved_time);
-            if self.sync.feed.is_some() {
-                // A database stream that goes back for another collection hands over these
-                // events again: they are in the table.
-                self.skip_before = self.skip_before.max(self.saved_time);
-            }
-            let checkpoint = self.checkpoint(token.as_ref(), finished, batch.changes.earliest);
-            apply(self.sync, &mut self.sink, &mut self.index, batch.changes, &checkpoint).await?;
-            self.committed(&checkpoint);
-            if checkpoint.phase == Phase::Snapshot {
-                crate::failpoint::failpoint("after-snapshot-commit");
-            }
-            self.saved_token = token;
-            self.last_commit = Instant::now();
-            committed = true;
-            if let Some(copy) = &self.copy {
-                let (rows, remembered) = (copy.rows(), copy.remembered() as u64);
-                self.sync.status(|s| {
-                    s.rows_copied = rows;
-                    s.copy_keys_remembered = remembered;
-                });
-            }
-            if finished && let Some(copy) = self.copy.take() {
-                copy.finish();
-                self.sync.status(|s| s.copy_keys_remembered = 0);
-                self.enter_phase();
-            }
-        } else if may_commit
-            && token != self.saved_token
-            && token.is_some()
-            && !drain
-            && self.last_commit.elapsed() >= self.sync.create.options.flush_interval
-        {
-            // An idle stream still moves its token; save it, but not more often than
-            // flush_interval (and not in a --once run, which must commit nothing when nothing
-            // changed).
-            let since = self.sink.table().metadata().current_snapshot_id();
-            let checkpoint = self.checkpoint(token.as_ref(), false, None);
-            self.sink.commit(&checkpoint).await?;
-            self.committed(&checkpoint);
-            reindex_if_moved(self.sync, since, None, self.sink.table(), &mut self.index).await?;
-            self.saved_token = token;
-            self.last_commit = Instant::now();
-            committed = true;
-        }
-        if let Some((group, Some(epoch))) = grouped
+        if let Some((group, epoch)) = cut
             && !committed
         {
             self.sink.at_cut_passed();
             group.pass(epoch, &self.sync.collection);
         }
-        // Transactions that ended are committed: with this batch, or (ended by an idle stream
-        // after their last part) with earlier ones.
-        let counts = self.cut.transactions.take_counts();
-        self.sync.status(|s| {
-            s.transactions += counts.ended;
-            s.transactions_split += counts.split;
-            s.largest_transaction = s.largest_transaction.max(counts.largest as u64);
-        });
+        self.count_transactions();
         self.refresh_if_asked().await?;
         self.watch_history().await;
         let recopying = self.copy.as_ref().is_some_and(|c| c.recopy_after().is_some());
@@ -266,10 +208,99 @@ impl Follower<'_> {
         {
             return Ok(Some(End::Unfollowed(reason.clone())));
         }
-        if drain && batch.caught_up && self.copy.is_none() {
-            return Ok(Some(End::Drained));
+        Ok((drain && batch.caught_up && self.copy.is_none()).then_some(End::Drained))
+    }
+
+    /// Whether a batch that ended at group cut `cut` (`ended`: with its stream) may be
+    /// committed. A group member commits at the group's cuts only (or alone at the end of its
+    /// stream); a batch that ended without one (a stop that found none) is read again next
+    /// time. At a cut the sink commits with the group, and the cut is returned, to be passed
+    /// when nothing is committed.
+    fn commit_at_cut(
+        &mut self,
+        cut: Option<u64>,
+        ended: bool,
+    ) -> (bool, Option<(Arc<Group>, u64)>) {
+        let Some(group) = self.group().cloned() else { return (true, None) };
+        match cut {
+            Some(epoch) => {
+                self.sink.at_cut(group.clone(), epoch);
+                (true, Some((group, epoch)))
+            }
+            None => (ended, None),
         }
-        Ok(None)
+    }
+
+    /// Commits the batch's changes with the checkpoint at `token` (`finished`: the copy beside
+    /// the stream is complete, and ends with this commit).
+    async fn commit_changes(
+        &mut self,
+        changes: Changes,
+        token: Option<RawDocumentBuf>,
+        finished: bool,
+    ) -> Result<()> {
+        if finished {
+            self.sweep_recopy().await?;
+        }
+        self.saved_time = changes.latest.or(self.saved_time);
+        if self.sync.feed.is_some() {
+            // A database stream that goes back for another collection hands over these
+            // events again: they are in the table.
+            self.skip_before = self.skip_before.max(self.saved_time);
+        }
+        let checkpoint = self.checkpoint(token.as_ref(), finished, changes.earliest);
+        apply(self.sync, &mut self.sink, &mut self.index, changes, &checkpoint).await?;
+        self.committed(&checkpoint);
+        if checkpoint.phase == Phase::Snapshot {
+            crate::failpoint::failpoint("after-snapshot-commit");
+        }
+        self.saved_token = token;
+        self.last_commit = Instant::now();
+        if let Some(copy) = &self.copy {
+            let (rows, remembered) = (copy.rows(), copy.remembered() as u64);
+            self.sync.status(|s| {
+                s.rows_copied = rows;
+                s.copy_keys_remembered = remembered;
+            });
+        }
+        if finished && let Some(copy) = self.copy.take() {
+            copy.finish();
+            self.sync.status(|s| s.copy_keys_remembered = 0);
+            self.enter_phase();
+        }
+        Ok(())
+    }
+
+    /// An idle stream still moves its token: saves it, but not more often than flush_interval
+    /// (and not in a `drain` run, which must commit nothing when nothing changed). Returns
+    /// whether it committed.
+    async fn commit_idle(&mut self, token: Option<RawDocumentBuf>, drain: bool) -> Result<bool> {
+        if token == self.saved_token
+            || token.is_none()
+            || drain
+            || self.last_commit.elapsed() < self.sync.create.options.flush_interval
+        {
+            return Ok(false);
+        }
+        let since = self.sink.table().metadata().current_snapshot_id();
+        let checkpoint = self.checkpoint(token.as_ref(), false, None);
+        self.sink.commit(&checkpoint).await?;
+        self.committed(&checkpoint);
+        reindex_if_moved(self.sync, since, None, self.sink.table(), &mut self.index).await?;
+        self.saved_token = token;
+        self.last_commit = Instant::now();
+        Ok(true)
+    }
+
+    /// Transactions that ended are committed: with this batch, or (ended by an idle stream
+    /// after their last part) with earlier ones.
+    fn count_transactions(&mut self) {
+        let counts = self.cut.transactions.take_counts();
+        self.sync.status(|s| {
+            s.transactions += counts.ended;
+            s.transactions_split += counts.split;
+            s.largest_transaction = s.largest_transaction.max(counts.largest as u64);
+        });
     }
 
     /// After a commit of `checkpoint`: the cut starts again, and the status shows where the table
