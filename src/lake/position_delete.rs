@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use ::iceberg::arrow::schema_to_arrow_schema;
 use ::iceberg::spec::{
-    DataContentType, DataFile, NestedField, PartitionKey, PrimitiveType, Schema, Struct, Type,
+    DataContentType, DataFile, NestedField, PartitionKey, PrimitiveType, Schema, SchemaRef, Struct,
+    TableMetadata, Type,
 };
 use ::iceberg::table::Table;
 use ::iceberg::writer::file_writer::location_generator::{
@@ -80,30 +81,31 @@ pub async fn write_position_deletes<'a>(
     deletes: impl IntoIterator<Item = (&'a DataFile, i64)>,
 ) -> Result<Vec<DataFile>> {
     let name = table.identifier().to_string();
-    let metadata = table.metadata();
+    let groups = group_by_partition(&name, table.metadata(), deletes)?;
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let writer = DeleteWriter::new(table, &name)?;
+    let mut written = Vec::with_capacity(groups.len());
+    for group in groups {
+        written.extend(writer.write(table, group).await?);
+    }
+    Ok(written)
+}
 
+/// The pairs of `deletes` grouped by the partition spec and partition of their data files, in
+/// first-seen order; an error for a pair that does not name a row of a data file of the table.
+fn group_by_partition<'a>(
+    name: &str,
+    metadata: &TableMetadata,
+    deletes: impl IntoIterator<Item = (&'a DataFile, i64)>,
+) -> Result<Vec<Group>> {
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<(i32, Struct), usize> = HashMap::new();
     // Finding a data file's spec id compares copies of it: once per file.
     let mut spec_ids: HashMap<String, i32> = HashMap::new();
     for (data_file, pos) in deletes {
-        if data_file.content_type() != DataContentType::Data {
-            return Err(Error::internal(format!(
-                "cannot write a position delete for `{}` of {name}: it is a {:?} file, not a data \
-                 file",
-                data_file.file_path(),
-                data_file.content_type()
-            ))
-            .with_hint("position deletes target rows of data files"));
-        }
-        if pos < 0 || pos as u64 >= data_file.record_count() {
-            return Err(Error::user(format!(
-                "cannot delete row {pos} of `{}` of {name}: the file has {} rows",
-                data_file.file_path(),
-                data_file.record_count()
-            ))
-            .with_hint("row positions are 0-based and must be below the file's record count"));
-        }
+        check_target(name, data_file, pos)?;
         let spec_id = match spec_ids.get(data_file.file_path()) {
             Some(&id) => id,
             None => {
@@ -120,75 +122,101 @@ pub async fn write_position_deletes<'a>(
             }
         };
         let key = (spec_id, data_file.partition().clone());
-        let slot = match index.get(&key) {
-            Some(&slot) => slot,
-            None => {
-                groups.push(Group { spec_id: key.0, partition: key.1.clone(), rows: Vec::new() });
-                index.insert(key, groups.len() - 1);
-                groups.len() - 1
-            }
-        };
+        let slot = *index.entry(key).or_insert_with_key(|(spec_id, partition)| {
+            groups.push(Group {
+                spec_id: *spec_id,
+                partition: partition.clone(),
+                rows: Vec::new(),
+            });
+            groups.len() - 1
+        });
         groups[slot].rows.push((data_file.file_path().to_string(), pos));
     }
-    if groups.is_empty() {
-        return Ok(Vec::new());
+    Ok(groups)
+}
+
+/// An error unless `pos` is a row of the data file `data_file`.
+fn check_target(name: &str, data_file: &DataFile, pos: i64) -> Result<()> {
+    if data_file.content_type() != DataContentType::Data {
+        return Err(Error::internal(format!(
+            "cannot write a position delete for `{}` of {name}: it is a {:?} file, not a data \
+             file",
+            data_file.file_path(),
+            data_file.content_type()
+        ))
+        .with_hint("position deletes target rows of data files"));
+    }
+    if pos < 0 || pos as u64 >= data_file.record_count() {
+        return Err(Error::user(format!(
+            "cannot delete row {pos} of `{}` of {name}: the file has {} rows",
+            data_file.file_path(),
+            data_file.record_count()
+        ))
+        .with_hint("row positions are 0-based and must be below the file's record count"));
+    }
+    Ok(())
+}
+
+/// What writing a table's position delete files needs, set up once per call.
+struct DeleteWriter {
+    name: String,
+    arrow_schema: arrow::datatypes::SchemaRef,
+    parquet: ParquetWriterBuilder,
+    locations: DefaultLocationGenerator,
+    table_schema: SchemaRef,
+}
+
+impl DeleteWriter {
+    fn new(table: &Table, name: &str) -> Result<Self> {
+        let context = || format!("writing position delete files of {name}");
+        let metadata = table.metadata();
+        let schema = Arc::new(position_delete_schema()?);
+        let arrow_schema =
+            Arc::new(schema_to_arrow_schema(&schema).map_err(|e| Error::iceberg(context(), e))?);
+        let properties = WriterProperties::builder()
+            .set_compression(WriteOptions::from_table(table).parquet_compression()?)
+            .set_max_row_group_row_count(Some(BATCH_ROWS))
+            .set_created_by(concat!("misql ", env!("CARGO_PKG_VERSION")).to_string())
+            .build();
+        Ok(Self {
+            name: name.to_string(),
+            arrow_schema,
+            parquet: ParquetWriterBuilder::new(properties, schema),
+            locations: DefaultLocationGenerator::new(metadata)
+                .map_err(|e| Error::iceberg(context(), e))?,
+            table_schema: metadata.current_schema().clone(),
+        })
     }
 
-    let context = || format!("writing position delete files of {name}");
-    let schema = Arc::new(position_delete_schema()?);
-    let arrow_schema =
-        Arc::new(schema_to_arrow_schema(&schema).map_err(|e| Error::iceberg(context(), e))?);
-    let properties = WriterProperties::builder()
-        .set_compression(WriteOptions::from_table(table).parquet_compression()?)
-        .set_max_row_group_row_count(Some(BATCH_ROWS))
-        .set_created_by(concat!("misql ", env!("CARGO_PKG_VERSION")).to_string())
-        .build();
-    let parquet = ParquetWriterBuilder::new(properties, schema.clone());
-    let locations =
-        DefaultLocationGenerator::new(metadata).map_err(|e| Error::iceberg(context(), e))?;
-    let table_schema = metadata.current_schema().clone();
+    fn context(&self) -> String {
+        format!("writing position delete files of {}", self.name)
+    }
 
-    let mut written = Vec::with_capacity(groups.len());
-    for mut group in groups {
+    /// Writes the delete file(s) of one partition's `group`, its rows sorted and deduplicated.
+    async fn write(&self, table: &Table, mut group: Group) -> Result<Vec<DataFile>> {
+        let context = || self.context();
         group.rows.sort_unstable();
         group.rows.dedup();
-        let Some(spec) = metadata.partition_spec_by_id(group.spec_id) else {
-            return Err(Error::user(format!(
-                "cannot write position deletes for {name}: its data files name partition spec \
-                 {}, which the table does not have",
-                group.spec_id
-            ))
-            .with_hint("pass data files read from this table's manifests"));
-        };
-        if let Err(e) = spec.partition_type(&table_schema) {
-            return Err(Error::iceberg(
-                format!(
-                    "cannot write position deletes for {name}: partition spec {} no longer \
-                     applies to the table's schema",
-                    group.spec_id
-                ),
-                e,
-            ));
-        }
-        let key =
-            PartitionKey::new(spec.as_ref().clone(), table_schema.clone(), group.partition.clone());
+        let key = self.partition_key(table.metadata(), &group)?;
         let file_name = format!("{}-deletes.parquet", uuid::Uuid::now_v7());
-        let location = locations.generate_location(Some(&key), &file_name);
+        let location = self.locations.generate_location(Some(&key), &file_name);
         let output =
             table.file_io().new_output(&location).map_err(|e| Error::iceberg(context(), e))?;
-        let mut writer = parquet.build(output).await.map_err(|e| Error::iceberg(context(), e))?;
+        let mut writer =
+            self.parquet.build(output).await.map_err(|e| Error::iceberg(context(), e))?;
         for chunk in group.rows.chunks(BATCH_ROWS) {
             let paths: ArrayRef =
                 Arc::new(StringArray::from_iter_values(chunk.iter().map(|(p, _)| p.as_str())));
             let positions: ArrayRef =
                 Arc::new(Int64Array::from_iter_values(chunk.iter().map(|(_, pos)| *pos)));
-            let batch = RecordBatch::try_new(arrow_schema.clone(), vec![paths, positions])?;
+            let batch = RecordBatch::try_new(self.arrow_schema.clone(), vec![paths, positions])?;
             writer.write(&batch).await.map_err(|e| Error::iceberg(context(), e))?;
         }
         let referenced = {
             let first = &group.rows[0].0;
             group.rows.iter().all(|(p, _)| p == first).then(|| first.clone())
         };
+        let mut written = Vec::new();
         for mut builder in writer.close().await.map_err(|e| Error::iceberg(context(), e))? {
             builder
                 .content(DataContentType::PositionDeletes)
@@ -200,6 +228,34 @@ pub async fn write_position_deletes<'a>(
             })?;
             written.push(file);
         }
+        Ok(written)
     }
-    Ok(written)
+
+    /// The partition key `group`'s delete file is written under.
+    fn partition_key(&self, metadata: &TableMetadata, group: &Group) -> Result<PartitionKey> {
+        let name = &self.name;
+        let Some(spec) = metadata.partition_spec_by_id(group.spec_id) else {
+            return Err(Error::user(format!(
+                "cannot write position deletes for {name}: its data files name partition spec \
+                 {}, which the table does not have",
+                group.spec_id
+            ))
+            .with_hint("pass data files read from this table's manifests"));
+        };
+        if let Err(e) = spec.partition_type(&self.table_schema) {
+            return Err(Error::iceberg(
+                format!(
+                    "cannot write position deletes for {name}: partition spec {} no longer \
+                     applies to the table's schema",
+                    group.spec_id
+                ),
+                e,
+            ));
+        }
+        Ok(PartitionKey::new(
+            spec.as_ref().clone(),
+            self.table_schema.clone(),
+            group.partition.clone(),
+        ))
+    }
 }

@@ -11,14 +11,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ::iceberg::spec::{
-    DataContentType, DataFile, ManifestEntry, ManifestFile, ManifestWriterBuilder, Struct,
-    UNASSIGNED_SEQUENCE_NUMBER,
-};
+use ::iceberg::spec::{DataContentType, DataFile, ManifestEntry, ManifestFile, Struct};
 use ::iceberg::table::Table;
 
+use super::manifest::{Entry, Target, write_manifest};
 use crate::lake::live::Live;
-
 use crate::{Error, Result};
 
 /// The most entries written to one merged manifest.
@@ -70,16 +67,6 @@ pub(super) fn conflicts(rewrites: &[Rewrite], live: &[Live], computed_at: i64) -
     dropped
 }
 
-/// One entry of a merged manifest.
-enum Entry<'a> {
-    /// A file the replace adds.
-    Added(&'a DataFile),
-    /// A live file that stays.
-    Existing(ManifestEntry),
-    /// A live data file the replace takes out.
-    Removed(ManifestEntry),
-}
-
 /// Writes the files `added` (spec id, file) and the table's live entries into merged manifests,
 /// the data files of `removed` as `DELETED` entries: per partition spec, data and delete
 /// entries apart, at most [`MANIFEST_ENTRIES`] entries each. Returns the manifests and the
@@ -93,9 +80,7 @@ pub(super) async fn merged_manifests<'a>(
     path_of: impl Fn(usize) -> String,
 ) -> Result<(Vec<ManifestFile>, Vec<String>)> {
     let name = base.identifier();
-    let context = || format!("merging the manifests of {name}");
     let metadata = base.metadata();
-    let schema = metadata.current_schema().clone();
     // The data files taken out are written as `DELETED` entries beside the live ones (writers
     // validating a concurrent commit look for them; readers skip them, and the next replace
     // drops them). The delete files taken out are left out: no validation asks for them, and a
@@ -121,53 +106,13 @@ pub(super) async fn merged_manifests<'a>(
         let (spec_id, deletes) = key;
         let spec = metadata
             .partition_spec_by_id(spec_id)
-            .cloned()
             .ok_or_else(|| Error::user(format!("{name} has no partition spec {spec_id}")))?;
         for chunk in groups[&key].chunks(MANIFEST_ENTRIES) {
             let path = path_of(files.len());
-            let output =
-                base.file_io().new_output(&path).map_err(|e| Error::iceberg(context(), e))?;
-            let builder = ManifestWriterBuilder::new(
-                output,
-                Some(snapshot_id),
-                schema.clone(),
-                (*spec).clone(),
-            );
-            let mut writer =
-                if deletes { builder.build_v2_deletes() } else { builder.build_v2_data() };
+            let target = Target { path: &path, snapshot_id, spec, deletes };
+            manifests.push(write_manifest(base, target, chunk).await?);
             files.push(path);
-            for entry in chunk {
-                let written = match entry {
-                    Entry::Added(file) => {
-                        writer.add_file((*file).clone(), UNASSIGNED_SEQUENCE_NUMBER)
-                    }
-                    Entry::Existing(entry) => {
-                        let (sequence, file_sequence) = sequences(entry);
-                        let added_in = entry.snapshot_id().unwrap_or(snapshot_id);
-                        writer.add_existing_file(
-                            entry.data_file().clone(),
-                            added_in,
-                            sequence,
-                            file_sequence,
-                        )
-                    }
-                    Entry::Removed(entry) => {
-                        let (sequence, file_sequence) = sequences(entry);
-                        writer.add_delete_file(entry.data_file().clone(), sequence, file_sequence)
-                    }
-                };
-                written.map_err(|e| Error::iceberg(context(), e))?;
-            }
-            manifests.push(
-                writer.write_manifest_file().await.map_err(|e| Error::iceberg(context(), e))?,
-            );
         }
     }
     Ok((manifests, files))
-}
-
-/// An entry's data sequence number and file sequence number, as a rewritten manifest keeps them.
-fn sequences(entry: &ManifestEntry) -> (i64, Option<i64>) {
-    let sequence = entry.sequence_number().unwrap_or_default();
-    (sequence, entry.file_sequence_number.or(Some(sequence)))
 }

@@ -9,13 +9,14 @@
 use std::collections::{HashMap, HashSet};
 
 use ::iceberg::spec::{
-    DataFile, FormatVersion, MAIN_BRANCH, ManifestFile, ManifestListWriter, ManifestWriterBuilder,
-    Operation, PartitionSpecRef, SchemaRef, Snapshot, SnapshotReference, SnapshotRetention,
-    SnapshotSummaryCollector, Summary, TableMetadata, TableProperties, UNASSIGNED_SEQUENCE_NUMBER,
+    DataFile, FormatVersion, MAIN_BRANCH, ManifestFile, ManifestListWriter, Operation,
+    PartitionSpecRef, SchemaRef, Snapshot, SnapshotReference, SnapshotRetention,
+    SnapshotSummaryCollector, Summary, TableMetadata, TableProperties,
 };
 use ::iceberg::table::Table;
 use ::iceberg::{TableRequirement, TableUpdate};
 
+use super::manifest::{Entry, Target, write_manifest};
 use super::rewrite;
 use crate::lake::live::Live;
 use crate::lake::table::partition_spec_id;
@@ -109,8 +110,6 @@ pub(super) async fn stage(
     commit_uuid: uuid::Uuid,
     attempt: u32,
 ) -> Result<StagedSnapshot> {
-    let name = base.identifier().clone();
-    let context = || format!("committing to {name}");
     let metadata = base.metadata();
     check_writable(base)?;
     let schema = metadata.current_schema().clone();
@@ -119,93 +118,118 @@ pub(super) async fn stage(
     let removed_groups = by_spec(base, &files.removed, &schema)?;
 
     let snapshot_id = new_snapshot_id(metadata);
-    let parent = metadata.current_snapshot();
-    let sequence_number = metadata.last_sequence_number() + 1;
-    let file_io = base.file_io();
     let metadata_dir = format!("{}/metadata", metadata.location());
     let manifest_path = |i: usize| format!("{metadata_dir}/{commit_uuid}-a{attempt}-m{i}.avro");
-    let mut written = Vec::new();
-
-    let mut manifests: Vec<ManifestFile> = Vec::new();
-    let groups =
-        data_groups.iter().map(|g| (false, g)).chain(delete_groups.iter().map(|g| (true, g)));
-    let replace = files.merge.is_some();
-    match files.merge {
-        // A replace merges every manifest of the parent with the new files; the files taken
-        // out become deleted entries.
-        Some(live) => {
-            let removed: HashSet<&str> = files.removed.iter().map(|f| f.file_path()).collect();
-            let added: Vec<(i32, &DataFile)> = groups
-                .flat_map(|(_, (spec, group))| group.iter().map(|file| (spec.spec_id(), *file)))
-                .collect();
-            let (merged, paths) =
-                rewrite::merged_manifests(base, added, live, &removed, snapshot_id, manifest_path)
-                    .await?;
-            written.extend(paths);
-            manifests.extend(merged);
-        }
-        // Manifests of the new files, and every manifest of the parent.
-        None => {
-            for (deletes, (spec, group)) in groups {
-                let path = manifest_path(written.len());
-                let output = file_io.new_output(&path).map_err(|e| Error::iceberg(context(), e))?;
-                let builder = ManifestWriterBuilder::new(
-                    output,
-                    Some(snapshot_id),
-                    schema.clone(),
-                    (**spec).clone(),
-                );
-                let mut writer =
-                    if deletes { builder.build_v2_deletes() } else { builder.build_v2_data() };
-                for file in group {
-                    writer
-                        .add_file((*file).clone(), UNASSIGNED_SEQUENCE_NUMBER)
-                        .map_err(|e| Error::iceberg(context(), e))?;
-                }
-                written.push(path);
-                let manifest =
-                    writer.write_manifest_file().await.map_err(|e| Error::iceberg(context(), e))?;
-                manifests.push(manifest);
-            }
-            if let Some(parent) = parent {
-                let list = base.manifest_list_reader(parent).load().await.map_err(|e| {
-                    Error::iceberg(format!("reading the manifest list of {name}"), e)
-                })?;
-                manifests.extend(list.consume_entries());
-            }
-        }
-    }
-
-    let manifest_list = format!("{metadata_dir}/snap-{snapshot_id}-{attempt}-{commit_uuid}.avro");
-    let output = file_io.new_output(&manifest_list).map_err(|e| Error::iceberg(context(), e))?;
-    let writer = output.writer().await.map_err(|e| Error::iceberg(context(), e))?;
-    let mut list = ManifestListWriter::v2(
-        writer,
-        snapshot_id,
-        parent.map(|p| p.snapshot_id()),
-        sequence_number,
-    );
-    written.push(manifest_list.clone());
-    list.add_manifests(manifests.into_iter()).map_err(|e| Error::iceberg(context(), e))?;
-    list.close().await.map_err(|e| Error::iceberg(context(), e))?;
-
     let operation = match (files.data.is_empty(), files.deletes.is_empty()) {
-        _ if replace => Operation::Replace,
+        _ if files.merge.is_some() => Operation::Replace,
         (_, true) => Operation::Append,
         (true, false) => Operation::Delete,
         (false, false) => Operation::Overwrite,
     };
+    let groups = New { data: &data_groups, deletes: &delete_groups };
+    let (manifests, mut written) = match files.merge {
+        // A replace merges every manifest of the parent with the new files; the files taken
+        // out become deleted entries.
+        Some(live) => {
+            let removed: HashSet<&str> = files.removed.iter().map(|f| f.file_path()).collect();
+            let added = groups.iter().map(|(_, spec, file)| (spec.spec_id(), file)).collect();
+            rewrite::merged_manifests(base, added, live, &removed, snapshot_id, manifest_path)
+                .await?
+        }
+        None => appended_manifests(base, &groups, snapshot_id, manifest_path).await?,
+    };
+    let manifest_list = format!("{metadata_dir}/snap-{snapshot_id}-{attempt}-{commit_uuid}.avro");
+    written.push(manifest_list.clone());
+    write_manifest_list(base, snapshot_id, &manifest_list, manifests).await?;
+
     let added = data_groups.iter().chain(&delete_groups);
     let summary = summary(metadata, &schema, operation, added, &removed_groups, properties);
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
-        .with_parent_snapshot_id(parent.map(|p| p.snapshot_id()))
-        .with_sequence_number(sequence_number)
+        .with_parent_snapshot_id(metadata.current_snapshot_id())
+        .with_sequence_number(metadata.last_sequence_number() + 1)
         .with_timestamp_ms(now_ms())
         .with_manifest_list(manifest_list)
         .with_summary(summary)
         .with_schema_id(metadata.current_schema_id())
         .build();
+    Ok(on_main(metadata, snapshot, written))
+}
+
+/// The new files of a snapshot, grouped by partition spec.
+struct New<'g, 'a> {
+    data: &'g [(PartitionSpecRef, Vec<&'a DataFile>)],
+    deletes: &'g [(PartitionSpecRef, Vec<&'a DataFile>)],
+}
+
+impl<'g, 'a> New<'g, 'a> {
+    /// Each group with whether it holds delete files.
+    fn groups(&self) -> impl Iterator<Item = (bool, &'g (PartitionSpecRef, Vec<&'a DataFile>))> {
+        let data = self.data.iter().map(|g| (false, g));
+        data.chain(self.deletes.iter().map(|g| (true, g)))
+    }
+
+    /// Every file, with whether it is a delete file and its spec.
+    fn iter(&self) -> impl Iterator<Item = (bool, &'g PartitionSpecRef, &'a DataFile)> {
+        self.groups()
+            .flat_map(|(deletes, (spec, files))| files.iter().map(move |f| (deletes, spec, *f)))
+    }
+}
+
+/// The manifests of a snapshot that adds `groups` to its parent: one per spec of the new data
+/// files and one per spec of the new delete files, then every manifest of the parent. Returns
+/// them with the paths written.
+async fn appended_manifests(
+    base: &Table,
+    groups: &New<'_, '_>,
+    snapshot_id: i64,
+    manifest_path: impl Fn(usize) -> String,
+) -> Result<(Vec<ManifestFile>, Vec<String>)> {
+    let (mut manifests, mut written) = (Vec::new(), Vec::new());
+    // Collected: an iterator of closures held across an await makes the future not `Send`.
+    let groups: Vec<_> = groups.groups().collect();
+    for (deletes, (spec, files)) in groups {
+        let path = manifest_path(written.len());
+        let entries: Vec<Entry> = files.iter().map(|file| Entry::Added(file)).collect();
+        let target = Target { path: &path, snapshot_id, spec, deletes };
+        manifests.push(write_manifest(base, target, &entries).await?);
+        written.push(path);
+    }
+    if let Some(parent) = base.metadata().current_snapshot() {
+        let list = base.manifest_list_reader(parent).load().await.map_err(|e| {
+            Error::iceberg(format!("reading the manifest list of {}", base.identifier()), e)
+        })?;
+        manifests.extend(list.consume_entries());
+    }
+    Ok((manifests, written))
+}
+
+/// Writes the manifest list of snapshot `snapshot_id` of `base` (a child of its current
+/// snapshot, at the next sequence number) at `path`.
+async fn write_manifest_list(
+    base: &Table,
+    snapshot_id: i64,
+    path: &str,
+    manifests: Vec<ManifestFile>,
+) -> Result<()> {
+    let context = || format!("writing the manifest list `{path}` of {}", base.identifier());
+    let metadata = base.metadata();
+    let output = base.file_io().new_output(path).map_err(|e| Error::iceberg(context(), e))?;
+    let writer = output.writer().await.map_err(|e| Error::iceberg(context(), e))?;
+    let mut list = ManifestListWriter::v2(
+        writer,
+        snapshot_id,
+        metadata.current_snapshot_id(),
+        metadata.last_sequence_number() + 1,
+    );
+    list.add_manifests(manifests.into_iter()).map_err(|e| Error::iceberg(context(), e))?;
+    list.close().await.map_err(|e| Error::iceberg(context(), e))
+}
+
+/// The updates that add `snapshot` to the table of `metadata` and point `main` at it, on the
+/// condition that it is the same table with `main` still at its current snapshot.
+fn on_main(metadata: &TableMetadata, snapshot: Snapshot, files: Vec<String>) -> StagedSnapshot {
+    let snapshot_id = snapshot.snapshot_id();
     let reference =
         SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None));
     let updates = vec![
@@ -219,7 +243,7 @@ pub(super) async fn stage(
             snapshot_id: metadata.current_snapshot_id(),
         },
     ];
-    Ok(StagedSnapshot { snapshot_id, updates, requirements, files: written })
+    StagedSnapshot { snapshot_id, updates, requirements, files }
 }
 
 /// misql writes snapshots to format version 2 tables that are not encrypted.

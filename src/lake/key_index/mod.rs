@@ -27,7 +27,9 @@
 //! as a string costs 24 bytes plus its allocation. [`KeyIndex::heap_bytes`] reports the
 //! estimate.
 
+mod build;
 mod key;
+mod oddities;
 mod read;
 mod tier;
 
@@ -35,23 +37,15 @@ use std::collections::HashMap;
 use std::mem::size_of;
 use std::sync::Arc;
 
-use ::iceberg::spec::{DataContentType, DataFile, DataFileFormat};
+use ::iceberg::spec::DataFile;
 use ::iceberg::table::Table;
-use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Int64Type};
-use futures::{StreamExt, TryStreamExt};
+use arrow::array::{Array, ArrayRef};
 
-use self::key::{Key, for_each_key, key_text};
-use self::read::{
-    ColumnRef, DELETE_FILE_PATH_FIELD_ID, DELETE_FILE_POS_FIELD_ID, KeyColumn, check_data_file,
-    next_batch, open_columns,
-};
+use self::key::{Key, for_each_key};
+use self::oddities::Oddities;
+use self::read::{KeyColumn, check_data_file, next_batch, open_columns};
 use self::tier::{Slot, Tier, table_heap_bytes};
-use crate::lake::live::live_entries;
 use crate::{Error, Result};
-
-/// Files opened ahead (footer read) while the previous one is being indexed.
-const OPEN_AHEAD: usize = 4;
 
 /// Where a live row is: its data file and its 0-based row position in that file, which is what a
 /// position delete names.
@@ -80,60 +74,6 @@ struct FileEntry {
     live: u64,
 }
 
-/// Counts of oddities met while indexing, reported once per call.
-#[derive(Debug, Default)]
-struct Oddities {
-    duplicates: u64,
-    first_duplicate: Option<String>,
-    nulls: u64,
-}
-
-impl Oddities {
-    fn duplicate(&mut self, key: Option<Key<'_>>) {
-        self.duplicates += 1;
-        if self.first_duplicate.is_none() {
-            self.first_duplicate = Some(key_text(key));
-        }
-    }
-
-    /// A table with a key in more than one live row cannot be kept in sync: which row would an
-    /// update replace? Two writers that copied the same rows leave such a table.
-    fn refuse_duplicates(&self, table: &str) -> Result<()> {
-        if self.duplicates == 0 {
-            return Ok(());
-        }
-        Err(Error::user(format!(
-            "{table} has {} key(s) in more than one live row (for example {}): its rows are \
-             duplicated, so it cannot be kept equal to its collection",
-            self.duplicates,
-            self.first_duplicate.as_deref().unwrap_or("?")
-        ))
-        .with_hint(
-            "another process may have written the same sync; stop it, then CREATE OR REPLACE \
-             SYNC copies the collection again into a fresh table",
-        ))
-    }
-
-    fn report(&self, what: &str) {
-        if self.duplicates > 0 {
-            tracing::warn!(
-                duplicates = self.duplicates,
-                example = self.first_duplicate.as_deref().unwrap_or(""),
-                "{what}: {} key(s) were present in more than one live row; the row read last \
-                 is kept in the key index",
-                self.duplicates
-            );
-        }
-        if self.nulls > 0 {
-            tracing::warn!(
-                nulls = self.nulls,
-                "{what}: {} live row(s) have a null key and cannot be deleted by key",
-                self.nulls
-            );
-        }
-    }
-}
-
 /// Maps the key of each live row of a table to its [`RowLocation`].
 ///
 /// Keys are looked up by their string form: a string key as is, an integer key in decimal
@@ -153,173 +93,6 @@ impl KeyIndex {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Builds the index of `table`'s current snapshot, keyed by its column `key` (a top-level
-    /// column; string and integer columns are stored compactly, others by their string form).
-    ///
-    /// For every live data file only the key column is read (Parquet projection by field id, by
-    /// name for files written without field ids), one batch at a time; the table's position
-    /// delete files are read first and the rows they delete are left out. A table without
-    /// snapshots gives an empty index. Files are read through `table.file_io()`.
-    ///
-    /// Errors: equality delete files or deletion vectors in the snapshot (not supported), data
-    /// files that are not Parquet, a key column that is missing or not a primitive column, a file
-    /// whose row count differs from its manifest entry, and any read failure.
-    pub async fn build(table: &Table, key: &str) -> Result<Self> {
-        let name = table.identifier().to_string();
-        let mut index = Self::new();
-        if table.metadata().current_snapshot().is_none() {
-            return Ok(index);
-        }
-        let key_column = KeyColumn::resolve(table, key)?;
-        let file_io = table.file_io();
-
-        // 1. The live files of the snapshot, from its manifests.
-        let live = live_entries(table).await?;
-        let mut data: Vec<(i64, Arc<DataFile>)> = Vec::new();
-        let mut deletes: Vec<(i64, Arc<DataFile>)> = Vec::new();
-        for entry in live.iter().map(|l| &l.entry) {
-            let file = entry.data_file();
-            let unsupported = |what: &str| {
-                Error::user(format!(
-                    "cannot index the keys of {name}: its snapshot has {what} (`{}`), which \
-                         misql does not read",
-                    file.file_path()
-                ))
-            };
-            match file.content_type() {
-                DataContentType::Data => {
-                    if file.file_format() != DataFileFormat::Parquet {
-                        return Err(unsupported(&format!("a {:?} data file", file.file_format()))
-                            .with_hint("misql reads Parquet data files only"));
-                    }
-                    let sequence = entry.sequence_number().unwrap_or_default();
-                    data.push((sequence, Arc::new(file.clone())));
-                }
-                DataContentType::PositionDeletes => {
-                    if file.file_format() != DataFileFormat::Parquet {
-                        return Err(unsupported("a deletion vector").with_hint(
-                            "misql reads Parquet position delete files; rewrite the table \
-                                 (OPTIMIZE) to apply the deletes",
-                        ));
-                    }
-                    let sequence = entry.sequence_number().unwrap_or(i64::MAX);
-                    deletes.push((sequence, Arc::new(file.clone())));
-                }
-                DataContentType::EqualityDeletes => {
-                    return Err(unsupported("an equality delete file").with_hint(
-                        "misql writes position deletes; rewrite the table (OPTIMIZE) to \
-                             apply the equality deletes",
-                    ));
-                }
-            }
-        }
-        // Older files first, so that of two live rows with one key the newer one wins.
-        data.sort_by_key(|(sequence, _)| *sequence);
-
-        // 2. The positions deleted in each live data file.
-        let mut deleted: HashMap<&str, (i64, Vec<u64>)> = data
-            .iter()
-            .map(|(sequence, file)| (file.file_path(), (*sequence, Vec::new())))
-            .collect();
-        let applicable: Vec<(i64, Arc<DataFile>)> = deletes
-            .into_iter()
-            .filter(|(_, file)| match file.referenced_data_file() {
-                Some(target) => deleted.contains_key(target.as_str()),
-                None => true,
-            })
-            .collect();
-        let mut opened = futures::stream::iter(applicable)
-            .map(|(sequence, file)| {
-                let file_io = file_io.clone();
-                async move {
-                    let columns = [
-                        ColumnRef { field_id: DELETE_FILE_PATH_FIELD_ID, name: "file_path".into() },
-                        ColumnRef { field_id: DELETE_FILE_POS_FIELD_ID, name: "pos".into() },
-                    ];
-                    let stream = open_columns(&file_io, &file, &columns).await?;
-                    Ok::<_, Error>((sequence, file, stream))
-                }
-            })
-            .buffered(OPEN_AHEAD);
-        while let Some((delete_sequence, file, mut stream)) = opened.try_next().await? {
-            let context = || format!("reading position delete file `{}`", file.file_path());
-            while let Some(batch) = next_batch(&mut stream, &context).await? {
-                let paths = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-                let paths = paths.as_string::<i32>();
-                let positions = arrow::compute::cast(batch.column(1), &DataType::Int64)?;
-                let positions = positions.as_primitive::<Int64Type>();
-                for (path, position) in paths.iter().zip(positions.iter()) {
-                    let (Some(path), Some(position)) = (path, position) else {
-                        return Err(Error::user(format!(
-                            "{}: a row has a null file_path or pos",
-                            context()
-                        )));
-                    };
-                    // A position delete applies to data files of the same or an older sequence
-                    // number; deletes of files no longer live are moot.
-                    if let Some((data_sequence, list)) = deleted.get_mut(path)
-                        && *data_sequence <= delete_sequence
-                        && let Ok(position) = u64::try_from(position)
-                    {
-                        list.push(position);
-                    }
-                }
-            }
-        }
-        drop(opened);
-        let mut deleted_rows = 0u64;
-        for (_, list) in deleted.values_mut() {
-            list.sort_unstable();
-            list.dedup();
-            deleted_rows += list.len() as u64;
-        }
-
-        // 3. The keys of the rows that are left, one file at a time.
-        let live_rows: u64 =
-            data.iter().map(|(_, f)| f.record_count()).sum::<u64>().saturating_sub(deleted_rows);
-        let mut reserved = false;
-        let mut oddities = Oddities::default();
-        let mut opened =
-            futures::stream::iter(data.iter().map(|(_, file)| file.clone()).collect::<Vec<_>>())
-                .map(|file| {
-                    let (file_io, column) = (file_io.clone(), key_column.column());
-                    async move {
-                        let stream = open_columns(&file_io, &file, &[column]).await?;
-                        Ok::<_, Error>((file, stream))
-                    }
-                })
-                .buffered(OPEN_AHEAD);
-        while let Some((file, mut stream)) = opened.try_next().await? {
-            let context = || format!("reading the `{key}` column of `{}`", file.file_path());
-            let skip = deleted.get(file.file_path()).map(|(_, l)| l.as_slice()).unwrap_or(&[]);
-            let slot = index.register(file.clone(), &name)?;
-            let mut rows = 0u64;
-            let mut skip_at = 0usize;
-            while let Some(batch) = next_batch(&mut stream, &context).await? {
-                let keys = batch.column(0);
-                if !reserved && !keys.is_empty() {
-                    index.reserve_like(keys, live_rows as usize)?;
-                    reserved = true;
-                }
-                index.insert_rows(slot, rows, keys, skip, &mut skip_at, true, &mut oddities)?;
-                rows += keys.len() as u64;
-            }
-            if rows != file.record_count() {
-                return Err(Error::user(format!(
-                    "{}: the file has {rows} rows, its manifest entry says {}",
-                    context(),
-                    file.record_count()
-                ))
-                .with_hint("the table's metadata does not match its files"));
-            }
-            index.release_if_empty(slot);
-        }
-        index.finish_bulk(&mut oddities);
-        oddities.refuse_duplicates(&name)?;
-        oddities.report(&format!("indexing the keys of {name}"));
-        Ok(index)
     }
 
     /// Records the rows of a newly written data file: `keys` holds its key column, one value per
