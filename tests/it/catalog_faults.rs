@@ -30,9 +30,9 @@ use crate::sync_stream::{SELECT, change};
 
 /// The ATTACH option bounding one request to the REST catalog (Iceberg Java's HTTP client
 /// property), well below [`DELAY`]: misql must give up on a delayed commit and settle it.
-const REST_TIMEOUT_OPTION: &str = ", rest.client.socket-timeout-ms '2000'";
+pub(crate) const REST_TIMEOUT_OPTION: &str = ", rest.client.socket-timeout-ms '2000'";
 /// How long a delayed commit answer is held back.
-const DELAY: Duration = Duration::from_secs(6);
+pub(crate) const DELAY: Duration = Duration::from_secs(6);
 /// Each REST commit fault is injected this many times per test.
 const REST_FAULTS: usize = 3;
 /// Each S3 upload fault is injected this many times per test.

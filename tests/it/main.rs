@@ -5,6 +5,7 @@ mod support;
 mod bson_arrow;
 mod catalog_blips;
 mod catalog_faults;
+mod chaos;
 mod checkpoint;
 mod copy_follow;
 mod database_sync;

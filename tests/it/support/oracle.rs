@@ -113,7 +113,22 @@ pub fn assert_orders_exact(table: &[Value], expected: &[OrderRow], after: &str) 
     let mut keys: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     keys.dedup();
     assert_eq!(keys.len(), rows.len(), "duplicates after {after}");
-    assert_eq!(rows, expected, "the table differs from the collection after {after}");
+    assert!(
+        rows == expected,
+        "the table differs from the collection after {after}: {}",
+        differences(&rows, expected)
+    );
+}
+
+/// The rows only the table holds and those only the collection holds.
+fn differences(table: &[OrderRow], expected: &[OrderRow]) -> String {
+    let only_table: Vec<&OrderRow> = table.iter().filter(|r| !expected.contains(r)).collect();
+    let only_mongo: Vec<&OrderRow> = expected.iter().filter(|r| !table.contains(r)).collect();
+    format!(
+        "{} rows only in the table {only_table:?}; {} only in the collection {only_mongo:?}",
+        only_table.len(),
+        only_mongo.len()
+    )
 }
 
 #[cfg(test)]

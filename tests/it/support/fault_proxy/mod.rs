@@ -23,16 +23,21 @@
 //! have size limits, bodies are streamed through a fixed buffer, every read and write times out
 //! after [`IO_TIMEOUT`], and the proxy stops after [`MAX_LIFETIME`] or when dropped.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::time::{Instant, timeout};
+
+mod http;
+mod plan;
+
+use http::{Framing, Head, Peer};
+pub use plan::{Fault, Plan, Route};
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -50,148 +55,6 @@ const BUFFER: usize = 64 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// How long a cut upload waits for body bytes that may never come.
 const CUT_WAIT: Duration = Duration::from_secs(2);
-
-// ---------------------------------------------------------------------------------------------
-// The plan
-// ---------------------------------------------------------------------------------------------
-
-/// A fault injected into one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// Forward the request (the upstream applies it), then answer this status (500, 502, 504)
-    /// instead of the upstream's answer.
-    StatusAfter(u16),
-    /// Answer 503 Service Unavailable without forwarding the request.
-    UnavailableBefore,
-    /// Answer 503 with an S3 `SlowDown` error document without forwarding the request.
-    SlowDownBefore,
-    /// Forward the request, wait for the upstream's answer, then close the client's connection
-    /// without answering.
-    DropAfter,
-    /// Forward the request, then hold the upstream's answer back this long (past the client's
-    /// timeout: [`FaultProxy::abandoned`] counts the clients that gave up meanwhile).
-    DelayAfter(Duration),
-    /// Read at most this many bytes of the request body, then close the connection; nothing
-    /// is forwarded.
-    CutUpload(usize),
-}
-
-impl Fault {
-    /// The kind of fault, as counted by [`FaultProxy::injected`]: `500 after`, `503 before`,
-    /// `503 SlowDown before`, `drop after`, `delay after`, `cut upload`.
-    pub fn kind(&self) -> String {
-        match self {
-            Fault::StatusAfter(status) => format!("{status} after"),
-            Fault::UnavailableBefore => "503 before".into(),
-            Fault::SlowDownBefore => "503 SlowDown before".into(),
-            Fault::DropAfter => "drop after".into(),
-            Fault::DelayAfter(_) => "delay after".into(),
-            Fault::CutUpload(_) => "cut upload".into(),
-        }
-    }
-
-    /// Whether the request reaches the upstream.
-    fn forwards(&self) -> bool {
-        matches!(self, Fault::StatusAfter(_) | Fault::DropAfter | Fault::DelayAfter(_))
-    }
-}
-
-/// Which requests a [`Plan`] applies to: a method and a predicate on the path (without the
-/// query string).
-pub struct Route {
-    label: String,
-    method: String,
-    path: Box<dyn Fn(&str) -> bool + Send + Sync>,
-}
-
-impl Route {
-    /// Requests with `method` (case-insensitive) whose path satisfies `path`; `label` names the
-    /// route in the log.
-    pub fn new(
-        label: &str,
-        method: &str,
-        path: impl Fn(&str) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        Self { label: label.into(), method: method.to_ascii_uppercase(), path: Box::new(path) }
-    }
-
-    /// A REST catalog commit to `table` in any namespace:
-    /// `POST .../namespaces/<ns>/tables/<table>`.
-    pub fn rest_commit(table: &str) -> Self {
-        let suffix = format!("/tables/{table}");
-        Self::new(&format!("REST commit to {table}"), "POST", move |path| {
-            path.contains("/namespaces/") && path.ends_with(&suffix)
-        })
-    }
-
-    /// An S3 upload of a table's data, delete or manifest file: `PUT` of a path under
-    /// `/data/` or `/metadata/` ending in `.parquet` or `.avro` (multipart parts included).
-    pub fn s3_table_file_put() -> Self {
-        Self::new("S3 PUT of a table file", "PUT", |path| {
-            (path.contains("/data/") || path.contains("/metadata/"))
-                && (path.ends_with(".parquet") || path.ends_with(".avro"))
-        })
-    }
-
-    /// An S3 upload of a position delete file: `PUT` of a path ending in `-deletes.parquet`
-    /// (misql's name for them).
-    pub fn s3_delete_file_put() -> Self {
-        Self::new("S3 PUT of a delete file", "PUT", |path| path.ends_with("-deletes.parquet"))
-    }
-
-    /// An OAuth2 token exchange with the REST catalog: `POST .../v1/oauth/tokens`.
-    pub fn rest_token() -> Self {
-        Self::new("REST token", "POST", |path| path.ends_with("/oauth/tokens"))
-    }
-
-    /// An S3 request on a bucket itself, not on an object in it: `GET /<bucket>` (path-style),
-    /// which is how a listing (`ListObjectsV2`, `?list-type=2&prefix=...`) is sent.
-    pub fn s3_list() -> Self {
-        Self::new("S3 LIST", "GET", |path| !path.trim_matches('/').contains('/'))
-    }
-
-    fn matches(&self, method: &str, path: &str) -> bool {
-        self.method.eq_ignore_ascii_case(method) && (self.path)(path)
-    }
-}
-
-/// Faults for the requests of one [`Route`]: every `k`-th matching request (k = 1 unless
-/// [`Plan::every`] says otherwise) takes the next planned fault, in order, until none is left.
-pub struct Plan {
-    route: Route,
-    every: usize,
-    faults: VecDeque<Fault>,
-    matched: usize,
-}
-
-impl Plan {
-    /// A plan for `route`, with no faults yet.
-    pub fn on(route: Route) -> Self {
-        Self { route, every: 1, faults: VecDeque::new(), matched: 0 }
-    }
-
-    /// Faults only every `k`-th matching request (the k-th, 2k-th, ...); the others pass.
-    pub fn every(mut self, k: usize) -> Self {
-        assert!(k >= 1, "every(k) needs k >= 1");
-        self.every = k;
-        self
-    }
-
-    /// Adds `fault`, `times` times, to the end of the queue.
-    pub fn inject(mut self, fault: Fault, times: usize) -> Self {
-        self.faults.extend(std::iter::repeat_n(fault, times));
-        self
-    }
-
-    /// The fault for this request, if it matches and its turn has come.
-    fn take(&mut self, method: &str, path: &str) -> Option<Fault> {
-        if self.faults.is_empty() || !self.route.matches(method, path) {
-            return None;
-        }
-        self.matched += 1;
-        if self.matched.is_multiple_of(self.every) { self.faults.pop_front() } else { None }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The proxy
@@ -229,7 +92,7 @@ impl Shared {
         let mut plans = self.plans();
         let (fault, label) = plans
             .iter_mut()
-            .find_map(|plan| plan.take(method, path).map(|f| (f, plan.route.label.clone())))?;
+            .find_map(|plan| plan.take(method, path).map(|f| (f, plan.label().to_string())))?;
         *self.stats().injected.entry(fault.kind()).or_default() += 1;
         eprintln!("fault proxy {}: {} on {method} {path} ({label})", self.name, fault.kind());
         Some(fault)
@@ -285,7 +148,7 @@ impl FaultProxy {
 
     /// Planned faults not injected yet.
     pub fn pending(&self) -> usize {
-        self.shared.plans().iter().map(|p| p.faults.len()).sum()
+        self.shared.plans().iter().map(Plan::pending).sum()
     }
 
     /// Injected faults by kind ([`Fault::kind`]).
@@ -364,282 +227,6 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             }
             drop(permit);
         });
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reading HTTP/1.1
-// ---------------------------------------------------------------------------------------------
-
-/// A socket with the bytes read from it but not consumed yet.
-struct Peer {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Peer {
-    fn new(tcp: TcpStream) -> Self {
-        Self { tcp, buf: Vec::new() }
-    }
-
-    /// Reads more bytes into the buffer; 0 at end of stream.
-    async fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = vec![0; BUFFER];
-        let n = timeout(IO_TIMEOUT, self.tcp.read(&mut chunk)).await.map_err(timed_out)??;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    /// Writes `bytes`.
-    async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        timeout(IO_TIMEOUT, self.tcp.write_all(bytes)).await.map_err(timed_out)?
-    }
-
-    /// Bytes up to and including the first `end`, at most `limit` of them; `None` on a clean
-    /// end of stream before any byte.
-    async fn until(&mut self, end: &[u8], limit: usize) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(at) = self.buf.windows(end.len()).position(|w| w == end) {
-                return Ok(Some(self.buf.drain(..at + end.len()).collect()));
-            }
-            if self.buf.len() > limit {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "header line too long"));
-            }
-            if self.fill().await? == 0 {
-                return match self.buf.is_empty() {
-                    true => Ok(None),
-                    false => Err(io::ErrorKind::UnexpectedEof.into()),
-                };
-            }
-        }
-    }
-
-    /// A request or response head, `None` when the peer closed between messages.
-    async fn head(&mut self) -> io::Result<Option<Head>> {
-        self.until(b"\r\n\r\n", MAX_HEAD).await?.map(Head::parse).transpose()
-    }
-
-    /// One line (a chunk size or a trailer), with its CRLF.
-    async fn line(&mut self) -> io::Result<Vec<u8>> {
-        self.until(b"\r\n", MAX_LINE).await?.ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
-    }
-
-    /// Moves `n` bytes to `out` (or drops them without `out`).
-    async fn copy(&mut self, mut n: u64, mut out: Option<&mut Peer>) -> io::Result<()> {
-        while n > 0 {
-            if self.buf.is_empty() && self.fill().await? == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            let take = self.buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-            let bytes: Vec<u8> = self.buf.drain(..take).collect();
-            if let Some(out) = out.as_deref_mut() {
-                out.send(&bytes).await?;
-            }
-            n -= take as u64;
-        }
-        Ok(())
-    }
-
-    /// Moves everything up to the end of the stream to `out` (or drops it).
-    async fn copy_to_end(&mut self, mut out: Option<&mut Peer>) -> io::Result<()> {
-        loop {
-            if self.buf.is_empty() && self.fill().await? == 0 {
-                return Ok(());
-            }
-            let bytes = std::mem::take(&mut self.buf);
-            if let Some(out) = out.as_deref_mut() {
-                out.send(&bytes).await?;
-            }
-        }
-    }
-
-    /// Moves a body framed as `framing` to `out` (or drops it).
-    async fn relay(&mut self, framing: Framing, mut out: Option<&mut Peer>) -> io::Result<()> {
-        match framing {
-            Framing::Empty => Ok(()),
-            Framing::Length(n) => self.copy(n, out).await,
-            Framing::ToEnd => self.copy_to_end(out).await,
-            Framing::Chunked => loop {
-                let line = self.line().await?;
-                if let Some(out) = out.as_deref_mut() {
-                    out.send(&line).await?;
-                }
-                let size = chunk_size(&line)?;
-                if size == 0 {
-                    return self.trailers(out).await;
-                }
-                self.copy(size + 2, out.as_deref_mut()).await?;
-            },
-        }
-    }
-
-    /// The trailer section after the last chunk, up to its empty line.
-    async fn trailers(&mut self, mut out: Option<&mut Peer>) -> io::Result<()> {
-        loop {
-            let line = self.line().await?;
-            if let Some(out) = out.as_deref_mut() {
-                out.send(&line).await?;
-            }
-            if line == b"\r\n" {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Reads and drops up to `n` bytes, waiting at most [`CUT_WAIT`] for more.
-    async fn swallow(&mut self, n: usize) {
-        let deadline = Instant::now() + CUT_WAIT;
-        while self.buf.len() < n {
-            match tokio::time::timeout_at(deadline, self.fill()).await {
-                Ok(Ok(read)) if read > 0 => {}
-                _ => break,
-            }
-        }
-        let n = n.min(self.buf.len());
-        self.buf.drain(..n);
-    }
-
-    /// Whether the peer has closed its side (checked without waiting).
-    fn closed(&mut self) -> bool {
-        let mut probe = [0u8; 1];
-        match self.tcp.try_read(&mut probe) {
-            Ok(0) => true,
-            Ok(_) => {
-                self.buf.push(probe[0]);
-                false
-            }
-            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-        }
-    }
-}
-
-fn timed_out(_: tokio::time::error::Elapsed) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, format!("no progress within {IO_TIMEOUT:?}"))
-}
-
-/// The size of the chunk a chunk-size line announces (extensions ignored).
-fn chunk_size(line: &[u8]) -> io::Result<u64> {
-    let text = std::str::from_utf8(line).unwrap_or("");
-    let hex = text.trim_end().split(';').next().unwrap_or("").trim();
-    u64::from_str_radix(hex, 16)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {text:?}")))
-}
-
-/// How a message's body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Up to the end of the connection (responses only).
-    ToEnd,
-}
-
-/// A request or response head: its raw lines, and the start line and headers parsed.
-#[derive(Debug)]
-struct Head {
-    /// Each line with its CRLF, the final empty line included.
-    lines: Vec<Vec<u8>>,
-    /// Request: method, target, version. Response: version, status, reason.
-    start: [String; 3],
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn parse(raw: Vec<u8>) -> io::Result<Self> {
-        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-        let mut lines: Vec<Vec<u8>> = Vec::new();
-        let mut rest = raw.as_slice();
-        while let Some(at) = rest.windows(2).position(|w| w == b"\r\n") {
-            lines.push(rest[..at + 2].to_vec());
-            rest = &rest[at + 2..];
-        }
-        let text = |line: &[u8]| String::from_utf8_lossy(line).trim_end().to_string();
-        let first = text(lines.first().ok_or_else(|| bad("empty head"))?);
-        let mut parts = first.splitn(3, ' ').map(str::to_string);
-        let mut next = || parts.next().unwrap_or_default();
-        let start = [next(), next(), next()];
-        if start[1].is_empty() {
-            return Err(bad(&format!("bad start line {first:?}")));
-        }
-        let headers = lines[1..]
-            .iter()
-            .filter_map(|line| {
-                let line = text(line);
-                let (name, value) = line.split_once(':')?;
-                Some((name.trim().to_ascii_lowercase(), value.trim().to_string()))
-            })
-            .collect();
-        Ok(Self { lines, start, headers })
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    /// Whether header `name` lists `token` (comma-separated, case-insensitive).
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    }
-
-    /// Whether the sender closes the connection after this message.
-    fn closes(&self, version: &str) -> bool {
-        self.has_token("connection", "close")
-            || (version == "HTTP/1.0" && !self.has_token("connection", "keep-alive"))
-    }
-
-    /// The head as bytes, without the headers named in `drop`.
-    fn bytes_without(&self, drop: &[&str]) -> Vec<u8> {
-        let kept = self.lines.iter().enumerate().filter(|(i, line)| {
-            let name = String::from_utf8_lossy(line);
-            let name = name.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
-            *i == 0 || !drop.contains(&name.as_str())
-        });
-        kept.flat_map(|(_, line)| line.iter().copied()).collect()
-    }
-
-    /// A request's body framing (RFC 9112, 6.3).
-    fn request_framing(&self) -> io::Result<Framing> {
-        if self.header("transfer-encoding").is_some() {
-            return match self.has_token("transfer-encoding", "chunked") {
-                true => Ok(Framing::Chunked),
-                false => Err(io::Error::new(io::ErrorKind::InvalidData, "request body to the end")),
-            };
-        }
-        self.length().map(|n| n.map_or(Framing::Empty, Framing::Length))
-    }
-
-    /// A response's body framing, given the request's method.
-    fn response_framing(&self, method: &str) -> io::Result<Framing> {
-        let status = self.status();
-        if method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
-            return Ok(Framing::Empty);
-        }
-        if self.header("transfer-encoding").is_some() {
-            return Ok(match self.has_token("transfer-encoding", "chunked") {
-                true => Framing::Chunked,
-                false => Framing::ToEnd,
-            });
-        }
-        self.length().map(|n| n.map_or(Framing::ToEnd, Framing::Length))
-    }
-
-    fn length(&self) -> io::Result<Option<u64>> {
-        self.header("content-length")
-            .map(|v| {
-                v.parse().map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("bad Content-Length {v:?}"))
-                })
-            })
-            .transpose()
-    }
-
-    fn status(&self) -> u16 {
-        self.start[1].parse().unwrap_or(0)
     }
 }
 
