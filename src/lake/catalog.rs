@@ -71,6 +71,9 @@ pub struct IcebergConnection {
     pub sigv4: Option<Arc<SigV4>>,
     /// The signing forwarder the REST client talks through, kept running while this lives.
     pub forwarder: Option<Arc<Forwarder>>,
+    /// The commit path's REST session (HTTP client and token), shared by the commits through
+    /// this connection.
+    pub commits: crate::lake::commit::CommitSession,
 }
 
 /// Connects to the Iceberg catalog an `ATTACH 'uri' AS name (TYPE iceberg, ...)` names.
@@ -151,6 +154,7 @@ async fn connect_sql(uri: &str, options: &[(String, String)]) -> Result<IcebergC
         kind: CatalogKind::Sql { warehouse },
         sigv4: None,
         forwarder: None,
+        commits: Default::default(),
     })
 }
 
@@ -387,6 +391,7 @@ async fn connect_rest(uri: &str, options: &[(String, String)]) -> Result<Iceberg
         kind: CatalogKind::Rest { uri },
         sigv4,
         forwarder,
+        commits: Default::default(),
     })
 }
 
