@@ -20,7 +20,6 @@ use ::iceberg::writer::file_writer::location_generator::{
 };
 use ::iceberg::writer::file_writer::{FileWriter, FileWriterBuilder, ParquetWriterBuilder};
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use parquet::file::properties::WriterProperties;
 
 use super::table::partition_spec_id;
 use super::writer::WriteOptions;
@@ -110,7 +109,7 @@ fn group_by_partition<'a>(
             Some(&id) => id,
             None => {
                 let Some(id) = partition_spec_id(data_file, metadata) else {
-                    return Err(Error::user(format!(
+                    return Err(Error::internal(format!(
                         "cannot write position deletes for `{}` of {name}: it names a partition \
                          spec the table does not have",
                         data_file.file_path()
@@ -147,7 +146,7 @@ fn check_target(name: &str, data_file: &DataFile, pos: i64) -> Result<()> {
         .with_hint("position deletes target rows of data files"));
     }
     if pos < 0 || pos as u64 >= data_file.record_count() {
-        return Err(Error::user(format!(
+        return Err(Error::internal(format!(
             "cannot delete row {pos} of `{}` of {name}: the file has {} rows",
             data_file.file_path(),
             data_file.record_count()
@@ -173,11 +172,7 @@ impl DeleteWriter {
         let schema = Arc::new(position_delete_schema()?);
         let arrow_schema =
             Arc::new(schema_to_arrow_schema(&schema).map_err(|e| Error::iceberg(context(), e))?);
-        let properties = WriterProperties::builder()
-            .set_compression(WriteOptions::from_table(table).parquet_compression()?)
-            .set_max_row_group_row_count(Some(BATCH_ROWS))
-            .set_created_by(concat!("misql ", env!("CARGO_PKG_VERSION")).to_string())
-            .build();
+        let properties = WriteOptions::from_table(table).parquet_properties(BATCH_ROWS)?;
         Ok(Self {
             name: name.to_string(),
             arrow_schema,
@@ -224,7 +219,10 @@ impl DeleteWriter {
                 .partition_spec_id(group.spec_id)
                 .referenced_data_file(referenced.clone());
             let file = builder.build().map_err(|e| {
-                Error::user(format!("{}: cannot describe the delete file written: {e}", context()))
+                Error::internal(format!(
+                    "{}: cannot describe the delete file written: {e}",
+                    context()
+                ))
             })?;
             written.push(file);
         }
@@ -235,7 +233,7 @@ impl DeleteWriter {
     fn partition_key(&self, metadata: &TableMetadata, group: &Group) -> Result<PartitionKey> {
         let name = &self.name;
         let Some(spec) = metadata.partition_spec_by_id(group.spec_id) else {
-            return Err(Error::user(format!(
+            return Err(Error::internal(format!(
                 "cannot write position deletes for {name}: its data files name partition spec \
                  {}, which the table does not have",
                 group.spec_id

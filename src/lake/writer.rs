@@ -19,7 +19,7 @@ use ::iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use ::iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
 use arrow::array::RecordBatch;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{DEFAULT_MAX_ROW_GROUP_ROW_COUNT, WriterProperties};
 
 use super::conform::Conformer;
 use crate::{Error, Result};
@@ -87,6 +87,17 @@ impl WriteOptions {
             }
         })
     }
+
+    /// The Parquet writer settings of every file misql writes, data and position delete files:
+    /// [`Self::compression`], misql as `created_by`, and at most `row_group_rows` rows per row
+    /// group.
+    pub fn parquet_properties(&self, row_group_rows: usize) -> Result<WriterProperties> {
+        Ok(WriterProperties::builder()
+            .set_compression(self.parquet_compression()?)
+            .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+            .set_created_by(concat!("misql ", env!("CARGO_PKG_VERSION")).to_string())
+            .build())
+    }
 }
 
 type DataWriterBuilder =
@@ -135,10 +146,7 @@ impl TableWriter {
             .map(str::to_string);
         let conformer = Conformer::new(target, table_name.clone(), key);
 
-        let properties = WriterProperties::builder()
-            .set_compression(options.parquet_compression()?)
-            .set_created_by(concat!("misql ", env!("CARGO_PKG_VERSION")).to_string())
-            .build();
+        let properties = options.parquet_properties(DEFAULT_MAX_ROW_GROUP_ROW_COUNT)?;
         let parquet = ParquetWriterBuilder::new(properties, schema.clone());
         let locations =
             DefaultLocationGenerator::new(metadata).map_err(|e| Error::iceberg(context(), e))?;

@@ -69,6 +69,9 @@ pub struct IcebergConnection {
     pub sigv4: Option<Arc<SigV4>>,
     /// The signing forwarder the REST client talks through, kept running while this lives.
     pub forwarder: Option<Arc<Forwarder>>,
+    /// The commit path's REST session (HTTP client and token), shared by the commits through
+    /// this connection.
+    pub commits: crate::lake::commit::CommitSession,
 }
 
 /// Connects to the Iceberg catalog an `ATTACH 'uri' AS name (TYPE iceberg, ...)` names.

@@ -84,6 +84,7 @@ pub(super) async fn connect_rest(
         kind: CatalogKind::Rest { uri },
         sigv4,
         forwarder,
+        commits: Default::default(),
     })
 }
 

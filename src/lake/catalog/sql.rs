@@ -78,6 +78,7 @@ pub(super) async fn connect_sql(
         kind: CatalogKind::Sql { warehouse },
         sigv4: None,
         forwarder: None,
+        commits: Default::default(),
     })
 }
 

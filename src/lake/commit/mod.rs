@@ -40,6 +40,7 @@ use crate::{Error, ErrorKind, Result};
 pub use rewrite::Rewrite;
 pub use settle::DELETE_AFTER_COMMIT_PROPERTY;
 use settle::{Settled, confirm, expire_metadata_files, reload, settle};
+pub use swap::CommitSession;
 pub use swap::REST_TIMEOUT_OPTION;
 use swap::{Committer, Swap};
 pub use together::commit_together;
@@ -398,7 +399,7 @@ async fn commit_change(conn: &IcebergConnection, table: &Table, change: &Change)
         validate::check_contents(&name, data, deletes)?;
     }
     let retries = retries_of(table);
-    let mut committer = Committer::new(conn, table)?;
+    let committer = Committer::new(conn, table)?;
     let commit_uuid = uuid::Uuid::now_v7();
     let mut base = table.clone();
     let mut wait = MIN_WAIT;

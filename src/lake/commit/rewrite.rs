@@ -16,7 +16,7 @@ use ::iceberg::table::Table;
 
 use super::manifest::{Entry, Target, write_manifest};
 use crate::lake::live::Live;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// The most entries written to one merged manifest.
 const MANIFEST_ENTRIES: usize = 20_000;
@@ -106,7 +106,12 @@ pub(super) async fn merged_manifests<'a>(
         let (spec_id, deletes) = key;
         let spec = metadata
             .partition_spec_by_id(spec_id)
-            .ok_or_else(|| Error::user(format!("{name} has no partition spec {spec_id}")))?;
+            .ok_or_else(|| {
+                Error::remote(
+                    ErrorKind::Permanent,
+                    format!("a manifest of {name} names partition spec {spec_id}, which its metadata does not have"),
+                )
+            })?;
         for chunk in groups[&key].chunks(MANIFEST_ENTRIES) {
             let path = path_of(files.len());
             let target = Target { path: &path, snapshot_id, spec, deletes };

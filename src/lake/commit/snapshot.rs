@@ -43,7 +43,7 @@ fn by_spec<'a>(
     let mut groups: Vec<(PartitionSpecRef, Vec<&DataFile>)> = Vec::new();
     for file in files {
         let Some(spec_id) = partition_spec_id(file, metadata) else {
-            return Err(Error::user(format!(
+            return Err(Error::internal(format!(
                 "cannot commit `{}` to {name}: it was written for a partition spec the table \
                  does not have",
                 file.file_path()
@@ -53,7 +53,7 @@ fn by_spec<'a>(
         let spec = metadata
             .partition_spec_by_id(spec_id)
             .cloned()
-            .ok_or_else(|| Error::user(format!("{name} has no partition spec {spec_id}")))?;
+            .ok_or_else(|| Error::internal(format!("{name} has no partition spec {spec_id}")))?;
         let partition_type = spec.partition_type(schema).map_err(|e| {
             Error::iceberg(
                 format!("partition spec {spec_id} of {name} does not apply to its schema"),
@@ -72,7 +72,7 @@ fn by_spec<'a>(
                 }
             });
         if !fits {
-            return Err(Error::user(format!(
+            return Err(Error::internal(format!(
                 "cannot commit `{}` to {name}: its partition {:?} does not fit partition spec \
                  {spec_id} ({partition_type})",
                 file.file_path(),

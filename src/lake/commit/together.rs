@@ -28,7 +28,7 @@ pub async fn commit_together(
     parts: Vec<(Table, Change)>,
 ) -> Vec<Result<Table>> {
     let Some((first, _)) = parts.first() else { return Vec::new() };
-    let mut committer = match Committer::new(conn, first) {
+    let committer = match Committer::new(conn, first) {
         Ok(committer) => committer,
         Err(e) => return parts.iter().map(|_| Err(e.shared())).collect(),
     };
@@ -40,7 +40,7 @@ pub async fn commit_together(
         return results;
     }
     let mut group = Group::new(conn, &parts).await;
-    group.commit(&mut committer).await;
+    group.commit(&committer).await;
     group.results()
 }
 
@@ -77,7 +77,7 @@ impl<'a> Group<'a> {
         (0..self.parts.len()).filter(|i| self.results[*i].is_none()).collect()
     }
 
-    async fn commit(&mut self, committer: &mut Committer) {
+    async fn commit(&mut self, committer: &Committer) {
         let uuid = uuid::Uuid::now_v7();
         let mut wait = MIN_WAIT;
         for attempt in 0..=self.retries {

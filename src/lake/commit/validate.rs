@@ -15,7 +15,7 @@ pub(super) fn check_contents(
     deletes: &[DataFile],
 ) -> Result<()> {
     if let Some(file) = data.iter().find(|f| f.content_type() != DataContentType::Data) {
-        return Err(Error::user(format!(
+        return Err(Error::internal(format!(
             "cannot commit `{}` to {name} as a data file: it holds {:?}",
             file.file_path(),
             file.content_type()
@@ -25,7 +25,7 @@ pub(super) fn check_contents(
     for file in deletes {
         match file.content_type() {
             DataContentType::Data => {
-                return Err(Error::user(format!(
+                return Err(Error::internal(format!(
                     "cannot commit `{}` to {name} as a delete file: it holds data",
                     file.file_path()
                 ))
@@ -34,7 +34,7 @@ pub(super) fn check_contents(
             DataContentType::EqualityDeletes
                 if file.equality_ids().is_none_or(|ids| ids.is_empty()) =>
             {
-                return Err(Error::user(format!(
+                return Err(Error::internal(format!(
                     "the equality delete file `{}` for {name} names no equality field ids",
                     file.file_path()
                 ))
@@ -85,7 +85,7 @@ pub(super) fn check_no_data_files_removed(base: &Table, first_parent: Option<i64
 /// or created in, a state that no reader can open.
 pub fn check_loads_back(name: &TableIdent, metadata: &TableMetadata) -> Result<()> {
     let json = serde_json::to_vec(metadata)
-        .map_err(|e| Error::user(format!("cannot encode the new metadata of {name}: {e}")))?;
+        .map_err(|e| Error::internal(format!("cannot encode the new metadata of {name}: {e}")))?;
     serde_json::from_slice::<TableMetadata>(&json).map_err(|e| {
         Error::user(format!(
             "the new metadata of {name} would not load back ({e}); nothing was committed"

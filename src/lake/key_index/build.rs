@@ -20,7 +20,7 @@ use super::read::{
     next_batch, open_columns,
 };
 use crate::lake::live::live_entries;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// Files opened ahead (footer read) while the previous one is being indexed.
 const OPEN_AHEAD: usize = 4;
@@ -128,11 +128,14 @@ impl KeyIndex {
             rows += keys.len() as u64;
         }
         if rows != file.record_count() {
-            return Err(Error::user(format!(
-                "{}: the file has {rows} rows, its manifest entry says {}",
-                context(),
-                file.record_count()
-            ))
+            return Err(Error::remote(
+                ErrorKind::Permanent,
+                format!(
+                    "{}: the file has {rows} rows, its manifest entry says {}",
+                    context(),
+                    file.record_count()
+                ),
+            )
             .with_hint("the table's metadata does not match its files"));
         }
         self.release_if_empty(slot);
@@ -245,7 +248,10 @@ fn collect_deleted(
     let positions = positions.as_primitive::<Int64Type>();
     for (path, position) in paths.as_string::<i32>().iter().zip(positions.iter()) {
         let (Some(path), Some(position)) = (path, position) else {
-            return Err(Error::user(format!("{}: a row has a null file_path or pos", context())));
+            return Err(Error::remote(
+                ErrorKind::Permanent,
+                format!("{}: a row has a null file_path or pos", context()),
+            ));
         };
         if let Some((data_sequence, list)) = deleted.get_mut(path)
             && *data_sequence <= delete_sequence

@@ -45,7 +45,7 @@ use self::key::{Key, for_each_key};
 use self::oddities::Oddities;
 use self::read::{KeyColumn, check_data_file, next_batch, open_columns};
 use self::tier::{Slot, Tier, table_heap_bytes};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// Where a live row is: its data file and its 0-based row position in that file, which is what a
 /// position delete names.
@@ -102,7 +102,7 @@ impl KeyIndex {
     pub fn add_file(&mut self, file: &DataFile, keys: &ArrayRef) -> Result<()> {
         check_data_file(file)?;
         if keys.len() as u64 != file.record_count() {
-            return Err(Error::user(format!(
+            return Err(Error::internal(format!(
                 "cannot index data file `{}`: {} keys given for its {} rows",
                 file.file_path(),
                 keys.len(),
@@ -163,11 +163,14 @@ impl KeyIndex {
             columns.push(batch.column(0).clone());
         }
         if rows != file.record_count() {
-            return Err(Error::user(format!(
-                "{}: the file has {rows} rows, its description says {}",
-                context(),
-                file.record_count()
-            )));
+            return Err(Error::remote(
+                ErrorKind::Permanent,
+                format!(
+                    "{}: the file has {rows} rows, its description says {}",
+                    context(),
+                    file.record_count()
+                ),
+            ));
         }
         let slot = self.register(Arc::new(file.clone()), &name)?;
         let mut oddities = Oddities::default();
@@ -293,7 +296,7 @@ impl KeyIndex {
     /// An error if the file at `path` is already in the index.
     fn check_new(&self, path: &str, table: &str) -> Result<()> {
         if self.by_path.contains_key(path) {
-            return Err(Error::user(format!(
+            return Err(Error::internal(format!(
                 "data file `{path}` of {table} is already in the key index"
             ))
             .with_hint("each data file is added once"));
@@ -319,6 +322,7 @@ impl KeyIndex {
                         Error::user(format!(
                             "{table} has more data files than the key index can hold"
                         ))
+                        .with_hint("compact the table (OPTIMIZE) into fewer files")
                     })?;
                 self.files.push(Some(entry));
                 slot
@@ -399,7 +403,10 @@ impl KeyIndex {
                 "data file `{}` has more than {} rows, more than the key index can address",
                 path.unwrap_or_default(),
                 u32::MAX
-            )));
+            ))
+            .with_hint(
+                "rewrite the table (OPTIMIZE) with a smaller write.target-file-size-bytes",
+            ));
         }
         let mut replaced: Vec<Slot> = Vec::new();
         let mut added = 0u64;

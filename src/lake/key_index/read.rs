@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// Field id of the `file_path` column of a position delete file (reserved by the Iceberg spec).
 pub(super) const DELETE_FILE_PATH_FIELD_ID: i32 = 2147483546;
@@ -38,7 +38,8 @@ pub(super) fn check_data_file(file: &DataFile) -> Result<()> {
             "cannot index the keys of `{}`: it is a {:?} file; misql reads Parquet data files",
             file.file_path(),
             file.file_format()
-        )));
+        ))
+        .with_hint("rewrite the table's data files as Parquet"));
     }
     Ok(())
 }
@@ -117,10 +118,10 @@ pub(super) async fn open_columns(
             }
         });
         let Some(found) = found else {
-            return Err(Error::user(format!(
-                "`{path}` has no column `{}` (field id {})",
-                column.name, column.field_id
-            ))
+            return Err(Error::remote(
+                ErrorKind::Permanent,
+                format!("`{path}` has no column `{}` (field id {})", column.name, column.field_id),
+            )
             .with_hint("the file does not belong to this table, or was written without it"));
         };
         indices.push(found);

@@ -12,8 +12,10 @@
 //! its transaction actions cannot be extended, and it has no client for the multi-table commit.
 
 mod rest;
+mod session;
 mod sql;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::iceberg::table::Table;
@@ -21,7 +23,7 @@ use ::iceberg::table::Table;
 use super::Proposal;
 use crate::lake::catalog::{CatalogKind, IcebergConnection};
 use crate::{Error, Result};
-use rest::RestCommitter;
+use session::RestSession;
 use sql::SqlCommitter;
 
 /// How long a SQLite write waits for a lock held by another process.
@@ -46,47 +48,66 @@ pub(crate) enum Swap {
     Unknown(Error),
 }
 
+/// A catalog connection's REST session for commits (HTTP client, token, config), set up by
+/// the first commit and kept on the connection ([`IcebergConnection::commits`]) for the next.
+#[derive(Debug, Clone, Default)]
+pub struct CommitSession(Arc<Mutex<Option<Arc<RestSession>>>>);
+
+impl CommitSession {
+    /// The session, set up from `table`'s FileIO properties (which carry the catalog's
+    /// configuration) if there is none yet.
+    fn rest(&self, conn: &IcebergConnection, uri: &str, table: &Table) -> Result<Arc<RestSession>> {
+        let mut session = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(session) = session.as_ref() {
+            return Ok(session.clone());
+        }
+        let props = table.file_io().config().props().clone();
+        let new = Arc::new(RestSession::new(uri, props, conn.sigv4.clone())?);
+        *session = Some(new.clone());
+        Ok(new)
+    }
+}
+
 /// The catalog-specific half of a commit.
 pub(crate) struct Committer(Kind);
 
 enum Kind {
     Sql(SqlCommitter),
-    Rest(Box<RestCommitter>),
+    Rest(Arc<RestSession>),
 }
 
 impl Committer {
-    /// A committer for `table` in the catalog of `conn`.
+    /// A committer for `table` in the catalog of `conn` (for a REST catalog, through the
+    /// connection's session).
     pub(crate) fn new(conn: &IcebergConnection, table: &Table) -> Result<Self> {
         Ok(Self(match &conn.kind {
             CatalogKind::Sql { warehouse } => Kind::Sql(SqlCommitter::new(warehouse)),
-            CatalogKind::Rest { uri } => {
-                Kind::Rest(Box::new(RestCommitter::new(uri, table, conn.sigv4.clone())?))
-            }
+            CatalogKind::Rest { uri } => Kind::Rest(conn.commits.rest(conn, uri, table)?),
         }))
     }
 
     /// Makes `proposal` the table's metadata if the catalog still has `base`'s.
-    pub(crate) async fn swap(&mut self, base: &Table, proposal: &Proposal) -> Result<Swap> {
-        match &mut self.0 {
+    pub(crate) async fn swap(&self, base: &Table, proposal: &Proposal) -> Result<Swap> {
+        match &self.0 {
             Kind::Sql(sql) => sql.swap(base, proposal).await,
-            Kind::Rest(rest) => rest.swap(base, proposal).await,
+            Kind::Rest(session) => rest::swap(session, base, proposal).await,
         }
     }
 
     /// Whether the catalog swaps several tables atomically ([`Self::swap_all`]).
-    pub(crate) async fn atomic(&mut self) -> bool {
-        match &mut self.0 {
+    pub(crate) async fn atomic(&self) -> bool {
+        match &self.0 {
             Kind::Sql(_) => true,
-            Kind::Rest(rest) => rest.commits_transactions().await,
+            Kind::Rest(session) => session.commits_transactions().await,
         }
     }
 
     /// Makes each proposal its table's metadata, all or none, if the catalog still has every
     /// base's. Only where [`Self::atomic`] says so.
-    pub(crate) async fn swap_all(&mut self, parts: &[(&Table, &Proposal)]) -> Result<Swap> {
-        match &mut self.0 {
+    pub(crate) async fn swap_all(&self, parts: &[(&Table, &Proposal)]) -> Result<Swap> {
+        match &self.0 {
             Kind::Sql(sql) => sql.swap_all(parts).await,
-            Kind::Rest(rest) => rest.swap_all(parts).await,
+            Kind::Rest(session) => rest::swap_all(session, parts).await,
         }
     }
 }

@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection};
 
 use super::{Proposal, SQLITE_BUSY_TIMEOUT, Swap};
 use crate::lake::catalog::{SQL_CATALOG_NAME, SQLITE_FILE_NAME};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// Commits to misql's embedded SQL catalog: `<warehouse>/catalog.db`.
 pub(super) struct SqlCommitter {
@@ -78,13 +78,13 @@ impl SqlCommitter {
 
     /// Writes the next metadata file and swaps the catalog's pointer to it, if the catalog still
     /// points at the base's.
-    pub(super) async fn swap(&mut self, base: &Table, staged: &Proposal) -> Result<Swap> {
+    pub(super) async fn swap(&self, base: &Table, staged: &Proposal) -> Result<Swap> {
         self.swap_all(&[(base, staged)]).await
     }
 
     /// Writes each table's next metadata file and swaps every pointer in one SQLite
     /// transaction, if the catalog still points at every base's.
-    pub(super) async fn swap_all(&mut self, parts: &[(&Table, &Proposal)]) -> Result<Swap> {
+    pub(super) async fn swap_all(&self, parts: &[(&Table, &Proposal)]) -> Result<Swap> {
         let mut moves = Vec::with_capacity(parts.len());
         for (base, staged) in parts {
             let name = base.identifier();
@@ -191,10 +191,13 @@ impl SqlCommitter {
                 }
                 n => {
                     let _ = transaction.rollback().await;
-                    return Err(Error::user(format!(
-                        "the SQLite catalog `{}` has {n} rows for {name}",
-                        self.database.display()
-                    ))
+                    return Err(Error::remote(
+                        ErrorKind::Permanent,
+                        format!(
+                            "the SQLite catalog `{}` has {n} rows for {name}",
+                            self.database.display()
+                        ),
+                    )
                     .with_hint("the catalog file is damaged; nothing was committed"));
                 }
             }
