@@ -14,13 +14,15 @@ use crate::support::rest_catalog::RestCatalog;
 use crate::support::seaweed::seaweed;
 use crate::support::server::free_port;
 
-/// Each token fault is injected this many times.
-const TOKEN_FAULTS: usize = 3;
+/// Each token fault is injected this many times: the commit path exchanges its token once per
+/// catalog connection (and again only when it expires or is refused), so a daemon's run makes
+/// two exchanges, the ATTACH's and the first commit's.
+const TOKEN_FAULTS: usize = 1;
 
 /// A daemon syncs 100 orders and follows a CRUD workload through a proxy in front of the REST
 /// catalog that gives every 2nd OAuth2 token exchange `fault`, [`TOKEN_FAULTS`] times (the
-/// ATTACH's own exchange passes). The table ends exact, the sync never failed and never
-/// restarted.
+/// ATTACH's own exchange passes; the first commit's is faulted). The table ends exact, the sync
+/// never failed and never restarted.
 async fn survives_token_faults(name: &str, fault: Fault) {
     let weed = seaweed();
     let rest = FaultProxy::start(&weed.rest_uri);

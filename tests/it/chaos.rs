@@ -63,10 +63,11 @@ async fn wait_caught_up(daemon: &mut Daemon, scenario: &Scenario, http: &str) ->
 /// SeaweedFS's catalog: it has a token endpoint (rustberg runs without authentication), so every
 /// kind of catalog request is faulted.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails 3 of 3 runs: 120 s after the last write the table still misses about 40 % of \
-            the changes (stale updates, deleted rows kept, inserts missing) while misql runs on; \
-            with the REST faults alone it caught up (1 run), with the S3 faults alone it did not \
-            (lag 131 s, 385 events applied, the same count as in the mixed runs) — not isolated further"]
+#[ignore = "too slow to pass yet: with the S3 faults alone and auto_optimize = false the table \
+            matched 115 s after the last write (510 changes; 74 of 793 S3 requests faulted); \
+            with the sync's compaction (9-26 s each under the faults) it had not matched 120 s \
+            after the last write in 4 of 4 runs; with the REST faults alone it matched after \
+            60 s. Whether the compaction runs also lose changes is not settled"]
 async fn a_streaming_sync_catches_up_under_random_rest_and_s3_faults_for_the_whole_run() {
     let catalog = RestCatalog::Seaweed;
     let rest = FaultProxy::start(catalog.rest_uri());
