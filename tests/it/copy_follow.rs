@@ -366,8 +366,10 @@ async fn check_finds_what_differs_and_raises_no_false_alarm_under_writes() {
     let _daemon = start(&dir, &file, &crate::support::server::server().uri);
     wait_until_equal(&dir, &format!("{db}.items"), &coll, Duration::from_secs(60)).await;
     let stop = Arc::new(AtomicBool::new(false));
+    // A write every 25 ms: a check takes about a second on an idle machine, and the test means
+    // something only with writes during it (asserted below).
     let writer =
-        tokio::spawn(write_until(coll.clone(), 2000, stop.clone(), Duration::from_millis(100)));
+        tokio::spawn(write_until(coll.clone(), 2000, stop.clone(), Duration::from_millis(25)));
     let busy = check();
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.unwrap();

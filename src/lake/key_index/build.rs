@@ -17,7 +17,7 @@ use super::KeyIndex;
 use super::oddities::Oddities;
 use super::read::{
     ColumnRef, ColumnStream, DELETE_FILE_PATH_FIELD_ID, DELETE_FILE_POS_FIELD_ID, KeyColumn,
-    next_batch, open_columns,
+    check_row_count, next_batch, open_columns,
 };
 use crate::lake::live::live_entries;
 use crate::{Error, ErrorKind, Result};
@@ -127,17 +127,7 @@ impl KeyIndex {
             self.insert_rows(slot, rows, keys, skip, &mut skip_at, true, oddities)?;
             rows += keys.len() as u64;
         }
-        if rows != file.record_count() {
-            return Err(Error::remote(
-                ErrorKind::Permanent,
-                format!(
-                    "{}: the file has {rows} rows, its manifest entry says {}",
-                    context(),
-                    file.record_count()
-                ),
-            )
-            .with_hint("the table's metadata does not match its files"));
-        }
+        check_row_count(&context(), rows, &file)?;
         self.release_if_empty(slot);
         Ok(())
     }

@@ -43,9 +43,9 @@ use arrow::array::{Array, ArrayRef};
 
 use self::key::{Key, for_each_key};
 use self::oddities::Oddities;
-use self::read::{KeyColumn, check_data_file, next_batch, open_columns};
+use self::read::{KeyColumn, check_data_file, check_row_count, next_batch, open_columns};
 use self::tier::{Slot, Tier, table_heap_bytes};
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
 
 /// Where a live row is: its data file and its 0-based row position in that file, which is what a
 /// position delete names.
@@ -162,16 +162,7 @@ impl KeyIndex {
             rows += batch.num_rows() as u64;
             columns.push(batch.column(0).clone());
         }
-        if rows != file.record_count() {
-            return Err(Error::remote(
-                ErrorKind::Permanent,
-                format!(
-                    "{}: the file has {rows} rows, its description says {}",
-                    context(),
-                    file.record_count()
-                ),
-            ));
-        }
+        check_row_count(&context(), rows, file)?;
         let slot = self.register(Arc::new(file.clone()), &name)?;
         let mut oddities = Oddities::default();
         let mut position = 0u64;

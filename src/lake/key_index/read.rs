@@ -165,3 +165,16 @@ fn parquet_error(context: String, e: parquet::errors::ParquetError) -> Error {
         ::iceberg::Error::new(::iceberg::ErrorKind::Unexpected, e.to_string()).with_source(e),
     )
 }
+
+/// `rows` read from `file` (while `doing`) against the row count its manifest entry gives.
+pub(super) fn check_row_count(doing: &str, rows: u64, file: &DataFile) -> Result<()> {
+    if rows == file.record_count() {
+        return Ok(());
+    }
+    let message = format!(
+        "{doing}: the file has {rows} rows, its manifest entry says {}",
+        file.record_count()
+    );
+    Err(Error::remote(ErrorKind::Permanent, message)
+        .with_hint("the table's metadata does not match its files"))
+}
