@@ -43,6 +43,8 @@ pub(crate) struct RestSession {
     uri: String,
     props: HashMap<String, String>,
     client: reqwest::Client,
+    /// misql's headers and the `header.*` options, sent with every request.
+    headers: HeaderMap,
     sigv4: Option<Arc<SigV4>>,
     exchanged: tokio::sync::Mutex<Option<Token>>,
     transactions: tokio::sync::OnceCell<bool>,
@@ -69,10 +71,12 @@ impl RestSession {
             Error::io("cannot set up an HTTP client for the REST catalog", std::io::Error::other(e))
         })?;
         let uri = uri.trim_end_matches('/').to_string();
+        let headers = headers(&props)?;
         Ok(Self {
             uri,
             props,
             client,
+            headers,
             sigv4,
             exchanged: tokio::sync::Mutex::default(),
             transactions: tokio::sync::OnceCell::new(),
@@ -102,7 +106,7 @@ impl RestSession {
         let url = reqwest::Url::parse(url).map_err(|e| {
             Error::internal(format!("the REST catalog URL `{url}` is not valid: {e}"))
         })?;
-        let mut headers = self.headers()?;
+        let mut headers = self.headers.clone();
         if let Some(token) = self.bearer().await? {
             let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                 Error::remote(
@@ -132,26 +136,6 @@ impl RestSession {
             sigv4.sign(&method, &url, request.headers_mut(), &body).await?;
         }
         Ok(self.client.execute(request).await)
-    }
-
-    fn headers(&self) -> Result<HeaderMap> {
-        let mut headers = HeaderMap::new();
-        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert("x-client-version", HeaderValue::from_static(REST_SPEC_VERSION));
-        headers.insert(
-            reqwest::header::USER_AGENT,
-            HeaderValue::from_static(concat!("misql/", env!("CARGO_PKG_VERSION"))),
-        );
-        for (key, value) in &self.props {
-            let Some(key) = key.strip_prefix("header.") else { continue };
-            let (Ok(key), Ok(value)) = (HeaderName::from_str(key), HeaderValue::from_str(value))
-            else {
-                return Err(Error::user(format!("the REST catalog header `{key}` is not valid"))
-                    .with_hint("header.<name> options need a valid HTTP header name and value"));
-            };
-            headers.insert(key, value);
-        }
-        Ok(headers)
     }
 
     /// A bearer token: the configured `token`, else one from an OAuth2 client-credentials
@@ -289,6 +273,26 @@ impl RestSession {
         let endpoints = config.get("endpoints").and_then(|e| e.as_array());
         Ok(endpoints.into_iter().flatten().filter_map(|e| e.as_str().map(str::to_string)).collect())
     }
+}
+
+/// misql's headers and the `header.*` options of `props`.
+fn headers(props: &HashMap<String, String>) -> Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("x-client-version", HeaderValue::from_static(REST_SPEC_VERSION));
+    headers.insert(
+        reqwest::header::USER_AGENT,
+        HeaderValue::from_static(concat!("misql/", env!("CARGO_PKG_VERSION"))),
+    );
+    for (key, value) in props {
+        let Some(key) = key.strip_prefix("header.") else { continue };
+        let (Ok(key), Ok(value)) = (HeaderName::from_str(key), HeaderValue::from_str(value)) else {
+            return Err(Error::user(format!("the REST catalog header `{key}` is not valid"))
+                .with_hint("header.<name> options need a valid HTTP header name and value"));
+        };
+        headers.insert(key, value);
+    }
+    Ok(headers)
 }
 
 #[cfg(test)]
