@@ -129,7 +129,8 @@ impl Collector for SyncMetrics {
 const GAUGES: [GaugeOf; 9] = [
     (
         "misql_sync_lag_seconds",
-        "Now minus the cluster time of the last change applied; 0 when caught up.",
+        "Now minus the cluster time of the oldest change not committed (or since the stream was \
+         last read idle); 0 when caught up.",
         |s, now| s.lag(now).as_secs_f64(),
     ),
     (

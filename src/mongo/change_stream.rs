@@ -15,7 +15,7 @@ pub type Event = ChangeStreamEvent<RawDocumentBuf>;
 
 /// How long the server may hold a read of an idle stream: an idle stream still answers this
 /// often, so a stream that stays silent much longer has stalled (see [`SILENT_LIMIT`]).
-const MAX_AWAIT: std::time::Duration = std::time::Duration::from_secs(1);
+pub const MAX_AWAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A stream that gives nothing (not even an empty answer) for this long has stalled; the sync
 /// opens it again from its checkpoint.

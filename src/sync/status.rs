@@ -107,8 +107,9 @@ pub struct SyncStatus {
     pub last_event_time: Option<SystemTime>,
     /// When the last change was applied.
     pub last_event_applied: Option<SystemTime>,
-    /// The change stream had nothing more to read at the last batch.
-    pub caught_up: bool,
+    /// When the change stream last said it had nothing more (an idle answer, or a shared
+    /// stream passing this collection by); `None` since the last change read.
+    pub caught_up_at: Option<SystemTime>,
     /// The cluster time of the oldest change read but not yet committed.
     pub pending_since: Option<SystemTime>,
     /// The key index's estimated heap size.
@@ -121,6 +122,11 @@ pub struct SyncStatus {
     /// How long commits took.
     pub commit_seconds: Histogram,
 }
+
+/// How long an idle answer of the change stream counts as "caught up now": a read of an idle
+/// stream is answered every [`crate::mongo::change_stream::MAX_AWAIT`], with room for a slow
+/// answer.
+const IDLE_FRESH: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Upper bounds of the commit-duration buckets, in seconds.
 pub const COMMIT_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -159,15 +165,19 @@ impl SyncStatus {
     }
 
     /// How far the table is behind the collection: now minus the cluster time of the oldest
-    /// change read but not committed yet, else of the last change applied; 0 when the stream
-    /// is caught up and idle (or nothing was applied yet).
+    /// change read but not committed yet; else minus when the stream last said it had nothing
+    /// more (0 while that is fresh: an idle stream answers every second, so a staler answer
+    /// means the stream is not being read, as during maintenance); else minus the cluster time
+    /// of the last change applied; 0 before anything was read.
     pub fn lag(&self, now: SystemTime) -> std::time::Duration {
-        let since = match (self.pending_since, self.last_event_time) {
-            (Some(pending), _) => Some(pending),
-            (None, Some(applied)) if !self.caught_up => Some(applied),
-            _ => None,
-        };
-        since.map_or(std::time::Duration::ZERO, |t| now.duration_since(t).unwrap_or_default())
+        let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+        match (self.pending_since, self.caught_up_at, self.last_event_time) {
+            (Some(pending), _, _) => age(pending),
+            (None, Some(idle), _) if age(idle) <= IDLE_FRESH => std::time::Duration::ZERO,
+            (None, Some(idle), _) => age(idle),
+            (None, None, Some(applied)) => age(applied),
+            (None, None, None) => std::time::Duration::ZERO,
+        }
     }
 
     /// The change history the source keeps beyond this sync's lag: how long the sync may fall
@@ -249,5 +259,56 @@ impl Registry {
     /// Whether a sync called `name` exists.
     pub fn contains(&self, name: &str) -> bool {
         self.syncs.lock().unwrap_or_else(|e| e.into_inner()).contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::SyncStatus;
+
+    fn ago(now: SystemTime, seconds: u64) -> Option<SystemTime> {
+        Some(now - Duration::from_secs(seconds))
+    }
+
+    #[test]
+    fn lag_counts_from_the_oldest_uncommitted_change() {
+        let now = SystemTime::now();
+        let status = SyncStatus {
+            pending_since: ago(now, 7),
+            caught_up_at: ago(now, 1),
+            last_event_time: ago(now, 9),
+            ..SyncStatus::default()
+        };
+        assert_eq!(status.lag(now), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn an_idle_stream_read_just_now_is_not_behind() {
+        let now = SystemTime::now();
+        let status = SyncStatus {
+            caught_up_at: ago(now, 1),
+            last_event_time: ago(now, 600),
+            ..SyncStatus::default()
+        };
+        assert_eq!(status.lag(now), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_stream_not_read_for_a_while_is_behind_by_that_while() {
+        // The sync compacts its table for 20 s: nothing is pending, the stream's last answer
+        // was idle, but anything written since has not been read.
+        let now = SystemTime::now();
+        let status = SyncStatus { caught_up_at: ago(now, 20), ..SyncStatus::default() };
+        assert_eq!(status.lag(now), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_stream_still_reading_is_behind_its_last_change() {
+        let now = SystemTime::now();
+        let status = SyncStatus { last_event_time: ago(now, 4), ..SyncStatus::default() };
+        assert_eq!(status.lag(now), Duration::from_secs(4));
+        assert_eq!(SyncStatus::default().lag(now), Duration::ZERO);
     }
 }

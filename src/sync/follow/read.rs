@@ -1,7 +1,7 @@
 //! The read side of the follow loop: a batch of change events and copied chunks, read until it
 //! is due and then on to a consistent cut (see [`super::cut`]).
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bson::Timestamp;
 use mongodb::change_stream::event::{OperationType, ResumeToken};
@@ -201,6 +201,7 @@ impl Follower<'_> {
                 self.read_token = raw(token)?.or(self.read_token.take());
                 self.cut.passed(time);
                 self.position.read_change(Some(time));
+                self.sync.status(|s| s.caught_up_at = Some(system_time(time)));
                 Ok(Flow::Continue)
             }
             Read::Cut(cut) => {
@@ -221,7 +222,8 @@ impl Follower<'_> {
                 self.read_token = raw(token)?.or(self.read_token.take());
                 self.position.read_idle(asked);
                 self.cut.idle(seen);
-                self.sync.status(|s| s.caught_up = true);
+                let asked = std::time::SystemTime::now() - asked.elapsed();
+                self.sync.status(|s| s.caught_up_at = Some(asked));
                 batch.caught_up = true;
                 Ok(if how.drain || !batch.changes.is_empty() {
                     Flow::Break
@@ -293,7 +295,9 @@ impl Follower<'_> {
         }
         self.read_token = raw(token)?.or(self.read_token.take());
         self.position.read_change(time);
-        self.sync.status(|s| s.caught_up = !is_change(&event));
+        let caught_up =
+            (!is_change(&event)).then(|| time.map_or_else(SystemTime::now, system_time));
+        self.sync.status(|s| s.caught_up_at = caught_up);
         if how.stop_after.is_some_and(|t| time.is_some_and(|c| c > t)) {
             batch.caught_up = true; // everything before the start is in this batch
             return Ok(Flow::Break);
