@@ -120,7 +120,8 @@ fn bench(c: &mut Criterion) {
                     for batch in &batches {
                         writer.write(batch).await.unwrap();
                     }
-                    let files = writer.finish().await.unwrap();
+                    let written = writer.finish().await.unwrap();
+                    let files = written.into_iter().map(|w| w.file).collect();
                     let properties =
                         HashMap::from([("misql.checkpoint".to_string(), "bench".to_string())]);
                     let change = Change::append(files).with_properties(properties);

@@ -61,7 +61,7 @@ async fn run(n: usize, warehouse: &str) -> Result<String, Box<dyn std::error::Er
                 RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(ids))])?;
             writer.write(&batch).await?;
         }
-        let written_files = writer.finish().await?;
+        let written_files: Vec<_> = writer.finish().await?.into_iter().map(|w| w.file).collect();
         files += written_files.len();
         table = commit(&conn, &table, Change::append(written_files)).await?;
     }

@@ -3,21 +3,20 @@
 //! Batches are matched to the table's columns by name and conformed to its exact Arrow shape
 //! first (see `conform`), so callers can hand over whatever their projection produced.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ::iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
-use ::iceberg::spec::{DataFile, DataFileFormat};
+use ::iceberg::spec::{DataFile, DataFileFormat, PartitionKey, Struct};
 use ::iceberg::table::Table;
-use ::iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use ::iceberg::writer::base_writer::data_file_writer::{DataFileWriter, DataFileWriterBuilder};
 use ::iceberg::writer::file_writer::ParquetWriterBuilder;
 use ::iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, DefaultLocationGenerator,
 };
 use ::iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use ::iceberg::writer::partitioning::PartitioningWriter;
-use ::iceberg::writer::partitioning::fanout_writer::FanoutWriter;
-use ::iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
-use arrow::array::RecordBatch;
+use ::iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use arrow::array::{Array, ArrayRef, RecordBatch};
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::{DEFAULT_MAX_ROW_GROUP_ROW_COUNT, WriterProperties};
 
@@ -102,20 +101,44 @@ impl WriteOptions {
 
 type DataWriterBuilder =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type DataWriter =
+    DataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
-/// The partitioning writer underneath.
-enum Sink {
-    Unpartitioned(Box<UnpartitionedWriter<DataWriterBuilder>>),
-    Partitioned(Box<(RecordBatchPartitionSplitter, FanoutWriter<DataWriterBuilder>)>),
+/// A data file written, with the key of each of its rows.
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    /// The file, ready to commit.
+    pub file: DataFile,
+    /// The table's key column (its identifier field) for each row of the file, in row order, as
+    /// written; `None` for a table without a key, or when the writer did not keep them.
+    pub keys: Option<ArrayRef>,
+}
+
+/// The open writer of one partition, and the keys of the rows handed to it so far.
+struct Part {
+    writer: DataWriter,
+    keys: Vec<ArrayRef>,
 }
 
 /// Writes batches into new data files of a table: one open writer per partition, each rolling
 /// to a new file at the target file size. Nothing is visible in the table until the returned
 /// files are committed (see `commit::commit`).
+///
+/// iceberg-rust's partitioning writers are not used: they return the files of all partitions
+/// in one list, so which rows (and keys) went into which file is lost. Here each partition's
+/// files come back from its own writer in the order they were written, and a file never splits
+/// a batch, so a partition's keys, cut by the files' row counts, are each file's keys.
 pub struct TableWriter {
     table_name: String,
     conformer: Conformer,
-    sink: Sink,
+    key: Option<String>,
+    /// Whether the keys of the rows written are kept, to be handed back with their files.
+    keep_keys: bool,
+    builder: DataWriterBuilder,
+    /// Splits a batch by partition; `None` for an unpartitioned table.
+    splitter: Option<RecordBatchPartitionSplitter>,
+    parts: Vec<Part>,
+    by_partition: HashMap<Option<Struct>, usize>,
     rows: u64,
 }
 
@@ -144,7 +167,7 @@ impl TableWriter {
             .next()
             .and_then(|id| schema.name_by_field_id(id))
             .map(str::to_string);
-        let conformer = Conformer::new(target, table_name.clone(), key);
+        let conformer = Conformer::new(target, table_name.clone(), key.clone());
 
         let properties = options.parquet_properties(DEFAULT_MAX_ROW_GROUP_ROW_COUNT)?;
         let parquet = ParquetWriterBuilder::new(properties, schema.clone());
@@ -163,15 +186,31 @@ impl TableWriter {
             locations,
             names,
         );
-        let builder = DataFileWriterBuilder::new(rolling);
-        let sink = if spec.is_unpartitioned() {
-            Sink::Unpartitioned(Box::new(UnpartitionedWriter::new(builder)))
+        let splitter = if spec.is_unpartitioned() {
+            None
         } else {
             let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
                 .map_err(|e| Error::iceberg(context(), e))?;
-            Sink::Partitioned(Box::new((splitter, FanoutWriter::new(builder))))
+            Some(splitter)
         };
-        Ok(Self { table_name, conformer, sink, rows: 0 })
+        Ok(Self {
+            table_name,
+            conformer,
+            key,
+            keep_keys: false,
+            builder: DataFileWriterBuilder::new(rolling),
+            splitter,
+            parts: Vec::new(),
+            by_partition: HashMap::new(),
+            rows: 0,
+        })
+    }
+
+    /// Keeps the key of each row written, so that [`Self::finish`] hands back each file with
+    /// its keys (a sync records them in its key index without reading the files back).
+    pub fn keeping_keys(mut self) -> Self {
+        self.keep_keys = true;
+        self
     }
 
     /// Writes `batch`. Its columns are matched to the table's columns by name (order and exact
@@ -185,23 +224,46 @@ impl TableWriter {
         }
         let batch = self.conformer.conform(batch)?;
         let rows = batch.num_rows() as u64;
-        let context = || format!("writing data files of {}", self.table_name);
-        match &mut self.sink {
-            Sink::Unpartitioned(writer) => {
-                writer.write(batch).await.map_err(|e| Error::iceberg(context(), e))?
-            }
-            Sink::Partitioned(partitioned) => {
-                let (splitter, writer) = partitioned.as_mut();
-                let parts = splitter.split(&batch).map_err(|e| {
+        let parts = match &self.splitter {
+            None => vec![(None, batch)],
+            Some(splitter) => splitter
+                .split(&batch)
+                .map_err(|e| {
                     Error::iceberg(format!("partitioning rows of {}", self.table_name), e)
-                })?;
-                for (key, part) in parts {
-                    writer.write(key, part).await.map_err(|e| Error::iceberg(context(), e))?;
-                }
-            }
+                })?
+                .into_iter()
+                .map(|(partition, part)| (Some(partition), part))
+                .collect(),
+        };
+        let context = format!("writing data files of {}", self.table_name);
+        for (partition, rows) in parts {
+            let keys = match (&self.key, self.keep_keys) {
+                (Some(key), true) => rows.column_by_name(key).cloned(),
+                _ => None,
+            };
+            let part = self.part(partition).await?;
+            part.keys.extend(keys);
+            part.writer.write(rows).await.map_err(|e| Error::iceberg(context.clone(), e))?;
         }
         self.rows += rows;
         Ok(())
+    }
+
+    /// The open writer of `partition`, started on its first rows.
+    async fn part(&mut self, partition: Option<PartitionKey>) -> Result<&mut Part> {
+        let data = partition.as_ref().map(|p| p.data().clone());
+        let index = match self.by_partition.get(&data) {
+            Some(&index) => index,
+            None => {
+                let writer = self.builder.build(partition).await.map_err(|e| {
+                    Error::iceberg(format!("writing data files of {}", self.table_name), e)
+                })?;
+                self.parts.push(Part { writer, keys: Vec::new() });
+                self.by_partition.insert(data, self.parts.len() - 1);
+                self.parts.len() - 1
+            }
+        };
+        Ok(&mut self.parts[index])
     }
 
     /// Rows written so far.
@@ -209,14 +271,46 @@ impl TableWriter {
         self.rows
     }
 
-    /// Closes every open file and returns the data files written, ready to commit. No file is
-    /// returned (and none is left behind) when nothing was written.
-    pub async fn finish(self) -> Result<Vec<DataFile>> {
-        let context = || format!("closing data files of {}", self.table_name);
-        match self.sink {
-            Sink::Unpartitioned(writer) => writer.close().await,
-            Sink::Partitioned(partitioned) => partitioned.1.close().await,
+    /// Closes every open file and returns the data files written (each with its rows' keys
+    /// when they were kept), ready to commit. No file is returned (and none is left behind) when nothing was written.
+    pub async fn finish(self) -> Result<Vec<WrittenFile>> {
+        let mut written = Vec::new();
+        for mut part in self.parts {
+            let files = part.writer.close().await.map_err(|e| {
+                Error::iceberg(format!("closing data files of {}", self.table_name), e)
+            })?;
+            let keys = match part.keys.as_slice() {
+                [] => None,
+                [one] => Some(one.clone()),
+                many => {
+                    let many: Vec<&dyn Array> = many.iter().map(AsRef::as_ref).collect();
+                    Some(arrow::compute::concat(&many)?)
+                }
+            };
+            written.extend(cut_keys(files, keys)?);
         }
-        .map_err(|e| Error::iceberg(context(), e))
+        Ok(written)
     }
+}
+
+/// Gives each of a partition's `files` (in the order they were written) its part of the
+/// partition's `keys`, by the files' row counts.
+fn cut_keys(files: Vec<DataFile>, keys: Option<ArrayRef>) -> Result<Vec<WrittenFile>> {
+    let rows: u64 = files.iter().map(DataFile::record_count).sum();
+    if let Some(keys) = &keys
+        && keys.len() as u64 != rows
+    {
+        return Err(Error::internal(format!(
+            "{} keys were written into data files of {rows} rows",
+            keys.len()
+        )));
+    }
+    let mut offset = 0;
+    let written = files.into_iter().map(|file| {
+        let count = usize::try_from(file.record_count()).unwrap_or(usize::MAX);
+        let file_keys = keys.as_ref().map(|keys| keys.slice(offset, count));
+        offset += count;
+        WrittenFile { file, keys: file_keys }
+    });
+    Ok(written.collect())
 }

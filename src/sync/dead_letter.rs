@@ -94,7 +94,8 @@ pub async fn write(
         (DATA_PARENT.to_string(), parent_text(data_parent)),
         ("misql.sync".to_string(), sync.to_string()),
     ]);
-    let change = Change::append(writer.finish().await?).with_properties(properties);
+    let files = writer.finish().await?.into_iter().map(|written| written.file).collect();
+    let change = Change::append(files).with_properties(properties);
     commit(conn, &table, change).await?;
     Ok(())
 }

@@ -11,7 +11,6 @@
 //! continues from the table's checkpoint.
 
 use bson::{RawBson, RawDocument, RawDocumentBuf};
-use iceberg::spec::DataFile;
 use iceberg::table::Table;
 
 use std::sync::Arc;
@@ -25,7 +24,7 @@ use crate::failpoint::failpoint;
 use crate::lake::commit::{Change, Guard, commit};
 use crate::lake::key_index::RowLocation;
 use crate::lake::position_delete::write_position_deletes;
-use crate::lake::writer::{TableWriter, WriteOptions};
+use crate::lake::writer::{TableWriter, WriteOptions, WrittenFile};
 use crate::mongo::bson_arrow::{BatchBuilder, document_id};
 use crate::mongo::ext_json;
 use crate::sql::{OnError, OnTypeChange};
@@ -48,7 +47,7 @@ pub struct Sink<'a> {
     continues: Option<Checkpoint>,
     writer: TableWriter,
     /// Data files finished under an earlier schema, for the next commit.
-    files: Vec<DataFile>,
+    files: Vec<WrittenFile>,
     builder: BatchBuilder,
     /// One per row in `builder`.
     sources: Vec<Source>,
@@ -67,7 +66,7 @@ impl<'a> Sink<'a> {
     pub fn new(sync: &'a SyncTask, table: Table) -> Result<Self> {
         let continues = checkpoint_of(&table)?;
         Ok(Self {
-            writer: TableWriter::new(&table, &WriteOptions::from_table(&table))?,
+            writer: writer_for(&table)?,
             builder: BatchBuilder::new(sync.plan().input_schema.clone()),
             sync,
             table,
@@ -92,7 +91,7 @@ impl<'a> Sink<'a> {
     /// Continues on `table`, the sync's table after maintenance moved its files (between
     /// batches: nothing may be pending).
     pub fn continue_on(&mut self, table: Table) -> Result<()> {
-        self.writer = TableWriter::new(&table, &WriteOptions::from_table(&table))?;
+        self.writer = writer_for(&table)?;
         self.table = table;
         Ok(())
     }
@@ -168,15 +167,14 @@ impl<'a> Sink<'a> {
         let writer = self.new_writer()?;
         self.files.extend(writer.finish().await?);
         self.table = evolve::apply(self.sync, self.table.clone(), schema).await?;
-        self.writer = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
+        self.writer = writer_for(&self.table)?;
         self.builder = BatchBuilder::new(self.sync.plan().input_schema.clone());
         Ok(())
     }
 
     /// A fresh writer for the current table in place of the running one, which is returned.
     fn new_writer(&mut self) -> Result<TableWriter> {
-        let fresh = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
-        Ok(std::mem::replace(&mut self.writer, fresh))
+        Ok(std::mem::replace(&mut self.writer, writer_for(&self.table)?))
     }
 
     /// Converts one document; a document that does not fit follows the conversion policy.
@@ -267,8 +265,9 @@ impl<'a> Sink<'a> {
     }
 
     /// Commits everything added and deleted since the last commit, with `checkpoint`, in one
-    /// snapshot (dead letters first, to their own table); returns the data files committed.
-    pub async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<Vec<DataFile>> {
+    /// snapshot (dead letters first, to their own table); returns the data files committed,
+    /// each with the keys of its rows.
+    pub async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<Vec<WrittenFile>> {
         self.flush_chunk().await?;
         let writer = self.new_writer()?;
         let mut files = std::mem::take(&mut self.files);
@@ -281,7 +280,8 @@ impl<'a> Sink<'a> {
         let deletes = std::mem::take(&mut self.deletes);
         let positions = deletes.iter().map(|l| (l.file.as_ref(), l.position as i64));
         let delete_files = write_position_deletes(&self.table, positions).await?;
-        let change = Change::rows(files.clone(), delete_files)
+        let data_files = files.iter().map(|written| written.file.clone()).collect();
+        let change = Change::rows(data_files, delete_files)
             .with_properties(checkpoint.to_properties())
             .guarded(self.guard())
             .reporting(self.report());
@@ -301,7 +301,7 @@ impl<'a> Sink<'a> {
             took.as_millis()
         );
         self.continues = Some(checkpoint.clone());
-        self.writer = TableWriter::new(&self.table, &WriteOptions::from_table(&self.table))?;
+        self.writer = writer_for(&self.table)?;
         let skipped = std::mem::take(&mut self.skipped);
         sync.status(|s| {
             s.rows_skipped += skipped;
@@ -363,6 +363,11 @@ impl<'a> Sink<'a> {
             ))
         })
     }
+}
+
+/// A writer of new data files of `table` that keeps their rows' keys for the key index.
+fn writer_for(table: &Table) -> Result<TableWriter> {
+    Ok(TableWriter::new(table, &WriteOptions::from_table(table))?.keeping_keys())
 }
 
 /// The checkpoint `table` has, if a sync wrote it.

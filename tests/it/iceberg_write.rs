@@ -81,10 +81,15 @@ impl Lake {
         for batch in batches {
             writer.write(batch).await.unwrap();
         }
-        let files = writer.finish().await.unwrap();
+        let files = data_files(writer).await;
         let properties = properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         append(&self.conn, table, files, properties).await.unwrap()
     }
+}
+
+/// Closes `writer` and returns the data files it wrote.
+async fn data_files(writer: TableWriter) -> Vec<iceberg::spec::DataFile> {
+    writer.finish().await.unwrap().into_iter().map(|written| written.file).collect()
 }
 
 /// Every row of the table, through iceberg-rust's scan, sorted by `_id`.
@@ -567,7 +572,7 @@ async fn a_table_partitioned_by_day_and_bucket_gets_a_file_per_partition_with_it
     writer.write(&day_orders(0..60)).await.unwrap();
     writer.write(&day_orders(60..120)).await.unwrap();
     assert_eq!(writer.rows(), 120);
-    let files = writer.finish().await.unwrap();
+    let files = data_files(writer).await;
 
     // What each partition should hold, computed here: days since the epoch, and iceberg's
     // bucket function on `_id`.
@@ -623,7 +628,7 @@ async fn a_tiny_target_file_size_rolls_to_a_new_file_per_batch() {
     for start in (0..500).step_by(100) {
         writer.write(&day_orders(start..start + 100)).await.unwrap();
     }
-    let files = writer.finish().await.unwrap();
+    let files = data_files(writer).await;
     assert_eq!(files.len(), 5);
     assert!(files.iter().all(|f| f.record_count() == 100));
     let mut paths: Vec<&str> = files.iter().map(|f| f.file_path()).collect();
@@ -680,7 +685,7 @@ async fn every_compression_codec_writes_files_that_read_back() {
         let options = WriteOptions { target_file_size: 1 << 20, compression: codec.into() };
         let mut writer = TableWriter::new(&table, &options).unwrap();
         writer.write(&day_orders(0..50)).await.unwrap();
-        let files = writer.finish().await.unwrap();
+        let files = data_files(writer).await;
         let bytes = table.file_io().new_input(files[0].file_path()).unwrap().read().await.unwrap();
         let reader = parquet::file::reader::SerializedFileReader::new(bytes).unwrap();
         let compression = reader.metadata().row_group(0).column(0).compression();

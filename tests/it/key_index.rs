@@ -21,7 +21,7 @@ use misql::lake::key_index::{KeyIndex, RowLocation};
 use misql::lake::position_delete::write_position_deletes;
 use misql::lake::schema::iceberg_schema;
 use misql::lake::table::create_table;
-use misql::lake::writer::{TableWriter, WriteOptions};
+use misql::lake::writer::{TableWriter, WriteOptions, WrittenFile};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::support::TempDir;
@@ -67,11 +67,8 @@ impl Lake {
 
     /// Writes `batches` into new data files of `table` (not committed).
     async fn write(&self, table: &Table, batches: &[RecordBatch]) -> Vec<DataFile> {
-        let mut writer = TableWriter::new(table, &WriteOptions::from_table(table)).unwrap();
-        for batch in batches {
-            writer.write(batch).await.unwrap();
-        }
-        writer.finish().await.unwrap()
+        let written = write_files(table, batches, &WriteOptions::from_table(table)).await;
+        written.into_iter().map(|written| written.file).collect()
     }
 
     /// Writes and appends `batches`; returns the table after the commit and the files added.
@@ -80,6 +77,19 @@ impl Lake {
         let table = append(&self.conn, table, files.clone(), HashMap::new()).await.unwrap();
         (table, files)
     }
+}
+
+/// Writes `batches` into new data files of `table` (not committed), each with its keys.
+async fn write_files(
+    table: &Table,
+    batches: &[RecordBatch],
+    options: &WriteOptions,
+) -> Vec<WrittenFile> {
+    let mut writer = TableWriter::new(table, options).unwrap().keeping_keys();
+    for batch in batches {
+        writer.write(batch).await.unwrap();
+    }
+    writer.finish().await.unwrap()
 }
 
 /// A batch of rows `(_id, region, n)`.
@@ -317,14 +327,15 @@ async fn remove_and_get() {
 }
 
 #[tokio::test]
-async fn add_written_file_after_another_append() {
+async fn the_writer_hands_back_each_files_keys_in_row_order() {
     let lake = lake().await;
     let table = lake.create("grow", DataType::Utf8, &[("region", Transform::Identity)]).await;
     let (table, first) = lake.append(&table, &[rows(&object_ids(0..100), &["eu", "us"])]).await;
     let mut index = KeyIndex::build(&table, "_id").await.unwrap();
 
-    // An upsert of keys 90..110: remove the old rows (90..100), write the new ones.
-    let upserted = object_ids(90..110);
+    // An upsert of keys 90..160: remove the old rows (90..100), write the new ones in three
+    // partitions and several batches, with files rolled after every batch.
+    let upserted = object_ids(90..160);
     let mut replaced = Vec::new();
     for key in &upserted {
         if let Some(old) = index.remove(key) {
@@ -332,16 +343,26 @@ async fn add_written_file_after_another_append() {
         }
     }
     assert_eq!(replaced.len(), 10);
-    let (table, second) = lake.append(&table, &[rows(&upserted, &["eu", "us", "apac"])]).await;
-    assert_eq!(second.len(), 3);
-    for file in &second {
-        index.add_written_file(&table, file, "_id").await.unwrap();
+    let batches: Vec<RecordBatch> =
+        upserted.chunks(10).map(|ids| rows(ids, &["eu", "us", "apac"])).collect();
+    let tiny = WriteOptions { target_file_size: 1, ..WriteOptions::from_table(&table) };
+    let second = write_files(&table, &batches, &tiny).await;
+    assert!(second.len() > 3, "files rolled within partitions: {}", second.len());
+    let files: Vec<DataFile> = second.iter().map(|written| written.file.clone()).collect();
+    append(&lake.conn, &table, files.clone(), HashMap::new()).await.unwrap();
+    for written in &second {
+        // The keys handed back are the file's key column as read from the file itself.
+        let keys = written.keys.as_ref().expect("keys kept");
+        let keys = arrow::compute::cast(keys, &DataType::Utf8).unwrap();
+        let keys: Vec<String> = keys.as_string::<i32>().iter().map(|k| k.unwrap().into()).collect();
+        assert_eq!(keys, file_keys(&written.file), "{}", written.file.file_path());
+        index.add_file(&written.file, written.keys.as_ref().unwrap()).unwrap();
     }
     let mut all = first.clone();
-    all.extend(second.iter().cloned());
+    all.extend(files.iter().cloned());
     let gone: Vec<(String, u64)> = replaced.iter().map(at).collect();
     // What the index holds: the first files' rows except the replaced ones, plus the new files.
-    assert_eq!(index.len(), 110);
+    assert_eq!(index.len(), 160);
     for file in &all {
         for (position, key) in file_keys(file).into_iter().enumerate() {
             let here = (file.file_path().to_string(), position as u64);
@@ -350,11 +371,11 @@ async fn add_written_file_after_another_append() {
             }
         }
     }
-    // Adding a file twice is an error; add_file with keys that do not match its rows too.
-    let error = index.add_written_file(&table, &second[0], "_id").await.unwrap_err();
+    // Adding a file twice is an error; keys that do not match the file's rows too.
+    let error = index.add_file(&files[0], second[0].keys.as_ref().unwrap()).unwrap_err();
     assert!(error.to_string().contains("already in the key index"), "{error}");
     let keys: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
-    let error = index.add_file(&second[1], &keys).unwrap_err();
+    let error = index.add_file(&files[1], &keys).unwrap_err();
     assert!(error.to_string().contains("keys given for its"), "{error}");
 }
 
@@ -421,7 +442,7 @@ async fn position_deletes_in_the_snapshot_are_applied() {
         commit_row_delta(&lake.conn, &table, new_files.clone(), delete_files, HashMap::new())
             .await
             .unwrap();
-    index.add_written_file(&table, &new_files[0], "_id").await.unwrap();
+    index.add_file(&new_files[0], upsert.column(0)).unwrap();
     files.extend(new_files);
 
     let rebuilt = KeyIndex::build(&table, "_id").await.unwrap();

@@ -76,7 +76,7 @@ fn rows(rows: &[(&str, &str, i64)]) -> RecordBatch {
 async fn write(table: &Table, batch: &RecordBatch) -> Vec<DataFile> {
     let mut writer = TableWriter::new(table, &WriteOptions::from_table(table)).unwrap();
     writer.write(batch).await.unwrap();
-    writer.finish().await.unwrap()
+    writer.finish().await.unwrap().into_iter().map(|written| written.file).collect()
 }
 
 /// Every row through iceberg-rust's scan (deletes applied), as `(_id, region, qty)`, sorted.

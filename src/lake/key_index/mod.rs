@@ -4,8 +4,10 @@
 //!
 //! The index is built once from the table's current snapshot ([`KeyIndex::build`]: only the key
 //! column of each live data file is read, and the table's position delete files are applied),
-//! then kept up to date as the sync writes: [`KeyIndex::remove`] when a key is deleted or
-//! replaced, [`KeyIndex::add_file`] / [`KeyIndex::add_written_file`] for each new data file.
+//! then kept up to date as the sync writes: [`KeyIndex::remove_keys`] when keys are deleted or
+//! replaced, [`KeyIndex::add_file`] for each data file it writes (the writer hands back each
+//! file's keys, so the file is not read back), [`KeyIndex::add_rewritten_file`] for each file
+//! its compaction writes (read back one at a time: a compaction's keys are not held in memory).
 //!
 //! # Memory
 //!
@@ -110,45 +112,18 @@ impl KeyIndex {
             ))
             .with_hint("pass the file's whole key column, in row order"));
         }
-        let slot = self.register(Arc::new(file.clone()), "the table")?;
-        let mut oddities = Oddities::default();
-        let result = self.insert_rows(slot, 0, keys, &[], &mut 0, false, &mut oddities);
-        self.release_if_empty(slot);
-        oddities.report(&format!("indexing the keys of `{}`", file.file_path()));
-        result
+        self.record(file, "the table", std::slice::from_ref(keys), false)
     }
 
-    /// Reads the column `key` of `file`, a data file of `table` just written (committed or
-    /// not), through `table.file_io()`, and records its rows as [`Self::add_file`] does. The
-    /// column is read whole before anything is recorded, so a failed read leaves the index as it
-    /// was.
-    pub async fn add_written_file(
-        &mut self,
-        table: &Table,
-        file: &DataFile,
-        key: &str,
-    ) -> Result<()> {
-        self.read_file(table, file, key, false).await
-    }
-
-    /// Records `file`, a data file a compaction wrote in place of others, as
-    /// [`Self::add_written_file`] does; its keys were live in the files it replaces, so each
-    /// moves to it (no warning).
+    /// Reads the column `key` of `file`, a data file a compaction of `table` wrote in place of
+    /// others, through `table.file_io()`, and records its rows as [`Self::add_file`] does; its
+    /// keys were live in the files it replaces, so each moves to it (no warning). The column is
+    /// read whole before anything is recorded, so a failed read leaves the index as it was.
     pub async fn add_rewritten_file(
         &mut self,
         table: &Table,
         file: &DataFile,
         key: &str,
-    ) -> Result<()> {
-        self.read_file(table, file, key, true).await
-    }
-
-    async fn read_file(
-        &mut self,
-        table: &Table,
-        file: &DataFile,
-        key: &str,
-        moving: bool,
     ) -> Result<()> {
         check_data_file(file)?;
         let name = table.identifier().to_string();
@@ -163,11 +138,23 @@ impl KeyIndex {
             columns.push(batch.column(0).clone());
         }
         check_row_count(&context(), rows, file)?;
-        let slot = self.register(Arc::new(file.clone()), &name)?;
+        self.record(file, &name, &columns, true)
+    }
+
+    /// Records the rows of `file` of `table`, whose key column comes in `columns` (in row
+    /// order); a key already in the index moves to it, with a warning unless `moving`.
+    fn record(
+        &mut self,
+        file: &DataFile,
+        table: &str,
+        columns: &[ArrayRef],
+        moving: bool,
+    ) -> Result<()> {
+        let slot = self.register(Arc::new(file.clone()), table)?;
         let mut oddities = Oddities::default();
         let mut position = 0u64;
         let mut result = Ok(());
-        for keys in &columns {
+        for keys in columns {
             result = self.insert_rows(slot, position, keys, &[], &mut 0, false, &mut oddities);
             if result.is_err() {
                 break;
@@ -185,7 +172,19 @@ impl KeyIndex {
     /// Removes `key` (in its string form) and returns where its live row is, or `None` if no
     /// live row has that key.
     pub fn remove(&mut self, key: &str) -> Option<RowLocation> {
-        let slot = match Key::of_str(key) {
+        self.remove_key(Key::of_str(key))
+    }
+
+    /// Removes each key of `keys` (a key column, read as the files' key columns are read) and
+    /// returns where the live rows of those that had one are.
+    pub fn remove_keys(&mut self, keys: &ArrayRef) -> Result<Vec<RowLocation>> {
+        let mut found = Vec::new();
+        for_each_key(keys, |_, key| found.extend(key.and_then(|key| self.remove_key(key))))?;
+        Ok(found)
+    }
+
+    fn remove_key(&mut self, key: Key<'_>) -> Option<RowLocation> {
+        let slot = match key {
             Key::ObjectId(oid) => self.object_ids.remove(&oid),
             Key::Long(n) => self.longs.remove(&n),
             Key::Str(s) => self.strings.remove(s),

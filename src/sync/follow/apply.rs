@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef};
+use arrow::array::ArrayRef;
 use bson::{RawDocument, rawdoc};
 use iceberg::table::Table;
 
@@ -28,15 +28,18 @@ pub async fn apply(
     let docs: Vec<&RawDocument> =
         changes.order.iter().filter_map(|(_, doc)| doc.as_deref()).collect();
     sink.add(&docs).await?;
-    for key in keys(sync, &changes)? {
-        if let Some(location) = index.remove(&key) {
-            sink.delete(location);
-        }
+    for location in index.remove_keys(&keys(sync, &changes)?)? {
+        sink.delete(location);
     }
     let since = sink.table().metadata().current_snapshot_id();
-    let files = sink.commit(checkpoint).await?;
-    for file in &files {
-        index.add_written_file(sink.table(), file, &sync.plan().key).await?;
+    for written in sink.commit(checkpoint).await? {
+        let keys = written.keys.ok_or_else(|| {
+            Error::internal(format!(
+                "the keys of data file `{}` were not kept",
+                written.file.file_path()
+            ))
+        })?;
+        index.add_file(&written.file, &keys)?;
     }
     reindex_if_moved(sync, since, None, sink.table(), index).await?;
     let applied = changes.events;
@@ -133,19 +136,14 @@ pub async fn reindex_if_moved(
     Ok(true)
 }
 
-/// The output key of each changed `_id`, computed by the sync's key expression.
-fn keys(sync: &SyncTask, changes: &Changes) -> Result<Vec<String>> {
+/// The output key of each changed `_id`, computed by the sync's key expression: the same
+/// column the rows are written with, so the key index reads both the same way.
+fn keys(sync: &SyncTask, changes: &Changes) -> Result<ArrayRef> {
     let mut builder = BatchBuilder::new(sync.plan().input_schema.clone());
     for (id, _) in &changes.order {
         builder.append(&rawdoc! { "_id": id.clone() })?;
     }
-    let keys: ArrayRef = sync.plan().keys(&builder.finish()?)?;
-    (0..keys.len())
-        .map(|i| {
-            arrow::util::display::array_value_to_string(&keys, i)
-                .map_err(|e| Error::internal(format!("cannot read key {i}: {e}")))
-        })
-        .collect()
+    sync.plan().keys(&builder.finish()?)
 }
 
 /// A cluster time as a wall-clock time (second precision).
