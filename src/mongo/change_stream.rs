@@ -262,6 +262,15 @@ impl Reader {
             Reads::Routed(rx) => rx.recv().await,
         }
     }
+
+    /// Whether reads are waiting to be received: an idle read followed by more was idle only
+    /// when it was made, and the reader is not caught up.
+    pub fn has_queued(&self) -> bool {
+        match &self.rx {
+            Reads::Own(rx) => !rx.is_empty(),
+            Reads::Routed(rx) => !rx.is_empty(),
+        }
+    }
 }
 
 impl Drop for Reader {

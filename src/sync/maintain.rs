@@ -4,7 +4,10 @@
 //! - **compaction** once the table has [`COMPACT_DELETE_FILES`] delete files, or
 //!   [`COMPACT_NEW_DATA_FILES`] more data files than after the last compaction: partitions with
 //!   deletes or small files are rewritten (`OPTIMIZE`), at most about one `flush_interval` (at
-//!   least a second) of work per batch, the rest at the next batches;
+//!   least a second) of work per batch, the rest at the next batches. Compaction yields to the
+//!   stream: it rests [`COMPACTION_REST`] times as long as its last round took, and waits while
+//!   the sync is more than [`CATCH_UP_FIRST`] behind (unless the table has four times the
+//!   delete files that call for it);
 //! - **manifest merging** once the current snapshot has more than [`MAX_MANIFESTS`] manifests;
 //! - **snapshot expiry** beyond `max_snapshots` snapshots or past `retain_snapshots`, with the
 //!   files only expired snapshots referenced deleted at once;
@@ -46,6 +49,13 @@ pub const MIN_COMPACTION_BUDGET: Duration = Duration::from_secs(1);
 /// How often the sync lists its table's location for orphaned files (also after a sweep that
 /// failed).
 pub const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// A compaction round takes at most about a quarter of the sync's time: after a round that
+/// took `d`, the next one waits `COMPACTION_REST × d`. Under slow or faulty storage a round can
+/// take many seconds, and rounds back to back would leave the stream unread.
+pub const COMPACTION_REST: u32 = 3;
+/// Compaction yields to the stream while the sync is further behind than this (or than two
+/// `flush_interval`s, if longer): it catches up first.
+pub const CATCH_UP_FIRST: Duration = Duration::from_secs(10);
 /// How long compaction, or snapshot expiry, waits after it failed before it is tried again.
 pub const MAINTENANCE_RETRY: Duration = Duration::from_secs(60);
 
@@ -85,8 +95,14 @@ impl Maintenance {
     ) -> Result<Option<Maintained>> {
         let mut changed = None;
         let mut compaction = None;
-        if sync.create.options.auto_optimize && is_due(self.compact_after) {
-            match self.compact(sync, table).await {
+        if sync.create.options.auto_optimize
+            && is_due(self.compact_after)
+            && !yields_to_stream(sync, table)
+        {
+            let started = Instant::now();
+            let done = self.compact(sync, table).await;
+            self.compact_after = Some(Instant::now() + started.elapsed() * COMPACTION_REST);
+            match done {
                 Ok(Some(done)) => {
                     compaction = done.compaction;
                     changed = Some(done.table);
@@ -133,8 +149,8 @@ impl Maintenance {
         if !compact && manifest_count(table).await? <= MAX_MANIFESTS {
             return Ok(None);
         }
-        let optimize_options =
-            OptimizeOptions { time_budget: Some(options.flush_interval), ..Default::default() };
+        let budget = options.flush_interval.max(MIN_COMPACTION_BUDGET);
+        let optimize_options = OptimizeOptions { time_budget: Some(budget), ..Default::default() };
         let (optimized, report) = optimize(&sync.connection, table, &optimize_options).await?;
         self.data_files_after_compaction = Some(total(&optimized, "total-data-files"));
         tracing::info!(
@@ -238,6 +254,20 @@ fn describe(wait: Duration) -> String {
     }
 }
 
+/// Whether compaction waits for the sync to catch up with its stream.
+fn yields_to_stream(sync: &SyncTask, table: &Table) -> bool {
+    let now = std::time::SystemTime::now();
+    let lag = sync.registry.get(&sync.name, |s| s.lag(now)).unwrap_or_default();
+    let deletes = total(table, "total-delete-files");
+    behind(lag, sync.create.options.flush_interval, deletes)
+}
+
+/// Whether a sync `lag` behind, committing every `flush_interval`, with `delete_files` in its
+/// table, catches up before it compacts.
+fn behind(lag: Duration, flush_interval: Duration, delete_files: u64) -> bool {
+    lag > CATCH_UP_FIRST.max(flush_interval * 2) && delete_files < 4 * COMPACT_DELETE_FILES
+}
+
 /// Whether a step that waits until `after` (if anything) may run now.
 fn is_due(after: Option<Instant>) -> bool {
     after.is_none_or(|at| Instant::now() >= at)
@@ -272,6 +302,15 @@ mod tests {
         assert_eq!(describe(MAINTENANCE_RETRY), "1 min");
         assert_eq!(describe(ORPHAN_SWEEP_INTERVAL), "1 h");
         assert_eq!(describe(Duration::from_secs(90)), "90 s");
+    }
+
+    #[test]
+    fn compaction_waits_while_the_sync_is_behind_unless_deletes_pile_up() {
+        let second = Duration::from_secs(1);
+        assert!(!behind(5 * second, second, 40), "5 s behind is keeping up");
+        assert!(behind(30 * second, second, 40), "30 s behind catches up first");
+        assert!(!behind(30 * second, second, 4 * COMPACT_DELETE_FILES), "too many deletes");
+        assert!(!behind(15 * second, 10 * second, 40), "within two flush intervals");
     }
 
     #[test]

@@ -306,10 +306,16 @@ impl Scenario {
     /// no consistent point comes until the stream has caught up (`max_transaction_rows = 1`: a
     /// batch does not wait for one).
     pub(crate) fn sync_script(&self, batch: usize) -> String {
+        self.sync_script_with(&format!(
+            "flush_interval = '250ms', max_batch_rows = {batch}, max_transaction_rows = 1"
+        ))
+    }
+
+    /// The sync of the scenario's collection, with the options `with`.
+    pub(crate) fn sync_script_with(&self, with: &str) -> String {
         format!(
             "{};\nCREATE SYNC orders FROM mongo.{db}.orders INTO lake.{db}.orders SELECT {SELECT} \
-             WHERE status <> 'test' PARTITION BY day(created_at) \
-             WITH (flush_interval = '250ms', max_batch_rows = {batch}, max_transaction_rows = 1);\n",
+             WHERE status <> 'test' PARTITION BY day(created_at) WITH ({with});\n",
             self.via_proxy,
             db = self.db
         )

@@ -8,7 +8,7 @@ use mongodb::change_stream::event::{OperationType, ResumeToken};
 
 use super::apply::system_time;
 use super::changes::{Changes, Effect, add, is_change};
-use super::stream::{Stream, history_lost, lost, next_read, raw, stalled};
+use super::stream::{Stream, has_queued, history_lost, lost, next_read, raw, stalled};
 use super::transaction::TransactionId;
 use super::{CUT_WAIT, End, Follower};
 use crate::mongo::change_stream::{Event, Read, SILENT_LIMIT};
@@ -99,6 +99,14 @@ impl Follower<'_> {
                 batch.ending = true;
             }
         }
+        tracing::debug!(
+            "sync {}: read a batch of {} changes ({} events) in {} ms{}",
+            self.sync.name,
+            batch.changes.len(),
+            batch.changes.events,
+            started.elapsed().as_millis(),
+            if batch.caught_up { ", caught up" } else { "" }
+        );
         Ok(batch)
     }
 
@@ -224,6 +232,11 @@ impl Follower<'_> {
                 self.cut.idle(seen);
                 let asked = std::time::SystemTime::now() - asked.elapsed();
                 self.sync.status(|s| s.caught_up_at = Some(asked));
+                // Read ahead while the sync committed, an idle answer followed by more reads
+                // says only that there was a pause then: the batch goes on.
+                if has_queued(&self.stream) {
+                    return Ok(Flow::Continue);
+                }
                 batch.caught_up = true;
                 Ok(if how.drain || !batch.changes.is_empty() {
                     Flow::Break

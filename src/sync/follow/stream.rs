@@ -83,6 +83,11 @@ pub(super) async fn open(
 
 /// The next read of the stream, or an elapsed timeout after `left` (pending forever when there
 /// is no stream). Cancel-safe.
+/// Whether `stream` has reads waiting to be received (see [`Reader::has_queued`]).
+pub(super) fn has_queued(stream: &Stream) -> bool {
+    matches!(stream, Stream::Reading(reader) if reader.has_queued())
+}
+
 pub(super) async fn next_read(
     stream: &mut Stream,
     left: Duration,

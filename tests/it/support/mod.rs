@@ -62,7 +62,8 @@ pub fn misql_in_with_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &st
 fn run_misql(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     use std::io::Write;
     let mut command = Command::new(env!("CARGO_BIN_EXE_misql"));
-    command.args(args).env("MONGODB_URI", &server().uri).env_remove("RUST_LOG");
+    command.args(args).env("MONGODB_URI", &server().uri);
+    command.log_level();
     command.envs(env.iter().copied());
     command.stdin(std::process::Stdio::piped());
     command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
@@ -137,9 +138,9 @@ pub fn daemon_with(
         .args(["-f", file.to_str().expect("UTF-8 path")])
         .args(args)
         .env("MONGODB_URI", &server().uri)
-        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
         .stderr(stderr)
+        .log_level()
         .spawn()
         .map(Daemon)
         .expect("start misql")
@@ -163,9 +164,9 @@ pub fn daemon_appending(
         .args(["-f", file.to_str().expect("UTF-8 path")])
         .args(args)
         .env("MONGODB_URI", uri)
-        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::from(log))
+        .log_level()
         .spawn()
         .map(Daemon)
         .expect("start misql")
@@ -235,4 +236,20 @@ pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
         .records()
         .map(|r| r.expect("valid CSV").iter().map(str::to_string).collect())
         .collect()
+}
+
+/// The log level of the misql processes a test starts: misql's default (INFO), whatever
+/// `RUST_LOG` the test run has, unless `MISQL_TEST_RUST_LOG` gives one (`debug`, for example,
+/// to read what a daemon did in a test that prints its log).
+pub trait LogLevel {
+    fn log_level(&mut self) -> &mut Self;
+}
+
+impl LogLevel for Command {
+    fn log_level(&mut self) -> &mut Self {
+        match std::env::var("MISQL_TEST_RUST_LOG") {
+            Ok(level) => self.env("RUST_LOG", level),
+            Err(_) => self.env_remove("RUST_LOG"),
+        }
+    }
 }
