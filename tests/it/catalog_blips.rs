@@ -7,9 +7,9 @@
 
 use misql::lake::catalog::connect;
 
-use crate::catalog_faults::{Daemon, Scenario, workload};
 use crate::service::{get, sample, wait_for_http};
 use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
+use crate::support::fault_scenario::{Daemon, Scenario, workload};
 use crate::support::rest_catalog::RestCatalog;
 use crate::support::seaweed::seaweed;
 use crate::support::server::free_port;

@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::catalog_faults::{DELAY, Daemon, REST_TIMEOUT_OPTION, Scenario};
 use crate::service::{get, wait_for_http};
 use crate::support::data::Rng;
 use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
+use crate::support::fault_scenario::{DELAY, Daemon, REST_TIMEOUT_OPTION, Scenario};
 use crate::support::rest_catalog::RestCatalog;
 use crate::support::server::free_port;
 use crate::sync_stream::change;

@@ -12,6 +12,7 @@ mod database_sync;
 mod deep_nesting;
 mod evolve;
 mod explore;
+mod fault_proxy;
 mod hostile;
 mod iceberg_catalog;
 mod iceberg_write;

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use bson::Document;
 use mongodb::Collection;
 
-use crate::catalog_faults::{Daemon, Scenario};
 use crate::service::{get, sample, wait_for_http};
 use crate::support::data::{Rng, order};
 use crate::support::fault_proxy::{Fault, FaultProxy, Plan, Route};
+use crate::support::fault_scenario::{Daemon, Scenario};
 use crate::support::rest_catalog::{RestCatalog, on_each_rest_catalog};
 use crate::support::server::free_port;
 

@@ -7,6 +7,7 @@ pub mod commit;
 pub mod data;
 pub mod duckdb;
 pub mod fault_proxy;
+pub mod fault_scenario;
 pub mod oracle;
 pub mod pyiceberg;
 pub mod rest_catalog;
