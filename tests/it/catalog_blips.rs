@@ -24,9 +24,15 @@ const TOKEN_FAULTS: usize = 1;
 /// ATTACH's own exchange passes; the first commit's is faulted). The table ends exact, the sync
 /// never failed and never restarted.
 async fn survives_token_faults(name: &str, fault: Fault) {
+    survives_blips(name, Route::rest_token(), 2, fault, TOKEN_FAULTS).await;
+}
+
+/// As [`survives_token_faults`], with every `every`th request of `route` given `fault`, `times`
+/// times.
+async fn survives_blips(name: &str, route: Route, every: usize, fault: Fault, times: usize) {
     let weed = seaweed();
     let rest = FaultProxy::start(&weed.rest_uri);
-    rest.plan(Plan::on(Route::rest_token()).every(2).inject(fault.clone(), TOKEN_FAULTS));
+    rest.plan(Plan::on(route).every(every).inject(fault.clone(), times));
     let scenario =
         Scenario::new(RestCatalog::Seaweed, name, 100, rest.uri(), &weed.s3_endpoint, "").await;
     let http = format!("127.0.0.1:{}", free_port());
@@ -41,14 +47,12 @@ async fn survives_token_faults(name: &str, fault: Fault) {
     daemon.wait_in_sync(&scenario, "after the workload").await;
     assert_eq!(
         rest.injected_of(&fault),
-        TOKEN_FAULTS,
+        times,
         "not every planned fault was met (injected {:?}); misql's log ends:\n{}",
         rest.injected(),
         daemon.tail()
     );
-    scenario
-        .assert_exact(&format!("{TOKEN_FAULTS} × {} on the token endpoint", fault.kind()))
-        .await;
+    scenario.assert_exact(&format!("{times} × {}", fault.kind())).await;
     let metrics = get(&http, "/metrics").await.1;
     let retries = r#"misql_sync_retries_total{sync="orders"}"#;
     assert_eq!(
@@ -68,6 +72,14 @@ async fn a_token_endpoint_answering_503_is_tried_again_and_the_sync_neither_fail
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_exchange_whose_connection_drops_is_tried_again_without_a_restart() {
     survives_token_faults("tokendrop", Fault::DropAfter).await;
+}
+
+/// A commit refused with 401 (the token expired early, or was revoked) gets a new token and is
+/// sent again, once: the sync neither fails nor restarts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_refused_for_an_expired_token_gets_a_new_token_and_goes_through() {
+    let commits = Route::rest_commit("orders");
+    survives_blips("token401", commits, 3, Fault::UnauthorizedBefore, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -178,6 +178,7 @@ async fn each_planned_fault_reaches_the_client_as_planned_and_is_counted() {
     let route = |path: &'static str, method: &str| Route::new(path, method, move |p| p == path);
     proxy.plan(Plan::on(route("/status", "POST")).inject(Fault::StatusAfter(502), 1));
     proxy.plan(Plan::on(route("/unavailable", "POST")).inject(Fault::UnavailableBefore, 1));
+    proxy.plan(Plan::on(route("/expired", "POST")).inject(Fault::UnauthorizedBefore, 1));
     proxy.plan(Plan::on(route("/slow", "PUT")).inject(Fault::SlowDownBefore, 1));
     proxy.plan(Plan::on(route("/drop", "POST")).inject(Fault::DropAfter, 1));
     proxy.plan(Plan::on(route("/delay", "POST")).inject(Fault::DelayAfter(DELAY), 1));
@@ -193,6 +194,11 @@ async fn each_planned_fault_reaches_the_client_as_planned_and_is_counted() {
     let answer = http.post(url("/unavailable")).body("{}").send().await.unwrap();
     assert_eq!(answer.status().as_u16(), 503);
     assert!(!echo.saw("POST /unavailable 2"), "a 503 before forwarding did not");
+
+    let answer = http.post(url("/expired")).body("{}").send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    assert!(answer.text().await.unwrap().contains("NotAuthorizedException"));
+    assert!(!echo.saw("POST /expired 2"), "a 401 before forwarding did not reach the upstream");
 
     let answer = http.put(url("/slow")).body("data").send().await.unwrap();
     assert_eq!(answer.status().as_u16(), 503);
@@ -224,7 +230,7 @@ async fn each_planned_fault_reaches_the_client_as_planned_and_is_counted() {
     assert_eq!(proxy.abandoned(), 1, "the delayed client's timeout was noticed");
     assert_eq!(proxy.pending(), 0);
     let kinds = ["502 after", "503 before", "503 SlowDown before", "drop after", "delay after"];
-    for kind in kinds.into_iter().chain(["cut upload"]) {
+    for kind in kinds.into_iter().chain(["401 before", "cut upload"]) {
         assert_eq!(proxy.injected().get(kind), Some(&1), "{kind}: {:?}", proxy.injected());
     }
     assert_eq!(proxy.injected_of(&Fault::StatusAfter(500)), 2);

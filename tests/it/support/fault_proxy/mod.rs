@@ -342,7 +342,7 @@ impl Connection {
         }
     }
 
-    /// Answers a fault that does not forward: 503 (plain or SlowDown), or a cut upload.
+    /// Answers a fault that does not forward: 503 (plain or SlowDown), 401, or a cut upload.
     async fn refuse(&mut self, request: &Request, fault: &Fault) -> io::Result<Next> {
         if let Fault::CutUpload(bytes) = fault {
             return self.cut(request, *bytes).await;
@@ -354,6 +354,7 @@ impl Connection {
         }
         let answer = match fault {
             Fault::SlowDownBefore => slow_down(&request.path, close),
+            Fault::UnauthorizedBefore => token_expired(close),
             _ => plain(503, "Service Unavailable", "fault proxy: 503 before forwarding", close),
         };
         self.client.send(&answer).await?;
@@ -508,6 +509,12 @@ fn slow_down(path: &str, close: bool) -> Vec<u8> {
          <RequestId>fault-proxy</RequestId></Error>"
     );
     answer(503, "Slow Down", "application/xml", &body, close)
+}
+
+/// A 401 as an Iceberg REST catalog answers a request whose token expired.
+fn token_expired(close: bool) -> Vec<u8> {
+    let body = r#"{"error":{"message":"fault proxy: the token expired","type":"NotAuthorizedException","code":401}}"#;
+    answer(401, "Unauthorized", "application/json", body, close)
 }
 
 fn answer(status: u16, reason: &str, content_type: &str, body: &str, close: bool) -> Vec<u8> {

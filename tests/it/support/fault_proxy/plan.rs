@@ -15,6 +15,9 @@ pub enum Fault {
     StatusAfter(u16),
     /// Answer 503 Service Unavailable without forwarding the request.
     UnavailableBefore,
+    /// Answer 401 Unauthorized (an expired token, in the Iceberg REST error model) without
+    /// forwarding the request.
+    UnauthorizedBefore,
     /// Answer 503 with an S3 `SlowDown` error document without forwarding the request.
     SlowDownBefore,
     /// Forward the request, wait for the upstream's answer, then close the client's connection
@@ -35,6 +38,7 @@ impl Fault {
         match self {
             Fault::StatusAfter(status) => format!("{status} after"),
             Fault::UnavailableBefore => "503 before".into(),
+            Fault::UnauthorizedBefore => "401 before".into(),
             Fault::SlowDownBefore => "503 SlowDown before".into(),
             Fault::DropAfter => "drop after".into(),
             Fault::DelayAfter(_) => "delay after".into(),
