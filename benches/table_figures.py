@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "it", "support"))
 from pyiceberg.catalog import load_catalog  # noqa: E402
 from pyiceberg.manifest import DataFileContent  # noqa: E402
 
-import read_duckdb  # noqa: E402  (tests/it/support/read_duckdb.py: its connect() and SCAN)
+import read_duckdb  # noqa: E402  (tests/it/support/read_duckdb.py: its metadata_file() and SCAN)
 
 RUNS = 3
 
@@ -96,8 +96,7 @@ def main():
     pyiceberg_s, arrow = best_of(RUNS, lambda: catalog.load_table(name).scan().to_arrow())
     rows = arrow.num_rows
 
-    path = read_duckdb.metadata_file(json.dumps(props), name)
-    con = read_duckdb.connect()
+    path, con = read_duckdb.metadata_file(json.dumps(props), name)
     duckdb_s, duck_rows = best_of(
         RUNS, lambda: len(con.sql(read_duckdb.SCAN, params=[path]).fetchall()))
     if duck_rows != rows:
